@@ -1,0 +1,112 @@
+"""Deterministic fault injection: make a payment step fail, slow down or hang, on purpose.
+
+Two levels:
+
+* a :class:`FaultPlan` travels with one payment (it is part of the workflow input, so
+  every worker applies it and the history records it): "fail the first 2 charge attempts";
+* a :class:`FaultProfile` is set on a worker and applies to every payment it handles:
+  "fail 5 % of charges", decided by a seeded hash of (payment, attempt) so a run is
+  reproducible whatever the order or concurrency.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StepFaults:
+    """Faults for one step (validate, charge or notify) of one payment."""
+
+    fail_first: int = 0
+    """Fail this many first attempts with a transient error, which Temporal retries."""
+    hang_first: int = 0
+    """Make this many first attempts never answer, until their timeout ends them.
+
+    A hanging charge has already reached the processor: the charge is taken, the answer is
+    lost. This is where idempotency earns its keep.
+    """
+    delay: float = 0.0
+    """Seconds every attempt takes (for the charge: the processor's answer time)."""
+    decline: bool = False
+    """Charge only: the processor declines the card. A business answer, never retried."""
+
+    def __post_init__(self) -> None:
+        _check_count("fail_first", self.fail_first)
+        _check_count("hang_first", self.hang_first)
+        _check_seconds("delay", self.delay)
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Faults for each step of one payment."""
+
+    validate: StepFaults = StepFaults()
+    """Faults of the validate step."""
+    charge: StepFaults = StepFaults()
+    """Faults of the charge step."""
+    notify: StepFaults = StepFaults()
+    """Faults of the notify step."""
+
+    @classmethod
+    def failing(cls, *, validate: int = 0, charge: int = 0, notify: int = 0) -> FaultPlan:
+        """A plan that fails the first N attempts of each step: ``FaultPlan.failing(charge=2)``."""
+        return cls(
+            validate=StepFaults(fail_first=validate),
+            charge=StepFaults(fail_first=charge),
+            notify=StepFaults(fail_first=notify),
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether the plan injects nothing."""
+        return self == FaultPlan()
+
+
+@dataclass(frozen=True)
+class FaultProfile:
+    """Faults a worker applies to every payment; the defaults reproduce the seed chapter.
+
+    The chapter's processor slept 2 seconds and failed 5 % of charges at random. Here the
+    "random" failure is a seeded function of (payment id, attempt), so the same payments
+    fail on every run, and a retried attempt gets a fresh draw.
+    """
+
+    charge_failure_rate: float = 0.05
+    """Share of charge attempts that fail with a transient processor error (0 to 1)."""
+    charge_latency: float = 2.0
+    """Seconds the processor takes to answer a charge."""
+    seed: int = 0
+    """Seed of the failure draws."""
+
+    def __post_init__(self) -> None:
+        rate = self.charge_failure_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"charge_failure_rate must be between 0 and 1, got {rate!r}")
+        _check_seconds("charge_latency", self.charge_latency)
+
+    def charge_fails(self, payment_id: str, attempt: int) -> bool:
+        """Whether attempt ``attempt`` of charging ``payment_id`` fails under this profile."""
+        if self.charge_failure_rate <= 0:
+            return False
+        draw = random.Random(f"{self.seed}:{payment_id}:{attempt}").random()
+        return draw < self.charge_failure_rate
+
+
+NO_FAULTS = FaultProfile(charge_failure_rate=0.0, charge_latency=0.0)
+"""A profile that injects nothing: the default of lab and test workers."""
+
+SEED_CHAPTER = FaultProfile()
+"""The seed chapter's processor: 2 s per charge, 5 % of charges fail."""

@@ -1,0 +1,510 @@
+"""The payment repository: payments, organizations, the charge ledger, notifications, attempts.
+
+It runs on SQLite: in memory by default (one lab, one process), or on a file when several
+processes share it (a worker process that is killed and restarted in a crash lesson, the
+notebook that watches it). Every operation is one transaction, so concurrent activities,
+threads and processes never see half a change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from payments_lab.domain import Payment, PaymentStatus
+
+DEMO_ORGANIZATIONS: dict[str, str] = {
+    "org-acme": "Acme Corporation",
+    "org-globex": "Globex",
+    "org-initech": "Initech",
+    "org-gyroscops": "Gyroscops",
+}
+"""Organizations every new repository knows, so a first payment works out of the box."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS organizations (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payments (
+    id TEXT PRIMARY KEY,
+    organization_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    description TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failure_reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payments_by_organization ON payments (organization_id);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id TEXT NOT NULL UNIQUE,
+    payment_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_by_payment ON ledger (payment_id);
+CREATE TABLE IF NOT EXISTS notifications (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    payment_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    message TEXT NOT NULL,
+    sent_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    payment_id TEXT NOT NULL,
+    activity TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    workflow_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    outcome TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_payment ON attempts (payment_id);
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class Organization:
+    """An organization that may pay."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One movement of money at the simulated payment processor."""
+
+    entry_id: str
+    """Id of the movement, e.g. ``ch_3f9a…`` for a charge, ``re_…`` for a refund."""
+    payment_id: str
+    kind: str
+    """``"charge"`` or ``"refund"``."""
+    amount: Decimal
+    currency: str
+    idempotency_key: str | None
+    """Key the caller sent; a second charge with the same key charges nothing."""
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ChargeOutcome:
+    """What :meth:`PaymentRepository.charge` did."""
+
+    entry: LedgerEntry
+    """The charge, new or found."""
+    created: bool
+    """False when the idempotency key had been seen: nothing more was charged."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A notification the notify step sent (the kit records instead of sending)."""
+
+    payment_id: str
+    channel: str
+    """``"email"`` or ``"webhook"``."""
+    recipient: str
+    message: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of one activity, as the activity itself saw it.
+
+    Temporal's history keeps only the last attempt of a retried activity; these records
+    keep all of them.
+    """
+
+    payment_id: str
+    activity: str
+    attempt: int
+    workflow_id: str
+    run_id: str
+    worker: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str
+    """``"running"`` (or the worker died during it), ``"completed"``, ``"failed"``, ``"cancelled"``."""
+    error: str | None = None
+
+
+class ChargeRefusedError(RuntimeError):
+    """The payment is not in a state that can be charged (for example it was cancelled)."""
+
+
+class PaymentRepository:
+    """Payments, organizations, the processor's ledger, notifications and activity attempts.
+
+    Args:
+        path: SQLite file shared by several processes, or None to keep everything in memory.
+        demo_organizations: Register :data:`DEMO_ORGANIZATIONS` if they are missing.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, demo_organizations: bool = True) -> None:
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.path) if self.path else ":memory:",
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=10.0,
+        )
+        self._db.row_factory = sqlite3.Row
+        if self.path:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+        if demo_organizations:
+            for org_id, name in DEMO_ORGANIZATIONS.items():
+                self.register_organization(org_id, name, replace=False)
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "memory"
+        return f"PaymentRepository({where}: {self.count()} payments)"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        """Close the database; a file-backed repository keeps its data."""
+        with self._lock:
+            self._db.close()
+
+    # Organizations
+
+    def register_organization(self, organization_id: str, name: str | None = None, *, replace: bool = True) -> Organization:
+        """Make ``organization_id`` known, so its payments pass validation."""
+        if not isinstance(organization_id, str) or not organization_id.strip():
+            raise ValueError("organization_id must be a non-blank string")
+        organization = Organization(organization_id, name or organization_id)
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        with self._transaction() as db:
+            db.execute(f"{verb} INTO organizations (id, name) VALUES (?, ?)", (organization.id, organization.name))
+        return organization
+
+    def organization_exists(self, organization_id: str) -> bool:
+        """Whether ``organization_id`` is registered."""
+        return bool(self._query("SELECT 1 FROM organizations WHERE id = ?", (organization_id,)))
+
+    def organizations(self) -> list[Organization]:
+        """Every registered organization, by id."""
+        return [Organization(r["id"], r["name"]) for r in self._query("SELECT * FROM organizations ORDER BY id")]
+
+    # Payments: the seed's PaymentRepositoryInterface
+
+    def save(self, payment: Payment) -> None:
+        """Insert or update ``payment``."""
+        with self._transaction() as db:
+            self._save(db, payment)
+
+    @staticmethod
+    def _save(db: sqlite3.Connection, payment: Payment) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                payment.id,
+                payment.organization_id,
+                payment.user_id,
+                str(payment.amount),
+                payment.currency,
+                payment.description,
+                payment.status.value,
+                payment.failure_reason,
+                payment.created_at.isoformat(),
+                payment.updated_at.isoformat(),
+            ),
+        )
+
+    @staticmethod
+    def _payment(row: sqlite3.Row) -> Payment:
+        return Payment(
+            id=row["id"],
+            organization_id=row["organization_id"],
+            user_id=row["user_id"],
+            amount=Decimal(row["amount"]),
+            currency=row["currency"],
+            description=row["description"],
+            status=PaymentStatus(row["status"]),
+            failure_reason=row["failure_reason"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+        )
+
+    def find_by_id(self, payment_id: str) -> Payment | None:
+        """The payment ``payment_id``, or None."""
+        rows = self._query("SELECT * FROM payments WHERE id = ?", (payment_id,))
+        return self._payment(rows[0]) if rows else None
+
+    def find_by_organization(self, organization_id: str) -> list[Payment]:
+        """Payments of ``organization_id``, oldest first."""
+        rows = self._query(
+            "SELECT * FROM payments WHERE organization_id = ? ORDER BY created_at, id", (organization_id,)
+        )
+        return [self._payment(r) for r in rows]
+
+    def delete(self, payment_id: str) -> bool:
+        """Delete the payment; return whether it existed. Its ledger entries stay: money moved."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM payments WHERE id = ?", (payment_id,)).rowcount > 0
+
+    def count(self, organization_id: str | None = None) -> int:
+        """Number of payments, of one organization or of all."""
+        if organization_id is None:
+            return self._query("SELECT COUNT(*) FROM payments")[0][0]
+        return self._query("SELECT COUNT(*) FROM payments WHERE organization_id = ?", (organization_id,))[0][0]
+
+    def transition(self, payment: Payment, status: PaymentStatus, reason: str | None = None) -> Payment:
+        """Save ``payment`` (creating it if needed) moved to ``status``; return what was stored.
+
+        Raises:
+            InvalidTransitionError: the stored payment cannot move to ``status``.
+        """
+        with self._transaction() as db:
+            rows = db.execute("SELECT * FROM payments WHERE id = ?", (payment.id,)).fetchall()
+            current = self._payment(rows[0]) if rows else payment
+            moved = current.transition(status, reason)
+            self._save(db, moved)
+            return moved
+
+    # The simulated processor's ledger
+
+    @staticmethod
+    def _entry(row: sqlite3.Row) -> LedgerEntry:
+        return LedgerEntry(
+            entry_id=row["entry_id"],
+            payment_id=row["payment_id"],
+            kind=row["kind"],
+            amount=Decimal(row["amount"]),
+            currency=row["currency"],
+            idempotency_key=row["idempotency_key"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+        )
+
+    def charge(
+        self, payment_id: str, amount: Decimal, currency: str, *, idempotency_key: str | None
+    ) -> ChargeOutcome:
+        """Take ``amount`` for ``payment_id`` at the processor.
+
+        With an ``idempotency_key`` seen before, nothing more is charged and the earlier
+        charge is returned: this is what makes a retried or replayed charge safe. Without a
+        key, every call charges again, as a naive client would.
+
+        Raises:
+            ChargeRefusedError: the payment is stored and is cancelled, failed or refunded.
+        """
+        with self._transaction() as db:
+            if idempotency_key is not None:
+                rows = db.execute("SELECT * FROM ledger WHERE idempotency_key = ?", (idempotency_key,)).fetchall()
+                if rows:
+                    return ChargeOutcome(self._entry(rows[0]), created=False)
+            status = db.execute("SELECT status FROM payments WHERE id = ?", (payment_id,)).fetchone()
+            if status and status[0] in (PaymentStatus.CANCELLED, PaymentStatus.FAILED, PaymentStatus.REFUNDED):
+                raise ChargeRefusedError(f"payment {payment_id} is {status[0]}; it must not be charged")
+            entry = LedgerEntry(
+                entry_id=f"ch_{uuid.uuid4().hex[:16]}",
+                payment_id=payment_id,
+                kind="charge",
+                amount=amount,
+                currency=currency,
+                idempotency_key=idempotency_key,
+                created_at=_now(),
+            )
+            self._insert_entry(db, entry)
+            return ChargeOutcome(entry, created=True)
+
+    @staticmethod
+    def _insert_entry(db: sqlite3.Connection, entry: LedgerEntry) -> None:
+        db.execute(
+            "INSERT INTO ledger (entry_id, payment_id, kind, amount, currency, idempotency_key, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.entry_id,
+                entry.payment_id,
+                entry.kind,
+                str(entry.amount),
+                entry.currency,
+                entry.idempotency_key,
+                entry.created_at.isoformat(),
+            ),
+        )
+
+    def ledger(self, payment_id: str | None = None) -> list[LedgerEntry]:
+        """Ledger entries, of one payment or all, in the order they happened."""
+        if payment_id is None:
+            rows = self._query("SELECT * FROM ledger ORDER BY seq")
+        else:
+            rows = self._query("SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq", (payment_id,))
+        return [self._entry(r) for r in rows]
+
+    def charge_count(self, payment_id: str) -> int:
+        """How many times ``payment_id`` was charged (more than one is a double charge)."""
+        return self._query(
+            "SELECT COUNT(*) FROM ledger WHERE payment_id = ? AND kind = 'charge'", (payment_id,)
+        )[0][0]
+
+    def balance(self, payment_id: str) -> Decimal:
+        """Money kept for ``payment_id``: its charges minus its refunds."""
+        total = Decimal(0)
+        for entry in self.ledger(payment_id):
+            total += entry.amount if entry.kind == "charge" else -entry.amount
+        return total
+
+    def settle_unfinished(self, payment_id: str, status: PaymentStatus, reason: str) -> PaymentStatus:
+        """End a payment that will not complete, refunding it if money was taken.
+
+        Called when a payment is cancelled or its charge gave up. In one transaction: if
+        the ledger holds more charges than refunds, the difference is refunded and the
+        payment ends ``refunded``; otherwise it ends ``status``. A payment that was never
+        stored (stopped before the charge step) is left unstored.
+
+        Returns:
+            The status the payment ended with.
+        """
+        if status not in (PaymentStatus.CANCELLED, PaymentStatus.FAILED):
+            raise ValueError(f"status must be cancelled or failed, not {status.value}")
+        with self._transaction() as db:
+            entries = [
+                self._entry(r)
+                for r in db.execute("SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq", (payment_id,))
+            ]
+            kept = sum((e.amount if e.kind == "charge" else -e.amount for e in entries), Decimal(0))
+            final = status
+            if kept > 0:
+                charge = next(e for e in entries if e.kind == "charge")
+                self._insert_entry(
+                    db,
+                    LedgerEntry(
+                        entry_id=f"re_{uuid.uuid4().hex[:16]}",
+                        payment_id=payment_id,
+                        kind="refund",
+                        amount=kept,
+                        currency=charge.currency,
+                        idempotency_key=f"refund:{payment_id}:{len(entries)}",
+                        created_at=_now(),
+                    ),
+                )
+                final = PaymentStatus.REFUNDED
+            rows = db.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchall()
+            if rows:
+                stored = self._payment(rows[0])
+                if not stored.status.is_final or final is PaymentStatus.REFUNDED:
+                    self._save(db, stored.transition(final, reason))
+            return final
+
+    # Notifications
+
+    def record_notification(self, notification: Notification) -> None:
+        """Keep ``notification`` so a learner can see what was sent."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO notifications (payment_id, channel, recipient, message, sent_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    notification.payment_id,
+                    notification.channel,
+                    notification.recipient,
+                    notification.message,
+                    notification.sent_at.isoformat(),
+                ),
+            )
+
+    def notifications(self, payment_id: str | None = None) -> list[Notification]:
+        """Notifications sent, of one payment or all, in order."""
+        sql = "SELECT * FROM notifications" + (" WHERE payment_id = ?" if payment_id else "") + " ORDER BY seq"
+        rows = self._query(sql, (payment_id,) if payment_id else ())
+        return [
+            Notification(r["payment_id"], r["channel"], r["recipient"], r["message"], datetime.fromisoformat(r["sent_at"]))
+            for r in rows
+        ]
+
+    # Activity attempts
+
+    def start_attempt(self, record: AttemptRecord) -> int:
+        """Record that an attempt started; return its key for :meth:`finish_attempt`."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO attempts (payment_id, activity, attempt, workflow_id, run_id, worker, started_at, ended_at, outcome, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.payment_id,
+                    record.activity,
+                    record.attempt,
+                    record.workflow_id,
+                    record.run_id,
+                    record.worker,
+                    record.started_at.isoformat(),
+                    record.ended_at.isoformat() if record.ended_at else None,
+                    record.outcome,
+                    record.error,
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_attempt(self, key: int, outcome: str, error: str | None = None) -> None:
+        """Record how the attempt ``key`` ended."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE attempts SET ended_at = ?, outcome = ?, error = ? WHERE seq = ?",
+                (_now().isoformat(), outcome, error, key),
+            )
+
+    def attempts(self, payment_id: str | None = None) -> list[AttemptRecord]:
+        """Every recorded attempt, of one payment or all, in the order they started."""
+        sql = "SELECT * FROM attempts" + (" WHERE payment_id = ?" if payment_id else "") + " ORDER BY seq"
+        rows = self._query(sql, (payment_id,) if payment_id else ())
+        return [
+            AttemptRecord(
+                payment_id=r["payment_id"],
+                activity=r["activity"],
+                attempt=r["attempt"],
+                workflow_id=r["workflow_id"],
+                run_id=r["run_id"],
+                worker=r["worker"],
+                started_at=datetime.fromisoformat(r["started_at"]),
+                ended_at=_time(r["ended_at"]),
+                outcome=r["outcome"],
+                error=r["error"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,141 @@
+"""Tests of the payment domain: request types, validation rules, the status life-cycle."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from payments_lab.currencies import MINOR_UNITS, minor_units
+from payments_lab.domain import (
+    InvalidTransitionError,
+    Payment,
+    PaymentRequest,
+    PaymentStatus,
+    validate_request,
+)
+
+
+def request(**changes: object) -> PaymentRequest:
+    fields: dict[str, object] = dict(
+        payment_id="p-1", organization_id="org-acme", user_id="u-1", amount=Decimal("12.50"), currency="EUR"
+    )
+    fields.update(changes)
+    return PaymentRequest(**fields)  # type: ignore[arg-type]
+
+
+def known(org: str) -> bool:
+    return org == "org-acme"
+
+
+def test_amount_accepts_decimal_string_and_int_exactly() -> None:
+    assert request(amount="0.10").amount == Decimal("0.10")
+    assert str(request(amount="0.10").amount) == "0.10"
+    assert request(amount=7).amount == Decimal(7)
+
+
+@pytest.mark.parametrize("amount", [12.5, 0.1, True])
+def test_amount_refuses_float_and_bool(amount: object) -> None:
+    with pytest.raises(TypeError, match="Decimal or a string"):
+        request(amount=amount)
+
+
+def test_amount_refuses_text_that_is_not_a_number() -> None:
+    with pytest.raises(ValueError, match="'twelve' is not a number"):
+        request(amount="twelve")
+
+
+def test_ids_must_be_strings() -> None:
+    with pytest.raises(TypeError, match="payment_id must be a string"):
+        request(payment_id=42)
+
+
+def test_valid_request_passes() -> None:
+    result = validate_request(request(), known)
+    assert result.valid
+    assert result.errors == ()
+    assert result.message == "valid"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"amount": "0"}, "amount must be greater than zero, got 0"),
+        ({"amount": "-5"}, "amount must be greater than zero, got -5"),
+        ({"amount": "NaN"}, "amount NaN is not a finite number"),
+        ({"amount": "Infinity"}, "amount Infinity is not a finite number"),
+        ({"amount": "1000000.01"}, "above the limit of 1000000"),
+        ({"amount": "1E+30"}, "above the limit"),
+        ({"amount": "12.345"}, "amount 12.345 has more decimals than EUR allows (2)"),
+        ({"amount": "100.5", "currency": "JPY"}, "more decimals than JPY allows (0)"),
+        ({"currency": ""}, "currency is required"),
+        ({"currency": "   "}, "currency is required"),
+        ({"currency": "XYZ"}, "currency 'XYZ' is not an ISO 4217 code"),
+        ({"currency": "eur"}, "did you mean 'EUR'?"),
+        ({"organization_id": "org-unknown"}, "organization 'org-unknown' does not exist"),
+        ({"organization_id": ""}, "organization_id is required"),
+        ({"payment_id": "  "}, "payment_id is required"),
+        ({"user_id": ""}, "user_id is required"),
+        ({"payment_id": "has space"}, "payment_id 'has space' may only use"),
+        ({"description": "x" * 501}, "description is longer than 500 characters"),
+    ],
+)
+def test_each_rule_is_named_in_the_message(changes: dict[str, object], expected: str) -> None:
+    result = validate_request(request(**changes), known)
+    assert not result.valid
+    assert expected in result.message
+
+
+def test_trailing_zeros_within_the_currency_are_fine() -> None:
+    assert validate_request(request(amount="12.500"), known).valid
+    assert validate_request(request(amount="1.234", currency="KWD"), known).valid
+
+
+def test_every_broken_rule_is_reported_at_once() -> None:
+    result = validate_request(request(amount="-1", currency="", organization_id="nope"), known)
+    assert len(result.errors) == 3
+
+
+def test_currency_table() -> None:
+    assert minor_units("EUR") == 2
+    assert minor_units("JPY") == 0
+    assert minor_units("BHD") == 3
+    assert minor_units("XXX") is None
+    assert all(len(code) == 3 and code.isupper() for code in MINOR_UNITS)
+
+
+def test_workflow_id_is_derived_from_the_payment_id() -> None:
+    assert request(payment_id="abc").workflow_id == "payment-abc"
+
+
+def test_life_cycle_allows_the_happy_path() -> None:
+    payment = Payment.from_request(request())
+    assert payment.status is PaymentStatus.PENDING
+    processing = payment.transition(PaymentStatus.PROCESSING)
+    completed = processing.transition(PaymentStatus.COMPLETED)
+    assert completed.status is PaymentStatus.COMPLETED
+    assert payment.status is PaymentStatus.PENDING, "transition returns a copy"
+    assert completed.transition(PaymentStatus.REFUNDED).status is PaymentStatus.REFUNDED
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [
+        (PaymentStatus.COMPLETED, PaymentStatus.PROCESSING),
+        (PaymentStatus.FAILED, PaymentStatus.COMPLETED),
+        (PaymentStatus.CANCELLED, PaymentStatus.PROCESSING),
+        (PaymentStatus.DECLINED, PaymentStatus.COMPLETED),
+        (PaymentStatus.PENDING, PaymentStatus.COMPLETED),
+    ],
+)
+def test_life_cycle_refuses_other_moves(start: PaymentStatus, target: PaymentStatus) -> None:
+    payment = Payment.from_request(request())
+    payment.status = start
+    with pytest.raises(InvalidTransitionError, match=f"from {start.value} to {target.value}"):
+        payment.transition(target)
+
+
+def test_final_statuses() -> None:
+    assert not PaymentStatus.PENDING.is_final
+    assert not PaymentStatus.PROCESSING.is_final
+    assert all(s.is_final for s in PaymentStatus if s not in (PaymentStatus.PENDING, PaymentStatus.PROCESSING))

@@ -1,0 +1,172 @@
+"""Tests of the repository: the seed's operations, the ledger's idempotency, concurrency, files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from payments_lab.domain import InvalidTransitionError, Payment, PaymentStatus
+from payments_lab.repository import (
+    DEMO_ORGANIZATIONS,
+    AttemptRecord,
+    ChargeRefusedError,
+    Notification,
+    PaymentRepository,
+)
+
+
+def payment(payment_id: str = "p-1", org: str = "org-acme", amount: str = "12.50") -> Payment:
+    return Payment(id=payment_id, organization_id=org, user_id="u-1", amount=Decimal(amount), currency="EUR")
+
+
+def test_demo_organizations_exist(repository: PaymentRepository) -> None:
+    assert "org-acme" in DEMO_ORGANIZATIONS
+    assert all(repository.organization_exists(org) for org in DEMO_ORGANIZATIONS)
+    assert not repository.organization_exists("org-nope")
+    assert [o.id for o in repository.organizations()] == sorted(DEMO_ORGANIZATIONS)
+
+
+def test_register_organization(repository: PaymentRepository) -> None:
+    repository.register_organization("org-new", "New Co")
+    assert repository.organization_exists("org-new")
+    with pytest.raises(ValueError, match="non-blank"):
+        repository.register_organization("  ")
+
+
+def test_save_find_count_delete(repository: PaymentRepository) -> None:
+    repository.save(payment("p-1"))
+    repository.save(payment("p-2", org="org-globex", amount="0.10"))
+    found = repository.find_by_id("p-2")
+    assert found is not None and found.amount == Decimal("0.10") and str(found.amount) == "0.10"
+    assert repository.find_by_id("missing") is None
+    assert [p.id for p in repository.find_by_organization("org-acme")] == ["p-1"]
+    assert repository.count() == 2
+    assert repository.count("org-globex") == 1
+    assert repository.delete("p-1") is True
+    assert repository.delete("p-1") is False
+    assert repository.count() == 1
+
+
+def test_transition_creates_then_moves_and_guards(repository: PaymentRepository) -> None:
+    stored = repository.transition(payment(), PaymentStatus.PROCESSING)
+    assert stored.status is PaymentStatus.PROCESSING
+    assert repository.transition(payment(), PaymentStatus.COMPLETED).status is PaymentStatus.COMPLETED
+    with pytest.raises(InvalidTransitionError):
+        repository.transition(payment(), PaymentStatus.PROCESSING)
+    assert repository.find_by_id("p-1").status is PaymentStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_charge_is_idempotent_by_key(repository: PaymentRepository) -> None:
+    first = repository.charge("p-1", Decimal("12.50"), "EUR", idempotency_key="p-1")
+    again = repository.charge("p-1", Decimal("12.50"), "EUR", idempotency_key="p-1")
+    assert first.created and not again.created
+    assert again.entry == first.entry
+    assert repository.charge_count("p-1") == 1
+    assert repository.balance("p-1") == Decimal("12.50")
+
+
+def test_charge_without_key_charges_every_time(repository: PaymentRepository) -> None:
+    repository.charge("p-1", Decimal("5"), "EUR", idempotency_key=None)
+    repository.charge("p-1", Decimal("5"), "EUR", idempotency_key=None)
+    assert repository.charge_count("p-1") == 2
+    assert repository.balance("p-1") == Decimal("10")
+
+
+def test_concurrent_charges_with_one_key_charge_once(repository: PaymentRepository) -> None:
+    barrier = threading.Barrier(8)
+
+    def charge() -> None:
+        barrier.wait()
+        repository.charge("p-1", Decimal("1"), "EUR", idempotency_key="p-1")
+
+    threads = [threading.Thread(target=charge) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert repository.charge_count("p-1") == 1
+
+
+def _charge_from_another_process(path: str, barrier: multiprocessing.synchronize.Barrier) -> None:  # type: ignore[name-defined]
+    repo = PaymentRepository(path)
+    barrier.wait()
+    repo.charge("p-1", Decimal("1"), "EUR", idempotency_key="p-1")
+    repo.close()
+
+
+def test_processes_sharing_a_file_charge_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "lab.sqlite")
+    PaymentRepository(path).close()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    workers = [context.Process(target=_charge_from_another_process, args=(path, barrier)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert PaymentRepository(path).charge_count("p-1") == 1
+
+
+def test_file_repository_keeps_data_across_opens(tmp_path: Path) -> None:
+    path = tmp_path / "lab.sqlite"
+    first = PaymentRepository(path)
+    first.save(payment())
+    first.close()
+    assert PaymentRepository(path).find_by_id("p-1") is not None
+
+
+def test_cancelled_payment_is_never_charged(repository: PaymentRepository) -> None:
+    cancelled = payment()
+    cancelled.status = PaymentStatus.CANCELLED
+    repository.save(cancelled)
+    with pytest.raises(ChargeRefusedError, match="p-1 is cancelled"):
+        repository.charge("p-1", Decimal("12.50"), "EUR", idempotency_key="p-1")
+    assert repository.ledger() == []
+
+
+def test_settle_refunds_what_was_taken(repository: PaymentRepository) -> None:
+    repository.transition(payment(), PaymentStatus.PROCESSING)
+    repository.charge("p-1", Decimal("12.50"), "EUR", idempotency_key="p-1")
+    assert repository.settle_unfinished("p-1", PaymentStatus.CANCELLED, "stop") is PaymentStatus.REFUNDED
+    assert [e.kind for e in repository.ledger("p-1")] == ["charge", "refund"]
+    assert repository.balance("p-1") == 0
+    assert repository.find_by_id("p-1").status is PaymentStatus.REFUNDED  # type: ignore[union-attr]
+    # Settling again takes nothing more back.
+    assert repository.settle_unfinished("p-1", PaymentStatus.CANCELLED, "again") is PaymentStatus.CANCELLED
+    assert len(repository.ledger("p-1")) == 2
+
+
+def test_settle_without_charge_keeps_the_status_asked(repository: PaymentRepository) -> None:
+    repository.transition(payment(), PaymentStatus.PROCESSING)
+    assert repository.settle_unfinished("p-1", PaymentStatus.FAILED, "gave up") is PaymentStatus.FAILED
+    stored = repository.find_by_id("p-1")
+    assert stored is not None and stored.status is PaymentStatus.FAILED and stored.failure_reason == "gave up"
+    with pytest.raises(ValueError, match="cancelled or failed"):
+        repository.settle_unfinished("p-1", PaymentStatus.COMPLETED, "no")
+
+
+def test_settle_of_an_unstored_payment_stores_nothing(repository: PaymentRepository) -> None:
+    assert repository.settle_unfinished("p-9", PaymentStatus.CANCELLED, "early") is PaymentStatus.CANCELLED
+    assert repository.count() == 0
+
+
+def test_notifications_and_attempts_are_kept_in_order(repository: PaymentRepository) -> None:
+    now = datetime.now(timezone.utc)
+    repository.record_notification(Notification("p-1", "email", "a@b", "hi", now))
+    repository.record_notification(Notification("p-2", "webhook", "https://x", "hi", now))
+    assert [n.channel for n in repository.notifications()] == ["email", "webhook"]
+    assert [n.payment_id for n in repository.notifications("p-2")] == ["p-2"]
+
+    record = AttemptRecord("p-1", "charge_payment", 1, "payment-p-1", "run", "w", now, None, "running")
+    key = repository.start_attempt(record)
+    assert repository.attempts("p-1")[0].outcome == "running"
+    repository.finish_attempt(key, "failed", "boom")
+    attempt = repository.attempts("p-1")[0]
+    assert (attempt.outcome, attempt.error) == ("failed", "boom")
+    assert attempt.ended_at is not None and attempt.ended_at >= attempt.started_at
