@@ -189,6 +189,10 @@ class PaymentResult:
     """Final status of the payment."""
     message: str
     """What happened, in plain words."""
+    amount: Decimal | None = None
+    """Amount of the payment."""
+    currency: str | None = None
+    """Currency of the payment."""
     charge_id: str | None = None
     """Ledger entry of the charge, if the payment was charged."""
     notified: bool = False

@@ -1,0 +1,282 @@
+"""The payment activities: validate, charge, notify, and settle a payment that will not complete."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from payments_lab.domain import (
+    ChargeResult,
+    InvalidTransitionError,
+    NotificationResult,
+    Payment,
+    PaymentRequest,
+    PaymentResult,
+    PaymentStatus,
+    ValidationResult,
+    validate_request,
+)
+from payments_lab.faults import NO_FAULTS, FaultProfile, StepFaults
+from payments_lab.repository import (
+    AttemptRecord,
+    ChargeOutcome,
+    ChargeRefusedError,
+    Notification,
+    PaymentRepository,
+)
+
+_HEARTBEAT_EVERY = 0.5
+"""Seconds between heartbeats while an attempt waits, so cancellation and crashes are seen fast."""
+
+_HANG_MARGIN = 30.0
+"""A hanging attempt gives up this long after its timeout, in case nobody cancels it."""
+
+
+@dataclass(frozen=True)
+class ValidateInput:
+    """Input of :meth:`PaymentActivities.validate_payment`."""
+
+    request: PaymentRequest
+    """The payment to check."""
+    faults: StepFaults = StepFaults()
+    """Faults to inject into this step."""
+
+
+@dataclass(frozen=True)
+class ChargeInput:
+    """Input of :meth:`PaymentActivities.charge_payment`."""
+
+    request: PaymentRequest
+    """The payment to charge."""
+    faults: StepFaults = StepFaults()
+    """Faults to inject into this step."""
+
+
+@dataclass(frozen=True)
+class NotifyInput:
+    """Input of :meth:`PaymentActivities.send_notification`."""
+
+    request: PaymentRequest
+    """The payment the notification is about."""
+    result: PaymentResult
+    """What to tell."""
+    faults: StepFaults = StepFaults()
+    """Faults to inject into this step."""
+
+
+@dataclass(frozen=True)
+class SettleInput:
+    """Input of :meth:`PaymentActivities.settle_unfinished_payment`."""
+
+    payment_id: str
+    """The payment that will not complete."""
+    status: PaymentStatus
+    """``cancelled`` or ``failed``; it becomes ``refunded`` if money had been taken."""
+    reason: str
+    """Why, in plain words."""
+
+
+STEPS: dict[str, str] = {
+    "validate_payment": "validate",
+    "charge_payment": "charge",
+    "send_notification": "notify",
+    "settle_unfinished_payment": "settle",
+}
+"""The step each activity type performs."""
+
+
+def default_identity() -> str:
+    """``pid@host``, the identity Temporal workers use by default."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+class PaymentActivities:
+    """The activities of the payment workflow, bound to a repository.
+
+    Args:
+        repository: Where payments, the ledger, notifications and attempts are kept.
+        fault_profile: Faults applied to every payment; change it at any time, the next
+            attempt uses the new one.
+        identity: Name of the worker, recorded with every attempt.
+    """
+
+    def __init__(
+        self,
+        repository: PaymentRepository,
+        *,
+        fault_profile: FaultProfile = NO_FAULTS,
+        identity: str | None = None,
+    ) -> None:
+        self.repository = repository
+        self.fault_profile = fault_profile
+        self.identity = identity or default_identity()
+
+    @property
+    def all(self) -> list[object]:
+        """Every activity, for ``Worker(activities=...)``."""
+        return [
+            self.validate_payment,
+            self.charge_payment,
+            self.send_notification,
+            self.settle_unfinished_payment,
+        ]
+
+    @asynccontextmanager
+    async def _attempt(self, payment_id: str) -> AsyncIterator[None]:
+        """Record this attempt in the repository, however it ends."""
+        info = activity.info()
+        key = self.repository.start_attempt(
+            AttemptRecord(
+                payment_id=payment_id,
+                activity=info.activity_type,
+                attempt=info.attempt,
+                workflow_id=info.workflow_id or "",
+                run_id=info.workflow_run_id or "",
+                worker=self.identity,
+                started_at=datetime.now(timezone.utc),
+                ended_at=None,
+                outcome="running",
+            )
+        )
+        try:
+            yield
+        except asyncio.CancelledError:
+            self.repository.finish_attempt(key, "cancelled", "cancelled (timeout, cancellation or worker shutdown)")
+            raise
+        except Exception as err:
+            self.repository.finish_attempt(key, "failed", str(err) or type(err).__name__)
+            raise
+        self.repository.finish_attempt(key, "completed")
+
+    @staticmethod
+    async def _wait(seconds: float) -> None:
+        """Sleep while heartbeating, so that a cancellation reaches the attempt quickly."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            activity.heartbeat()
+            await asyncio.sleep(min(left, _HEARTBEAT_EVERY))
+
+    async def _hang(self) -> None:
+        info = activity.info()
+        limit = info.start_to_close_timeout or info.schedule_to_close_timeout
+        await self._wait((limit.total_seconds() if limit else 60.0) + _HANG_MARGIN)
+        raise ApplicationError("attempt hung past its timeout and was never cancelled", type="SimulatedHang")
+
+    @staticmethod
+    def _fail_if_planned(step: str, faults: StepFaults) -> None:
+        attempt = activity.info().attempt
+        if attempt <= faults.fail_first:
+            raise ApplicationError(
+                f"simulated {step} outage (attempt {attempt} of the first {faults.fail_first} set to fail)",
+                type="SimulatedOutage",
+            )
+
+    async def _before_work(self, step: str, faults: StepFaults) -> None:
+        self._fail_if_planned(step, faults)
+        if faults.delay:
+            await self._wait(faults.delay)
+        if activity.info().attempt <= faults.hang_first:
+            await self._hang()
+
+    @activity.defn(name="validate_payment")
+    async def validate_payment(self, input: ValidateInput) -> ValidationResult:
+        """Check the request's rules; a broken rule is a normal, non-retried result."""
+        request = input.request
+        async with self._attempt(request.payment_id):
+            activity.logger.info("Validating payment %s of %s %s", request.payment_id, request.amount, request.currency)
+            await self._before_work("validate", input.faults)
+            result = validate_request(request, self.repository.organization_exists)
+            if not result.valid:
+                activity.logger.info("Payment %s declined: %s", request.payment_id, result.message)
+            return result
+
+    @activity.defn(name="charge_payment")
+    async def charge_payment(self, input: ChargeInput) -> ChargeResult:
+        """Charge the payment once, however many times this activity runs.
+
+        The payment is saved as processing, the simulated processor is called with the
+        payment id as idempotency key (a retry after a lost answer finds the earlier
+        charge instead of charging again), then the payment is marked completed.
+        """
+        request, faults = input.request, input.faults
+        info = activity.info()
+        async with self._attempt(request.payment_id):
+            activity.logger.info("Charging payment %s: %s %s", request.payment_id, request.amount, request.currency)
+            stored = self.repository.find_by_id(request.payment_id)
+            if stored is not None and stored.status is PaymentStatus.COMPLETED:
+                # An earlier attempt finished the work but its answer never reached Temporal.
+                return self._charged(request, self._call_processor(request))
+            self._move(request, PaymentStatus.PROCESSING)
+            self._fail_if_planned("processor", faults)
+            if self.fault_profile.charge_fails(request.payment_id, info.attempt):
+                raise ApplicationError(
+                    f"simulated processor failure ({self.fault_profile.charge_failure_rate:.0%} of charges fail)",
+                    type="ProcessorError",
+                )
+            if faults.decline:
+                return ChargeResult(success=False, message="card declined by the processor (simulated)")
+            outcome = self._call_processor(request)
+            # The processor has the money; its answer may still be slow, or never come.
+            await self._wait(faults.delay + self.fault_profile.charge_latency)
+            if info.attempt <= faults.hang_first:
+                await self._hang()
+            self._move(request, PaymentStatus.COMPLETED)
+            return self._charged(request, outcome)
+
+    def _move(self, request: PaymentRequest, status: PaymentStatus) -> None:
+        try:
+            self.repository.transition(Payment.from_request(request), status)
+        except InvalidTransitionError as err:
+            raise ApplicationError(str(err), type="ChargeRefused", non_retryable=True) from err
+
+    def _call_processor(self, request: PaymentRequest) -> ChargeOutcome:
+        try:
+            return self.repository.charge(
+                request.payment_id, request.amount, request.currency, idempotency_key=request.payment_id
+            )
+        except ChargeRefusedError as err:
+            raise ApplicationError(str(err), type="ChargeRefused", non_retryable=True) from err
+
+    @staticmethod
+    def _charged(request: PaymentRequest, outcome: ChargeOutcome) -> ChargeResult:
+        if outcome.created:
+            message = f"charged {request.amount} {request.currency}"
+        else:
+            message = f"already charged by an earlier attempt ({outcome.entry.entry_id}); nothing more taken"
+        return ChargeResult(
+            success=True, message=message, charge_id=outcome.entry.entry_id, already_charged=not outcome.created
+        )
+
+    @activity.defn(name="send_notification")
+    async def send_notification(self, input: NotifyInput) -> NotificationResult:
+        """Send the email and the webhook (recorded in the repository, not really sent)."""
+        request, result = input.request, input.result
+        async with self._attempt(request.payment_id):
+            activity.logger.info("Notifying payment %s: %s", request.payment_id, result.status)
+            await self._before_work("notify", input.faults)
+            message = f"Payment {request.payment_id} of {request.amount} {request.currency}: {result.message}"
+            now = datetime.now(timezone.utc)
+            channels = (
+                ("email", f"{request.user_id}@{request.organization_id}.example"),
+                ("webhook", f"https://{request.organization_id}.example/hooks/payments"),
+            )
+            for channel, recipient in channels:
+                self.repository.record_notification(Notification(request.payment_id, channel, recipient, message, now))
+            return NotificationResult(channels=tuple(channel for channel, _ in channels))
+
+    @activity.defn(name="settle_unfinished_payment")
+    async def settle_unfinished_payment(self, input: SettleInput) -> PaymentStatus:
+        """End a cancelled or failed payment; refund it if the processor had taken money."""
+        async with self._attempt(input.payment_id):
+            status = self.repository.settle_unfinished(input.payment_id, input.status, input.reason)
+            activity.logger.info("Payment %s settled as %s: %s", input.payment_id, status, input.reason)
+            return status

@@ -1,0 +1,355 @@
+"""The ``payments-lab`` command line: lab, server, worker, pay, status, cancel, list."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import NoReturn
+
+EXIT_OK = 0
+"""The command did what was asked (for ``pay``: the payment completed)."""
+EXIT_PAYMENT_NOT_DONE = 1
+"""``pay``: the payment was declined, failed, was cancelled, or was a duplicate."""
+EXIT_USAGE = 2
+"""Bad arguments."""
+EXIT_UNAVAILABLE = 3
+"""No server could be reached, or the payment asked for does not exist."""
+
+
+class UsageError(Exception):
+    """Arguments that parse but make no sense; reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, with where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 0")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate between 0 and 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser."""
+    parser = _Parser(prog="payments-lab", description="A Jupyter lab for Temporal durable workflows, with payments.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    lab = commands.add_parser("lab", help="start the Temporal server and JupyterLab, shared by every notebook")
+    lab.add_argument("--notebook-dir", type=Path, default=None, help="folder to open (default: ./notebooks)")
+    lab.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.add_argument("--db", type=Path, default=None, help="persist the server's state in this SQLite file")
+
+    server = commands.add_parser("server", help="run the embedded Temporal server in the foreground")
+    server.add_argument("--db", type=Path, default=None, help="persist the server's state in this SQLite file")
+    server.add_argument("--port", type=int, default=None, help="gRPC port (default: a free one)")
+    server.add_argument("--ui-port", type=int, default=None, help="Web UI port (default: a free one)")
+
+    worker = commands.add_parser("worker", help="run a payment worker against the configured server")
+    _add_connection_arguments(worker)
+    worker.add_argument("--task-queue", default="payments", help="task queue to poll (default: payments)")
+    worker.add_argument("--db", type=Path, default=None, help="repository file shared with other processes")
+    worker.add_argument("--failure-rate", type=_rate, default=0.0, help="share of charges that fail (0 to 1)")
+    worker.add_argument("--latency", type=_positive_seconds, default=0.0, help="seconds the processor takes per charge")
+    worker.add_argument("--seed", type=int, default=0, help="seed of the failure draws")
+    worker.add_argument("--crash-friendly", action="store_true", help="hand work back fast if this worker is killed")
+
+    pay = commands.add_parser("pay", help="run one payment and print its result as JSON")
+    _add_connection_arguments(pay)
+    pay.add_argument("--org", required=True, help="organization id, e.g. org-acme")
+    pay.add_argument("--amount", required=True, help="amount as a decimal, e.g. 12.50")
+    pay.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
+    pay.add_argument("--user", default="cli-user", help="user id (default: cli-user)")
+    pay.add_argument("--id", dest="payment_id", default=None, help="payment id (default: a new one)")
+    pay.add_argument("--description", default="", help="free text")
+    pay.add_argument("--fail-charge", type=_count, default=0, help="fail the first N charge attempts")
+    pay.add_argument("--fail-notify", type=_count, default=0, help="fail the first N notify attempts")
+    pay.add_argument(
+        "--task-queue", default=None, help="let the workers of this task queue run it (default: a worker of its own)"
+    )
+
+    status = commands.add_parser("status", help="show one payment")
+    _add_connection_arguments(status)
+    status.add_argument("payment_id")
+
+    cancel = commands.add_parser("cancel", help="cancel one payment")
+    _add_connection_arguments(cancel)
+    cancel.add_argument("payment_id")
+
+    listing = commands.add_parser("list", help="list payments, newest first")
+    _add_connection_arguments(listing)
+    listing.add_argument("--org", default=None, help="only this organization's payments")
+    listing.add_argument("--status", default=None, help="only payments in this status")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    return parser
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", default=None, help="host:port of a server (default: Temporal's environment configuration, "
+        "then the running lab session, else an embedded server for `pay`)"
+    )
+    parser.add_argument("--namespace", default=None, help="namespace, with --address (default: default)")
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+async def _connect(args: argparse.Namespace, *, start_server: bool):  # noqa: ANN202
+    from payments_lab.client import connect
+
+    return await connect(address=args.address, namespace=args.namespace, start_server=start_server)
+
+
+def _report_json(report) -> dict[str, object]:  # noqa: ANN001
+    return {
+        "payment_id": report.payment_id,
+        "workflow_id": report.workflow_id,
+        "workflow_status": report.workflow_status,
+        "payment_status": report.payment_status.value if report.payment_status else None,
+        "organization_id": report.organization_id,
+        "started_at": report.started_at.isoformat(),
+        "closed_at": report.closed_at.isoformat() if report.closed_at else None,
+        "ui_url": report.ui_url,
+    }
+
+
+async def _pay(args: argparse.Namespace) -> int:
+    from payments_lab.activities import STEPS, PaymentActivities
+    from payments_lab.domain import PaymentRequest
+    from payments_lab.faults import FaultPlan
+    from payments_lab.history import attempts_per_activity
+    from payments_lab.lab import quiet_logs
+    from payments_lab.repository import PaymentRepository
+    from payments_lab.service import DuplicatePaymentError, PaymentService
+    from payments_lab.worker import BackgroundWorker, new_task_queue
+
+    try:
+        request = PaymentRequest(
+            payment_id=args.payment_id or f"cli-{secrets.token_hex(4)}",
+            organization_id=args.org,
+            user_id=args.user,
+            amount=args.amount,
+            currency=args.currency,
+            description=args.description,
+        )
+    except (TypeError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    faults = FaultPlan.failing(charge=args.fail_charge, notify=args.fail_notify)
+    quiet_logs()
+    connection = await _connect(args, start_server=True)
+    repository = PaymentRepository() if args.task_queue is None else None
+    task_queue = args.task_queue or new_task_queue("cli")
+    service = PaymentService(connection.client, task_queue, ui_url=connection.ui_url, scoped=False)
+    worker = BackgroundWorker(connection.client, task_queue, PaymentActivities(repository)) if repository else None
+    try:
+        if worker:
+            await worker.start()
+        try:
+            handle = await service.start(request, faults=faults)
+        except DuplicatePaymentError as err:
+            _print_json({"payment_id": request.payment_id, "duplicate": True, "message": str(err), **_report_json(err.existing)})
+            return EXIT_PAYMENT_NOT_DONE
+        result = await handle.result()
+        history = await handle.workflow.fetch_history()
+        output: dict[str, object] = {
+            "payment_id": result.payment_id,
+            "workflow_id": handle.workflow_id,
+            "status": result.status.value,
+            "success": result.success,
+            "message": result.message,
+            "charge_id": result.charge_id,
+            "attempts": {STEPS.get(name, name): n for name, n in attempts_per_activity(history).items()},
+        }
+        if repository is not None:
+            output["charges"] = repository.charge_count(request.payment_id)
+        output["ui_url"] = handle.ui_url if connection.server is None else None
+        _print_json(output)
+        return EXIT_OK if result.success else EXIT_PAYMENT_NOT_DONE
+    finally:
+        if worker:
+            await worker.stop()
+        await connection.close()
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from payments_lab.service import PaymentService
+
+    connection = await _connect(args, start_server=False)
+    service = PaymentService(connection.client, "", ui_url=connection.ui_url, scoped=False)
+    report = await service.status(args.payment_id)
+    output = _report_json(report)
+    if report.is_running:
+        try:
+            progress = await service.handle(args.payment_id).progress()
+            output["step"] = progress.step
+            output["message"] = progress.message
+        except Exception as err:  # noqa: BLE001 - a query needs a live worker; the status stands without it
+            output["step"] = f"unknown (no worker answered the query: {err})"
+    _print_json(output)
+    return EXIT_OK
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    from payments_lab.service import PaymentService
+
+    connection = await _connect(args, start_server=False)
+    service = PaymentService(connection.client, "", ui_url=connection.ui_url, scoped=False)
+    await service.cancel(args.payment_id)
+    print(f"cancellation requested for payment {args.payment_id}")
+    return EXIT_OK
+
+
+async def _list(args: argparse.Namespace) -> int:
+    from payments_lab.domain import PaymentStatus
+    from payments_lab.service import PaymentService
+
+    if args.status is not None and args.status not in {s.value for s in PaymentStatus}:
+        choices = ", ".join(s.value for s in PaymentStatus)
+        raise UsageError(f"unknown status {args.status!r}; use one of {choices}")
+    connection = await _connect(args, start_server=False)
+    service = PaymentService(connection.client, "", ui_url=connection.ui_url, scoped=False)
+    reports = await service.search(organization_id=args.org, status=args.status, limit=args.limit)
+    _print_json([_report_json(r) for r in reports])
+    return EXIT_OK
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    from payments_lab.activities import PaymentActivities
+    from payments_lab.faults import FaultProfile
+    from payments_lab.lab import quiet_logs
+    from payments_lab.repository import PaymentRepository
+    from payments_lab.worker import READY_LINE, create_worker
+
+    quiet_logs()
+    connection = await _connect(args, start_server=False)
+    profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
+    activities = PaymentActivities(PaymentRepository(args.db), fault_profile=profile)
+    worker = create_worker(
+        connection.client,
+        args.task_queue,
+        activities,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=1 if args.crash_friendly else 10),
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
+    print(f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()})", flush=True)
+    await worker.run()
+    print("worker stopped", flush=True)
+    return EXIT_OK
+
+
+def _interrupt(*_: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
+    """Run the embedded server (and JupyterLab) as the machine's lab session until Ctrl-C."""
+    from payments_lab import processes
+    from payments_lab.server import EmbeddedServer, LabSession, clear_session, read_session, write_session
+
+    running = read_session()
+    if running is not None:
+        print(
+            f"A lab session is already running (pid {running.pid}): server {running.address}, "
+            f"Web UI {running.ui_url}. Stop it first, or just use it.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if jupyter:
+        server = EmbeddedServer(db_file=args.db)
+    else:
+        server = EmbeddedServer(db_file=args.db, port=args.port, ui_port=args.ui_port)
+    server.start()
+    db_file = str(args.db) if args.db else None
+    write_session(LabSession(server.address, server.namespace, server.ui_url, os.getpid(), db_file))
+    print(f"Temporal server: {server.address} (namespace {server.namespace})")
+    print(f"Temporal Web UI: {server.ui_url}")
+    jupyter_process = None
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if jupyter:
+            notebook_dir = args.notebook_dir or (Path("notebooks") if Path("notebooks").is_dir() else Path.cwd())
+            token = secrets.token_hex(16)
+            command = [
+                sys.executable, "-m", "jupyterlab",
+                f"--notebook-dir={notebook_dir}",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={args.port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}",
+            ]
+            if args.no_browser:
+                command.append("--no-browser")
+            jupyter_process = processes.spawn(command, log=sys.stderr.fileno())
+            print(f"JupyterLab:      http://127.0.0.1:{args.port}/lab?token={token}")
+            print("Open 00-welcome.ipynb to begin. Ctrl-C stops JupyterLab and the server.", flush=True)
+        else:
+            print("Notebooks and payments-lab commands on this machine use this server. Ctrl-C stops it.", flush=True)
+        while server.running and (jupyter_process is None or jupyter_process.poll() is None):
+            time.sleep(0.5)
+        if not server.running:
+            print(f"The Temporal server stopped unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("Stopping the lab...", file=sys.stderr, flush=True)
+        if jupyter_process is not None:
+            processes.stop(jupyter_process, sig=signal.SIGTERM)
+        server.stop()
+        clear_session(os.getpid())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit code."""
+    args = build_parser().parse_args(argv)
+    from payments_lab.client import TemporalUnavailableError
+    from payments_lab.server import TemporalNotFoundError
+    from payments_lab.service import PaymentNotFoundError
+
+    prog = f"payments-lab {args.command}"
+    try:
+        if args.command in ("lab", "server"):
+            return _serve(args, jupyter=args.command == "lab")
+        run = {"pay": _pay, "status": _status, "cancel": _cancel, "list": _list, "worker": _worker}[args.command]
+        return asyncio.run(run(args))
+    except UsageError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TemporalUnavailableError, TemporalNotFoundError, PaymentNotFoundError) as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,213 @@
+"""Where the kit's Temporal client comes from: your configuration, a lab session, or its own server.
+
+:func:`connect` looks, in this order, for
+
+1. an explicit ``address``;
+2. Temporal's standard environment configuration (``temporalio.envconfig``):
+   ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_PROFILE``,
+   ``TEMPORAL_CONFIG_FILE`` or the default ``temporal.toml``, for an existing cluster or
+   Temporal Cloud;
+3. a running lab session (``payments-lab lab`` or ``payments-lab server``);
+4. otherwise it starts an embedded dev server that lives as long as this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.envconfig import ClientConfig
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError, RPCStatusCode
+
+from payments_lab.converter import DATA_CONVERTER
+from payments_lab.search_attributes import ALL as SEARCH_ATTRIBUTES
+from payments_lab.server import EmbeddedServer, read_session
+
+_ENV_VARS = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE")
+
+
+@functools.cache
+def quiet_runtime() -> Runtime:
+    """A Temporal runtime that logs only errors, so notebooks are not flooded with warnings."""
+    return Runtime(
+        telemetry=TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")))
+    )
+
+
+def default_config_file() -> Path:
+    """Where ``temporalio.envconfig`` looks for ``temporal.toml`` when nothing says otherwise."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA", Path.home()))
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "temporalio" / "temporal.toml"
+
+
+def environment_configured() -> bool:
+    """Whether Temporal's environment configuration names a server to use."""
+    return any(os.environ.get(name) for name in _ENV_VARS) or default_config_file().is_file()
+
+
+def web_ui_url(address: str, namespace: str) -> str | None:
+    """Guess the Web UI of ``address`` (``PAYMENTS_LAB_UI_URL`` overrides the guess)."""
+    if os.environ.get("PAYMENTS_LAB_UI_URL"):
+        return os.environ["PAYMENTS_LAB_UI_URL"].rstrip("/")
+    host, _, port = address.rpartition(":")
+    if host.endswith(".tmprl.cloud"):
+        return "https://cloud.temporal.io"
+    if host in ("localhost", "127.0.0.1") and port.isdigit():
+        return f"http://{host}:{int(port) + 1000}"
+    return None
+
+
+class TemporalUnavailableError(RuntimeError):
+    """No Temporal server could be found or reached."""
+
+
+@dataclass
+class Connection:
+    """A connected client, where it points, and the server the kit started for it, if any."""
+
+    client: Client
+    """The Temporal client, with the kit's data converter."""
+    source: str
+    """How the server was found, in plain words."""
+    ui_url: str | None = None
+    """Base URL of the Web UI."""
+    server: EmbeddedServer | None = field(default=None, repr=False)
+    """The embedded server this connection owns (stopped by :meth:`close`)."""
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the server."""
+        return self.client.service_client.config.target_host
+
+    @property
+    def namespace(self) -> str:
+        """The namespace in use."""
+        return self.client.namespace
+
+    def workflow_url(self, workflow_id: str, run_id: str | None = None) -> str | None:
+        """Link to one workflow in the Web UI."""
+        if not self.ui_url:
+            return None
+        url = f"{self.ui_url}/namespaces/{quote(self.namespace)}/workflows/{quote(workflow_id)}"
+        return f"{url}/{quote(run_id)}/history" if run_id else url
+
+    async def close(self) -> None:
+        """Stop the embedded server if this connection started it."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+async def _client(target_host: str, namespace: str = "default", *, ready_within: float = 15.0, **kwargs: object) -> Client:
+    """Connect, waiting up to ``ready_within`` seconds for a server that is still starting."""
+    deadline = time.monotonic() + ready_within
+    while True:
+        try:
+            return await Client.connect(
+                target_host, namespace=namespace, data_converter=DATA_CONVERTER, runtime=quiet_runtime(), **kwargs  # type: ignore[arg-type]
+            )
+        except RuntimeError as err:
+            # A dev server accepts connections a moment before its frontend is healthy.
+            if "not healthy yet" in str(err) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                continue
+            raise TemporalUnavailableError(
+                f"Could not reach a Temporal server at {target_host} ({err}). Is it running? "
+                "Unset TEMPORAL_ADDRESS to let the kit start its own."
+            ) from err
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the kit's search attributes on the client's namespace if they are missing.
+
+    Raises:
+        RuntimeError: they are missing and this client may not add them (Temporal Cloud).
+    """
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        existing = set(listed.custom_attributes)
+    except RPCError as err:
+        # The time-skipping test server can add search attributes but not list them.
+        if err.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+        existing = set()
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES if key.name not in existing
+    }
+    if not missing:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    except RPCError as err:
+        names = ", ".join(f"{name} (Keyword)" for name in missing)
+        raise RuntimeError(
+            f"The namespace {client.namespace!r} lacks the search attributes {names} and they could "
+            f"not be added ({err.message}). Add them once with `temporal operator search-attribute "
+            "create --name NAME --type Keyword` (or in Temporal Cloud's namespace settings)."
+        ) from err
+
+
+async def connect(
+    *,
+    address: str | None = None,
+    namespace: str | None = None,
+    start_server: bool = True,
+    server: EmbeddedServer | None = None,
+) -> Connection:
+    """Connect to the server the kit should use (see the module docstring for the order).
+
+    Args:
+        address: ``host:port`` to use, skipping the search.
+        namespace: Namespace, when ``address`` is given (default ``"default"``).
+        start_server: Start an embedded server when nothing else is found.
+        server: The embedded server to start when nothing else is found.
+
+    Raises:
+        TemporalUnavailableError: nothing was found and ``start_server`` is false, or the
+            server found does not answer.
+    """
+    if address:
+        client = await _client(address, namespace or "default")
+        return Connection(client, f"address {address}", web_ui_url(address, client.namespace))
+    if environment_configured():
+        config = ClientConfig.load_client_connect_config()
+        config.setdefault("target_host", "localhost:7233")
+        client = await _client(**config)  # type: ignore[arg-type]
+        await ensure_search_attributes(client)
+        target = config["target_host"]
+        return Connection(client, f"Temporal environment configuration ({target})", web_ui_url(target, client.namespace))
+    session = read_session()
+    if session is not None:
+        client = await _client(session.address, session.namespace)
+        return Connection(client, f"lab session of process {session.pid}", session.ui_url)
+    if not start_server:
+        raise TemporalUnavailableError(
+            "No Temporal server found. Start the lab with `payments-lab lab` (or just a server with "
+            "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one."
+        )
+    server = (server or EmbeddedServer()).start()
+    try:
+        client = await _client(server.address, server.namespace)
+    except BaseException:
+        server.stop()
+        raise
+    return Connection(client, "embedded dev server", server.ui_url, server=server)

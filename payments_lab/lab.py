@@ -1,0 +1,231 @@
+"""The lab a lesson works in: a server, a worker of its own, the payment service and repository.
+
+In a notebook::
+
+    lab = await open_lab()
+    result = await lab.pay("12.50", "EUR", faults=FaultPlan.failing(charge=2))
+
+Running the first cell again returns the same lab: one worker per kernel, whatever the
+number of re-runs. Each lab polls a task queue of its own, so two notebooks sharing a
+server never run each other's payments.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from payments_lab.activities import PaymentActivities
+from payments_lab.client import Connection, connect
+from payments_lab.domain import PaymentRequest, PaymentResult
+from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile
+from payments_lab.repository import PaymentRepository
+from payments_lab.server import EmbeddedServer
+from payments_lab.service import PaymentHandle, PaymentService
+from payments_lab.worker import BackgroundWorker, new_task_queue
+from payments_lab.workflows import PaymentOptions
+
+_LABS: dict[str, Lab] = {}
+
+
+def quiet_logs() -> None:
+    """Hide the tracebacks of activity attempts that fail on purpose.
+
+    ``temporalio.worker`` stays audible: a workflow bug shows up only there.
+    """
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
+    logging.getLogger("temporalio.workflow").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A Web UI link that shows as a link in a notebook and as text elsewhere."""
+
+    label: str
+    url: str | None
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.url}" if self.url else self.label
+
+    def _repr_html_(self) -> str:
+        if not self.url:
+            return html.escape(self.label)
+        return f'{html.escape(self.label)}: <a href="{html.escape(self.url)}" target="_blank">open in the Temporal Web UI</a>'
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _display(link: Link) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(link)
+
+
+class Lab:
+    """A server connection, a background worker on a task queue of its own, a repository.
+
+    Use :func:`open_lab` rather than building one.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        connection: Connection,
+        repository: PaymentRepository,
+        activities: PaymentActivities,
+        worker: BackgroundWorker,
+        service: PaymentService,
+    ) -> None:
+        self.name = name
+        self.connection = connection
+        self.repository = repository
+        self.activities = activities
+        self.worker = worker
+        self.service = service
+
+    def __repr__(self) -> str:
+        return (
+            f"Lab({self.name!r}: server {self.connection.address} ({self.connection.source}), "
+            f"task queue {self.task_queue!r}, worker {'running' if self.worker.running else 'stopped'})"
+        )
+
+    @property
+    def client(self):  # noqa: ANN201 - temporalio.client.Client
+        """The Temporal client."""
+        return self.connection.client
+
+    @property
+    def task_queue(self) -> str:
+        """The task queue this lab's worker polls."""
+        return self.worker.task_queue
+
+    @property
+    def ui_url(self) -> str | None:
+        """Base URL of the Temporal Web UI."""
+        return self.connection.ui_url
+
+    @property
+    def fault_profile(self) -> FaultProfile:
+        """Faults applied to every payment; assign a new profile to change them at once."""
+        return self.activities.fault_profile
+
+    @fault_profile.setter
+    def fault_profile(self, profile: FaultProfile) -> None:
+        self.activities.fault_profile = profile
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker runs and the server (if the lab owns it) is up."""
+        server = self.connection.server
+        return self.worker.running and (server is None or server.running)
+
+    def new_payment_id(self, prefix: str = "pay") -> str:
+        """A payment id never used before: re-running a cell starts a new payment."""
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    def request(
+        self,
+        amount: Decimal | str | int,
+        currency: str = "EUR",
+        *,
+        organization_id: str = "org-acme",
+        user_id: str = "learner",
+        payment_id: str | None = None,
+        description: str = "",
+    ) -> PaymentRequest:
+        """A payment request with sensible defaults and a fresh id."""
+        return PaymentRequest(
+            payment_id=payment_id or self.new_payment_id(),
+            organization_id=organization_id,
+            user_id=user_id,
+            amount=amount,  # type: ignore[arg-type]
+            currency=currency,
+            description=description,
+        )
+
+    def link(self, payment_id: str) -> Link:
+        """The Web UI link of one payment."""
+        workflow_id = f"payment-{payment_id}"
+        return Link(workflow_id, self.service.workflow_url(workflow_id))
+
+    async def start(
+        self,
+        request: PaymentRequest,
+        *,
+        faults: FaultPlan | None = None,
+        options: PaymentOptions | None = None,
+        show_link: bool = True,
+    ) -> PaymentHandle:
+        """Start a payment, show its Web UI link, and return its handle."""
+        handle = await self.service.start(request, faults=faults, options=options)
+        if show_link:
+            _display(self.link(request.payment_id))
+        return handle
+
+    async def pay(
+        self,
+        amount: Decimal | str | int | PaymentRequest,
+        currency: str = "EUR",
+        *,
+        organization_id: str = "org-acme",
+        faults: FaultPlan | None = None,
+        options: PaymentOptions | None = None,
+        show_link: bool = True,
+    ) -> PaymentResult:
+        """Run one payment to its end: ``await lab.pay("12.50", "EUR")``."""
+        request = (
+            amount if isinstance(amount, PaymentRequest) else self.request(amount, currency, organization_id=organization_id)
+        )
+        handle = await self.start(request, faults=faults, options=options, show_link=show_link)
+        return await handle.result()
+
+    async def close(self) -> None:
+        """Stop the worker, and the server if this lab started it."""
+        _LABS.pop(self.name, None)
+        await self.worker.stop()
+        await self.connection.close()
+
+
+async def open_lab(
+    name: str = "lab",
+    *,
+    db_file: str | Path | None = None,
+    fault_profile: FaultProfile = NO_FAULTS,
+    options: PaymentOptions | None = None,
+    server: EmbeddedServer | None = None,
+    quiet: bool = True,
+) -> Lab:
+    """Open the lab ``name``, or return it if it is already open in this process.
+
+    Args:
+        name: Labs are kept by name: opening an open one returns it unchanged.
+        db_file: Keep the repository in this SQLite file (to share it with worker
+            processes); None keeps it in memory.
+        fault_profile: Faults applied to every payment.
+        options: Default retry and timeout options of payments.
+        server: Embedded server to start if no configured server or lab session is found.
+        quiet: Hide the tracebacks of activity attempts that fail on purpose.
+    """
+    existing = _LABS.get(name)
+    if existing is not None and existing.running:
+        return existing
+    if quiet:
+        quiet_logs()
+    connection = await connect(server=server)
+    repository = PaymentRepository(db_file)
+    activities = PaymentActivities(repository, fault_profile=fault_profile)
+    task_queue = new_task_queue(name)
+    worker = await BackgroundWorker(connection.client, task_queue, activities).start()
+    service = PaymentService(connection.client, task_queue, options=options or PaymentOptions(), ui_url=connection.ui_url)
+    lab = Lab(name, connection, repository, activities, worker, service)
+    _LABS[name] = lab
+    return lab

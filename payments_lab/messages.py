@@ -1,0 +1,91 @@
+"""The payment workflow's messages: its input and retry options, and what its query answers.
+
+They live apart from the workflow so that Temporal's sandbox, which re-imports the
+workflow's module for every run, does not rebuild these classes each time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.faults import FaultPlan
+
+
+@dataclass(frozen=True)
+class PaymentOptions:
+    """Retry and timeout options of one payment. The defaults are the seed chapter's."""
+
+    initial_interval: timedelta = timedelta(seconds=1)
+    """Wait before the first retry."""
+    backoff_coefficient: float = 2.0
+    """Each wait is this many times the previous one."""
+    maximum_interval: timedelta = timedelta(seconds=60)
+    """No wait is longer than this."""
+    maximum_attempts: int = 3
+    """Attempts per step, the first one included (0 means unlimited)."""
+    validate_timeout: timedelta = timedelta(seconds=10)
+    """Start-to-close timeout of one validate attempt."""
+    charge_timeout: timedelta = timedelta(seconds=30)
+    """Start-to-close timeout of one charge attempt."""
+    charge_heartbeat_timeout: timedelta | None = timedelta(seconds=5)
+    """A charge attempt that stops heartbeating this long (its worker died) is retried."""
+    notify_timeout: timedelta = timedelta(seconds=10)
+    """Start-to-close timeout of one notify attempt."""
+
+    def __post_init__(self) -> None:
+        for name in ("initial_interval", "maximum_interval", "validate_timeout", "charge_timeout", "notify_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta) or value <= timedelta(0):
+                raise ValueError(f"{name} must be a positive timedelta, got {value!r}")
+        if self.maximum_interval < self.initial_interval:
+            raise ValueError(
+                f"maximum_interval ({self.maximum_interval}) must not be shorter than "
+                f"initial_interval ({self.initial_interval})"
+            )
+        if self.backoff_coefficient < 1:
+            raise ValueError(f"backoff_coefficient must be >= 1, got {self.backoff_coefficient}")
+        if isinstance(self.maximum_attempts, bool) or not isinstance(self.maximum_attempts, int) or self.maximum_attempts < 0:
+            raise ValueError(f"maximum_attempts must be a whole number >= 0, got {self.maximum_attempts!r}")
+        heartbeat = self.charge_heartbeat_timeout
+        if heartbeat is not None and (not isinstance(heartbeat, timedelta) or heartbeat <= timedelta(0)):
+            raise ValueError(f"charge_heartbeat_timeout must be a positive timedelta or None, got {heartbeat!r}")
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The Temporal retry policy of every step."""
+        return RetryPolicy(
+            initial_interval=self.initial_interval,
+            backoff_coefficient=self.backoff_coefficient,
+            maximum_interval=self.maximum_interval,
+            maximum_attempts=self.maximum_attempts,
+        )
+
+
+@dataclass(frozen=True)
+class PaymentInput:
+    """Input of :class:`PaymentWorkflow`."""
+
+    request: PaymentRequest
+    """The payment."""
+    options: PaymentOptions = PaymentOptions()
+    """Retry and timeout options."""
+    faults: FaultPlan = FaultPlan()
+    """Faults to inject, per step (none by default)."""
+
+
+@dataclass(frozen=True)
+class PaymentProgress:
+    """What the ``progress`` query answers."""
+
+    payment_id: str
+    """The payment."""
+    status: PaymentStatus
+    """Its life-cycle status."""
+    step: str
+    """``validate``, ``charge``, ``notify``, ``settle`` or ``done``."""
+    message: str
+    """What is happening, in plain words."""

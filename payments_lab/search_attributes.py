@@ -1,0 +1,17 @@
+"""Custom search attributes that make payments findable through Temporal visibility."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+ORGANIZATION_ID = SearchAttributeKey.for_keyword("OrganizationId")
+"""The organization that pays: ``OrganizationId = 'org-acme'``."""
+
+PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
+"""The payment's life-cycle status, updated by the workflow at every step."""
+
+PAYMENT_CURRENCY = SearchAttributeKey.for_keyword("PaymentCurrency")
+"""The payment's ISO 4217 currency."""
+
+ALL = (ORGANIZATION_ID, PAYMENT_STATUS, PAYMENT_CURRENCY)
+"""Every attribute the kit needs registered on the namespace."""

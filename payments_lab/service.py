@@ -1,0 +1,375 @@
+"""The payment service: start, follow, cancel, search and measure payments, the Temporal way.
+
+The seed's ``PaymentWorkflowService`` started workflows and read their status; its
+``TemporalPaymentRepository`` started a workflow for every read. Here reads go through
+Temporal's own tools: a query for the live step, ``describe()`` for one payment, and
+visibility (search attributes) to find, count and measure many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
+from temporalio.service import RPCError, RPCStatusCode
+
+from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, workflow_id_for
+from payments_lab.faults import FaultPlan
+from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
+from payments_lab.workflows import PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
+
+
+_WORKFLOW_STATUS_NAMES = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: "continued as new",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+}
+
+
+class PaymentNotFoundError(LookupError):
+    """No workflow runs the payment asked for."""
+
+
+class DuplicatePaymentError(RuntimeError):
+    """A payment id was submitted a second time; nothing was started or charged again."""
+
+    def __init__(self, payment_id: str, existing: PaymentStatusReport) -> None:
+        self.payment_id = payment_id
+        self.existing = existing
+        state = existing.payment_status.value if existing.payment_status else existing.workflow_status
+        super().__init__(
+            f"payment {payment_id!r} was already submitted (workflow {existing.workflow_id} is "
+            f"{existing.workflow_status}, payment {state}); nothing was started or charged again. "
+            f"Follow it with service.handle({payment_id!r}), or pay again with a new payment id."
+        )
+
+
+@dataclass(frozen=True)
+class PaymentStatusReport:
+    """One payment as Temporal sees it (the seed's ``getWorkflowStatus``)."""
+
+    payment_id: str
+    workflow_id: str
+    run_id: str
+    workflow_status: str
+    """``running``, ``completed``, ``failed``, ``cancelled``, ``terminated`` or ``timed out``."""
+    payment_status: PaymentStatus | None
+    """The payment's status, from its search attribute."""
+    organization_id: str | None
+    task_queue: str
+    started_at: datetime
+    closed_at: datetime | None
+    ui_url: str | None = None
+    """Link to the workflow in the Web UI."""
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the workflow is still running."""
+        return self.workflow_status == "running"
+
+    @property
+    def is_completed(self) -> bool:
+        """Whether the payment completed."""
+        return self.payment_status is PaymentStatus.COMPLETED
+
+    @property
+    def is_failed(self) -> bool:
+        """Whether the payment ended without completing (declined, failed, cancelled, refunded)."""
+        return self.payment_status is not None and self.payment_status.is_final and not self.is_completed
+
+    @property
+    def execution_time(self) -> timedelta | None:
+        """How long the workflow ran, once it has ended."""
+        return self.closed_at - self.started_at if self.closed_at else None
+
+
+@dataclass(frozen=True)
+class PaymentMetrics:
+    """Counts and timing of payments, from Temporal visibility (the seed's ``getWorkflowMetrics``)."""
+
+    running: int
+    """Workflows still running."""
+    by_status: dict[str, int]
+    """Payments per payment status (running ones included, under their current status)."""
+    mean_execution_time: timedelta | None
+    """Mean start-to-close time of the ended workflows."""
+
+    @property
+    def completed(self) -> int:
+        """Completed payments."""
+        return self.by_status.get(PaymentStatus.COMPLETED.value, 0)
+
+    @property
+    def failed(self) -> int:
+        """Payments that failed (charge gave up or was declined by the processor)."""
+        return self.by_status.get(PaymentStatus.FAILED.value, 0)
+
+    @property
+    def total(self) -> int:
+        """All payments."""
+        return sum(self.by_status.values())
+
+
+def _report(execution: WorkflowExecution, ui_url: Callable[[str], str | None]) -> PaymentStatusReport:
+    attributes = execution.typed_search_attributes
+    status = attributes.get(PAYMENT_STATUS)
+    workflow_id = execution.id
+    return PaymentStatusReport(
+        payment_id=workflow_id.removeprefix("payment-"),
+        workflow_id=workflow_id,
+        run_id=execution.run_id,
+        workflow_status=_WORKFLOW_STATUS_NAMES.get(execution.status, "unknown") if execution.status else "unknown",
+        payment_status=PaymentStatus(status) if status else None,
+        organization_id=attributes.get(ORGANIZATION_ID),
+        task_queue=execution.task_queue,
+        started_at=execution.start_time,
+        closed_at=execution.close_time,
+        ui_url=ui_url(workflow_id),
+    )
+
+
+class PaymentHandle:
+    """A started payment: follow it, query it, cancel it, await its result."""
+
+    def __init__(self, service: PaymentService, handle: WorkflowHandle[PaymentWorkflow, PaymentResult], payment_id: str) -> None:
+        self.service = service
+        self.workflow = handle
+        self.payment_id = payment_id
+
+    def __repr__(self) -> str:
+        return f"PaymentHandle({self.payment_id!r}, workflow_id={self.workflow_id!r})"
+
+    @property
+    def workflow_id(self) -> str:
+        """The workflow id, ``payment-<payment id>``."""
+        return self.workflow.id
+
+    @property
+    def ui_url(self) -> str | None:
+        """Link to the workflow in the Web UI."""
+        return self.service.workflow_url(self.workflow_id)
+
+    async def result(self) -> PaymentResult:
+        """Wait for the payment to end and return how it ended.
+
+        A cancelled payment is a result too: its status says whether it was refunded.
+        """
+        try:
+            return await self.workflow.result()
+        except WorkflowFailureError as err:
+            if not is_cancelled_exception(err.cause):
+                raise
+            report = await self.status()
+            final = report.payment_status or PaymentStatus.CANCELLED
+            request = (await self.input()).request
+            return PaymentResult(
+                self.payment_id, final, f"cancelled by request; payment {final.value}", request.amount, request.currency
+            )
+
+    async def input(self) -> PaymentInput:
+        """The workflow's input, read back from the first event of its history."""
+        history = await self.workflow.fetch_history()
+        payloads = history.events[0].workflow_execution_started_event_attributes.input.payloads
+        (decoded,) = await self.service.client.data_converter.decode(payloads, [PaymentInput])
+        return decoded
+
+    async def progress(self) -> PaymentProgress:
+        """Ask the workflow where it is (a Temporal query)."""
+        return await self.workflow.query(PaymentWorkflow.progress)
+
+    async def status(self) -> PaymentStatusReport:
+        """Describe the workflow."""
+        return _report(await self.workflow.describe(), self.service.workflow_url)
+
+    async def cancel(self) -> None:
+        """Ask the workflow to cancel; it settles the payment (refunding it if charged)."""
+        await self.workflow.cancel()
+
+
+class PaymentService:
+    """Start and follow payments on one task queue, and search them through visibility.
+
+    Args:
+        client: A client with the kit's data converter (see :func:`payments_lab.client.connect`).
+        task_queue: Where the workers of these payments poll.
+        options: Default retry and timeout options of new payments.
+        execution_timeout: How long a payment workflow may run in all. None by default: a
+            timed-out workflow stops dead, with no chance to settle its payment, which would
+            stay ``processing``; the activities' timeouts and retry policy bound a payment.
+        ui_url: Base URL of the Web UI, for links.
+        scoped: Only find, count and measure payments of ``task_queue``, so that two labs
+            sharing a server do not see each other's payments.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        *,
+        options: PaymentOptions = PaymentOptions(),
+        execution_timeout: timedelta | None = None,
+        ui_url: str | None = None,
+        scoped: bool = True,
+    ) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.options = options
+        self.execution_timeout = execution_timeout
+        self.ui_url = ui_url
+        self.scoped = scoped
+
+    def workflow_url(self, workflow_id: str) -> str | None:
+        """Link to a workflow in the Web UI."""
+        if not self.ui_url:
+            return None
+        return f"{self.ui_url}/namespaces/{self.client.namespace}/workflows/{workflow_id}"
+
+    async def start(
+        self,
+        request: PaymentRequest,
+        *,
+        faults: FaultPlan | None = None,
+        options: PaymentOptions | None = None,
+        execution_timeout: timedelta | None = None,
+    ) -> PaymentHandle:
+        """Start the payment workflow and return at once.
+
+        Raises:
+            DuplicatePaymentError: this payment id was already submitted; nothing happened.
+        """
+        try:
+            handle = await self.client.start_workflow(
+                PaymentWorkflow.run,
+                PaymentInput(request, options or self.options, faults or FaultPlan()),
+                id=request.workflow_id,
+                task_queue=self.task_queue,
+                execution_timeout=execution_timeout or self.execution_timeout,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(ORGANIZATION_ID, request.organization_id),
+                        SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
+                        SearchAttributePair(PAYMENT_CURRENCY, request.currency),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            raise DuplicatePaymentError(request.payment_id, await self.status(request.payment_id)) from None
+        return PaymentHandle(self, handle, request.payment_id)
+
+    async def process(self, request: PaymentRequest, **start_options: object) -> PaymentResult:
+        """Start the payment and wait for its result (the seed's ``processPayment``).
+
+        Raises:
+            DuplicatePaymentError: this payment id was already submitted; nothing happened.
+        """
+        handle = await self.start(request, **start_options)  # type: ignore[arg-type]
+        return await handle.result()
+
+    def handle(self, payment_id: str) -> PaymentHandle:
+        """A handle on an existing payment."""
+        workflow = self.client.get_workflow_handle_for(PaymentWorkflow.run, workflow_id_for(payment_id))
+        return PaymentHandle(self, workflow, payment_id)
+
+    async def status(self, payment_id: str) -> PaymentStatusReport:
+        """Describe one payment (the seed's ``getWorkflowStatus``).
+
+        Raises:
+            PaymentNotFoundError: no workflow runs this payment.
+        """
+        try:
+            return await self.handle(payment_id).status()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise PaymentNotFoundError(f"no payment {payment_id!r} (no workflow {workflow_id_for(payment_id)})") from None
+            raise
+
+    async def cancel(self, payment_id: str) -> None:
+        """Cancel one payment (the seed's ``cancelWorkflow``).
+
+        Raises:
+            PaymentNotFoundError: no workflow runs this payment.
+        """
+        try:
+            await self.handle(payment_id).cancel()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise PaymentNotFoundError(f"no payment {payment_id!r} (no workflow {workflow_id_for(payment_id)})") from None
+            raise
+
+    def visibility_query(self, *, organization_id: str | None = None, status: PaymentStatus | str | None = None, extra: str | None = None) -> str:
+        """The visibility query that selects this service's payments."""
+        clauses = ["WorkflowType = 'PaymentWorkflow'"]
+        if self.scoped:
+            clauses.append(f"TaskQueue = {_quote(self.task_queue)}")
+        if organization_id is not None:
+            clauses.append(f"{ORGANIZATION_ID.name} = {_quote(organization_id)}")
+        if status is not None:
+            clauses.append(f"{PAYMENT_STATUS.name} = {_quote(PaymentStatus(status).value)}")
+        if extra:
+            clauses.append(f"({extra})")
+        return " AND ".join(clauses)
+
+    async def search(self, *, organization_id: str | None = None, status: PaymentStatus | str | None = None, query: str | None = None, limit: int | None = None) -> list[PaymentStatusReport]:
+        """Payments matching the filters, newest first, through visibility.
+
+        Args:
+            organization_id: Only this organization's payments.
+            status: Only payments in this status.
+            query: Any extra visibility condition, e.g. ``"ExecutionStatus = 'Running'"``.
+            limit: At most this many.
+        """
+        reports = [
+            _report(execution, self.workflow_url)
+            async for execution in self.client.list_workflows(
+                self.visibility_query(organization_id=organization_id, status=status, extra=query), limit=limit
+            )
+        ]
+        return sorted(reports, key=lambda r: r.started_at, reverse=True)
+
+    async def find_by_organization(self, organization_id: str) -> list[PaymentStatusReport]:
+        """An organization's payments (the seed's ``findByOrganization``), newest first."""
+        return await self.search(organization_id=organization_id)
+
+    async def count(self, *, organization_id: str | None = None, status: PaymentStatus | str | None = None, query: str | None = None) -> int:
+        """How many payments match (the seed's ``count``), counted by the server."""
+        result = await self.client.count_workflows(
+            self.visibility_query(organization_id=organization_id, status=status, extra=query)
+        )
+        return result.count
+
+    async def metrics(self, *, organization_id: str | None = None) -> PaymentMetrics:
+        """Running workflows, payments per status and mean execution time."""
+        running, *per_status = await asyncio.gather(
+            self.count(organization_id=organization_id, query="ExecutionStatus = 'Running'"),
+            *(self.count(organization_id=organization_id, status=s) for s in PaymentStatus),
+        )
+        closed = await self.search(organization_id=organization_id, query="ExecutionStatus != 'Running'")
+        durations = [r.execution_time.total_seconds() for r in closed if r.execution_time is not None]
+        return PaymentMetrics(
+            running=running,
+            by_status={s.value: n for s, n in zip(PaymentStatus, per_status) if n},
+            mean_execution_time=timedelta(seconds=statistics.fmean(durations)) if durations else None,
+        )
+
+
+def _quote(value: str) -> str:
+    """Quote ``value`` as a string literal of Temporal's visibility query language."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

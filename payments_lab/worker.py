@@ -1,0 +1,194 @@
+"""Workers: one running in the background of a notebook, or one running as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from payments_lab import processes
+from payments_lab.activities import PaymentActivities
+from payments_lab.faults import NO_FAULTS, FaultProfile
+from payments_lab.workflows import PaymentWorkflow
+
+READY_LINE = "payments-lab worker ready"
+"""What a worker process prints once it polls its task queue."""
+
+
+def new_task_queue(prefix: str = "payments") -> str:
+    """A task queue name no other lab, test or kernel uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def create_worker(
+    client: Client,
+    task_queue: str,
+    activities: PaymentActivities,
+    *,
+    sticky_queue_schedule_to_start_timeout: timedelta = timedelta(seconds=10),
+    max_concurrent_activities: int = 100,
+) -> Worker:
+    """A worker that runs :class:`PaymentWorkflow` and the payment activities."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[PaymentWorkflow],
+        activities=activities.all,
+        identity=activities.identity,
+        max_concurrent_activities=max_concurrent_activities,
+        sticky_queue_schedule_to_start_timeout=sticky_queue_schedule_to_start_timeout,
+        # On shutdown, running attempts get this long to finish before being cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=1),
+        # Heartbeats reach the server at least every second, and so do cancellations.
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
+    )
+
+
+class BackgroundWorker:
+    """A worker running as a task of this process's event loop, between notebook cells.
+
+    ``await worker.start()`` returns at once; the worker keeps polling while cells run.
+    ``await worker.stop()`` shuts it down. Also an async context manager.
+    """
+
+    def __init__(self, client: Client, task_queue: str, activities: PaymentActivities) -> None:
+        self.task_queue = task_queue
+        self.activities = activities
+        self._worker = create_worker(client, task_queue, activities)
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"BackgroundWorker(task_queue={self.task_queue!r}, running={self.running})"
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker is polling."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> BackgroundWorker:
+        """Start polling in the background (does nothing if already running)."""
+        if not self.running:
+            self._task = asyncio.create_task(self._worker.run(), name=f"worker {self.task_queue}")
+        return self
+
+    async def stop(self) -> None:
+        """Shut the worker down and wait until it has stopped."""
+        if self.running:
+            await self._worker.shutdown()
+        if self._task is not None:
+            try:
+                await self._task
+            finally:
+                self._task = None
+
+    async def __aenter__(self) -> BackgroundWorker:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class WorkerProcess:
+    """A worker in its own process (``payments-lab worker``), to crash on purpose or to scale out.
+
+    It shares the payments, ledger and attempts through a repository file, and dies with
+    this process.
+
+    Args:
+        address: ``host:port`` of the server.
+        task_queue: Task queue to poll.
+        db_file: Repository file shared with this process.
+        namespace: Namespace of the task queue.
+        fault_profile: Faults applied to every payment.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        task_queue: str,
+        db_file: str | Path,
+        *,
+        namespace: str = "default",
+        fault_profile: FaultProfile = NO_FAULTS,
+    ) -> None:
+        self.address = address
+        self.task_queue = task_queue
+        self.db_file = Path(db_file)
+        self.namespace = namespace
+        self.fault_profile = fault_profile
+        self.log_path: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"WorkerProcess(pid={self.pid}, task_queue={self.task_queue!r}, running={self.running})"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id while it runs."""
+        return self._process.pid if self.running and self._process else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        """The command line of the worker process."""
+        profile = self.fault_profile
+        return [
+            sys.executable, "-m", "payments_lab", "worker",
+            "--address", self.address,
+            "--namespace", self.namespace,
+            "--task-queue", self.task_queue,
+            "--db", str(self.db_file),
+            "--failure-rate", str(profile.charge_failure_rate),
+            "--latency", str(profile.charge_latency),
+            "--seed", str(profile.seed),
+            "--crash-friendly",
+        ]
+
+    def start(self, timeout: float = 30.0) -> WorkerProcess:
+        """Start the process and return once it polls its task queue."""
+        if self.running:
+            return self
+        fd, name = tempfile.mkstemp(prefix="payments-lab-worker-", suffix=".log")
+        self.log_path = Path(name)
+        with open(fd, "wb") as log:
+            self._process = processes.spawn(self.command(), log=log)
+        deadline = time.monotonic() + timeout
+        while READY_LINE not in self.log_path.read_text(errors="replace"):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_tail()
+                self.kill()
+                raise RuntimeError(f"The worker process did not start. Its log ends with:\n{tail}")
+            time.sleep(0.05)
+        return self
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the process printed."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """``kill -9`` the process: a crash, with no chance to clean up."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Shut the process down gracefully (SIGINT), killing it after ``grace`` seconds."""
+        if self._process is not None:
+            processes.stop(self._process, grace=grace)
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+            self.log_path = None

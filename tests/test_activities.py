@@ -1,0 +1,139 @@
+"""Tests of the activities in Temporal's ActivityEnvironment (no server needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from decimal import Decimal
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from payments_lab.activities import (
+    ChargeInput,
+    NotifyInput,
+    PaymentActivities,
+    SettleInput,
+    ValidateInput,
+)
+from payments_lab.domain import Payment, PaymentRequest, PaymentResult, PaymentStatus
+from payments_lab.faults import FaultProfile, StepFaults
+from payments_lab.repository import PaymentRepository
+
+
+def request(payment_id: str = "p-1", **changes: object) -> PaymentRequest:
+    fields: dict[str, object] = dict(
+        payment_id=payment_id, organization_id="org-acme", user_id="u-1", amount="12.50", currency="EUR"
+    )
+    fields.update(changes)
+    return PaymentRequest(**fields)  # type: ignore[arg-type]
+
+
+def environment(activity_type: str, attempt: int = 1) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, activity_type=activity_type, attempt=attempt, workflow_id="payment-p-1")
+    return env
+
+
+async def test_validate_accepts_and_declines(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    env = environment("validate_payment")
+    assert (await env.run(activities.validate_payment, ValidateInput(request()))).valid
+    declined = await env.run(activities.validate_payment, ValidateInput(request(amount="-5", organization_id="org-x")))
+    assert not declined.valid
+    assert "greater than zero" in declined.message and "org-x" in declined.message
+    assert repository.count() == 0 and repository.ledger() == [], "validation changes nothing"
+    assert [a.outcome for a in repository.attempts()] == ["completed", "completed"]
+
+
+async def test_charge_takes_the_money_once_and_completes(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    result = await environment("charge_payment").run(activities.charge_payment, ChargeInput(request()))
+    assert result.success and not result.already_charged
+    assert result.charge_id == repository.ledger("p-1")[0].entry_id
+    assert repository.find_by_id("p-1").status is PaymentStatus.COMPLETED  # type: ignore[union-attr]
+    assert repository.ledger("p-1")[0].amount == Decimal("12.50")
+
+
+async def test_planned_failures_fail_the_first_attempts_only(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    faults = StepFaults(fail_first=2)
+    for attempt in (1, 2):
+        with pytest.raises(ApplicationError, match=f"attempt {attempt} of the first 2"):
+            await environment("charge_payment", attempt).run(activities.charge_payment, ChargeInput(request(), faults))
+    assert repository.ledger() == [], "a failed attempt charged nothing"
+    result = await environment("charge_payment", 3).run(activities.charge_payment, ChargeInput(request(), faults))
+    assert result.success
+    assert repository.charge_count("p-1") == 1
+    assert [(a.attempt, a.outcome) for a in repository.attempts("p-1")] == [(1, "failed"), (2, "failed"), (3, "completed")]
+
+
+async def test_a_retry_after_a_lost_answer_charges_nothing_more(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    # Attempt 1 reaches the processor, then never answers: its timeout cancels it.
+    env = environment("charge_payment", 1)
+    hung = asyncio.ensure_future(env.run(activities.charge_payment, ChargeInput(request(), StepFaults(hang_first=1))))
+    while not repository.ledger("p-1"):
+        await asyncio.sleep(0.01)
+    env.cancel()
+    with pytest.raises(BaseException):
+        await hung
+    assert repository.find_by_id("p-1").status is PaymentStatus.PROCESSING  # type: ignore[union-attr]
+    retry = await environment("charge_payment", 2).run(activities.charge_payment, ChargeInput(request(), StepFaults(hang_first=1)))
+    assert retry.success and retry.already_charged
+    assert repository.charge_count("p-1") == 1
+    assert [a.outcome for a in repository.attempts("p-1")] == ["cancelled", "completed"]
+
+
+async def test_a_replayed_charge_of_a_completed_payment_is_harmless(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    first = await environment("charge_payment", 1).run(activities.charge_payment, ChargeInput(request()))
+    again = await environment("charge_payment", 1).run(activities.charge_payment, ChargeInput(request()))
+    assert again.success and again.already_charged and again.charge_id == first.charge_id
+    assert repository.charge_count("p-1") == 1
+
+
+async def test_a_declined_card_is_a_result_not_an_error(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    result = await environment("charge_payment").run(activities.charge_payment, ChargeInput(request(), StepFaults(decline=True)))
+    assert not result.success and "declined" in result.message
+    assert repository.ledger() == []
+
+
+async def test_profile_failures_follow_the_seeded_draw(repository: PaymentRepository) -> None:
+    profile = FaultProfile(charge_failure_rate=0.5, charge_latency=0.0, seed=11)
+    activities = PaymentActivities(repository, fault_profile=profile)
+    outcomes = []
+    for i in range(20):
+        try:
+            await environment("charge_payment").run(activities.charge_payment, ChargeInput(request(f"p-{i}")))
+            outcomes.append(False)
+        except ApplicationError as err:
+            assert err.type == "ProcessorError"
+            outcomes.append(True)
+    assert outcomes == [profile.charge_fails(f"p-{i}", 1) for i in range(20)]
+    assert 0 < sum(outcomes) < 20
+
+
+async def test_a_cancelled_payment_refuses_a_late_charge(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    repository.transition(Payment.from_request(request()), PaymentStatus.CANCELLED)
+    with pytest.raises(ApplicationError) as raised:
+        await environment("charge_payment").run(activities.charge_payment, ChargeInput(request()))
+    assert raised.value.non_retryable and "cancelled" in str(raised.value)
+    assert repository.ledger() == []
+
+
+async def test_notify_records_email_and_webhook(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    result = PaymentResult("p-1", PaymentStatus.COMPLETED, "ok")
+    sent = await environment("send_notification").run(activities.send_notification, NotifyInput(request(), result))
+    assert sent.channels == ("email", "webhook")
+    assert [n.channel for n in repository.notifications("p-1")] == ["email", "webhook"]
+    with pytest.raises(ApplicationError, match="notify outage"):
+        await environment("send_notification").run(
+            activities.send_notification, NotifyInput(request("p-2"), result, StepFaults(fail_first=1))
+        )
+    assert repository.notifications("p-2") == []
+
+
+async def test_settle_refunds_a_charged_payment(activities: PaymentActivities, repository: PaymentRepository) -> None:
+    await environment("charge_payment").run(activities.charge_payment, ChargeInput(request()))
+    status = await environment("settle_unfinished_payment").run(
+        activities.settle_unfinished_payment, SettleInput("p-1", PaymentStatus.CANCELLED, "customer asked")
+    )
+    assert status is PaymentStatus.REFUNDED
+    assert repository.balance("p-1") == 0

@@ -1,0 +1,120 @@
+"""Tests of the command line, run as a learner would run it, in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import processes_marked
+from payments_lab.processes import tied_to_parent_supported
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "payments_lab", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> dict[str, str]:
+    """An environment with its own state folder, marked so that its processes can be found."""
+    return {**os.environ, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "state"), "PAYMENTS_LAB_MARK": uuid.uuid4().hex}
+
+
+def assert_no_process_left(env: dict[str, str]) -> None:
+    if tied_to_parent_supported():
+        deadline = time.monotonic() + 5
+        while processes_marked(env["PAYMENTS_LAB_MARK"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_marked(env["PAYMENTS_LAB_MARK"]) == []
+
+
+def test_pay_retries_the_charge_and_charges_once(isolated: dict[str, str]) -> None:
+    done = run("pay", "--org", "org-acme", "--amount", "10.00", "--currency", "EUR", "--fail-charge", "2", env=isolated)
+    assert done.returncode == 0, done.stderr
+    output = json.loads(done.stdout)
+    assert output["status"] == "completed" and output["success"] is True
+    assert output["attempts"] == {"validate": 1, "charge": 3, "notify": 1}
+    assert output["charges"] == 1
+    assert done.stderr == "", "failed attempts on purpose are not shouted on stderr"
+    assert_no_process_left(isolated)
+
+
+def test_pay_declines_a_negative_amount(isolated: dict[str, str]) -> None:
+    done = run("pay", "--org", "org-acme", "--amount", "-5", "--currency", "EUR", env=isolated)
+    assert done.returncode == 1
+    output = json.loads(done.stdout)
+    assert output["status"] == "declined" and output["success"] is False
+    assert output["message"] == "declined: amount must be greater than zero, got -5"
+    assert output["charges"] == 0 and output["attempts"] == {"validate": 1}
+    assert_no_process_left(isolated)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["pay", "--org", "org-acme", "--amount", "ten", "--currency", "EUR"], "amount 'ten' is not a number"),
+        (["pay", "--org", "org-acme", "--amount", "1"], "the following arguments are required: --currency"),
+        (["pay", "--org", "o", "--amount", "1", "--currency", "EUR", "--fail-charge", "-1"], "not a whole number"),
+        (["list", "--status", "weird"], "unknown status 'weird'"),
+        (["fly"], "invalid choice: 'fly'"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_code_2(isolated: dict[str, str], args: list[str], expected: str) -> None:
+    done = run(*args, env=isolated)
+    assert done.returncode == 2
+    assert expected in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_commands_without_a_server_say_how_to_start_one(isolated: dict[str, str]) -> None:
+    done = run("status", "nope", env=isolated)
+    assert done.returncode == 3
+    assert "payments-lab lab" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_lab_server_is_shared_by_every_command(isolated: dict[str, str]) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
+    )
+    try:
+        banner = [server.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]
+        assert banner[0].startswith("Temporal server: 127.0.0.1:")
+        assert banner[1].startswith("Temporal Web UI: http://127.0.0.1:")
+        payment_id = f"cli-{uuid.uuid4().hex[:8]}"
+        paid = run("pay", "--org", "org-globex", "--amount", "7.25", "--currency", "USD", "--id", payment_id, env=isolated)
+        assert paid.returncode == 0, paid.stderr
+        assert json.loads(paid.stdout)["ui_url"].endswith(f"/workflows/payment-{payment_id}")
+
+        again = run("pay", "--org", "org-globex", "--amount", "7.25", "--currency", "USD", "--id", payment_id, env=isolated)
+        assert again.returncode == 1
+        duplicate = json.loads(again.stdout)
+        assert duplicate["duplicate"] is True and "nothing was started or charged again" in duplicate["message"]
+
+        status = run("status", payment_id, env=isolated)
+        assert status.returncode == 0
+        assert json.loads(status.stdout)["payment_status"] == "completed"
+
+        listed = run("list", "--org", "org-globex", env=isolated)
+        assert [p["payment_id"] for p in json.loads(listed.stdout)] == [payment_id]
+
+        missing = run("cancel", "nope", env=isolated)
+        assert missing.returncode == 3 and "no payment 'nope'" in missing.stderr
+
+        second = subprocess.run(
+            [sys.executable, "-m", "payments_lab", "server"], capture_output=True, text=True, env=isolated, timeout=30
+        )
+        assert second.returncode == 2 and "already running" in second.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert not (Path(isolated["PAYMENTS_LAB_STATE_DIR"]) / "session.json").exists()
+    assert_no_process_left(isolated)

@@ -1,0 +1,74 @@
+"""Tests of how the kit finds its server: address, environment configuration, lab session, embedded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from payments_lab.client import TemporalUnavailableError, connect, default_config_file, environment_configured, web_ui_url
+from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
+
+
+async def test_an_explicit_address_wins(dev_server: EmbeddedServer) -> None:
+    connection = await connect(address=dev_server.address)
+    assert connection.address == dev_server.address
+    assert connection.source == f"address {dev_server.address}"
+    assert connection.server is None
+
+
+async def test_temporal_address_from_the_environment(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_server.address)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "default")
+    assert environment_configured()
+    connection = await connect()
+    assert connection.source.startswith("Temporal environment configuration")
+    assert connection.address == dev_server.address and connection.server is None
+    await connection.client.count_workflows("OrganizationId = 'x'")  # the search attributes exist
+
+
+async def test_a_profile_from_a_config_file(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "temporal.toml"
+    config.write_text(f'[profile.lab]\naddress = "{dev_server.address}"\nnamespace = "default"\n')
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config))
+    monkeypatch.setenv("TEMPORAL_PROFILE", "lab")
+    connection = await connect()
+    assert connection.address == dev_server.address
+
+
+async def test_the_lab_session_is_reused(dev_server: EmbeddedServer) -> None:
+    write_session(LabSession(dev_server.address, "default", "http://ui", os.getpid()))
+    try:
+        connection = await connect()
+    finally:
+        clear_session()
+    assert connection.source == f"lab session of process {os.getpid()}"
+    assert connection.ui_url == "http://ui" and connection.server is None
+
+
+async def test_an_embedded_server_is_started_when_nothing_is_configured() -> None:
+    connection = await connect()
+    try:
+        assert connection.source == "embedded dev server"
+        assert connection.server is not None and connection.server.running
+        assert connection.workflow_url("payment-x") == f"{connection.ui_url}/namespaces/default/workflows/payment-x"
+    finally:
+        await connection.close()
+    assert connection.server is None
+
+
+async def test_without_a_server_the_message_names_the_fixes() -> None:
+    with pytest.raises(TemporalUnavailableError, match="payments-lab lab.*TEMPORAL_ADDRESS"):
+        await connect(start_server=False)
+    with pytest.raises(TemporalUnavailableError, match="Could not reach a Temporal server at 127.0.0.1:1"):
+        await connect(address="127.0.0.1:1")
+
+
+def test_web_ui_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert web_ui_url("localhost:7233", "default") == "http://localhost:8233"
+    assert web_ui_url("my-ns.a1b2c.tmprl.cloud:7233", "my-ns.a1b2c") == "https://cloud.temporal.io"
+    assert web_ui_url("temporal.internal:7233", "default") is None
+    monkeypatch.setenv("PAYMENTS_LAB_UI_URL", "https://ui.example/")
+    assert web_ui_url("temporal.internal:7233", "default") == "https://ui.example"
+    assert default_config_file().name == "temporal.toml"

@@ -1,0 +1,59 @@
+"""Tests of the notebook lab: one per name, payments with links, live fault profiles."""
+
+from __future__ import annotations
+
+import os
+
+from payments_lab.domain import PaymentStatus
+from payments_lab.faults import FaultPlan, FaultProfile
+from payments_lab.lab import Link, open_lab
+from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
+from payments_lab.workflows import PaymentOptions
+
+
+async def test_opening_twice_returns_the_same_lab(dev_server: EmbeddedServer) -> None:
+    write_session(LabSession(dev_server.address, "default", "http://ui", os.getpid()))
+    try:
+        lab = await open_lab("twice")
+        again = await open_lab("twice")
+        other = await open_lab("other")
+    finally:
+        clear_session()
+    try:
+        assert again is lab and other is not lab
+        assert lab.task_queue != other.task_queue
+        assert lab.running and "twice" in repr(lab)
+    finally:
+        await lab.close()
+        await other.close()
+    assert not lab.running
+    reopened = await open_lab("twice")
+    assert reopened is not lab
+    await reopened.close()
+
+
+async def test_pay_and_change_faults_on_the_fly(dev_server: EmbeddedServer) -> None:
+    write_session(LabSession(dev_server.address, "default", "http://ui", os.getpid()))
+    try:
+        lab = await open_lab("faults")
+    finally:
+        clear_session()
+    try:
+        first = await lab.pay("19.99", "EUR", faults=FaultPlan.failing(charge=1))
+        assert first.status is PaymentStatus.COMPLETED and str(first.amount) == "19.99"
+        lab.fault_profile = FaultProfile(charge_failure_rate=1.0, charge_latency=0.0)
+        request = lab.request("5", "EUR")
+        handle = await lab.start(request, options=PaymentOptions(maximum_attempts=1))
+        failed = await handle.result()
+        assert failed.status is PaymentStatus.FAILED and "simulated processor failure" in failed.message
+        assert lab.repository.charge_count(request.payment_id) == 0
+        assert lab.new_payment_id() != lab.new_payment_id()
+    finally:
+        await lab.close()
+
+
+def test_links_render_as_text_and_html() -> None:
+    link = Link("payment-p-1", "http://ui/namespaces/default/workflows/payment-p-1")
+    assert str(link) == "payment-p-1: http://ui/namespaces/default/workflows/payment-p-1"
+    assert 'href="http://ui/namespaces/default/workflows/payment-p-1"' in link._repr_html_()
+    assert str(Link("payment-p-1", None)) == "payment-p-1"

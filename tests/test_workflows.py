@@ -1,0 +1,213 @@
+"""Tests of the payment workflow on the time-skipping test server and on the real dev server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from conftest import FAST, new_id
+from payments_lab.activities import PaymentActivities
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.history import attempts_per_activity
+from payments_lab.repository import PaymentRepository
+from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_STATUS
+from payments_lab.service import DuplicatePaymentError, PaymentService
+from payments_lab.worker import BackgroundWorker
+from payments_lab.workflows import PaymentOptions
+
+
+def request(amount: str = "12.50", **changes: object) -> PaymentRequest:
+    fields: dict[str, object] = dict(
+        payment_id=new_id(), organization_id="org-acme", user_id="u-1", amount=amount, currency="EUR"
+    )
+    fields.update(changes)
+    return PaymentRequest(**fields)  # type: ignore[arg-type]
+
+
+# On the time-skipping server: the seed's real retry intervals, skipped in no time.
+
+
+async def test_success(time_skipping: WorkflowEnvironment, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(time_skipping.client, task_queue)
+    async with BackgroundWorker(time_skipping.client, task_queue, activities):
+        paid = request()
+        result = await service.process(paid)
+    assert result.status is PaymentStatus.COMPLETED and result.success and result.notified
+    assert result.message == "Payment processed successfully"
+    assert result.charge_id == repository.ledger(paid.payment_id)[0].entry_id
+    assert repository.find_by_id(paid.payment_id).status is PaymentStatus.COMPLETED  # type: ignore[union-attr]
+    assert [n.channel for n in repository.notifications(paid.payment_id)] == ["email", "webhook"]
+
+
+async def test_decimal_round_trips_exactly(time_skipping: WorkflowEnvironment, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(time_skipping.client, task_queue)
+    async with BackgroundWorker(time_skipping.client, task_queue, activities):
+        paid = request("0.10")
+        result = await service.process(paid)
+    assert result.amount == Decimal("0.10") and str(result.amount) == "0.10"
+    assert isinstance(result.amount, Decimal)
+    entry = repository.ledger(paid.payment_id)[0]
+    assert str(entry.amount) == "0.10"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"amount": "-5"}, "amount must be greater than zero"),
+        ({"amount": "12.345"}, "more decimals than EUR allows"),
+        ({"amount": "NaN"}, "not a finite number"),
+        ({"amount": "5000000"}, "above the limit"),
+        ({"currency": "XYZ"}, "not an ISO 4217 code"),
+        ({"organization_id": "org-unknown"}, "organization 'org-unknown' does not exist"),
+        ({"user_id": " "}, "user_id is required"),
+    ],
+)
+async def test_declined_requests_change_nothing_and_are_not_retried(
+    time_skipping: WorkflowEnvironment,
+    task_queue: str,
+    activities: PaymentActivities,
+    repository: PaymentRepository,
+    changes: dict[str, object],
+    expected: str,
+) -> None:
+    service = PaymentService(time_skipping.client, task_queue)
+    declined = request(**changes)
+    async with BackgroundWorker(time_skipping.client, task_queue, activities):
+        handle = await service.start(declined)
+        result = await handle.result()
+        history = await handle.workflow.fetch_history()
+    assert result.status is PaymentStatus.DECLINED and not result.success
+    assert expected in result.message
+    assert repository.count() == 0 and repository.ledger() == [] and repository.notifications() == []
+    assert attempts_per_activity(history) == {"validate_payment": 1}
+
+
+async def test_charge_retried_with_the_seed_policy_then_completed(time_skipping: WorkflowEnvironment, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(time_skipping.client, task_queue)  # seed defaults: 1 s, x2, 3 attempts
+    async with BackgroundWorker(time_skipping.client, task_queue, activities):
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan.failing(charge=2))
+        result = await handle.result()
+        history = await handle.workflow.fetch_history()
+    assert result.status is PaymentStatus.COMPLETED
+    assert attempts_per_activity(history)["charge_payment"] == 3
+    assert [a.attempt for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"] == [1, 2, 3]
+    assert repository.charge_count(paid.payment_id) == 1
+
+
+async def test_an_hour_of_backoff_passes_in_no_time(time_skipping: WorkflowEnvironment, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    hourly = PaymentOptions(initial_interval=timedelta(minutes=30), maximum_interval=timedelta(hours=1), maximum_attempts=4)
+    service = PaymentService(time_skipping.client, task_queue, options=hourly)
+    async with BackgroundWorker(time_skipping.client, task_queue, activities):
+        result = await service.process(request(), faults=FaultPlan.failing(charge=3))
+    assert result.status is PaymentStatus.COMPLETED
+
+
+async def test_retries_exhausted_fail_the_payment_without_charging(time_skipping: WorkflowEnvironment, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(time_skipping.client, task_queue)
+    async with BackgroundWorker(time_skipping.client, task_queue, activities):
+        paid = request()
+        result = await service.process(paid, faults=FaultPlan.failing(charge=5))
+    assert result.status is PaymentStatus.FAILED
+    assert "charge gave up" in result.message and "maximum attempts reached" in result.message
+    assert repository.ledger(paid.payment_id) == []
+    assert repository.find_by_id(paid.payment_id).status is PaymentStatus.FAILED  # type: ignore[union-attr]
+
+
+async def test_a_declined_card_fails_at_once(time_skipping: WorkflowEnvironment, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(time_skipping.client, task_queue)
+    async with BackgroundWorker(time_skipping.client, task_queue, activities):
+        paid = request()
+        result = await service.process(paid, faults=FaultPlan(charge=StepFaults(decline=True)))
+    assert result.status is PaymentStatus.FAILED and "card declined" in result.message
+    assert [a.attempt for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"] == [1]
+
+
+async def test_a_failed_notification_does_not_fail_the_payment(time_skipping: WorkflowEnvironment, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(time_skipping.client, task_queue)
+    async with BackgroundWorker(time_skipping.client, task_queue, activities):
+        paid = request()
+        result = await service.process(paid, faults=FaultPlan.failing(notify=10))
+    assert result.status is PaymentStatus.COMPLETED and not result.notified
+    assert "notification failed" in result.message
+    assert repository.charge_count(paid.payment_id) == 1
+    assert [a.outcome for a in repository.attempts(paid.payment_id) if a.activity == "send_notification"] == ["failed"] * 3
+
+
+# On the real dev server: cancellation, duplicates, queries, visibility, timeouts.
+
+
+async def test_query_then_cancel_mid_charge_refunds(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(client, task_queue, options=FAST)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan(charge=StepFaults(delay=30)))
+        while not repository.ledger(paid.payment_id):
+            await asyncio.sleep(0.05)
+        progress = await handle.progress()
+        assert (progress.status, progress.step) == (PaymentStatus.PROCESSING, "charge")
+        await handle.cancel()
+        result = await handle.result()
+        description = await handle.workflow.describe()
+    assert result.status is PaymentStatus.REFUNDED and result.amount == Decimal("12.50")
+    assert description.status is WorkflowExecutionStatus.CANCELED
+    assert description.typed_search_attributes.get(PAYMENT_STATUS) == "refunded"
+    assert [e.kind for e in repository.ledger(paid.payment_id)] == ["charge", "refund"]
+    assert repository.find_by_id(paid.payment_id).status is PaymentStatus.REFUNDED  # type: ignore[union-attr]
+
+
+async def test_cancel_before_the_charge_leaves_nothing_to_refund(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(client, task_queue, options=FAST)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan(validate=StepFaults(delay=30)))
+        while not repository.attempts(paid.payment_id):
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        result = await handle.result()
+    assert result.status is PaymentStatus.CANCELLED
+    assert repository.ledger() == [] and repository.count() == 0
+
+
+async def test_the_same_payment_id_twice_charges_once(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    service = PaymentService(client, task_queue, options=FAST)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        assert (await service.process(paid)).success
+        with pytest.raises(DuplicatePaymentError, match="already submitted .* nothing was started or charged again") as raised:
+            await service.process(paid)
+    assert raised.value.existing.payment_status is PaymentStatus.COMPLETED
+    assert repository.charge_count(paid.payment_id) == 1
+
+
+async def test_search_attributes_follow_the_payment(client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    service = PaymentService(client, task_queue, options=FAST)
+    async with BackgroundWorker(client, task_queue, activities):
+        handle = await service.start(request(organization_id="org-globex"))
+        await handle.result()
+        description = await handle.workflow.describe()
+    assert description.typed_search_attributes.get(ORGANIZATION_ID) == "org-globex"
+    assert description.typed_search_attributes.get(PAYMENT_STATUS) == "completed"
+
+
+async def test_a_charge_that_hangs_past_its_timeout_is_retried_and_charged_once(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    options = PaymentOptions(
+        initial_interval=timedelta(milliseconds=100), charge_timeout=timedelta(seconds=1), charge_heartbeat_timeout=None
+    )
+    service = PaymentService(client, task_queue, options=options)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan(charge=StepFaults(hang_first=1)))
+        result = await handle.result()
+        history = await handle.workflow.fetch_history()
+    assert result.status is PaymentStatus.COMPLETED
+    assert attempts_per_activity(history)["charge_payment"] == 2
+    assert repository.charge_count(paid.payment_id) == 1
+    charges = [a for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"]
+    assert [a.outcome for a in charges] == ["cancelled", "completed"]
