@@ -13,7 +13,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     # Every module whose dataclasses cross the workflow's boundary must be in the sandbox:
     # the data converter resolves their type hints through the sandbox's own modules.
-    from payments_lab import faults  # noqa: F401
+    from payments_lab.faults import FaultPlan  # noqa: F401
     from payments_lab.activities import (
         ChargeInput,
         NotifyInput,
