@@ -1,7 +1,5 @@
 """``python -m payments_lab``: the command line."""
 
-import sys
+from payments_lab.cli import run
 
-from payments_lab.cli import main
-
-sys.exit(main())
+run()

@@ -296,7 +296,8 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
     print(f"Temporal server: {server.address} (namespace {server.namespace})")
     print(f"Temporal Web UI: {server.ui_url}")
     jupyter_process = None
-    signal.signal(signal.SIGTERM, _interrupt)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _interrupt)
     try:
         if jupyter:
             notebook_dir = args.notebook_dir or (Path("notebooks") if Path("notebooks").is_dir() else Path.cwd())
@@ -353,3 +354,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
+
+
+def run() -> NoReturn:
+    """Entry point of ``payments-lab`` and ``python -m payments_lab``: run, then exit at once.
+
+    Temporal's Rust core keeps threads that can abort CPython's interpreter teardown in a
+    short-lived process ("PyGILState_Release ... finalizing", temporalio/sdk-python#300).
+    Servers and workers are stopped by the time a command returns, so the teardown is
+    skipped.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
