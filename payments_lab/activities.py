@@ -93,6 +93,19 @@ STEPS: dict[str, str] = {
 """The step each activity type performs."""
 
 
+def send_notifications(repository: PaymentRepository, request: PaymentRequest, result: PaymentResult) -> NotificationResult:
+    """Send the payment's email and webhook: the kit records them in the repository instead."""
+    message = f"Payment {request.payment_id} of {request.amount} {request.currency}: {result.message}"
+    now = datetime.now(timezone.utc)
+    channels = (
+        ("email", f"{request.user_id}@{request.organization_id}.example"),
+        ("webhook", f"https://{request.organization_id}.example/hooks/payments"),
+    )
+    for channel, recipient in channels:
+        repository.record_notification(Notification(request.payment_id, channel, recipient, message, now))
+    return NotificationResult(channels=tuple(channel for channel, _ in channels))
+
+
 def default_identity() -> str:
     """``pid@host``, the identity Temporal workers use by default."""
     return f"{os.getpid()}@{socket.gethostname()}"
@@ -263,15 +276,7 @@ class PaymentActivities:
         async with self._attempt(request.payment_id):
             activity.logger.info("Notifying payment %s: %s", request.payment_id, result.status)
             await self._before_work("notify", input.faults)
-            message = f"Payment {request.payment_id} of {request.amount} {request.currency}: {result.message}"
-            now = datetime.now(timezone.utc)
-            channels = (
-                ("email", f"{request.user_id}@{request.organization_id}.example"),
-                ("webhook", f"https://{request.organization_id}.example/hooks/payments"),
-            )
-            for channel, recipient in channels:
-                self.repository.record_notification(Notification(request.payment_id, channel, recipient, message, now))
-            return NotificationResult(channels=tuple(channel for channel, _ in channels))
+            return send_notifications(self.repository, request, result)
 
     @activity.defn(name="settle_unfinished_payment")
     async def settle_unfinished_payment(self, input: SettleInput) -> PaymentStatus:

@@ -163,10 +163,11 @@ class Lab:
         *,
         faults: FaultPlan | None = None,
         options: PaymentOptions | None = None,
+        eager_start: bool = False,
         show_link: bool = True,
     ) -> PaymentHandle:
         """Start a payment, show its Web UI link, and return its handle."""
-        handle = await self.service.start(request, faults=faults, options=options)
+        handle = await self.service.start(request, faults=faults, options=options, eager_start=eager_start)
         if show_link:
             _display(self.link(request.payment_id))
         return handle
@@ -179,13 +180,14 @@ class Lab:
         organization_id: str = "org-acme",
         faults: FaultPlan | None = None,
         options: PaymentOptions | None = None,
+        eager_start: bool = False,
         show_link: bool = True,
     ) -> PaymentResult:
         """Run one payment to its end: ``await lab.pay("12.50", "EUR")``."""
         request = (
             amount if isinstance(amount, PaymentRequest) else self.request(amount, currency, organization_id=organization_id)
         )
-        handle = await self.start(request, faults=faults, options=options, show_link=show_link)
+        handle = await self.start(request, faults=faults, options=options, eager_start=eager_start, show_link=show_link)
         return await handle.result()
 
     async def close(self) -> None:

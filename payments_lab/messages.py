@@ -35,6 +35,11 @@ class PaymentOptions:
     """A charge attempt that stops heartbeating this long (its worker died) is retried."""
     notify_timeout: timedelta = timedelta(seconds=10)
     """Start-to-close timeout of one notify attempt."""
+    local_validation: bool = False
+    """Validate as a local activity: run by the worker that runs the workflow, in the same
+    workflow task, with no trip through a task queue (faster; for short, cheap steps)."""
+    local_notification: bool = False
+    """Notify as a local activity, likewise."""
 
     def __post_init__(self) -> None:
         for name in ("initial_interval", "maximum_interval", "validate_timeout", "charge_timeout", "notify_timeout"):
@@ -89,3 +94,9 @@ class PaymentProgress:
     """``validate``, ``charge``, ``notify``, ``settle`` or ``done``."""
     message: str
     """What is happening, in plain words."""
+
+
+TUNED = PaymentOptions(local_validation=True, local_notification=True)
+"""The seed's options with the cheap steps as local activities: only the charge, which
+must survive a crash with a heartbeat and idempotency, goes through a task queue."""
+

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -26,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from payments_lab.search_attributes import PAYMENT_STATUS
 
 __all__ = ["PaymentInput", "PaymentOptions", "PaymentProgress", "PaymentWorkflow"]
+
+T = TypeVar("T")
 
 
 @workflow.defn
@@ -83,9 +87,10 @@ class PaymentWorkflow:
         """Run the payment to its end and say how it ended."""
         request, options, faults = input.request, input.options, input.faults
         try:
-            validation = await workflow.execute_activity_method(
+            validation = await _execute(
                 PaymentActivities.validate_payment,
                 ValidateInput(request, faults.validate),
+                local=options.local_validation,
                 start_to_close_timeout=options.validate_timeout,
                 retry_policy=options.retry_policy,
             )
@@ -115,13 +120,14 @@ class PaymentWorkflow:
             self._advance("notify", PaymentStatus.COMPLETED, charge.message)
             notified = True
             try:
-                await workflow.execute_activity_method(
+                await _execute(
                     PaymentActivities.send_notification,
                     NotifyInput(
                         request,
                         PaymentResult(request.payment_id, PaymentStatus.COMPLETED, charge.message, request.amount, request.currency),
                         faults.notify,
                     ),
+                    local=options.local_notification,
                     start_to_close_timeout=options.notify_timeout,
                     retry_policy=options.retry_policy,
                 )
@@ -138,6 +144,13 @@ class PaymentWorkflow:
             status = await self._settle(PaymentStatus.CANCELLED, "cancelled by request")
             self._publish(status, f"cancelled by request; payment {status.value}")
             raise
+
+
+async def _execute(activity: Callable[..., Awaitable[T]], arg: object, *, local: bool, **options: Any) -> T:
+    """Run one step as a regular activity, or as a local activity of this workflow task."""
+    if local:
+        return await workflow.execute_local_activity_method(activity, arg, **options)
+    return await workflow.execute_activity_method(activity, arg, **options)
 
 
 def _cause(err: ActivityError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
@@ -19,6 +20,7 @@ from payments_lab.repository import PaymentRepository
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentService
 from payments_lab.worker import BackgroundWorker
+from payments_lab.messages import TUNED
 from payments_lab.workflows import PaymentOptions
 
 
@@ -211,3 +213,26 @@ async def test_a_charge_that_hangs_past_its_timeout_is_retried_and_charged_once(
     assert repository.charge_count(paid.payment_id) == 1
     charges = [a for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"]
     assert [a.outcome for a in charges] == ["cancelled", "completed"]
+
+
+async def test_tuned_payments_run_cheap_steps_as_local_activities(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    tuned = dataclasses.replace(TUNED, initial_interval=timedelta(milliseconds=100))
+    service = PaymentService(client, task_queue, options=tuned)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan.failing(validate=2, notify=1), eager_start=True)
+        result = await handle.result()
+        history = await handle.workflow.fetch_history()
+        declined = await service.process(request("-3"), eager_start=True)
+    assert result.status is PaymentStatus.COMPLETED and result.notified
+    assert attempts_per_activity(history) == {"charge_payment": 1}, "only the charge went through a task queue"
+    steps = [(a.activity, a.attempt, a.outcome) for a in repository.attempts(paid.payment_id)]
+    assert steps == [
+        ("validate_payment", 1, "failed"),
+        ("validate_payment", 2, "failed"),
+        ("validate_payment", 3, "completed"),
+        ("charge_payment", 1, "completed"),
+        ("send_notification", 1, "failed"),
+        ("send_notification", 2, "completed"),
+    ]
+    assert declined.status is PaymentStatus.DECLINED

@@ -1,0 +1,63 @@
+"""Latency of one payment, side by side: plain calls, the kit's workflow, the tuned workflow, bare SDK.
+
+The tuned payment starts eagerly (the server hands the first workflow task straight back
+to this process's worker) and runs validate and notify as local activities. Prints
+``name=value`` headline lines; figures are medians over alternating rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+
+from bare_workflow import BareWorkflow, charge, notify, validate
+from temporalio.worker import Worker
+
+from payments_lab.lab import open_lab
+from payments_lab.latency import compare_latency, latency_table
+from payments_lab.messages import TUNED
+from payments_lab.plain import pay_plainly
+from payments_lab.repository import PaymentRepository
+from payments_lab.server import EmbeddedServer
+
+
+async def main(rounds: int, per_round: int) -> None:
+    with EmbeddedServer(ui=False) as server:
+        lab = await open_lab("bench", server=server)
+        plain_repository = PaymentRepository()
+        bare_queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
+        bare_worker = Worker(lab.client, task_queue=bare_queue, workflows=[BareWorkflow], activities=[validate, charge, notify])
+
+        async def plain() -> object:
+            return pay_plainly(plain_repository, lab.request("10.00"))
+
+        async def kit() -> object:
+            return await lab.pay("10.00", show_link=False)
+
+        async def tuned() -> object:
+            return await lab.pay("10.00", options=TUNED, eager_start=True, show_link=False)
+
+        async def bare() -> object:
+            return await lab.client.execute_workflow(
+                BareWorkflow.run, "p", id=f"bare-{uuid.uuid4().hex}", task_queue=bare_queue
+            )
+
+        async with bare_worker:
+            reports = await compare_latency(
+                {"plain": plain, "kit": kit, "tuned": tuned, "bare": bare}, rounds=rounds, per_round=per_round
+            )
+        await lab.close()
+    print(latency_table(reports).to_string())
+    print(f"plain_payment_latency_ms={reports['plain'].median_ms:.1f}")
+    print(f"kit_payment_latency_ms={reports['kit'].median_ms:.0f}")
+    print(f"tuned_payment_latency_ms={reports['tuned'].median_ms:.0f}")
+    print(f"bare_payment_latency_ms={reports['bare'].median_ms:.0f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.rounds, args.per_round))
