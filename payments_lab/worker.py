@@ -8,8 +8,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -33,15 +35,29 @@ def create_worker(
     task_queue: str,
     activities: PaymentActivities,
     *,
+    workflows: Sequence[type] = (PaymentWorkflow,),
+    extra_activities: Sequence[Callable[..., Any]] = (),
     sticky_queue_schedule_to_start_timeout: timedelta = timedelta(seconds=10),
     max_concurrent_activities: int = 100,
 ) -> Worker:
-    """A worker that runs :class:`PaymentWorkflow` and the payment activities."""
+    """A worker that runs the payment workflow and activities.
+
+    Args:
+        client: Client of the server.
+        task_queue: Task queue to poll.
+        activities: The payment activities, bound to their repository.
+        workflows: Workflow classes to run; another version of the payment workflow
+            (lesson 7) can take the place of :class:`PaymentWorkflow`.
+        extra_activities: Activities that another version of the workflow needs.
+        sticky_queue_schedule_to_start_timeout: How long a workflow task waits for this
+            worker before any worker may take it (short for crash demonstrations).
+        max_concurrent_activities: Activity attempts run at once.
+    """
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[PaymentWorkflow],
-        activities=activities.all,
+        workflows=list(workflows),
+        activities=[*activities.all, *extra_activities],
         identity=activities.identity,
         max_concurrent_activities=max_concurrent_activities,
         sticky_queue_schedule_to_start_timeout=sticky_queue_schedule_to_start_timeout,

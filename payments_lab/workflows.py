@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SettleInput,
         ValidateInput,
     )
-    from payments_lab.domain import PaymentResult, PaymentStatus
+    from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus
     from payments_lab.messages import PaymentInput, PaymentOptions, PaymentProgress
     from payments_lab.search_attributes import PAYMENT_STATUS
 
@@ -82,6 +82,13 @@ class PaymentWorkflow:
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )
 
+    async def before_charge(self, request: PaymentRequest) -> None:
+        """A step between validation and charge: none here.
+
+        This is the seam where lesson 7 evolves the workflow (``payments_lab.evolution``):
+        a subclass adds a fraud screen, first unsafely, then behind ``workflow.patched``.
+        """
+
     @workflow.run
     async def run(self, input: PaymentInput) -> PaymentResult:
         """Run the payment to its end and say how it ended."""
@@ -97,6 +104,7 @@ class PaymentWorkflow:
             if not validation.valid:
                 return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
 
+            await self.before_charge(request)
             self._advance("charge", PaymentStatus.PROCESSING, "charging")
             try:
                 charge = await workflow.execute_activity_method(

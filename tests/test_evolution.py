@@ -1,0 +1,54 @@
+"""Tests of workflow evolution: an unpatched change breaks replay, a patched one does not."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from conftest import FAST, new_id
+from payments_lab.activities import PaymentActivities
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.evolution import (
+    PaymentWorkflowWithFraudScreen,
+    PaymentWorkflowWithPatchedFraudScreen,
+    replay,
+    screen_for_fraud,
+)
+from payments_lab.service import PaymentService
+from payments_lab.worker import BackgroundWorker, create_worker
+from payments_lab.workflows import PaymentWorkflow
+
+
+async def test_patched_changes_replay_and_unpatched_ones_do_not(client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    service = PaymentService(client, task_queue, options=FAST)
+    async with BackgroundWorker(client, task_queue, activities):
+        handles = [await service.start(PaymentRequest(new_id(), "org-acme", "u", amount, "EUR")) for amount in ("5", "-1")]
+        for handle in handles:
+            await handle.result()
+        histories = [await h.workflow.fetch_history() for h in handles]
+
+    assert all(o.ok for o in await replay(histories, PaymentWorkflow))
+    broken = await replay(histories, PaymentWorkflowWithFraudScreen)
+    assert [o.ok for o in broken] == [False, True], "the declined payment never reached the changed code"
+    assert broken[0].error is not None and "nondetermin" in broken[0].error.lower()
+    assert all(o.ok for o in await replay(histories, PaymentWorkflowWithPatchedFraudScreen))
+
+
+async def test_new_payments_run_the_patched_screen(client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    worker = create_worker(
+        client, task_queue, activities, workflows=[PaymentWorkflowWithPatchedFraudScreen], extra_activities=[screen_for_fraud]
+    )
+    async with worker:
+        service = PaymentService(client, task_queue, options=FAST)
+        handle = await service.start(PaymentRequest(new_id(), "org-acme", "u", "12", "EUR"))
+        result = await handle.result()
+        history = await handle.workflow.fetch_history()
+    assert result.status is PaymentStatus.COMPLETED
+    types = [EventType.Name(e.event_type) for e in history.events]
+    assert "EVENT_TYPE_MARKER_RECORDED" in types
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled == ["validate_payment", "screen_for_fraud", "charge_payment", "send_notification"]
