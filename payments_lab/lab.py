@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -58,6 +59,21 @@ class Link:
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def show_figures_inline() -> None:
+    """Let a notebook display the Figures the kit's functions return.
+
+    The kit builds figures without pyplot (no global state, no figure shown twice); a
+    notebook displays a bare Figure once pyplot has set up its inline backend.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and "inline" in str(os.environ.get("MPLBACKEND", "inline")):
+        shell.run_line_magic("matplotlib", "inline")
 
 
 def _display(link: Link) -> None:
@@ -222,6 +238,7 @@ async def open_lab(
         return existing
     if quiet:
         quiet_logs()
+    show_figures_inline()
     connection = await connect(server=server)
     repository = PaymentRepository(db_file)
     activities = PaymentActivities(repository, fault_profile=fault_profile)

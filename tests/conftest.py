@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -14,19 +12,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-# Never pick up a developer's own lab session or Temporal configuration.
-os.environ["PAYMENTS_LAB_STATE_DIR"] = tempfile.mkdtemp(prefix="payments-lab-test-state-")
-os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="payments-lab-test-config-")
-for _name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE"):
-    os.environ.pop(_name, None)
-
-from payments_lab.activities import PaymentActivities  # noqa: E402
-from payments_lab.client import connect, ensure_search_attributes, quiet_runtime  # noqa: E402
-from payments_lab.converter import DATA_CONVERTER  # noqa: E402
-from payments_lab.lab import quiet_logs  # noqa: E402
-from payments_lab.repository import PaymentRepository  # noqa: E402
-from payments_lab.server import EmbeddedServer, find_test_server  # noqa: E402
-from payments_lab.workflows import PaymentOptions  # noqa: E402
+from payments_lab.activities import PaymentActivities
+from payments_lab.client import connect, ensure_search_attributes, quiet_runtime
+from payments_lab.converter import DATA_CONVERTER
+from payments_lab.lab import quiet_logs
+from payments_lab.repository import PaymentRepository
+from payments_lab.server import EmbeddedServer, find_test_server
+from payments_lab.workflows import PaymentOptions
 
 quiet_logs()
 logging.getLogger("temporalio.worker").setLevel(logging.WARNING)
@@ -110,22 +102,3 @@ def processes_marked(marker: str) -> list[int]:
         found.append(int(entry))
     return found
 
-
-_exit_status: list[int] = []
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _exit_status.append(int(exitstatus))
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Leave without the interpreter's teardown, once pytest has reported everything.
-
-    Temporal's Rust core threads can abort CPython's finalization at random
-    (temporalio/sdk-python#300), which would turn a green run into exit code 134.
-    """
-    if _exit_status:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_exit_status[0])
