@@ -60,7 +60,7 @@ def problems(path: Path) -> list[str]:
     """What keeps ``path`` from being committed as it is."""
     notebook = nbformat.read(path, as_version=4)
     found = []
-    if nbformat.writes(clean(nbformat.read(path, as_version=4))) != path.read_text():
+    if nbformat.writes(clean(nbformat.read(path, as_version=4))).rstrip() != path.read_text().rstrip():
         found.append("not clean (run `python -m tools.notebooks clean`)")
     if needs_run(path):
         unrun = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.execution_count is None]
