@@ -312,6 +312,8 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
             ]
             if args.no_browser:
                 command.append("--no-browser")
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                command.append("--allow-root")  # containers and CI machines often run as root
             jupyter_process = processes.spawn(command, log=sys.stderr.fileno())
             print(f"JupyterLab:      http://127.0.0.1:{args.port}/lab?token={token}")
             print("Open 00-welcome.ipynb to begin. Ctrl-C stops JupyterLab and the server.", flush=True)
@@ -321,6 +323,9 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
             time.sleep(0.5)
         if not server.running:
             print(f"The Temporal server stopped unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        if jupyter_process is not None and jupyter_process.returncode:
+            print(f"JupyterLab exited with code {jupyter_process.returncode}; see its messages above.", file=sys.stderr)
             return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         pass

@@ -118,3 +118,41 @@ def test_a_lab_server_is_shared_by_every_command(isolated: dict[str, str]) -> No
         server.wait(timeout=30)
     assert not (Path(isolated["PAYMENTS_LAB_STATE_DIR"]) / "session.json").exists()
     assert_no_process_left(isolated)
+
+
+def test_the_main_command_brings_up_jupyterlab_and_the_server(isolated: dict[str, str]) -> None:
+    import urllib.request
+
+    from payments_lab.processes import free_port
+
+    port = free_port()
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "lab", "--no-browser", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=isolated,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        lines = [lab.stdout.readline().strip() for _ in range(3)]  # type: ignore[union-attr]
+        assert lines[0].startswith("Temporal server: 127.0.0.1:")
+        assert lines[1].startswith("Temporal Web UI: http://127.0.0.1:")
+        assert lines[2].startswith(f"JupyterLab:      http://127.0.0.1:{port}/lab?token=")
+        token = lines[2].split("token=")[1]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/00-welcome.ipynb?content=0&token={token}") as reply:
+                    assert json.load(reply)["name"] == "00-welcome.ipynb"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "JupyterLab did not answer"
+                time.sleep(0.5)
+        session = json.loads((Path(isolated["PAYMENTS_LAB_STATE_DIR"]) / "session.json").read_text())
+        assert lines[0].endswith(session["address"] + " (namespace default)")
+    finally:
+        lab.send_signal(signal.SIGINT)
+        lab.wait(timeout=60)
+    assert lab.returncode == 0
+    assert_no_process_left(isolated)
