@@ -12,6 +12,7 @@ server never run each other's payments.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
@@ -27,7 +28,7 @@ from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
-from payments_lab.worker import BackgroundWorker, new_task_queue
+from payments_lab.worker import BackgroundWorker, WorkerProcess, new_task_queue
 from payments_lab.workflows import PaymentOptions
 
 _LABS: dict[str, Lab] = {}
@@ -87,9 +88,11 @@ def _display(link: Link) -> None:
 
 
 class Lab:
-    """A server connection, a background worker on a task queue of its own, a repository.
+    """A server connection, a worker on a task queue of its own, a repository.
 
-    Use :func:`open_lab` rather than building one.
+    The worker runs in the background of this process, or (for crash lessons) in a
+    process of its own that shares the repository through a file. Use :func:`open_lab`
+    rather than building one.
     """
 
     def __init__(
@@ -97,8 +100,8 @@ class Lab:
         name: str,
         connection: Connection,
         repository: PaymentRepository,
-        activities: PaymentActivities,
-        worker: BackgroundWorker,
+        activities: PaymentActivities | None,
+        worker: BackgroundWorker | WorkerProcess,
         service: PaymentService,
     ) -> None:
         self.name = name
@@ -132,11 +135,28 @@ class Lab:
     @property
     def fault_profile(self) -> FaultProfile:
         """Faults applied to every payment; assign a new profile to change them at once."""
+        if self.activities is None:
+            return self.worker.fault_profile  # type: ignore[union-attr]
         return self.activities.fault_profile
 
     @fault_profile.setter
     def fault_profile(self, profile: FaultProfile) -> None:
+        if self.activities is None:
+            raise RuntimeError(
+                "this lab's worker runs in its own process: set lab.worker.fault_profile, "
+                "then restart it with lab.worker.stop() and lab.worker.start()"
+            )
         self.activities.fault_profile = profile
+
+    async def wait_until_charged(self, payment_id: str, timeout: float = 30.0) -> None:
+        """Return once the processor has taken the money for ``payment_id``.
+
+        Raises:
+            TimeoutError: nothing was charged within ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while not self.repository.ledger(payment_id):
+                await asyncio.sleep(0.02)
 
     @property
     def running(self) -> bool:
@@ -209,7 +229,10 @@ class Lab:
     async def close(self) -> None:
         """Stop the worker, and the server if this lab started it."""
         _LABS.pop(self.name, None)
-        await self.worker.stop()
+        if isinstance(self.worker, WorkerProcess):
+            self.worker.stop()
+        else:
+            await self.worker.stop()
         await self.connection.close()
 
 
@@ -220,6 +243,7 @@ async def open_lab(
     fault_profile: FaultProfile = NO_FAULTS,
     options: PaymentOptions | None = None,
     server: EmbeddedServer | None = None,
+    worker_process: bool = False,
     quiet: bool = True,
 ) -> Lab:
     """Open the lab ``name``, or return it if it is already open in this process.
@@ -231,19 +255,30 @@ async def open_lab(
         fault_profile: Faults applied to every payment.
         options: Default retry and timeout options of payments.
         server: Embedded server to start if no configured server or lab session is found.
+        worker_process: Run the worker in a process of its own (``lab.worker.kill()``
+            crashes it); needs ``db_file``, through which both processes share the repository.
         quiet: Hide the tracebacks of activity attempts that fail on purpose.
     """
     existing = _LABS.get(name)
     if existing is not None and existing.running:
         return existing
+    if worker_process and db_file is None:
+        raise ValueError("worker_process=True needs a db_file: the worker process shares the repository through it")
     if quiet:
         quiet_logs()
     show_figures_inline()
     connection = await connect(server=server)
     repository = PaymentRepository(db_file)
-    activities = PaymentActivities(repository, fault_profile=fault_profile)
     task_queue = new_task_queue(name)
-    worker = await BackgroundWorker(connection.client, task_queue, activities).start()
+    activities: PaymentActivities | None = None
+    worker: BackgroundWorker | WorkerProcess
+    if worker_process:
+        worker = WorkerProcess(
+            connection.address, task_queue, db_file, namespace=connection.namespace, fault_profile=fault_profile  # type: ignore[arg-type]
+        ).start()
+    else:
+        activities = PaymentActivities(repository, fault_profile=fault_profile)
+        worker = await BackgroundWorker(connection.client, task_queue, activities).start()
     service = PaymentService(connection.client, task_queue, options=options or PaymentOptions(), ui_url=connection.ui_url)
     lab = Lab(name, connection, repository, activities, worker, service)
     _LABS[name] = lab

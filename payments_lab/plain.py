@@ -13,9 +13,12 @@ Run as a script::
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from payments_lab.activities import send_notifications
 from payments_lab.domain import Payment, PaymentRequest, PaymentResult, PaymentStatus, validate_request
@@ -63,6 +66,42 @@ def pay_plainly(
     )
     send_notifications(repository, request, result)
     return replace(result, notified=True)
+
+
+def run_plain_script(
+    db_file: str | Path,
+    request: PaymentRequest,
+    *,
+    delay: float = 0.0,
+    idempotent: bool = False,
+    kill_after_charge: bool = False,
+) -> str:
+    """Run the plain payment in a process of its own and return what it printed.
+
+    With ``kill_after_charge`` the process is killed (``kill -9``) as soon as the processor
+    has taken the money, while it waits ``delay`` seconds for the processor's answer.
+    """
+    command = [
+        sys.executable, "-m", "payments_lab.plain",
+        "--db", str(db_file),
+        "--id", request.payment_id,
+        "--org", request.organization_id,
+        "--user", request.user_id,
+        "--amount", str(request.amount),
+        "--currency", request.currency,
+        "--delay", str(delay),
+    ]
+    if idempotent:
+        command.append("--idempotent")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    if not kill_after_charge:
+        output, _ = process.communicate(timeout=60 + delay)
+        return output.strip()
+    first = process.stdout.readline().strip()
+    process.kill()
+    process.wait()
+    return f"{first}\n(killed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -173,9 +173,11 @@ class WorkerProcess:
         ]
 
     def start(self, timeout: float = 30.0) -> WorkerProcess:
-        """Start the process and return once it polls its task queue."""
+        """Start the process (again, after a crash) and return once it polls its task queue."""
         if self.running:
             return self
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
         fd, name = tempfile.mkstemp(prefix="payments-lab-worker-", suffix=".log")
         self.log_path = Path(name)
         with open(fd, "wb") as log:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, FaultProfile
@@ -57,3 +58,31 @@ def test_links_render_as_text_and_html() -> None:
     assert str(link) == "payment-p-1: http://ui/namespaces/default/workflows/payment-p-1"
     assert 'href="http://ui/namespaces/default/workflows/payment-p-1"' in link._repr_html_()
     assert str(Link("payment-p-1", None)) == "payment-p-1"
+
+
+async def test_a_lab_with_a_worker_process_survives_its_crash(dev_server: EmbeddedServer, tmp_path) -> None:  # noqa: ANN001
+    import pytest
+
+    from payments_lab.faults import StepFaults
+
+    with pytest.raises(ValueError, match="needs a db_file"):
+        await open_lab("crash", worker_process=True)
+    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
+    try:
+        lab = await open_lab("crash", db_file=tmp_path / "payments.sqlite", worker_process=True)
+    finally:
+        clear_session()
+    try:
+        fast = PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=2))
+        handle = await lab.start(lab.request("8.00"), faults=FaultPlan(charge=StepFaults(delay=2)), options=fast)
+        await lab.wait_until_charged(handle.payment_id)
+        lab.worker.kill()  # type: ignore[union-attr]
+        lab.worker.start()  # type: ignore[union-attr]
+        result = await handle.result()
+        assert result.status is PaymentStatus.COMPLETED
+        assert lab.repository.charge_count(handle.payment_id) == 1
+        with pytest.raises(RuntimeError, match="runs in its own process"):
+            lab.fault_profile = FaultProfile()
+    finally:
+        await lab.close()
+    assert not lab.worker.running

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from payments_lab.domain import PaymentRequest, PaymentStatus
-from payments_lab.plain import CHARGED_LINE, pay_plainly
+from payments_lab.plain import CHARGED_LINE, pay_plainly, run_plain_script
 from payments_lab.repository import PaymentRepository
 
 
@@ -47,3 +47,11 @@ def test_with_an_idempotency_key_the_re_run_charges_once(tmp_path: Path) -> None
     first.wait()
     assert _script(db, "--idempotent").wait(timeout=60) == 0
     assert PaymentRepository(db).charge_count("p-1") == 1
+
+
+def test_the_lesson_helper_kills_after_the_charge_then_runs_again(tmp_path: Path) -> None:
+    db = tmp_path / "plain.sqlite"
+    request = PaymentRequest("p-9", "org-globex", "u", "4.20", "USD")
+    assert run_plain_script(db, request, delay=30, kill_after_charge=True) == f"{CHARGED_LINE}\n(killed)"
+    assert run_plain_script(db, request).endswith("completed: Payment processed successfully")
+    assert PaymentRepository(db).charge_count("p-9") == 2
