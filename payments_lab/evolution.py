@@ -10,6 +10,7 @@ is skipped) and new payments are screened.
 from __future__ import annotations
 
 from collections.abc import Iterable
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
+from payments_lab.client import quiet_runtime
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.domain import PaymentRequest, PaymentResult
 from payments_lab.messages import PaymentInput
@@ -82,11 +84,17 @@ class ReplayOutcome:
 
 async def replay(histories: Iterable[WorkflowHistory], workflow_class: type) -> list[ReplayOutcome]:
     """Replay each history with ``workflow_class``, as a new worker version would on restart."""
-    replayer = Replayer(workflows=[workflow_class], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[workflow_class], data_converter=DATA_CONVERTER, runtime=quiet_runtime())
     outcomes = []
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         failure = result.replay_failure
-        first_line = str(failure).strip().splitlines()[0] if failure else None
-        outcomes.append(ReplayOutcome(history.workflow_id, failure is None, first_line))
+        outcomes.append(ReplayOutcome(history.workflow_id, failure is None, _readable(failure) if failure else None))
     return outcomes
+
+
+def _readable(failure: Exception) -> str:
+    """The failure's own message: the core wraps it in a debug dump of its structures."""
+    text = str(failure)
+    inner = re.search(r'message: "((?:[^"\\]|\\.)*)"', text)
+    return inner.group(1) if inner else text.strip().splitlines()[0]

@@ -30,7 +30,8 @@ async def test_patched_changes_replay_and_unpatched_ones_do_not(client: Client, 
     assert all(o.ok for o in await replay(histories, PaymentWorkflow))
     broken = await replay(histories, PaymentWorkflowWithFraudScreen)
     assert [o.ok for o in broken] == [False, True], "the declined payment never reached the changed code"
-    assert broken[0].error is not None and "nondetermin" in broken[0].error.lower()
+    assert broken[0].error is not None and broken[0].error.startswith("[TMPRL1100] Nondeterminism error")
+    assert "charge_payment" in broken[0].error and "screen_for_fraud" in broken[0].error
     assert all(o.ok for o in await replay(histories, PaymentWorkflowWithPatchedFraudScreen))
 
 
