@@ -179,7 +179,8 @@ async def connect(
         address: ``host:port`` to use, skipping the search.
         namespace: Namespace, when ``address`` is given (default ``"default"``).
         start_server: Start an embedded server when nothing else is found.
-        server: The embedded server to start when nothing else is found.
+        server: An embedded server of the caller's (for instance one on a SQLite file that
+            a lesson restarts): started if needed and used, skipping the search.
 
     Raises:
         TemporalUnavailableError: nothing was found and ``start_server`` is false, or the
@@ -188,6 +189,8 @@ async def connect(
     if address:
         client = await _client(address, namespace or "default")
         return Connection(client, f"address {address}", web_ui_url(address, client.namespace))
+    if server is not None:
+        return await _connect_embedded(server, "embedded dev server of the caller")
     if environment_configured():
         config = ClientConfig.load_client_connect_config()
         config.setdefault("target_host", "localhost:7233")
@@ -204,10 +207,14 @@ async def connect(
             "No Temporal server found. Start the lab with `payments-lab lab` (or just a server with "
             "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one."
         )
-    server = (server or EmbeddedServer()).start()
+    return await _connect_embedded(EmbeddedServer(), "embedded dev server")
+
+
+async def _connect_embedded(server: EmbeddedServer, source: str) -> Connection:
+    server.start()
     try:
         client = await _client(server.address, server.namespace)
     except BaseException:
         server.stop()
         raise
-    return Connection(client, "embedded dev server", server.ui_url, server=server)
+    return Connection(client, source, server.ui_url, server=server)

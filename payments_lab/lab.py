@@ -254,7 +254,8 @@ async def open_lab(
             processes); None keeps it in memory.
         fault_profile: Faults applied to every payment.
         options: Default retry and timeout options of payments.
-        server: Embedded server to start if no configured server or lab session is found.
+        server: An embedded server of the lab's own, used instead of the lab session or
+            configured server (for instance one on a SQLite file that a lesson restarts).
         worker_process: Run the worker in a process of its own (``lab.worker.kill()``
             crashes it); needs ``db_file``, through which both processes share the repository.
         quiet: Hide the tracebacks of activity attempts that fail on purpose.

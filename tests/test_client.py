@@ -72,3 +72,17 @@ def test_web_ui_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAYMENTS_LAB_UI_URL", "https://ui.example/")
     assert web_ui_url("temporal.internal:7233", "default") == "https://ui.example"
     assert default_config_file().name == "temporal.toml"
+
+
+async def test_a_server_given_by_the_caller_wins_over_the_lab_session(dev_server: EmbeddedServer) -> None:
+    write_session(LabSession(dev_server.address, "default", "http://ui", os.getpid()))
+    own = EmbeddedServer(ui=False)
+    try:
+        connection = await connect(server=own)
+        assert connection.server is own and own.running
+        assert connection.address == own.address != dev_server.address
+        assert connection.source == "embedded dev server of the caller"
+    finally:
+        clear_session()
+        await connection.close()
+    assert not own.running
