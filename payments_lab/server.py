@@ -93,8 +93,10 @@ class EmbeddedServer:
         port: gRPC port; None picks a free one. Reusing a port lets clients reconnect after
             a restart.
         ui_port: Web UI port; None picks a free one.
-        time_skipping: Allow ``WorkflowEnvironment.start_time_skipping_v2``-style time
-            skipping on this server (experimental in Temporal).
+        time_skipping: Let a workflow started through ``temporalio.testing.TimeSkipper``
+            run on virtual time (an hour of retries in a second), on this real server and
+            in its Web UI. Per-workflow and opt-in: other workflows are untouched.
+            Experimental in Temporal.
         log_level: Server log level; its log goes to a file, see :attr:`log_path`.
     """
 
@@ -107,7 +109,7 @@ class EmbeddedServer:
         timer_granularity: timedelta | None = DEFAULT_TIMER_GRANULARITY,
         port: int | None = None,
         ui_port: int | None = None,
-        time_skipping: bool = False,
+        time_skipping: bool = True,
         log_level: str = "error",
     ) -> None:
         self.db_file = Path(db_file) if db_file is not None else None

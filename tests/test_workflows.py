@@ -236,3 +236,20 @@ async def test_tuned_payments_run_cheap_steps_as_local_activities(client: Client
         ("send_notification", 2, "completed"),
     ]
     assert declined.status is PaymentStatus.DECLINED
+
+
+async def test_an_hour_of_retries_on_the_dev_server_with_per_workflow_time_skipping(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    from temporalio.testing import TimeSkipper
+
+    hourly = PaymentOptions(initial_interval=timedelta(minutes=5), maximum_interval=timedelta(minutes=30), maximum_attempts=5)
+    service = PaymentService(TimeSkipper(client).client, task_queue, options=hourly)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan.failing(charge=4))
+        result = await asyncio.wait_for(handle.result(), timeout=30)
+        description = await handle.workflow.describe()
+    assert result.status is PaymentStatus.COMPLETED
+    assert description.close_time is not None
+    virtual = description.close_time - description.start_time
+    assert timedelta(minutes=65) <= virtual < timedelta(minutes=66), "5 + 10 + 20 + 30 minutes of backoff"
+    assert [a.attempt for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"] == [1, 2, 3, 4, 5]
