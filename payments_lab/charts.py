@@ -53,8 +53,9 @@ OUTCOME_COLOURS: dict[str, str] = {
     "timed out": "#FF7F0E",
     "running": "#1F77B4",
     "scheduled": "#1F77B4",
+    "lost": "#555555",
 }
-"""Colour of each way an attempt or an activity ends."""
+"""Colour of each way an attempt or an activity ends (``lost``: its worker died during it)."""
 
 STATUS_COLOURS: dict[str, str] = {
     "completed": "#2CA02C",
@@ -144,9 +145,8 @@ def timeline_chart(
     tasks = workflow_task_spans(history)
     payment = payments_frame(history).iloc[0]
     origin = payment["started_at"]
-    end = payment["closed_at"] if pd.notna(payment["closed_at"]) else pd.Timestamp(
-        history.events[-1].event_time.ToNanoseconds(), unit="ns", tz="UTC"
-    )
+    # A running workflow is drawn up to now: its last event may be seconds old.
+    end = payment["closed_at"] if pd.notna(payment["closed_at"]) else pd.Timestamp.now(tz="UTC")
     run_attempts = None
     if attempts is not None:
         run_attempts = attempts[(attempts["workflow_id"] == history.workflow_id) & (attempts["run_id"] == payment["run_id"])]
@@ -173,6 +173,7 @@ def timeline_chart(
     extent = max(_seconds(end, origin), 1e-3)
     failed_x: list[float] = []
     failed_y: list[float] = []
+    shown_outcomes: set[str] = set()
     ordinal: dict[str, int] = {}
     for row, span in enumerate(spans.itertuples(index=False), start=1):
         ordinal[span.activity_type] = ordinal.get(span.activity_type, 0) + 1
@@ -189,20 +190,26 @@ def timeline_chart(
                 (run_attempts["activity_type"] == span.activity_type) & (run_attempts["execution"] == ordinal[span.activity_type])
             ]
         if logged is not None and len(logged):
-            ended = logged["ended_at"].fillna(end)
+            # An attempt still "running" in the log after a later attempt started, or after its
+            # activity closed, was lost with its worker: it ends where its successor begins.
+            successor = logged["started_at"].shift(-1)
+            lost = (logged["outcome"] == "running") & (successor.notna() | pd.notna(span.closed_at))
+            outcomes = logged["outcome"].mask(lost, "lost")
+            ended = logged["ended_at"].fillna(successor).fillna(closed)
             starts = _seconds(logged["started_at"], origin)
             bars = ax.barh(
                 np.full(len(logged), row), _visible(_seconds(ended, origin) - starts, extent), left=starts, height=0.38,
-                color=[_colour(OUTCOME_COLOURS, o) for o in logged["outcome"]],
+                color=[_colour(OUTCOME_COLOURS, o) for o in outcomes],
             )
             for bar in bars:
                 bar.set_gid("attempt")
             if len(logged) > 1:
                 for attempt, x in zip(logged["attempt"], starts):
                     ax.text(x, row - 0.4, f"#{attempt}", ha="left", va="bottom", fontsize=8, color="#333")
-            failed = logged["outcome"].isin(["failed", "cancelled"]).to_numpy()
+            failed = outcomes.isin(["failed", "cancelled", "lost"]).to_numpy()
             failed_x += list(_seconds(ended, origin)[failed])
             failed_y += [row] * int(failed.sum())
+            shown_outcomes.update(outcomes)
         elif pd.notna(span.started_at):
             started = _seconds(span.started_at, origin)
             bar = ax.barh(
@@ -210,6 +217,7 @@ def timeline_chart(
                 color=_colour(OUTCOME_COLOURS, span.outcome),
             )
             bar[0].set_gid("attempt")
+            shown_outcomes.add(span.outcome)
             if span.attempt > 1:
                 ax.text(
                     started, row - 0.4, f"attempt {span.attempt}; {_plural(span.attempt - 1, 'earlier attempt')} not in the history",
@@ -238,7 +246,7 @@ def timeline_chart(
     ax.set_ylabel("step")
     ax.set_title(f"Timeline of {history.workflow_id}")
     ax.grid(axis="x", alpha=0.3)
-    outcomes = sorted(set(run_attempts["outcome"]) if run_attempts is not None and len(run_attempts) else set(spans["outcome"]))
+    outcomes = sorted(shown_outcomes or set(spans["outcome"]))
     handles = [
         Patch(facecolor=_WORKFLOW_TASK_COLOUR, label="workflow task"),
         Patch(facecolor=_ENVELOPE_COLOUR, edgecolor=_ENVELOPE_EDGE, label="activity: scheduled → closed"),

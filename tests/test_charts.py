@@ -175,6 +175,23 @@ async def test_the_timeline_shows_tasks_activities_attempts_and_the_outcome(flee
     ]
 
 
+async def test_an_attempt_lost_with_its_worker_ends_where_the_next_one_starts(fleet: Fleet) -> None:
+    payment = fleet.failed_twice()
+    history = fleet.history(payment)
+    attempts = fleet.attempts.copy()
+    # As the log reads after a kill -9: attempt 1 started and never recorded its end.
+    first = (attempts["payment_id"] == payment) & (attempts["step"] == "charge") & (attempts["attempt"] == 1)
+    attempts.loc[first, ["outcome", "ended_at"]] = ["running", pd.NaT]
+    (ax,) = rendered(timeline_chart(history, attempts)).axes
+    charge_bars = [p for p in patches(ax, "attempt") if round(p.get_y() + p.get_height() / 2) == 2]
+    second_start = attempts.loc[(attempts["payment_id"] == payment) & (attempts["step"] == "charge") & (attempts["attempt"] == 2), "started_at"].iloc[0]
+    origin = pd.Timestamp(history.events[0].event_time.ToNanoseconds(), unit="ns", tz="UTC")
+    lost_end = charge_bars[0].get_x() + charge_bars[0].get_width()
+    assert lost_end <= (second_start - origin).total_seconds() + 0.05, "the lost attempt stops at its successor"
+    assert "attempt lost" in legend_texts(ax) and "attempt running" not in legend_texts(ax)
+    assert len(line(ax, "failed-attempts").get_xdata()) == 2
+
+
 async def test_the_timeline_without_the_attempt_log_says_what_the_history_lacks(fleet: Fleet) -> None:
     payment = fleet.failed_twice()
     (ax,) = rendered(timeline_chart(fleet.history(payment))).axes
