@@ -8,6 +8,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
+from matplotlib.figure import Figure
+from temporalio.client import WorkflowHistory
+
+from payments_lab.history import activity_spans, payments_frame, workflow_task_spans
+
+BREAKDOWN_PARTS = (
+    "waiting for a worker",
+    "running workflow code",
+    "running activities",
+    "server and network",
+)
+"""The parts of :func:`time_breakdown`, in the order they are drawn."""
 
 
 @dataclass(frozen=True)
@@ -72,3 +84,50 @@ def latency_table(reports: Mapping[str, LatencyReport]) -> pd.DataFrame:
         },
         index=pd.Index(list(reports), name="way"),
     )
+
+
+def time_breakdown(history: WorkflowHistory) -> pd.Series:
+    """Where one workflow's time went, according to its history, in milliseconds.
+
+    ``waiting for a worker``: tasks handed through a task queue, from scheduled to started;
+    ``running workflow code``: workflow tasks from started to completed (local activities
+    run inside them); ``running activities``: activity attempts from started to closed;
+    ``server and network``: the rest of the time between the workflow's start and its end
+    (the trips between server and worker, the server's own work, retry waits).
+
+    Raises:
+        ValueError: the workflow has not ended.
+    """
+    payment = payments_frame(history).iloc[0]
+    if pd.isna(payment["closed_at"]):
+        raise ValueError(f"{history.workflow_id} has not ended: there is no total to break down yet")
+    tasks = workflow_task_spans(history)
+    spans = activity_spans(history)
+    waiting = (tasks["started_at"] - tasks["scheduled_at"]).sum() + spans["schedule_to_start"].sum()
+    workflow_code = (tasks["closed_at"] - tasks["started_at"]).sum()
+    activities = spans["run_time"].sum()
+    total = payment["closed_at"] - payment["started_at"]
+    parts = [waiting, workflow_code, activities, total - waiting - workflow_code - activities]
+    return pd.Series([p.total_seconds() * 1000 for p in parts], index=list(BREAKDOWN_PARTS), name=history.workflow_id)
+
+
+def breakdown_chart(breakdowns: Mapping[str, pd.Series]) -> Figure:
+    """One horizontal bar per way of running a payment, split by :func:`time_breakdown`."""
+    if not breakdowns:
+        raise ValueError("breakdowns must hold at least one time_breakdown")
+    frame = pd.DataFrame(breakdowns).T.reindex(columns=list(BREAKDOWN_PARTS)).fillna(0)
+    figure = Figure(figsize=(10, 1.4 + 0.6 * len(frame)), layout="constrained")
+    ax = figure.subplots()
+    left = pd.Series(0.0, index=frame.index)
+    colours = ("#9E9E9E", "#1F77B4", "#2CA02C", "#FDAE6B")
+    for part, colour in zip(BREAKDOWN_PARTS, colours):
+        ax.barh(frame.index, frame[part], left=left, color=colour, label=part, height=0.5)
+        left += frame[part]
+    for row, total in enumerate(left):
+        ax.text(total, row, f" {total:.0f} ms", va="center", fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds, from the workflow's start to its end (server clock)")
+    ax.set_title("Where a payment's time goes, according to its history")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return figure
+

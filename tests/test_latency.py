@@ -39,3 +39,34 @@ async def test_nonsense_is_refused() -> None:
         await compare_latency({})
     with pytest.raises(ValueError, match="rounds and per_round must be >= 1"):
         await compare_latency({"x": asyncio.sleep}, rounds=0)  # type: ignore[dict-item]
+
+
+async def test_the_breakdown_adds_up_and_the_tuned_payment_waits_less(client, task_queue, activities) -> None:  # noqa: ANN001
+    from conftest import new_id
+    from payments_lab.domain import PaymentRequest
+    from payments_lab.latency import BREAKDOWN_PARTS, breakdown_chart, time_breakdown
+    from payments_lab.messages import TUNED
+    from payments_lab.service import PaymentService
+    from payments_lab.worker import BackgroundWorker
+
+    service = PaymentService(client, task_queue)
+    async with BackgroundWorker(client, task_queue, activities):
+        default = await service.start(PaymentRequest(new_id(), "org-acme", "u", "1", "EUR"))
+        await default.result()
+        tuned = await service.start(PaymentRequest(new_id(), "org-acme", "u", "1", "EUR"), options=TUNED, eager_start=True)
+        await tuned.result()
+    slow = time_breakdown(await default.workflow.fetch_history())
+    fast = time_breakdown(await tuned.workflow.fetch_history())
+    description = await default.workflow.describe()
+    total_ms = (description.close_time - description.start_time).total_seconds() * 1000
+    assert list(slow.index) == list(BREAKDOWN_PARTS)
+    assert abs(slow.sum() - total_ms) < 1
+    assert all(v >= 0 for v in slow.iloc[:3]) and slow["running activities"] > 0
+    assert fast["running activities"] < slow["running activities"], "two of three steps ran as local activities"
+    figure = breakdown_chart({"seed's options": slow, "tuned": fast})
+    ax = figure.axes[0]
+    assert len(ax.patches) == 2 * len(BREAKDOWN_PARTS)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["seed's options", "tuned"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(BREAKDOWN_PARTS)
+    with pytest.raises(ValueError, match="at least one"):
+        breakdown_chart({})
