@@ -157,6 +157,7 @@ class PaymentActivities:
                 started_at=datetime.now(timezone.utc),
                 ended_at=None,
                 outcome="running",
+                due_at=info.current_attempt_scheduled_time,
             )
         )
         try:

@@ -781,6 +781,9 @@ ATTEMPT_COLUMNS = (
     "scheduled_at",
     "gap_before",
     "configured_gap",
+    "due_at",
+    "due_gap",
+    "dispatch_delay",
     "final_attempt",
     "activity_outcome",
 )
@@ -806,7 +809,13 @@ def attempts_frame(
     ``scheduled_at``, ``gap_before`` (attempt 1: since the activity was scheduled; later
     attempts: since the previous attempt ended), ``configured_gap`` (the wait the retry
     policy asks for before this attempt; zero for attempt 1), ``final_attempt`` and
-    ``activity_outcome`` (what the history says about the whole activity).
+    ``activity_outcome`` (what the history says about the whole activity); from the
+    activity's own info: ``due_at`` (the time the server scheduled the attempt for: for a
+    retry, the failure's arrival plus the backoff), ``due_gap`` (from the previous
+    attempt's end to that time: the configured backoff plus the failure's trip to the
+    server) and ``dispatch_delay`` (from that time to the attempt's start: the timer's
+    lateness, about a second on a default dev server, plus the trip to the worker).
+    ``gap_before`` is ``due_gap`` plus ``dispatch_delay``.
 
     Args:
         attempts: The attempt log, e.g. ``lab.repository.attempts()``.
@@ -866,6 +875,9 @@ def attempts_frame(
                 "scheduled_at": scheduled,
                 "gap_before": _difference(started, previous_end),
                 "configured_gap": configured,
+                "due_at": _datetime_ns(record.due_at),
+                "due_gap": _difference(_datetime_ns(record.due_at), previous_end),
+                "dispatch_delay": _difference(started, _datetime_ns(record.due_at)),
                 "final_attempt": span.attempt if span else None,
                 "activity_outcome": span.outcome if span else None,
             }
@@ -882,6 +894,9 @@ def attempts_frame(
             "scheduled_at": "time",
             "gap_before": "duration",
             "configured_gap": "duration",
+            "due_at": "time",
+            "due_gap": "duration",
+            "dispatch_delay": "duration",
             "final_attempt": "Int64",
         },
     )

@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     started_at TEXT NOT NULL,
     ended_at TEXT,
     outcome TEXT NOT NULL,
-    error TEXT
+    error TEXT,
+    due_at TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_by_payment ON attempts (payment_id);
 """
@@ -155,6 +156,10 @@ class AttemptRecord:
     outcome: str
     """``"running"`` (or the worker died during it), ``"completed"``, ``"failed"``, ``"cancelled"``."""
     error: str | None = None
+    due_at: datetime | None = None
+    """The time the server scheduled this attempt for (for a retry: the previous failure's
+    arrival plus the backoff), as the activity was told; it started ``started_at``, after
+    the timer fired and the attempt travelled to the worker."""
 
 
 class ChargeRefusedError(RuntimeError):
@@ -464,8 +469,8 @@ class PaymentRepository:
         """Record that an attempt started; return its key for :meth:`finish_attempt`."""
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO attempts (payment_id, activity, attempt, workflow_id, run_id, worker, started_at, ended_at, outcome, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO attempts (payment_id, activity, attempt, workflow_id, run_id, worker, started_at, ended_at,"
+                " outcome, error, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.payment_id,
                     record.activity,
@@ -477,6 +482,7 @@ class PaymentRepository:
                     record.ended_at.isoformat() if record.ended_at else None,
                     record.outcome,
                     record.error,
+                    record.due_at.isoformat() if record.due_at else None,
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -505,6 +511,7 @@ class PaymentRepository:
                 ended_at=_time(r["ended_at"]),
                 outcome=r["outcome"],
                 error=r["error"],
+                due_at=_time(r["due_at"]),
             )
             for r in rows
         ]

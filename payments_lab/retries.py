@@ -130,8 +130,11 @@ def compare_gaps(attempts: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         One row per retry (attempts 2 and later) with ``payment_id``, ``step``,
-        ``attempt``, ``observed`` and ``configured`` (seconds, as floats) and ``error``
-        (``observed / configured - 1``).
+        ``attempt``, ``observed`` (from the end of the attempt before to the start of this
+        one, as the activities saw it), ``due`` (from that end to the time the server
+        scheduled this attempt for: the backoff as computed, before the timer's lateness and
+        the trip to the worker), ``configured`` (seconds, as floats), and the relative errors
+        ``error`` (``observed / configured - 1``) and ``due_error``.
 
     Raises:
         ValueError: the table lacks the columns it needs.
@@ -145,13 +148,16 @@ def compare_gaps(attempts: pd.DataFrame) -> pd.DataFrame:
     retries = attempts[(attempts["attempt"] > 1) & attempts["gap_before"].notna() & attempts["configured_gap"].notna()]
     observed = retries["gap_before"].dt.total_seconds()
     configured = retries["configured_gap"].dt.total_seconds()
+    due = retries["due_gap"].dt.total_seconds() if "due_gap" in retries else pd.Series(float("nan"), index=retries.index)
     return pd.DataFrame(
         {
             "payment_id": retries["payment_id"],
             "step": retries["step"],
             "attempt": retries["attempt"],
             "observed": observed,
+            "due": due,
             "configured": configured,
             "error": observed / configured - 1,
+            "due_error": due / configured - 1,
         }
     ).reset_index(drop=True)

@@ -277,6 +277,11 @@ async def test_attempts_table_joins_every_attempt_with_the_history(recorded: Rec
     # reaches the server after the attempt ended: an observed gap can only be longer.
     assert (retried["gap_before"] >= retried["configured_gap"]).all()
     assert retried["gap_before"].iloc[0] == retried["started_at"].iloc[0] - retried["scheduled_at"].iloc[0]
+    # The activity is told when the server made it due: that splits each gap into the
+    # backoff the server applied and the trip to the worker.
+    assert (retried["due_gap"] + retried["dispatch_delay"] == retried["gap_before"]).all()
+    assert (retried["due_gap"].iloc[1:] >= retried["configured_gap"].iloc[1:]).all()
+    assert (retried["dispatch_delay"] >= pd.Timedelta(0)).all()
     gave_up = attempts[(attempts["payment_id"] == recorded.payment_ids["gave_up"]) & (attempts["step"] == "charge")]
     assert list(gave_up["outcome"]) == ["failed"] * 3 and set(gave_up["activity_outcome"]) == {"failed"}
     cancelled = attempts[(attempts["payment_id"] == recorded.payment_ids["cancelled"]) & (attempts["step"] == "charge")]

@@ -106,11 +106,13 @@ def test_gaps_are_compared_with_their_configured_wait() -> None:
             "attempt": [1, 2, 3],
             "gap_before": pd.to_timedelta(["5ms", "110ms", "200ms"]),
             "configured_gap": pd.to_timedelta(["0ms", "100ms", "200ms"]),
+            "due_gap": pd.to_timedelta(["1ms", "104ms", "196ms"]),
         }
     )
     gaps = compare_gaps(attempts)
     assert list(gaps["attempt"]) == [2, 3]
     assert list(gaps["observed"]) == [0.11, 0.2] and list(gaps["configured"]) == [0.1, 0.2]
     assert [round(e, 6) for e in gaps["error"]] == [0.1, 0.0]
+    assert [round(e, 6) for e in gaps["due_error"]] == [0.04, -0.02]
     with pytest.raises(ValueError, match=r"lacks \['configured_gap'\]"):
         compare_gaps(attempts.drop(columns=["configured_gap"]))
