@@ -28,14 +28,28 @@ _EXPORTS = {
     "PaymentRepository": "payments_lab.repository",
     "EmbeddedServer": "payments_lab.server",
     "connect": "payments_lab.client",
+    "FleetPlan": "payments_lab.fleet",
+    "run_fleet": "payments_lab.fleet",
+    "fetch_histories": "payments_lab.history",
+    "events_frame": "payments_lab.history",
+    "activity_spans": "payments_lab.history",
+    "attempts_frame": "payments_lab.history",
+    "fleet_summary": "payments_lab.history",
+    "timeline_chart": "payments_lab.charts",
+    "retry_chart": "payments_lab.charts",
+    "swimlanes_chart": "payments_lab.charts",
+    "fleet_dashboard": "payments_lab.charts",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from payments_lab.charts import fleet_dashboard, retry_chart, swimlanes_chart, timeline_chart
     from payments_lab.client import connect
     from payments_lab.domain import Payment, PaymentRequest, PaymentResult, PaymentStatus
     from payments_lab.faults import NO_FAULTS, SEED_CHAPTER, FaultPlan, FaultProfile, StepFaults
+    from payments_lab.fleet import FleetPlan, run_fleet
+    from payments_lab.history import activity_spans, attempts_frame, events_frame, fetch_histories, fleet_summary
     from payments_lab.lab import Lab, open_lab
     from payments_lab.messages import PaymentOptions
     from payments_lab.repository import PaymentRepository

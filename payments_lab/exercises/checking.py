@@ -1,0 +1,382 @@
+"""What the checks share: running a payment on the lab, reading its history, calling learner code safely."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType, RetryState
+from temporalio.api.failure.v1 import Failure
+from temporalio.client import WorkflowFailureError, WorkflowHistory
+
+from payments_lab.domain import PaymentRequest, PaymentResult
+from payments_lab.exercises import Mismatch
+from payments_lab.faults import FaultPlan
+from payments_lab.lab import Lab
+from payments_lab.messages import PaymentOptions
+from payments_lab.repository import AttemptRecord, PaymentRepository
+from payments_lab.service import PaymentHandle, PaymentService
+
+CHECK_OPTIONS = PaymentOptions(
+    initial_interval=timedelta(milliseconds=50),
+    maximum_interval=timedelta(seconds=1),
+    charge_heartbeat_timeout=timedelta(seconds=2),
+)
+"""Retry options of the payments the checks run: the seed's 3 attempts, 50 ms then 100 ms apart."""
+
+PAYMENT_DEADLINE = 5.0
+"""Seconds a check waits for a payment that should end quickly."""
+
+ID_PREFIX = "ex"
+"""Payment ids of checks: ``ex-<8 hex digits>``, which notebooks/sanitize.cfg hides."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One history event, reduced to what the checks look at."""
+
+    event_id: int
+    """Position in the history, from 1."""
+    name: str
+    """Readable type, e.g. ``ActivityTaskStarted``."""
+    activity_type: str | None
+    """The activity the event is about, if any."""
+    attempt: int | None
+    """The attempt an ``ActivityTaskStarted`` event records."""
+    failure: str | None
+    """The failure the event carries (an activity's failure, or a started event's ``last_failure``),
+    with its causes: ``message: cause's message: …``."""
+    failure_message: str | None
+    """The failure's own message, without its causes."""
+    retry_state: str | None
+    """Why an activity stopped retrying (``ActivityTaskFailed``/``TimedOut``), e.g. ``maximum attempts reached``."""
+
+
+def _event_name(event_type: int) -> str:
+    words = EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower().split("_")
+    return "".join(word.capitalize() for word in words)
+
+
+def _failure_text(failure: Failure) -> str:
+    parts = []
+    current: Failure | None = failure
+    while current is not None:
+        parts.append(current.message)
+        current = current.cause if current.HasField("cause") else None
+    return ": ".join(part for part in parts if part)
+
+
+def events_of(history: WorkflowHistory) -> list[Event]:
+    """The history's events, with the activity each one is about."""
+    activities: dict[int, str] = {}
+    found = []
+    for event in history.events:
+        kind = event.WhichOneof("attributes")
+        attributes = getattr(event, kind) if kind else None
+        activity_type = attempt = failure = failure_message = retry_state = None
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activity_type = event.activity_task_scheduled_event_attributes.activity_type.name
+            activities[event.event_id] = activity_type
+        elif attributes is not None and hasattr(attributes, "scheduled_event_id"):
+            activity_type = activities.get(attributes.scheduled_event_id)
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            attempt = started.attempt
+            if started.HasField("last_failure"):
+                failure, failure_message = _failure_text(started.last_failure), started.last_failure.message
+        elif attributes is not None and hasattr(attributes, "failure") and activity_type is not None:
+            if attributes.HasField("failure"):
+                failure, failure_message = _failure_text(attributes.failure), attributes.failure.message
+            if hasattr(attributes, "retry_state") and attributes.retry_state:
+                retry_state = RetryState.Name(attributes.retry_state).removeprefix("RETRY_STATE_").lower().replace("_", " ")
+        found.append(
+            Event(event.event_id, _event_name(event.event_type), activity_type, attempt, failure, failure_message, retry_state)
+        )
+    return found
+
+
+def scheduled_activities(history: WorkflowHistory) -> list[str]:
+    """Activity types in the order the workflow scheduled them."""
+    return [e.activity_type or "" for e in events_of(history) if e.name == "ActivityTaskScheduled"]
+
+
+def final_attempt(history: WorkflowHistory, activity_type: str) -> int | None:
+    """The attempt number the last ``ActivityTaskStarted`` event of ``activity_type`` records."""
+    attempts = [e.attempt for e in events_of(history) if e.name == "ActivityTaskStarted" and e.activity_type == activity_type]
+    return attempts[-1] if attempts else None
+
+
+def closing_event(history: WorkflowHistory) -> str:
+    """The last event's readable type, e.g. ``WorkflowExecutionCompleted``."""
+    return _event_name(history.events[-1].event_type) if history.events else "none"
+
+
+def first_index(events: Sequence[Event], name: str, activity_type: str | None = None) -> int | None:
+    """Index of the first event called ``name`` (about ``activity_type`` if given), or None."""
+    for index, event in enumerate(events):
+        if event.name == name and (activity_type is None or event.activity_type == activity_type):
+            return index
+    return None
+
+
+@dataclass(frozen=True)
+class PaymentRun:
+    """A payment a check ran, and everything recorded about it."""
+
+    request: PaymentRequest
+    """The payment."""
+    handle: PaymentHandle
+    """Its workflow."""
+    result: PaymentResult | None
+    """How it ended; None if it had not ended by the check's deadline (it was then stopped)."""
+    history: WorkflowHistory
+    """Its event history."""
+    attempts: tuple[AttemptRecord, ...]
+    """Every activity attempt, from the kit's attempt log."""
+    charges: int
+    """Charges in the processor's ledger."""
+    refunds: int
+    """Refunds in the processor's ledger."""
+    notifications: int
+    """Notifications sent."""
+
+    @property
+    def payment_id(self) -> str:
+        """The payment id."""
+        return self.request.payment_id
+
+    @property
+    def status(self) -> str:
+        """The payment's final status; ``terminated``, or ``still running`` if it missed the deadline."""
+        if self.result is not None:
+            return self.result.status.value
+        return "terminated" if self.closing_event == "WorkflowExecutionTerminated" else "still running"
+
+    @property
+    def closing_event(self) -> str:
+        """The history's last event, e.g. ``WorkflowExecutionCompleted``."""
+        return closing_event(self.history)
+
+    @property
+    def events(self) -> list[Event]:
+        """The history's events."""
+        return events_of(self.history)
+
+    def outcomes(self, activity_type: str) -> list[str]:
+        """Outcome of each attempt of one activity, from the attempt log."""
+        return [a.outcome for a in self.attempts if a.activity == activity_type]
+
+    def describe_attempts(self, activity_type: str) -> str:
+        """``failed, failed, completed``, or ``none``."""
+        return ", ".join(self.outcomes(activity_type)) or "none"
+
+
+async def _terminate(handle: PaymentHandle) -> None:
+    try:
+        await handle.workflow.terminate("stopped by an exercise check")
+    except Exception:  # noqa: BLE001 - it may have ended meanwhile
+        pass
+
+
+async def _stop(handle: PaymentHandle, grace: float) -> None:
+    """Cancel a payment that missed its deadline (it settles and refunds), else terminate it."""
+    try:
+        await handle.cancel()
+        await asyncio.wait_for(handle.result(), grace)
+    except Exception:  # noqa: BLE001 - whatever happened, the payment must not linger
+        await _terminate(handle)
+
+
+async def collect(
+    handle: PaymentHandle,
+    request: PaymentRequest,
+    repository: PaymentRepository,
+    result: PaymentResult | None,
+) -> PaymentRun:
+    """Gather what the server and the repository recorded about a payment."""
+    history = await handle.workflow.fetch_history()
+    ledger = repository.ledger(request.payment_id)
+    return PaymentRun(
+        request=request,
+        handle=handle,
+        result=result,
+        history=history,
+        attempts=tuple(repository.attempts(request.payment_id)),
+        charges=sum(1 for entry in ledger if entry.kind == "charge"),
+        refunds=sum(1 for entry in ledger if entry.kind == "refund"),
+        notifications=len(repository.notifications(request.payment_id)),
+    )
+
+
+async def await_result(
+    handle: PaymentHandle, deadline: float, *, stop_grace: float = 3.0, terminate: bool = False
+) -> PaymentResult | None:
+    """The payment's result, or None if it ended without one (terminated) or not within ``deadline`` seconds.
+
+    A payment still running then is stopped: cancelled (it settles, refunding what it
+    took) and, if that takes more than ``stop_grace`` seconds, or at once with
+    ``terminate``, terminated.
+    """
+    try:
+        return await asyncio.wait_for(handle.result(), deadline)
+    except WorkflowFailureError:
+        return None  # terminated, or failed for a reason its history tells
+    except TimeoutError:
+        if terminate:
+            await _terminate(handle)
+        else:
+            await _stop(handle, stop_grace)
+        return None
+
+
+def fresh_request(lab: Lab, request: PaymentRequest | None = None, **fields: Any) -> PaymentRequest:
+    """A request with a new ``ex-`` payment id: a check never collides with an earlier run."""
+    payment_id = lab.new_payment_id(ID_PREFIX)
+    if request is not None:
+        return replace(request, payment_id=payment_id, **fields)
+    fields.setdefault("amount", "10.00")
+    fields.setdefault("currency", "EUR")
+    amount, currency = fields.pop("amount"), fields.pop("currency")
+    return lab.request(amount, currency, payment_id=payment_id, **fields)
+
+
+async def run_payment(
+    lab: Lab,
+    request: PaymentRequest | None = None,
+    *,
+    faults: FaultPlan | None = None,
+    options: PaymentOptions = CHECK_OPTIONS,
+    deadline: float = PAYMENT_DEADLINE,
+    **fields: Any,
+) -> PaymentRun:
+    """Run one payment on the lab and collect what was recorded.
+
+    Args:
+        lab: The lab whose worker runs the payment.
+        request: The payment (it gets a fresh id); by default 10.00 EUR from org-acme.
+        faults: Faults to inject.
+        options: Retry and timeout options.
+        deadline: Seconds to wait for the end; a payment still running then is
+            cancelled (or terminated) and its run has no result.
+        fields: Fields of the default request (``amount``, ``organization_id``…).
+    """
+    chosen = fresh_request(lab, request, **fields)
+    handle = await lab.start(chosen, faults=faults, options=options, show_link=False)
+    result = await await_result(handle, deadline)
+    return await collect(handle, chosen, lab.repository, result)
+
+
+async def run_payments(lab: Lab, plans: Sequence[dict[str, Any]]) -> list[PaymentRun]:
+    """Run several payments at once; each plan holds :func:`run_payment`'s keyword arguments."""
+    return list(await asyncio.gather(*(run_payment(lab, **plan) for plan in plans)))
+
+
+def service_of(lab: Lab, task_queue: str, options: PaymentOptions = CHECK_OPTIONS) -> PaymentService:
+    """A payment service of the lab's client on another task queue."""
+    return PaymentService(lab.client, task_queue, options=options, ui_url=lab.ui_url)
+
+
+def _describe_error(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+async def call_learner(function: Callable[..., Any], *args: Any, what: str, timeout: float = 3.0) -> Any:
+    """Call the learner's function (sync or async) and turn its failures into helpful feedback.
+
+    Raises:
+        Mismatch: the function raised, or did not return within ``timeout`` seconds.
+    """
+    try:
+        outcome = function(*args)
+        if inspect.isawaitable(outcome):
+            outcome = await asyncio.wait_for(outcome, timeout)
+    except TimeoutError:
+        raise Mismatch(
+            f"Your {what} did not return within {timeout:g} s.",
+            expected=f"it returns within {timeout:g} s",
+            seen="it was still running, and was stopped",
+            where_to_look="a loop that never ends, or an `await` on something that never happens",
+        ) from None
+    except Mismatch:
+        raise
+    except Exception as error:  # noqa: BLE001 - the learner's code may raise anything
+        raise Mismatch(
+            f"Your {what} raised an error.",
+            expected="it runs to its end",
+            seen=_describe_error(error),
+            where_to_look="the error message, then the hint",
+        ) from None
+    return outcome
+
+
+def expect_function(answer: object, what: str, parameters: int) -> Callable[..., Any]:
+    """Return ``answer`` if it is a function of ``parameters`` positional parameters.
+
+    Raises:
+        Mismatch: it is not a function, or takes another number of parameters.
+    """
+    if not callable(answer) or isinstance(answer, type):
+        raise Mismatch(
+            f"The answer should be {what}.",
+            expected=what,
+            seen=f"{type(answer).__name__} {short_repr(answer)}",
+            where_to_look="pass the function itself, without calling it: `check(my_function)`",
+        )
+    try:
+        signature = inspect.signature(answer)
+    except (TypeError, ValueError):
+        return answer  # type: ignore[return-value]  # a builtin: nothing to say about its parameters
+    try:
+        signature.bind(*range(parameters))
+    except TypeError:
+        raise Mismatch(
+            f"The function should take {parameters} argument{'s' if parameters > 1 else ''}.",
+            expected=what,
+            seen=f"{getattr(answer, '__name__', 'a function')}{signature}",
+            where_to_look="the parameters in the task",
+        ) from None
+    return answer  # type: ignore[return-value]
+
+
+def expect_type(answer: object, expected_type: type, example: str) -> None:
+    """Check that ``answer`` is an ``expected_type``.
+
+    Raises:
+        Mismatch: it is something else.
+    """
+    if not isinstance(answer, expected_type):
+        name = expected_type.__name__
+        article = "an" if name[0].lower() in "aeiou" else "a"
+        raise Mismatch(
+            f"The answer should be {article} {name}.",
+            expected=f"{article} {name}, e.g. `{example}`",
+            seen=f"{type(answer).__name__} {short_repr(answer)}",
+            where_to_look=f"build it with `{example}`",
+        )
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def seconds(value: timedelta) -> str:
+    """``1 s``, ``0.5 s``, ``1.25 s``: a duration as people write it."""
+    total = value.total_seconds()
+    return f"{total:g} s"
+
+
+def times(count: int) -> str:
+    """``never``, ``once``, ``twice``, ``3 times``."""
+    return {0: "never", 1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 charge``, ``2 charges``, ``0 charges``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

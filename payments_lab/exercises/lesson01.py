@@ -1,0 +1,171 @@
+"""Exercises of lesson 01 · first payment: a declined payment, and a query to a running workflow."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.exercises import Exercise, Mismatch, Verdict
+from payments_lab.exercises.checking import (
+    CHECK_OPTIONS,
+    await_result,
+    call_learner,
+    closing_event,
+    expect_function,
+    expect_type,
+    fresh_request,
+    run_payment,
+    scheduled_activities,
+    short_repr,
+)
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.lab import Lab
+
+
+async def _check_unknown_organization(answer: object, lab: Lab | None) -> Verdict:
+    assert lab is not None
+    expect_type(answer, PaymentRequest, 'lab.request("25.00", "EUR", organization_id="org-…")')
+    run = await run_payment(lab, answer)  # type: ignore[arg-type]
+    assert run.result is not None, "a declined payment ends at once"
+    message = run.result.message
+    if run.result.status is not PaymentStatus.DECLINED:
+        raise Mismatch(
+            f"The payment was not declined: it ended {run.status}.",
+            expected="status `declined`, because the organization does not exist",
+            seen=f"status `{run.status}`: {message}",
+            where_to_look="`organization_id=` of `lab.request`; the organizations the kit knows are in "
+            "`lab.repository.organizations()`: pick any other",
+        )
+    reasons = message.removeprefix("declined: ").split("; ")
+    if not any("organization" in reason and "does not exist" in reason for reason in reasons):
+        raise Mismatch(
+            "The payment was declined, but not because of its organization.",
+            expected="the message `organization '…' does not exist`",
+            seen=message,
+            where_to_look="keep a valid amount and currency, and change `organization_id=` to one the kit does not know",
+        )
+    if len(reasons) > 1:
+        raise Mismatch(
+            "The payment was declined for more than one reason.",
+            expected="one reason: the unknown organization",
+            seen=message,
+            where_to_look="validation names every broken rule: keep the amount, currency and ids valid, "
+            "and change only `organization_id=`",
+        )
+    activities = scheduled_activities(run.history)
+    if activities != ["validate_payment"] or run.outcomes("validate_payment") != ["completed"] or run.charges:
+        raise Mismatch(
+            "The payment was declined, but more happened than validation.",
+            expected="one validate attempt, no charge",
+            seen=f"activities {activities}, validate attempts {run.describe_attempts('validate_payment')}, "
+            f"{run.charges} charge(s)",
+            where_to_look="a declined payment runs the validate step only, once",
+        )
+    return Verdict(
+        f"Declined, for one reason: {reasons[0]}.",
+        (
+            f"history: one activity, `validate_payment`, then `{closing_event(run.history)}`: "
+            "a declined payment is a result of the workflow, not a failure",
+            "attempt log: validate ran once; a declined payment is never retried",
+            "repository: nothing charged, nothing stored",
+        ),
+    )
+
+
+q1 = Exercise(
+    lesson=1,
+    number=1,
+    title="Decline a payment for its organization",
+    task="Build a payment request that the validate step declines because its organization is unknown, "
+    "and for no other reason.",
+    answer='a `PaymentRequest`, e.g. from `lab.request(...)`',
+    checker=_check_unknown_organization,
+    hints=(
+        "`lab.request(amount, currency, organization_id=...)` builds a request; "
+        "`lab.repository.organizations()` lists the organizations the kit knows.",
+        "Use a valid amount such as `\"25.00\"` and a valid currency such as `\"EUR\"`, so that "
+        "the organization is the only thing wrong.",
+    ),
+    explanation="Any organization id the repository does not know makes validation say "
+    "`organization '…' does not exist`; everything else must be valid, or the message names it too.",
+    solution='request = lab.request("25.00", "EUR", organization_id="org-unknown")',
+    answer_name="request",
+    section="A declined payment",
+)
+
+
+def _as_text(value: object) -> object:
+    """A step given as an enum or a string, compared as text."""
+    return value.value if isinstance(value, Enum) else value
+
+
+async def _check_current_step(answer: object, lab: Lab | None) -> Verdict:
+    assert lab is not None
+    current_step = expect_function(answer, "a function `async def current_step(handle)` that returns a string", 1)
+    request = fresh_request(lab, amount="30.00")
+    # The processor takes the money at once and answers 0.8 s later: the payment sits in its charge step.
+    handle = await lab.start(request, faults=FaultPlan(charge=StepFaults(delay=0.8)), options=CHECK_OPTIONS, show_link=False)
+    try:
+        await lab.wait_until_charged(request.payment_id, timeout=5)
+        seen = _as_text(await call_learner(current_step, handle, what="function", timeout=0.5))
+    finally:
+        await await_result(handle, 5)
+    if seen != "charge":
+        if seen == PaymentStatus.PENDING.value:
+            where = (
+                "`handle.status()` asks the server (describe), whose `PaymentStatus` search attribute changes "
+                "only when the payment ends; ask the workflow itself: `await handle.progress()`"
+            )
+        elif seen == PaymentStatus.PROCESSING.value:
+            where = "that is the payment's status (`.status`) in the `progress` query's answer; the step is its `.step`"
+        elif hasattr(seen, "step"):
+            where = "return only the step: the `.step` of the query's answer"
+        else:
+            where = "`await handle.progress()` is the query; its answer has a `step`"
+        raise Mismatch(
+            "Your function did not say which step the running payment is in.",
+            expected="`'charge'` while the charge is under way",
+            seen=short_repr(seen),
+            where_to_look=where,
+        )
+    after = _as_text(await call_learner(current_step, handle, what="function"))
+    if after != "done":
+        raise Mismatch(
+            "Right while the payment ran, but not once it had ended.",
+            expected="`'done'` after the payment completed",
+            seen=short_repr(after),
+            where_to_look="ask the workflow every time, with `await handle.progress()`: a query works on ended workflows too",
+        )
+    return Verdict(
+        "Your function asked the workflow itself, with the `progress` query.",
+        (
+            "during the charge it said `'charge'` (the search attribute still said `pending`)",
+            "after the payment ended it said `'done'`: queries also answer for closed workflows",
+        ),
+    )
+
+
+q2 = Exercise(
+    lesson=1,
+    number=2,
+    title="Ask a running payment where it is",
+    task="Write `async def current_step(handle)` that returns the step a payment is in "
+    "(`'validate'`, `'charge'`, `'notify'`, `'settle'` or `'done'`), by asking the workflow.",
+    answer="an async function of a payment handle that returns a string",
+    checker=_check_current_step,
+    hints=(
+        "A *query* asks the workflow itself; `handle.progress()` sends the payment workflow's `progress` query.",
+        "`progress = await handle.progress()` answers a `PaymentProgress`; return its `.step`.",
+    ),
+    explanation="`handle.progress()` is a Temporal query, answered by the workflow code from its own state "
+    "(rebuilt from the history for a closed workflow). `handle.status()` asks the server instead, whose "
+    "search attributes only change when the payment ends.",
+    solution="""async def current_step(handle):
+    progress = await handle.progress()
+    return progress.step""",
+    answer_name="current_step",
+    section="Ask the workflow where it is",
+)
+
+EXERCISES = (q1, q2)
+"""The exercises of lesson 01, in order."""

@@ -1,0 +1,368 @@
+"""Exercises of lesson 02 · failures and retries: a retry schedule, planned failures, a hung charge."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from payments_lab.domain import PaymentStatus
+from payments_lab.exercises import Exercise, Mismatch, Verdict
+from payments_lab.exercises.checking import (
+    CHECK_OPTIONS,
+    PaymentRun,
+    closing_event,
+    events_of,
+    expect_type,
+    final_attempt,
+    run_payment,
+    seconds,
+    short_repr,
+    times,
+)
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.lab import Lab
+from payments_lab.messages import PaymentOptions
+from payments_lab.retries import maximum_interval, retry_schedule
+
+EXPECTED_WAITS = (1.0, 3.0, 9.0)
+"""Seconds between the attempts of question 1."""
+
+SPEED_UP = 20
+"""Question 1 runs the learner's policy on the server this many times faster."""
+
+_STEP_ACTIVITIES = {"validate": "validate_payment", "charge": "charge_payment", "notify": "send_notification"}
+
+
+def _policy_of(answer: object) -> RetryPolicy:
+    if isinstance(answer, RetryPolicy):
+        return answer
+    if isinstance(answer, PaymentOptions):
+        return answer.retry_policy
+    raise Mismatch(
+        "The answer should be a PaymentOptions (or a RetryPolicy).",
+        expected="a `PaymentOptions(initial_interval=..., backoff_coefficient=..., maximum_attempts=...)`",
+        seen=f"{type(answer).__name__} {short_repr(answer)}",
+        where_to_look="`from payments_lab import PaymentOptions`; intervals are `timedelta`s",
+    )
+
+
+def _waits_text(waits: list[float], shown: int = 5) -> str:
+    text = ", ".join(f"{w:g} s" for w in waits[:shown]) or "no retry at all"
+    return text + (f" … ({len(waits)} waits)" if len(waits) > shown else "")
+
+
+async def _check_waits(answer: object, lab: Lab | None) -> Verdict:
+    assert lab is not None
+    policy = _policy_of(answer)
+    if policy.maximum_attempts == 0:
+        raise Mismatch(
+            "Your policy never gives up.",
+            expected="4 attempts in all: the first, then 3 retries",
+            seen="`maximum_attempts=0`, which means unlimited attempts",
+            where_to_look="`maximum_attempts` counts every attempt, the first one included",
+        )
+    schedule = retry_schedule(policy)
+    waits = [delay.total_seconds() for delay in schedule["delay"].iloc[1:]]
+    if len(waits) != len(EXPECTED_WAITS) or not all(math.isclose(w, e) for w, e in zip(waits, EXPECTED_WAITS)):
+        if len(waits) != len(EXPECTED_WAITS):
+            where = (
+                f"`maximum_attempts` counts every attempt, the first one included: 3 retries need "
+                f"`maximum_attempts=4` (yours is {policy.maximum_attempts})"
+            )
+        elif not math.isclose(waits[0], EXPECTED_WAITS[0]):
+            where = f"`initial_interval` is the first wait (yours is {seconds(policy.initial_interval)})"
+        elif any(math.isclose(w, maximum_interval(policy).total_seconds()) for w in waits[1:]):
+            where = (
+                f"`maximum_interval` caps every wait (yours is {seconds(maximum_interval(policy))}): "
+                "it must be at least 9 s"
+            )
+        else:
+            where = f"`backoff_coefficient` multiplies each wait by the same factor (yours is {policy.backoff_coefficient:g})"
+        raise Mismatch(
+            "The waits between attempts are not 1, 3 and 9 seconds.",
+            expected=f"waits of {_waits_text(list(EXPECTED_WAITS))}, then no more attempts",
+            seen=f"waits of {_waits_text(waits)}",
+            where_to_look=where,
+        )
+    fast = PaymentOptions(
+        initial_interval=policy.initial_interval / SPEED_UP,
+        backoff_coefficient=policy.backoff_coefficient,
+        maximum_interval=maximum_interval(policy) / SPEED_UP,
+        maximum_attempts=policy.maximum_attempts,
+    )
+    run = await run_payment(lab, faults=FaultPlan.failing(charge=10), options=fast)
+    attempts = [a for a in run.attempts if a.activity == "charge_payment"]
+    gaps_ok = all(
+        later.started_at - earlier.ended_at >= timedelta(seconds=0.8 * wait / SPEED_UP)
+        for earlier, later, wait in zip(attempts, attempts[1:], EXPECTED_WAITS)
+        if earlier.ended_at is not None
+    )
+    stopped = [e for e in run.events if e.name == "ActivityTaskFailed" and e.activity_type == "charge_payment"]
+    if len(attempts) != 4 or not gaps_ok or run.status != PaymentStatus.FAILED.value or run.charges:
+        raise Mismatch(
+            "The schedule is right on paper, but the server did something else.",
+            expected="4 charge attempts, further and further apart, then the payment failed",
+            seen=f"charge attempts {run.describe_attempts('charge_payment')}; payment {run.status}",
+            where_to_look="ask your facilitator: this looks like a problem of the lab, not of your answer",
+            about_the_lab=True,
+        )
+    starts = ", ".join(f"{row.start.total_seconds():g} s" for row in schedule.itertuples())
+    return Verdict(
+        "Waits of 1, 3 and 9 seconds, then Temporal gives up.",
+        (
+            f"`retry_schedule(policy)`: attempts start at {starts}",
+            f"on the server, {SPEED_UP} times faster: 4 charge attempts, each after at least the wait the "
+            "policy asks for, then the payment failed and nothing was charged",
+            f"history: the charge's `ActivityTaskStarted` records attempt {final_attempt(run.history, 'charge_payment')}, "
+            f"and its `ActivityTaskFailed` says '{stopped[-1].retry_state if stopped else '?'}'",
+        ),
+    )
+
+
+q1 = Exercise(
+    lesson=2,
+    number=1,
+    title="Waits of 1, 3 and 9 seconds",
+    task="Write retry options under which a failing step is retried 1 s, then 3 s, then 9 s after each failure, "
+    "and then given up.",
+    answer="a `PaymentOptions` (or a `RetryPolicy`)",
+    checker=_check_waits,
+    hints=(
+        "Four knobs: `initial_interval` (the first wait), `backoff_coefficient` (each wait is the previous "
+        "one times this), `maximum_interval` (a cap on every wait) and `maximum_attempts`.",
+        "1 → 3 → 9 is a factor of 3. And `maximum_attempts` counts the first attempt too.",
+        "`PaymentOptions(initial_interval=timedelta(seconds=1), backoff_coefficient=3, maximum_attempts=4)`; "
+        "check it yourself with `retry_schedule(options.retry_policy)` from `payments_lab.retries`.",
+    ),
+    explanation="The first retry waits `initial_interval`; each later wait is the previous one times "
+    "`backoff_coefficient`, capped by `maximum_interval` (60 s by default here). Three retries plus the "
+    "first attempt make `maximum_attempts=4`.",
+    solution="""from datetime import timedelta
+
+from payments_lab import PaymentOptions
+
+options = PaymentOptions(initial_interval=timedelta(seconds=1), backoff_coefficient=3, maximum_attempts=4)""",
+    answer_name="options",
+    section="The policy's knobs",
+)
+
+
+def _failed_steps(run: PaymentRun) -> list[str]:
+    return [step for step, activity in _STEP_ACTIVITIES.items() if "failed" in run.outcomes(activity) and step != "charge"]
+
+
+async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
+    assert lab is not None
+    expect_type(answer, FaultPlan, "FaultPlan.failing(charge=...)")
+    run = await run_payment(lab, faults=answer)  # type: ignore[arg-type]
+    charge = run.outcomes("charge_payment")
+    seen = f"charge attempts {run.describe_attempts('charge_payment')}; payment {run.status}"
+    expected = "charge attempts failed, failed, completed; payment completed, charged once"
+    if run.result is None:
+        raise Mismatch(
+            "The payment did not finish within 5 s.",
+            expected=expected,
+            seen=seen,
+            where_to_look="`hang_first` makes attempts hang until their timeout; this exercise needs failures: `fail_first`",
+        )
+    other = _failed_steps(run)
+    if other:
+        raise Mismatch(
+            f"Attempts of the {' and '.join(other)} step failed: only the charge should.",
+            expected=expected,
+            seen=f"{seen}; failed attempts in {', '.join(other)}",
+            where_to_look="`FaultPlan.failing(charge=N)` fails the first N attempts of the charge step only",
+        )
+    if charge != ["failed", "failed", "completed"] or run.result.status is not PaymentStatus.COMPLETED:
+        failures = charge.count("failed")
+        if run.result.status is not PaymentStatus.COMPLETED and failures >= CHECK_OPTIONS.maximum_attempts:
+            message = "The charge never succeeded: the payment failed."
+            where = (
+                "`fail_first` counts the failing attempts, and the retry policy allows "
+                f"{CHECK_OPTIONS.maximum_attempts} attempts in all (`PaymentOptions.maximum_attempts`): "
+                f"failing {failures} leaves none to succeed"
+            )
+        elif any(getattr(answer, step).decline for step in _STEP_ACTIVITIES):  # type: ignore[attr-defined]
+            message = "The card was declined: a business answer, which Temporal does not retry."
+            where = "`decline=True` is not a failure; `fail_first` is"
+        else:
+            message = f"The charge failed {failures} time{'s' if failures != 1 else ''}, not twice."
+            where = "`FaultPlan.failing(charge=N)`, or `FaultPlan(charge=StepFaults(fail_first=N))`"
+        raise Mismatch(message, expected=expected, seen=seen, where_to_look=where)
+    started = [e for e in run.events if e.name == "ActivityTaskStarted" and e.activity_type == "charge_payment"]
+    return Verdict(
+        "The charge failed twice and succeeded on its third attempt.",
+        (
+            f"attempt log: charge {run.describe_attempts('charge_payment')}",
+            f"history: one `ActivityTaskStarted` for the charge, recording attempt {started[-1].attempt} "
+            "and the failure of the attempt before it",
+            f"ledger: charged {times(run.charges)}",
+        ),
+    )
+
+
+q2 = Exercise(
+    lesson=2,
+    number=2,
+    title="A charge that fails twice, then succeeds",
+    task="Write a fault plan under which the charge fails exactly twice, then succeeds (the payment uses the "
+    "default 3 attempts).",
+    answer="a `FaultPlan`",
+    checker=_check_fail_twice,
+    hints=(
+        "A `FaultPlan` has one `StepFaults` per step: `validate`, `charge`, `notify`.",
+        "`StepFaults(fail_first=N)` fails the first N attempts; `FaultPlan.failing(charge=N)` is the short form.",
+    ),
+    explanation="`fail_first=2` fails attempts 1 and 2 with a transient error, which Temporal retries; "
+    "attempt 3 succeeds. The charge is idempotent, so the payment is charged once.",
+    solution="""from payments_lab import FaultPlan
+
+plan = FaultPlan.failing(charge=2)""",
+    answer_name="plan",
+    section="A charge that fails twice",
+)
+
+
+async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> Verdict:
+    assert lab is not None
+    expect_type(answer, FaultPlan, "FaultPlan.failing(notify=...)")
+    run = await run_payment(lab, faults=answer)  # type: ignore[arg-type]
+    notify = run.outcomes("send_notification")
+    expected = (
+        f"the notification fails on all {CHECK_OPTIONS.maximum_attempts} attempts, and the payment still completes"
+    )
+    seen = f"notify attempts {run.describe_attempts('send_notification')}; payment {run.status}"
+    if run.result is None:
+        raise Mismatch(
+            "The payment did not finish within 5 s.",
+            expected=expected,
+            seen=seen,
+            where_to_look="`hang_first` makes attempts hang until their timeout; this exercise needs failures: `fail_first`",
+        )
+    if run.result.status is not PaymentStatus.COMPLETED:
+        raise Mismatch(
+            f"The payment ended {run.status}: a step before the notification failed.",
+            expected=expected,
+            seen=f"{seen}; charge attempts {run.describe_attempts('charge_payment')}",
+            where_to_look="only the `notify` step should fail: `FaultPlan.failing(notify=N)`",
+        )
+    if "completed" in notify:
+        attempt = notify.index("completed") + 1
+        raise Mismatch(
+            f"The notification got through on attempt {attempt}.",
+            expected=expected,
+            seen=seen,
+            where_to_look="`fail_first` must cover every attempt the retry policy allows: "
+            f"{CHECK_OPTIONS.maximum_attempts} (`PaymentOptions.maximum_attempts`)",
+        )
+    failed = [e for e in run.events if e.name == "ActivityTaskFailed" and e.activity_type == "send_notification"]
+    return Verdict(
+        "The payment completed although no notification got through: the workflow catches the notify step's failure.",
+        (
+            f"result: `{run.status}`, `notified={run.result.notified}`, message '{run.result.message}'",
+            f"attempt log: notify {run.describe_attempts('send_notification')}",
+            f"history: `ActivityTaskFailed` for `send_notification` ('{failed[-1].retry_state if failed else '?'}'), "
+            f"then `{closing_event(run.history)}`",
+            f"ledger: charged {times(run.charges)}; {run.notifications} notifications sent",
+        ),
+    )
+
+
+q3 = Exercise(
+    lesson=2,
+    number=3,
+    title="A notification that never gets through",
+    task="Write a fault plan under which every attempt of the notification fails, and see that the payment "
+    "still completes (the payment uses the default 3 attempts).",
+    answer="a `FaultPlan`",
+    checker=_check_notification_never_arrives,
+    hints=(
+        "`FaultPlan.failing(notify=N)` fails the first N attempts of the notify step.",
+        "Temporal stops retrying after `maximum_attempts` attempts (3 here): N must be at least that.",
+    ),
+    explanation="With every attempt failing, Temporal gives up on the notification and raises an "
+    "`ActivityError` in the workflow. The workflow catches it, logs it and completes the payment with "
+    "`notified=False`: a failed notification must never undo a charge.",
+    solution="""from payments_lab import FaultPlan
+
+plan = FaultPlan.failing(notify=3)""",
+    answer_name="plan",
+    section="A notification that fails",
+)
+
+HANG_DEADLINE = 3.0
+"""Seconds within which question 4's payment must complete."""
+
+
+async def _check_hung_charge(answer: object, lab: Lab | None) -> Verdict:
+    assert lab is not None
+    expect_type(answer, PaymentOptions, "PaymentOptions(charge_timeout=timedelta(seconds=...))")
+    options: PaymentOptions = answer  # type: ignore[assignment]
+    run = await run_payment(lab, faults=FaultPlan(charge=StepFaults(hang_first=1)), options=options, deadline=HANG_DEADLINE)
+    expected = f"the hung attempt is given up and retried, and the payment completes within {HANG_DEADLINE:g} s"
+    if run.result is None:
+        if options.charge_timeout.total_seconds() >= HANG_DEADLINE and options.charge_heartbeat_timeout != PaymentOptions().charge_heartbeat_timeout:
+            where = (
+                "a hung attempt still heartbeats (its worker is alive, only the processor's answer is lost), "
+                "so the heartbeat timeout never fires; `charge_timeout`, the start-to-close timeout, bounds one attempt"
+            )
+        elif options.charge_timeout.total_seconds() >= HANG_DEADLINE:
+            where = f"`charge_timeout` is the start-to-close timeout of one charge attempt (yours: {seconds(options.charge_timeout)})"
+        else:
+            where = f"after the timeout, Temporal waits `initial_interval` (yours: {seconds(options.initial_interval)}) before the retry"
+        raise Mismatch(
+            f"The payment was still charging {HANG_DEADLINE:g} s after it started.",
+            expected=expected,
+            seen=f"after {HANG_DEADLINE:g} s the payment was still waiting for its hung charge attempt (the check then cancelled it)",
+            where_to_look=where,
+        )
+    if run.result.status is not PaymentStatus.COMPLETED:
+        raise Mismatch(
+            f"The payment ended {run.status}: nothing was left to retry the hung attempt.",
+            expected=expected,
+            seen=f"{len(run.outcomes('charge_payment'))} charge attempt(s); {run.result.message}",
+            where_to_look=f"`maximum_attempts` (yours: {options.maximum_attempts}) must leave room for a retry",
+        )
+    started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == "charge_payment"]
+    cause = started[-1].failure if started and started[-1].failure else "?"
+    return Verdict(
+        "Temporal gave up on the hung attempt at its timeout, and the retry completed the payment.",
+        (
+            "attempt log: charge attempt 1 hung and never answered, "
+            f"attempt {len(run.outcomes('charge_payment'))} {run.outcomes('charge_payment')[-1]}",
+            f"history: the charge's `ActivityTaskStarted` records attempt {started[-1].attempt if started else '?'}, "
+            f"after '{cause}'",
+            f"ledger: charged {times(run.charges)}: the hung attempt had taken the money, "
+            "and the retry found it through the idempotency key",
+        ),
+    )
+
+
+q4 = Exercise(
+    lesson=2,
+    number=4,
+    title="A charge that hangs",
+    task="The processor sometimes takes the money and never answers. Write payment options under which a "
+    f"charge attempt that hangs is given up and retried, so that the payment completes within {HANG_DEADLINE:g} s.",
+    answer="a `PaymentOptions`",
+    checker=_check_hung_charge,
+    hints=(
+        "Which timeout bounds how long one charge attempt may take? Its default is 30 s.",
+        "`charge_timeout` is the start-to-close timeout of one attempt. The heartbeat timeout does not help: "
+        "the hung attempt's worker is alive and heartbeating. Keep the wait before the retry short too.",
+    ),
+    explanation="A start-to-close timeout of 1 s ends the hung attempt; the retry, 100 ms later, finds the "
+    "money already taken (the payment id is the processor's idempotency key) and completes the payment.",
+    solution="""from datetime import timedelta
+
+from payments_lab import PaymentOptions
+
+options = PaymentOptions(charge_timeout=timedelta(seconds=1), initial_interval=timedelta(milliseconds=100))""",
+    answer_name="options",
+    section="An attempt that hangs",
+)
+
+EXERCISES = (q1, q2, q3, q4)
+"""The exercises of lesson 02, in order."""

@@ -1,0 +1,391 @@
+"""Tests of the workshop exercises: every check passes its solution, calls the blank not attempted, explains a wrong answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from payments_lab.evolution import PaymentWorkflowWithFraudScreen
+from payments_lab.exercises import (
+    LESSONS,
+    Exercise,
+    Feedback,
+    Outcome,
+    ____,
+    all_exercises,
+    contains_blank,
+    lesson01,
+    lesson02,
+    lesson03,
+    lesson04,
+    lesson05,
+    lesson06,
+    lesson07,
+)
+from payments_lab.faults import FaultPlan
+from payments_lab.history import events_frame
+from payments_lab.lab import Lab, open_lab
+from payments_lab.messages import PaymentOptions
+from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
+from tools.exercises import (
+    EXERCISES as EXERCISE_NOTEBOOKS,
+    MarkingError,
+    blank_line,
+    drifted,
+    practice_code,
+    practice_markdown,
+    solution_paths,
+)
+
+EXERCISES = all_exercises()
+
+
+def _id(exercise: Exercise) -> str:
+    return f"lesson{exercise.lesson:02d}-{exercise.name}"
+
+
+@pytest.fixture(scope="module")
+async def lab(dev_server: EmbeddedServer) -> AsyncIterator[Lab]:
+    """One lab on the session's dev server for every check of this module."""
+    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
+    try:
+        opened = await open_lab("exercises")
+    finally:
+        clear_session()
+    yield opened
+    await opened.close()
+
+
+def solution_answer(exercise: Exercise, lab: Lab) -> Any:
+    """Run the exercise's solution code, as a learner pasting it would, and return the answer."""
+    namespace: dict[str, Any] = {"lab": lab}
+    exec(exercise.solution_code, namespace)  # noqa: S102 - the kit's own solution code
+    return namespace[exercise.answer_name]
+
+
+def assert_deterministic(feedback: Feedback, lab: Lab) -> None:
+    """Nothing in the text changes from run to run once notebooks/sanitize.cfg has done its job."""
+    text = str(feedback) + feedback._repr_html_()
+    assert "127.0.0.1" not in text and lab.task_queue not in text
+    assert not re.search(r"\b\d+\.\d{3,}\b", text), f"a timing leaked into {text!r}"
+    assert not re.search(r"\bex-[0-9a-f]{8}\b", str(feedback)), "a payment id leaked (sanitized, but useless to a learner)"
+
+
+# Every exercise: the solution passes, the blank is not attempted.
+
+
+def test_every_lesson_from_1_to_7_has_exercises_named_in_order() -> None:
+    modules = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07]
+    assert [m.__name__.rsplit(".", 1)[1] for m in modules] == list(LESSONS)
+    for lesson, module in enumerate(modules, start=1):
+        assert module.EXERCISES, f"lesson {lesson} has no exercise"
+        for number, exercise in enumerate(module.EXERCISES, start=1):
+            assert (exercise.lesson, exercise.number) == (lesson, number)
+            assert getattr(module, f"q{number}") is exercise
+            assert exercise.hints and exercise.explanation and exercise.task
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
+async def test_the_solution_passes(exercise: Exercise, lab: Lab) -> None:
+    feedback = await exercise.check_async(solution_answer(exercise, lab), lab=lab)
+    assert feedback.outcome is Outcome.CORRECT, str(feedback)
+    assert feedback.passed and feedback.verified
+    assert str(feedback).startswith("✓ Correct · ") and "#2e7d32" in feedback._repr_html_()
+    assert_deterministic(feedback, lab)
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
+async def test_the_blank_is_not_attempted(exercise: Exercise) -> None:
+    # No lab: an unanswered exercise must not start a server, let alone run anything.
+    for feedback in (await exercise.check_async(____), await exercise.check_async()):
+        assert feedback.outcome is Outcome.NOT_ATTEMPTED
+        assert "Not attempted" in str(feedback) and "____" in feedback.message and "hint()" in feedback.message
+        assert not feedback.passed and feedback.expected is None
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
+async def test_the_practice_version_of_the_solution_is_not_attempted(exercise: Exercise) -> None:
+    """What the practice notebook holds (the solution with its answer blanked) counts as not attempted."""
+    cells = _solution_cells(exercise)
+    answer_cell = next(c for c in cells if re.search(rf"\b{exercise.answer_name}\b", c) and "# SOLUTION" in c)
+    practice, blanked = practice_code(answer_cell)
+    assert blanked == 1
+    namespace: dict[str, Any] = {"____": ____}
+    exec(practice, namespace)  # noqa: S102 - a cell of the kit's own notebook
+    feedback = await exercise.check_async(namespace[exercise.answer_name])
+    assert feedback.outcome is Outcome.NOT_ATTEMPTED
+
+
+# Plausible wrong answers: each fails, with what was expected, what was seen, and where to look.
+
+
+async def _current_step_from_describe(handle: Any) -> Any:
+    return (await handle.status()).payment_status
+
+
+def _count_started_events(history: Any) -> int:
+    events = events_frame(history)
+    return len(events[(events.event_type == "ActivityTaskStarted") & (events.activity_type == "charge_payment")])
+
+
+def _failure_of_failed_events(history: Any) -> Any:
+    events = events_frame(history)
+    failed = events[events.event_type == "ActivityTaskFailed"]
+    return failed.failure.iloc[-1] if len(failed) else None
+
+
+async def _cancel_at_once(lab: Lab, handle: Any) -> None:
+    await handle.cancel()
+
+
+async def _terminate_after_charge(lab: Lab, handle: Any) -> None:
+    await lab.wait_until_charged(handle.payment_id)
+    await handle.workflow.terminate("wrong answer")
+
+
+async def _share_of_all_organizations(service: Any, organization_id: str) -> float:
+    return await service.count(status="failed") / await service.count()
+
+
+WrongAnswer = Callable[[Lab], Any]
+
+WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
+    (lesson01.q1, lambda lab: lab.request("-5", "EUR"), "not because of its organization"),
+    (lesson01.q1, lambda lab: lab.request("25.00", "EUR"), "was not declined"),
+    (lesson01.q2, lambda lab: _current_step_from_describe, "handle.progress()"),
+    (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=2, maximum_attempts=4), "backoff_coefficient"),
+    (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=3, maximum_attempts=3), "counts every attempt"),
+    (lesson02.q2, lambda lab: FaultPlan.failing(charge=3), "never succeeded"),
+    (lesson02.q3, lambda lab: FaultPlan.failing(notify=2), "got through on attempt 3"),
+    (lesson02.q4, lambda lab: PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=1)), "heartbeat timeout never fires"),
+    (lesson03.q1, lambda lab: _count_started_events, "ActivityTaskStarted"),
+    (lesson03.q2, lambda lab: 3, "attempt log"),
+    (lesson03.q3, lambda lab: _failure_of_failed_events, "last_failure"),
+    (lesson04.q1, lambda lab: 1, "idempotency key"),
+    (lesson04.q2, lambda lab: PaymentOptions(), "charge_heartbeat_timeout"),
+    (lesson04.q2, lambda lab: PaymentOptions(charge_timeout=timedelta(seconds=1)), "cut short a healthy charge"),
+    (lesson05.q1, lambda lab: _cancel_at_once, "too early"),
+    (lesson05.q1, lambda lab: _terminate_after_charge, "terminated"),
+    (lesson05.q2, lambda lab: _cancel_at_once, "too early"),
+    (lesson06.q1, lambda lab: lambda organization_id: "ExecutionStatus = 'Failed'", "ExecutionStatus"),
+    (lesson06.q1, lambda lab: lambda organization_id: f"OrganizationId = '{organization_id}'", "PaymentStatus"),
+    (lesson06.q2, lambda lab: _share_of_all_organizations, "organization_id="),
+    (lesson07.q1, lambda lab: PaymentWorkflowWithFraudScreen, "Nondeterminism"),
+    (lesson07.q2, lambda lab: True, "patch marker"),
+]
+
+
+def test_every_exercise_has_a_wrong_answer_tested() -> None:
+    assert {_id(e) for e, _, _ in WRONG_ANSWERS} == {_id(e) for e in EXERCISES}
+
+
+@pytest.mark.parametrize(
+    ("exercise", "wrong", "clue"), WRONG_ANSWERS, ids=[f"{_id(e)}-{clue}" for e, _, clue in WRONG_ANSWERS]
+)
+async def test_a_wrong_answer_is_explained(exercise: Exercise, wrong: WrongAnswer, clue: str, lab: Lab) -> None:
+    feedback = await exercise.check_async(wrong(lab), lab=lab)
+    assert feedback.outcome is Outcome.INCORRECT, str(feedback)
+    assert feedback.message and feedback.expected and feedback.seen and feedback.where_to_look
+    assert clue in str(feedback), str(feedback)
+    assert f"(lesson {exercise.lesson:02d}" in feedback.where_to_look, "a wrong answer points to its lesson"
+    text, rich = str(feedback), feedback._repr_html_()
+    assert text.startswith("✗ Not quite · ") and "Where to look: " in text
+    assert "#c62828" in rich and "Expected" in rich and "Where to look" in rich
+
+
+@pytest.mark.parametrize(
+    ("exercise", "answer", "seen"),
+    [
+        (lesson01.q1, "org-unknown", "str 'org-unknown'"),
+        (lesson01.q2, lambda: "charge", "<lambda>()"),
+        (lesson02.q1, timedelta(seconds=1), "timedelta"),
+        (lesson02.q2, {"charge": 2}, "dict {'charge': 2}"),
+        (lesson03.q2, "1", "str '1'"),
+        (lesson07.q1, "PaymentWorkflowWithPatchedFraudScreen", "str 'PaymentWorkflowWithPatchedFraudScreen'"),
+    ],
+    ids=["request-as-text", "function-without-handle", "policy-as-timedelta", "plan-as-dict", "count-as-text", "class-by-name"],
+)
+async def test_an_answer_of_the_wrong_kind_says_what_kind_is_expected(exercise: Exercise, answer: Any, seen: str, lab: Lab) -> None:
+    feedback = await exercise.check_async(answer, lab=lab)
+    assert feedback.outcome is Outcome.INCORRECT
+    assert feedback.expected and feedback.where_to_look and feedback.seen and seen in feedback.seen, str(feedback)
+
+
+async def test_an_error_in_the_learners_code_is_feedback_not_a_traceback(lab: Lab) -> None:
+    def broken(history: Any) -> int:
+        raise KeyError("attempt")
+
+    feedback = await lesson03.q1.check_async(broken, lab=lab)
+    assert feedback.outcome is Outcome.INCORRECT
+    assert feedback.seen == "KeyError: 'attempt'" and "raised an error" in feedback.message
+
+
+# The machinery: the blank, feedback, hints, solutions, the synchronous check.
+
+
+def test_the_blank_is_found_wherever_it_hides() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Pair:
+        left: object
+        right: object
+
+    def unanswered(history: object) -> object:
+        return ____
+
+    async def unanswered_async(lab: object, handle: object) -> None:
+        ____  # noqa: B018 - a blank statement, as practice notebooks hold them
+
+    def outer() -> Callable[[], object]:
+        hidden = ____
+        return lambda: hidden
+
+    def answered(history: object) -> int:
+        return 3
+
+    for value in (____, [1, ____], {"a": ____}, {____: 1}, Pair(1, ____), unanswered, unanswered_async, outer(),
+                  functools.partial(answered, ____), lambda h: ____):
+        assert contains_blank(value), value
+    for value in (None, 0, "____", FaultPlan(), Pair(1, 2), answered, [answered], PaymentOptions()):
+        assert not contains_blank(value), value
+    assert repr(____) == "____"
+    import copy
+    import pickle
+
+    assert copy.deepcopy(____) is ____ and pickle.loads(pickle.dumps(____)) is ____
+
+
+def test_hints_and_solutions_render_as_text_and_html() -> None:
+    exercise = lesson02.q1
+    first, last = exercise.hint(), exercise.hint(len(exercise.hints))
+    assert "Hint 1 of 3" in str(first) and "q1.hint(2)" in str(first) and "q1.hint(2)" in first._repr_html_()
+    assert "Another hint" not in str(last)
+    with pytest.raises(ValueError, match="has hints 1 to 3, not 4"):
+        exercise.hint(4)
+    solution = exercise.solution()
+    assert exercise.solution_code in str(solution)
+    assert "backoff_coefficient=3" in solution._repr_html_() and "<pre" in solution._repr_html_()
+    assert "Lesson 02 · Q1 · Waits of 1, 3 and 9 seconds" in repr(exercise)
+    assert "<code>q1.check(answer)</code>" in exercise._repr_html_()
+
+
+def test_feedback_escapes_html_and_shows_code() -> None:
+    feedback = Feedback("Lesson 09 · Q1 · <b>", Outcome.INCORRECT, "Use `a < b`", expected="x", seen="<script>", where_to_look="y")
+    rich = feedback._repr_html_()
+    assert "<code>a &lt; b</code>" in rich and "&lt;script&gt;" in rich and "<script>" not in rich and "&lt;b&gt;" in rich
+
+
+def test_exercise_refuses_a_bad_definition() -> None:
+    async def checker(answer: object, lab: object) -> Any:
+        raise AssertionError
+
+    base: dict[str, Any] = dict(
+        lesson=1, number=1, title="t", task="t", answer="a", checker=checker, hints=("h",), explanation="e",
+        solution="x = 1", answer_name="x",
+    )
+    Exercise(**base)
+    with pytest.raises(ValueError, match="at least one hint"):
+        Exercise(**{**base, "hints": ()})
+    with pytest.raises(ValueError, match="lesson must be"):
+        Exercise(**{**base, "number": 0})
+    with pytest.raises(ValueError, match="solution code"):
+        Exercise(**{**base, "answer_name": "not a name"})
+
+
+def test_check_is_synchronous_outside_an_event_loop() -> None:
+    """In a plain script (no loop running), check() runs the async check to its end; lesson 04 q1 needs no lab.
+
+    Inside a running loop (a notebook's kernel) check() nests on it with nest_asyncio: the
+    solution notebooks, run by nbval, prove that. It is not tested here, where patching
+    the session's loop would change it for every later test.
+    """
+    assert lesson04.q1.check().outcome is Outcome.NOT_ATTEMPTED
+    feedback = lesson04.q1.check(2)
+    assert feedback.passed, str(feedback)
+    assert "2 charges for one payment" in str(feedback)
+
+
+def test_check_in_a_script_opens_a_lab_of_its_own_and_closes_it(dev_server: EmbeddedServer) -> None:
+    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
+    try:
+        feedback = lesson02.q2.check(FaultPlan.failing(charge=2))
+    finally:
+        clear_session()
+    assert feedback.passed, str(feedback)
+
+
+# The notebooks: one per lesson, the practice ones generated from the solutions.
+
+
+def _solution_notebook(lesson: int) -> Path:
+    (path,) = [p for p in solution_paths() if p.name.startswith(f"{lesson:02d}-")]
+    return path
+
+
+def _solution_cells(exercise: Exercise) -> list[str]:
+    notebook = nbformat.read(_solution_notebook(exercise.lesson), as_version=4)
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
+def test_every_exercise_is_checked_in_its_solution_notebook(exercise: Exercise) -> None:
+    cells = _solution_cells(exercise)
+    assert any(f"ex.{exercise.name}.check({exercise.answer_name})" in cell for cell in cells)
+    assert any(f"# ex.{exercise.name}.hint()" in cell for cell in cells)
+
+
+def test_solution_notebooks_open_the_lab_and_import_their_lesson() -> None:
+    paths = solution_paths()
+    assert [p.name[:2] for p in paths] == [f"{n:02d}" for n in range(1, 8)]
+    for path in paths:
+        notebook = nbformat.read(path, as_version=4)
+        first_code = next(c.source for c in notebook.cells if c.cell_type == "code")
+        assert "lab = await open_lab()" in first_code and f"lesson{path.name[:2]} as ex" in first_code
+        assert notebook.cells[0].source.startswith(f"# {path.name[:2]} · Exercises: ")
+        assert "## Recap" in notebook.cells[-1].source
+
+
+@pytest.mark.parametrize("exercise", [e for e in EXERCISES if e.section], ids=_id)
+def test_the_lesson_section_an_exercise_points_to_exists(exercise: Exercise) -> None:
+    (lesson,) = EXERCISE_NOTEBOOKS.parent.glob(f"{exercise.lesson:02d}-*.ipynb")
+    headings = [
+        line.removeprefix("## ").strip()
+        for cell in nbformat.read(lesson, as_version=4).cells
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if line.startswith("## ")
+    ]
+    assert exercise.section in headings, f"{lesson.name} has no section {exercise.section!r}: update the exercise"
+
+
+def test_practice_notebooks_do_not_drift_from_the_solutions() -> None:
+    assert drifted() == [], "run `python -m tools.exercises` and commit the practice notebooks"
+
+
+def test_practice_notebooks_hold_no_answer() -> None:
+    for solution in solution_paths():
+        practice = nbformat.read(solution.with_name(solution.name.replace("-solution", "-practice")), as_version=4)
+        sources = "\n".join(c.source for c in practice.cells)
+        assert "SOLUTION" not in sources and "____" in sources
+        assert all(c.execution_count is None and not c.outputs for c in practice.cells if c.cell_type == "code")
+
+
+def test_the_marking_convention() -> None:
+    assert blank_line("plan = FaultPlan.failing(charge=2)  # SOLUTION") == "plan = ____"
+    assert blank_line("options: PaymentOptions = PaymentOptions()  # SOLUTION") == "options: PaymentOptions = ____"
+    assert blank_line("    return progress.step  # SOLUTION") == "    return ____"
+    assert blank_line("    await handle.cancel()  # SOLUTION") == "    ____"
+    with pytest.raises(MarkingError, match="one whole statement"):
+        blank_line("total = (1 +  # SOLUTION")
+    source = "async def f(lab, handle):\n    await lab.wait()  # SOLUTION ONLY\n    await handle.cancel()  # SOLUTION\n\nex.q1.check(f)"
+    assert practice_code(source) == ("async def f(lab, handle):\n    ____\n\nex.q1.check(f)", 1)
+    assert practice_markdown("# Title\n*Solutions.* <!-- SOLUTION ONLY -->\nText") == "# Title\nText"
+    assert EXERCISE_NOTEBOOKS.name == "exercises"
