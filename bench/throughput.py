@@ -95,7 +95,7 @@ async def main(batch: int, rounds: int, sequential: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=200, help="payments started at once per round")
-    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds")
+    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds")
     parser.add_argument("--sequential", type=int, default=10, help="one-at-a-time payments per round, for latency")
     args = parser.parse_args()
     asyncio.run(main(args.batch, args.rounds, args.sequential))

@@ -76,6 +76,14 @@ class TemporalUnavailableError(RuntimeError):
     """No Temporal server could be found or reached."""
 
 
+def workflow_url(ui_url: str | None, namespace: str, workflow_id: str, run_id: str | None = None) -> str | None:
+    """Link to one workflow in the Web UI at ``ui_url`` (None without a Web UI)."""
+    if not ui_url:
+        return None
+    url = f"{ui_url}/namespaces/{quote(namespace)}/workflows/{quote(workflow_id)}"
+    return f"{url}/{quote(run_id)}/history" if run_id else url
+
+
 @dataclass
 class Connection:
     """A connected client, where it points, and the server the kit started for it, if any."""
@@ -101,10 +109,7 @@ class Connection:
 
     def workflow_url(self, workflow_id: str, run_id: str | None = None) -> str | None:
         """Link to one workflow in the Web UI."""
-        if not self.ui_url:
-            return None
-        url = f"{self.ui_url}/namespaces/{quote(self.namespace)}/workflows/{quote(workflow_id)}"
-        return f"{url}/{quote(run_id)}/history" if run_id else url
+        return workflow_url(self.ui_url, self.namespace, workflow_id, run_id)
 
     async def close(self) -> None:
         """Stop the embedded server if this connection started it."""

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from temporalio.client import Client
+
 from payments_lab.activities import PaymentActivities
 from payments_lab.client import Connection, connect
-from payments_lab.domain import PaymentRequest, PaymentResult
+from payments_lab.domain import PaymentRequest, PaymentResult, workflow_id_for
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
@@ -118,7 +120,7 @@ class Lab:
         )
 
     @property
-    def client(self):  # noqa: ANN201 - temporalio.client.Client
+    def client(self) -> Client:
         """The Temporal client."""
         return self.connection.client
 
@@ -190,7 +192,7 @@ class Lab:
 
     def link(self, payment_id: str) -> Link:
         """The Web UI link of one payment."""
-        workflow_id = f"payment-{payment_id}"
+        workflow_id = workflow_id_for(payment_id)
         return Link(workflow_id, self.service.workflow_url(workflow_id))
 
     async def start(

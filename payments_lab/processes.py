@@ -7,7 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -94,3 +96,71 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class ChildProcess:
+    """A program run by the kit (a server, a worker): tied to this process, its output in a log file.
+
+    Args:
+        what: What it is, for messages ("The Temporal dev server").
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.log_path: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id, while it runs."""
+        return self._process.pid if self.running and self._process else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def launch(self, command: Sequence[str | os.PathLike[str]], ready: Callable[[], bool], timeout: float) -> None:
+        """Start ``command`` and return once ``ready()`` says so.
+
+        Raises:
+            RuntimeError: the process exited or was not ready in time; its log is quoted.
+        """
+        self._drop_log()
+        fd, name = tempfile.mkstemp(prefix="payments-lab-", suffix=".log")
+        self.log_path = Path(name)
+        with os.fdopen(fd, "wb") as log:
+            self._process = spawn(command, log=log)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_tail()
+                self.kill()
+                raise RuntimeError(
+                    f"{self.what} did not start (exit code {self._process.returncode}). Its log ends with:\n{tail}"
+                )
+            time.sleep(0.05)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the process wrote."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """Kill the process at once, as a crash would (``kill -9``); its log is kept for reading."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop the process (SIGINT, then SIGKILL after ``grace`` seconds) and remove its log."""
+        if self._process is not None:
+            stop(self._process, grace=grace)
+        self._drop_log()
+
+    def _drop_log(self) -> None:
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+            self.log_path = None
+

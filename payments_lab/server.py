@@ -13,8 +13,6 @@ import os
 import shutil
 import sys
 import sysconfig
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -78,7 +76,7 @@ def find_test_server() -> Path:
     return find_binary("temporal-test-server", env_var="PAYMENTS_LAB_TEST_SERVER")
 
 
-class EmbeddedServer:
+class EmbeddedServer(processes.ChildProcess):
     """A Temporal dev server owned by this process, on free ports of 127.0.0.1.
 
     It dies with this process even on ``kill -9`` (Linux), registers the kit's search
@@ -120,8 +118,7 @@ class EmbeddedServer:
         self.ui_port = ui_port
         self.time_skipping = time_skipping
         self.log_level = log_level
-        self.log_path: Path | None = None
-        self._process: processes.subprocess.Popen[bytes] | None = None
+        super().__init__("The Temporal dev server")
 
     def __repr__(self) -> str:
         state = f"running at {self.address}" if self.running else "stopped"
@@ -136,16 +133,6 @@ class EmbeddedServer:
     def ui_url(self) -> str | None:
         """Base URL of the Web UI, if it is served."""
         return f"http://{HOST}:{self.ui_port}" if self.ui else None
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the server, while it runs."""
-        return self._process.pid if self.running and self._process else None
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
         """The command line that starts this server."""
@@ -190,44 +177,14 @@ class EmbeddedServer:
             self.ui_port = self.ui_port or processes.free_port()
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        command = self.command()
-        fd, log_name = tempfile.mkstemp(prefix="payments-lab-server-", suffix=".log")
-        self.log_path = Path(log_name)
-        with os.fdopen(fd, "wb") as log:
-            self._process = processes.spawn(command, log=log)
+        self.launch(self.command(), lambda: processes.port_open(HOST, self.port or 0), timeout)
         atexit.register(self.stop)
-        deadline = time.monotonic() + timeout
-        while not processes.port_open(HOST, self.port):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_tail()
-                self.stop()
-                raise RuntimeError(
-                    f"The Temporal dev server did not start on {self.address}"
-                    f" (exit code {self._process.returncode}). Its log ends with:\n{tail}"
-                )
-            time.sleep(0.05)
         return self
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server's log."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the server (SIGINT, then SIGKILL after ``grace`` seconds); keep its db file."""
         atexit.unregister(self.stop)
-        if self._process is not None:
-            processes.stop(self._process, grace=grace)
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
-            self.log_path = None
-
-    def kill(self) -> None:
-        """Kill the server at once, as a crash would (``kill -9``)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        super().stop(grace)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

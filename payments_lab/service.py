@@ -25,6 +25,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments_lab.client import workflow_url
 from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, workflow_id_for
 from payments_lab.faults import FaultPlan
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
@@ -236,9 +237,7 @@ class PaymentService:
 
     def workflow_url(self, workflow_id: str) -> str | None:
         """Link to a workflow in the Web UI."""
-        if not self.ui_url:
-            return None
-        return f"{self.ui_url}/namespaces/{self.client.namespace}/workflows/{workflow_id}"
+        return workflow_url(self.ui_url, self.client.namespace, workflow_id)
 
     async def start(
         self,

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -113,7 +110,7 @@ class BackgroundWorker:
         await self.stop()
 
 
-class WorkerProcess:
+class WorkerProcess(processes.ChildProcess):
     """A worker in its own process (``payments-lab worker``), to crash on purpose or to scale out.
 
     It shares the payments, ledger and attempts through a repository file, and dies with
@@ -141,21 +138,10 @@ class WorkerProcess:
         self.db_file = Path(db_file)
         self.namespace = namespace
         self.fault_profile = fault_profile
-        self.log_path: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__("The worker process")
 
     def __repr__(self) -> str:
         return f"WorkerProcess(pid={self.pid}, task_queue={self.task_queue!r}, running={self.running})"
-
-    @property
-    def pid(self) -> int | None:
-        """Process id while it runs."""
-        return self._process.pid if self.running and self._process else None
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
         """The command line of the worker process."""
@@ -176,37 +162,8 @@ class WorkerProcess:
         """Start the process (again, after a crash) and return once it polls its task queue."""
         if self.running:
             return self
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
-        fd, name = tempfile.mkstemp(prefix="payments-lab-worker-", suffix=".log")
-        self.log_path = Path(name)
-        with open(fd, "wb") as log:
-            self._process = processes.spawn(self.command(), log=log)
-        deadline = time.monotonic() + timeout
-        while READY_LINE not in self.log_path.read_text(errors="replace"):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_tail()
-                self.kill()
-                raise RuntimeError(f"The worker process did not start. Its log ends with:\n{tail}")
-            time.sleep(0.05)
+        self.launch(self.command(), self._ready, timeout)
         return self
 
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines the process printed."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def kill(self) -> None:
-        """``kill -9`` the process: a crash, with no chance to clean up."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
-    def stop(self, grace: float = 10.0) -> None:
-        """Shut the process down gracefully (SIGINT), killing it after ``grace`` seconds."""
-        if self._process is not None:
-            processes.stop(self._process, grace=grace)
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
-            self.log_path = None
+    def _ready(self) -> bool:
+        return self.log_path is not None and READY_LINE in self.log_path.read_text(errors="replace")

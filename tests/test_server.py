@@ -26,7 +26,6 @@ from payments_lab.server import (
     LabSession,
     TemporalNotFoundError,
     clear_session,
-    find_binary,
     find_temporal_cli,
     find_test_server,
     read_session,

@@ -1,0 +1,53 @@
+"""Tests of the kit's data converter: exact money, durations and the kit's dataclasses."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from payments_lab.converter import DATA_CONVERTER
+from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, ValidationResult
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.messages import PaymentInput, PaymentOptions
+
+
+async def round_trip(value: object, hint: type) -> object:
+    payloads = await DATA_CONVERTER.encode([value])
+    (back,) = await DATA_CONVERTER.decode(payloads, [hint])
+    return back
+
+
+async def test_decimal_is_a_string_in_json_and_comes_back_exact() -> None:
+    payloads = await DATA_CONVERTER.encode([Decimal("0.10")])
+    assert json.loads(payloads[0].data) == "0.10"
+    back = await round_trip(Decimal("0.10"), Decimal)
+    assert isinstance(back, Decimal) and str(back) == "0.10"
+
+
+async def test_the_workflow_input_round_trips_with_every_nested_type() -> None:
+    value = PaymentInput(
+        PaymentRequest("p-1", "org-acme", "u", "12.50", "EUR", "coffee"),
+        PaymentOptions(initial_interval=timedelta(milliseconds=250), charge_heartbeat_timeout=None),
+        FaultPlan(charge=StepFaults(fail_first=2, delay=0.5), notify=StepFaults(decline=True)),
+    )
+    assert await round_trip(value, PaymentInput) == value
+
+
+async def test_results_with_enums_tuples_and_nones_round_trip() -> None:
+    result = PaymentResult("p-1", PaymentStatus.REFUNDED, "refunded", Decimal("3"), "JPY", None, False)
+    back = await round_trip(result, PaymentResult)
+    assert back == result and back.status is PaymentStatus.REFUNDED
+    assert await round_trip(ValidationResult(("a", "b")), ValidationResult) == ValidationResult(("a", "b"))
+
+
+async def test_unknown_fields_are_ignored_and_bad_shapes_refused() -> None:
+    payloads = await DATA_CONVERTER.encode([{"errors": ["x"], "added_later": 1}])
+    (back,) = await DATA_CONVERTER.decode(payloads, [ValidationResult])
+    assert back == ValidationResult(("x",))
+    with pytest.raises(Exception, match="expected an object for PaymentRequest"):
+        await DATA_CONVERTER.decode(await DATA_CONVERTER.encode(["nope"]), [PaymentRequest])
+    with pytest.raises(Exception, match="Decimal as a string"):
+        await DATA_CONVERTER.decode(await DATA_CONVERTER.encode([1.5]), [Decimal])
