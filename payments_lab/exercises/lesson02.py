@@ -11,6 +11,7 @@ from payments_lab.domain import PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
+    PAYMENT_DEADLINE,
     PaymentRun,
     closing_event,
     events_of,
@@ -153,6 +154,17 @@ def _failed_steps(run: PaymentRun) -> list[str]:
     return [step for step, activity in _STEP_ACTIVITIES.items() if "failed" in run.outcomes(activity) and step != "charge"]
 
 
+def _expect_failures_not_hangs(run: PaymentRun, expected: str, seen: str) -> None:
+    """A payment that never finished was given hangs where the exercise asks for failures."""
+    if run.result is None:
+        raise Mismatch(
+            f"The payment did not finish within {PAYMENT_DEADLINE:g} s.",
+            expected=expected,
+            seen=seen,
+            where_to_look="`hang_first` makes attempts hang until their timeout; this exercise needs failures: `fail_first`",
+        )
+
+
 async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
     assert lab is not None
     expect_type(answer, FaultPlan, "FaultPlan.failing(charge=...)")
@@ -160,13 +172,7 @@ async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
     charge = run.outcomes("charge_payment")
     seen = f"charge attempts {run.describe_attempts('charge_payment')}; payment {run.status}"
     expected = "charge attempts failed, failed, completed; payment completed, charged once"
-    if run.result is None:
-        raise Mismatch(
-            "The payment did not finish within 5 s.",
-            expected=expected,
-            seen=seen,
-            where_to_look="`hang_first` makes attempts hang until their timeout; this exercise needs failures: `fail_first`",
-        )
+    _expect_failures_not_hangs(run, expected, seen)
     other = _failed_steps(run)
     if other:
         raise Mismatch(
@@ -234,13 +240,7 @@ async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> 
         f"the notification fails on all {CHECK_OPTIONS.maximum_attempts} attempts, and the payment still completes"
     )
     seen = f"notify attempts {run.describe_attempts('send_notification')}; payment {run.status}"
-    if run.result is None:
-        raise Mismatch(
-            "The payment did not finish within 5 s.",
-            expected=expected,
-            seen=seen,
-            where_to_look="`hang_first` makes attempts hang until their timeout; this exercise needs failures: `fail_first`",
-        )
+    _expect_failures_not_hangs(run, expected, seen)
     if run.result.status is not PaymentStatus.COMPLETED:
         raise Mismatch(
             f"The payment ended {run.status}: a step before the notification failed.",
