@@ -95,7 +95,8 @@ STEPS: dict[str, str] = {
 
 def send_notifications(repository: PaymentRepository, request: PaymentRequest, result: PaymentResult) -> NotificationResult:
     """Send the payment's email and webhook: the kit records them in the repository instead."""
-    message = f"Payment {request.payment_id} of {request.amount} {request.currency}: {result.message}"
+    # What the customer reads: how the payment ended, never how many attempts it took.
+    message = f"Payment {request.payment_id} of {request.amount} {request.currency}: {result.status.value}"
     now = datetime.now(timezone.utc)
     channels = (
         ("email", f"{request.user_id}@{request.organization_id}.example"),

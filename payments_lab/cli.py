@@ -76,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a payment worker against the configured server")
     _add_connection_arguments(worker)
     worker.add_argument("--task-queue", default="payments", help="task queue to poll (default: payments)")
-    worker.add_argument("--db", type=Path, default=None, help="repository file shared with other processes")
+    worker.add_argument(
+        "--db", type=Path, default=None,
+        help="repository file (default: the lab session's, shared by every worker: keep it so)",
+    )
+    worker.add_argument(
+        "--own-ledger", action="store_true",
+        help="accept a --db other than the lab session's (only for a task queue no other worker polls)",
+    )
     worker.add_argument("--failure-rate", type=_rate, default=0.0, help="share of charges that fail (0 to 1)")
     worker.add_argument("--latency", type=_positive_seconds, default=0.0, help="seconds the processor takes per charge")
     worker.add_argument("--seed", type=int, default=0, help="seed of the failure draws")
@@ -93,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument("--fail-charge", type=_count, default=0, help="fail the first N charge attempts")
     pay.add_argument("--fail-notify", type=_count, default=0, help="fail the first N notify attempts")
     pay.add_argument(
-        "--task-queue", default=None, help="let the workers of this task queue run it (default: a worker of its own)"
+        "--task-queue", default=None,
+        help="leave the payment to the `payments-lab worker` processes of this task queue "
+        "(default: run it with a worker of this command's own)",
     )
 
     status = commands.add_parser("status", help="show one payment")
@@ -143,13 +152,38 @@ def _report_json(report) -> dict[str, object]:  # noqa: ANN001
     }
 
 
+def _money_json(repository, payment_id: str) -> dict[str, object]:  # noqa: ANN001
+    """What the processor's ledger holds for one payment: the proof of "never charged twice"."""
+    ledger = repository.ledger(payment_id)
+    return {
+        "charges": sum(1 for entry in ledger if entry.kind == "charge"),
+        "refunds": sum(1 for entry in ledger if entry.kind == "refund"),
+        "kept": str(repository.balance(payment_id)),
+    }
+
+
+async def _attempts_json(handle) -> dict[str, int]:  # noqa: ANN001
+    from payments_lab.activities import STEPS
+    from payments_lab.history import attempts_per_activity
+
+    history = await handle.history()
+    return {STEPS.get(name, name): n for name, n in attempts_per_activity(history).items()}
+
+
+def _open_repository(connection, **options: object):  # noqa: ANN001, ANN202
+    from payments_lab.ledger import open_repository
+
+    try:
+        return open_repository(connection.address, own_server=connection.server is not None, **options)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 async def _pay(args: argparse.Namespace) -> int:
-    from payments_lab.activities import STEPS, PaymentActivities
+    from payments_lab.activities import PaymentActivities
     from payments_lab.domain import PaymentRequest
     from payments_lab.faults import FaultPlan
-    from payments_lab.history import attempts_per_activity
     from payments_lab.lab import quiet_logs
-    from payments_lab.repository import PaymentRepository
     from payments_lab.service import DuplicatePaymentError, PaymentService
     from payments_lab.worker import BackgroundWorker, new_task_queue
 
@@ -166,79 +200,116 @@ async def _pay(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     faults = FaultPlan.failing(charge=args.fail_charge, notify=args.fail_notify)
     quiet_logs()
-    connection = await _connect(args, start_server=True)
-    repository = PaymentRepository() if args.task_queue is None else None
-    task_queue = args.task_queue or new_task_queue("cli")
-    service = PaymentService(connection.client, task_queue, ui_url=connection.ui_url, scoped=False)
-    worker = BackgroundWorker(connection.client, task_queue, PaymentActivities(repository)) if repository else None
+    connection = await _connect(args, start_server=args.task_queue is None)
     try:
+        repository = _open_repository(connection)
+        task_queue = args.task_queue or new_task_queue("cli")
+        service = PaymentService(connection.client, task_queue, ui_url=connection.ui_url, scoped=False)
+        worker = None if args.task_queue else BackgroundWorker(connection.client, task_queue, PaymentActivities(repository))
         if worker:
             await worker.start()
         try:
-            handle = await service.start(request, faults=faults)
-        except DuplicatePaymentError as err:
-            _print_json({"payment_id": request.payment_id, "duplicate": True, "message": str(err), **_report_json(err.existing)})
-            return EXIT_PAYMENT_NOT_DONE
-        result = await handle.result()
-        history = await handle.workflow.fetch_history()
-        output: dict[str, object] = {
-            "payment_id": result.payment_id,
-            "workflow_id": handle.workflow_id,
-            "status": result.status.value,
-            "success": result.success,
-            "message": result.message,
-            "charge_id": result.charge_id,
-            "attempts": {STEPS.get(name, name): n for name, n in attempts_per_activity(history).items()},
-        }
-        if repository is not None:
-            output["charges"] = repository.charge_count(request.payment_id)
-        output["ui_url"] = handle.ui_url if connection.server is None else None
-        _print_json(output)
-        return EXIT_OK if result.success else EXIT_PAYMENT_NOT_DONE
+            try:
+                handle = await service.start(request, faults=faults)
+            except DuplicatePaymentError as err:
+                _print_json(
+                    {"payment_id": request.payment_id, "duplicate": True, "message": str(err), **_report_json(err.existing)}
+                )
+                return EXIT_PAYMENT_NOT_DONE
+            if args.task_queue:
+                print(
+                    f"payment {request.payment_id} started on task queue {task_queue!r}; waiting for a "
+                    "`payments-lab worker` of that queue to run it…",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            result = await handle.result()
+            output: dict[str, object] = {
+                "payment_id": result.payment_id,
+                "workflow_id": handle.workflow_id,
+                "status": result.status.value,
+                "success": result.success,
+                "message": result.message,
+                "charge_id": result.charge_id,
+                "attempts": await _attempts_json(handle),
+                **_money_json(repository, request.payment_id),
+                "ui_url": handle.ui_url if connection.server is None else None,
+            }
+            _print_json(output)
+            return EXIT_OK if result.success else EXIT_PAYMENT_NOT_DONE
+        finally:
+            if worker:
+                await worker.stop()
+            repository.close()
     finally:
-        if worker:
-            await worker.stop()
         await connection.close()
 
 
-async def _status(args: argparse.Namespace) -> int:
+def _service(connection):  # noqa: ANN001, ANN202
     from payments_lab.service import PaymentService
 
+    return PaymentService(connection.client, "", ui_url=connection.ui_url, scoped=False)
+
+
+def _checked_id(payment_id: str) -> str:
+    from payments_lab.domain import text_problems
+
+    problems = text_problems("payment_id", payment_id)
+    if problems:
+        raise UsageError("; ".join(problems))
+    return payment_id
+
+
+async def _status(args: argparse.Namespace) -> int:
+    payment_id = _checked_id(args.payment_id)
     connection = await _connect(args, start_server=False)
-    service = PaymentService(connection.client, "", ui_url=connection.ui_url, scoped=False)
-    report = await service.status(args.payment_id)
+    service = _service(connection)
+    report = await service.status(payment_id)
     output = _report_json(report)
+    handle = service.handle(payment_id)
     if report.is_running:
         try:
-            progress = await service.handle(args.payment_id).progress()
+            progress = await handle.progress()
             output["step"] = progress.step
             output["message"] = progress.message
         except Exception as err:  # noqa: BLE001 - a query needs a live worker; the status stands without it
             output["step"] = f"unknown (no worker answered the query: {err})"
+    output["attempts"] = await _attempts_json(handle)
+    repository = _open_repository(connection)
+    try:
+        output.update(_money_json(repository, payment_id))
+        output["ledger"] = str(repository.path) if repository.path else None
+    finally:
+        repository.close()
     _print_json(output)
     return EXIT_OK
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    from payments_lab.service import PaymentService
-
+    payment_id = _checked_id(args.payment_id)
     connection = await _connect(args, start_server=False)
-    service = PaymentService(connection.client, "", ui_url=connection.ui_url, scoped=False)
-    await service.cancel(args.payment_id)
-    print(f"cancellation requested for payment {args.payment_id}")
+    service = _service(connection)
+    report = await service.status(payment_id)
+    if not report.is_running:
+        ended = report.payment_status.value if report.payment_status else report.workflow_status
+        print(f"payment {payment_id} already ended ({ended}): nothing to cancel", file=sys.stderr)
+        return EXIT_PAYMENT_NOT_DONE
+    await service.cancel(payment_id)
+    print(
+        f"cancellation requested for payment {payment_id}; follow it with `payments-lab status {payment_id}`"
+    )
     return EXIT_OK
 
 
 async def _list(args: argparse.Namespace) -> int:
     from payments_lab.domain import PaymentStatus
-    from payments_lab.service import PaymentService
 
-    if args.status is not None and args.status not in {s.value for s in PaymentStatus}:
-        choices = ", ".join(s.value for s in PaymentStatus)
-        raise UsageError(f"unknown status {args.status!r}; use one of {choices}")
+    try:
+        status = PaymentStatus(args.status) if args.status is not None else None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     connection = await _connect(args, start_server=False)
-    service = PaymentService(connection.client, "", ui_url=connection.ui_url, scoped=False)
-    reports = await service.search(organization_id=args.org, status=args.status, limit=args.limit)
+    reports = await _service(connection).search(organization_id=args.org, status=status, limit=args.limit)
     _print_json([_report_json(r) for r in reports])
     return EXIT_OK
 
@@ -247,13 +318,13 @@ async def _worker(args: argparse.Namespace) -> int:
     from payments_lab.activities import PaymentActivities
     from payments_lab.faults import FaultProfile
     from payments_lab.lab import quiet_logs
-    from payments_lab.repository import PaymentRepository
     from payments_lab.worker import READY_LINE, create_worker
 
     quiet_logs()
     connection = await _connect(args, start_server=False)
+    repository = _open_repository(connection, explicit=args.db, own_ledger=args.own_ledger)
     profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
-    activities = PaymentActivities(PaymentRepository(args.db), fault_profile=profile)
+    activities = PaymentActivities(repository, fault_profile=profile)
     worker = create_worker(
         connection.client,
         args.task_queue,
@@ -263,7 +334,11 @@ async def _worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
-    print(f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()})", flush=True)
+    print(
+        f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()}), "
+        f"ledger {repository.path or 'in memory'}",
+        flush=True,
+    )
     await worker.run()
     print("worker stopped", flush=True)
     return EXIT_OK
@@ -276,6 +351,8 @@ def _interrupt(*_: object) -> NoReturn:
 def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
     """Run the embedded server (and JupyterLab) as the machine's lab session until Ctrl-C."""
     from payments_lab import processes
+    from payments_lab.ledger import remove_repository_file, session_repository_file
+    from payments_lab.repository import PaymentRepository
     from payments_lab.server import EmbeddedServer, LabSession, clear_session, read_session, write_session
 
     running = read_session()
@@ -286,15 +363,27 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    for flag, port in (("--port", args.port), ("--ui-port", getattr(args, "ui_port", None))):
+        if port is not None and processes.port_open("127.0.0.1", port):
+            raise UsageError(
+                f"port {port} is already in use by another program (another JupyterLab?); "
+                f"choose a free one, e.g. {flag} {processes.free_port()}"
+            )
     if jupyter:
         server = EmbeddedServer(db_file=args.db)
     else:
         server = EmbeddedServer(db_file=args.db, port=args.port, ui_port=args.ui_port)
     server.start()
+    repository_file = session_repository_file(args.db, os.getpid())
+    repository_file.parent.mkdir(parents=True, exist_ok=True)
+    PaymentRepository(repository_file).close()
     db_file = str(args.db) if args.db else None
-    write_session(LabSession(server.address, server.namespace, server.ui_url, os.getpid(), db_file))
+    write_session(
+        LabSession(server.address, server.namespace, server.ui_url, os.getpid(), db_file, str(repository_file))
+    )
     print(f"Temporal server: {server.address} (namespace {server.namespace})")
     print(f"Temporal Web UI: {server.ui_url}")
+    print(f"Payments ledger: {repository_file} (shared by every notebook, worker and command of this session)")
     jupyter_process = None
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, _interrupt)
@@ -330,11 +419,13 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        print("Stopping the lab...", file=sys.stderr, flush=True)
+        print(f"Stopping the {'lab' if jupyter else 'server'}...", file=sys.stderr, flush=True)
         if jupyter_process is not None:
             processes.stop(jupyter_process, sig=signal.SIGTERM)
         server.stop()
         clear_session(os.getpid())
+        if args.db is None:
+            remove_repository_file(repository_file)  # the server's state went with it
     return EXIT_OK
 
 

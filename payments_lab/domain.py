@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -18,6 +19,24 @@ MAX_DESCRIPTION_LENGTH = 500
 """Longest description accepted, in characters."""
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+FIELD_LIMITS: dict[str, int] = {
+    "payment_id": 200,
+    "organization_id": 200,
+    "user_id": 200,
+    "currency": 16,
+    "description": 10_000,
+}
+"""The most characters each text field of a request may carry to Temporal and SQLite.
+
+They keep every request within Temporal's limits whatever its characters: the payment id
+becomes a workflow id (at most 1,000 bytes), the organization and the currency become
+Keyword search attributes (at most 2,048 bytes each). Validation's own rules are stricter
+(ids of at most 100 characters, descriptions of at most 500) and decline the payment.
+"""
+
+_TEXT_FIELDS = tuple(FIELD_LIMITS)
+_DESCRIPTION_CONTROLS_ALLOWED = frozenset("\t\n\r")
 
 
 class PaymentStatus(str, Enum):
@@ -36,6 +55,15 @@ class PaymentStatus(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
+
+    @classmethod
+    def _missing_(cls, value: object) -> PaymentStatus:
+        if isinstance(value, str):
+            for status in cls:
+                if status.value == value.strip().lower():
+                    return status
+        shown = preview(value) if isinstance(value, str) else type(value).__name__
+        raise ValueError(f"unknown payment status {shown}; use one of: {', '.join(s.value for s in cls)}")
 
     @property
     def is_final(self) -> bool:
@@ -78,36 +106,81 @@ def coerce_amount(value: Decimal | str | int) -> Decimal:
         TypeError: ``value`` is a float, a bool or another non-numeric type.
         ValueError: ``value`` is a string that is not a number.
     """
-    if isinstance(value, Decimal):
-        return value
     if isinstance(value, bool) or isinstance(value, float):
         raise TypeError(
             f"amount must be a Decimal or a string such as '12.50', not {type(value).__name__} "
             f"{value!r}: a float cannot hold cents exactly"
         )
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, str):
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, str):
         try:
-            return Decimal(value.strip())
+            amount = Decimal(value.strip())
         except InvalidOperation:
-            raise ValueError(f"amount {value!r} is not a number; write it like '12.50'") from None
-    raise TypeError(f"amount must be a Decimal or a string such as '12.50', not {type(value).__name__}")
+            raise ValueError(f"amount {preview(value)} is not a number; write it like '12.50'") from None
+    else:
+        raise TypeError(f"amount must be a Decimal or a string such as '12.50', not {type(value).__name__}")
+    if amount.is_snan():
+        # A signalling NaN raises on any comparison: refuse it here rather than anywhere later.
+        raise ValueError("amount sNaN (a signalling NaN) is not a number; write it like '12.50'")
+    return amount
+
+
+def preview(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message: escaped like ``repr`` and cut after ``limit`` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
 
 
 def _require_str(name: str, value: object) -> None:
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, not {type(value).__name__} {value!r}")
+        # Never format the value itself: a huge int cannot even be turned into text.
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+
+
+def text_problems(name: str, value: str) -> list[str]:
+    """What keeps ``value`` out of Temporal and SQLite as field ``name``, in plain words.
+
+    Checked when a :class:`PaymentRequest` is built, before anything is sent or stored:
+    text that is not valid Unicode (a lone surrogate, which is how a byte from a terminal
+    that is not UTF-8 reaches Python), control or invisible formatting characters in an id
+    or currency, and more characters than :data:`FIELD_LIMITS` allows.
+    """
+    problems: list[str] = []
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        problems.append(
+            f"{name} is not valid text: character {err.start + 1} is {value[err.start]!r}, a byte that is "
+            "not UTF-8 (set your terminal or file to UTF-8)"
+        )
+    controls_allowed = _DESCRIPTION_CONTROLS_ALLOWED if name == "description" else frozenset()
+    categories = ("Cc",) if name == "description" else ("Cc", "Cf")
+    bad = next(
+        (c for c in value if unicodedata.category(c) in categories and c not in controls_allowed), None
+    )
+    if bad is not None:
+        kind = "a control character" if unicodedata.category(bad) == "Cc" else "an invisible formatting character"
+        problems.append(f"{name} contains {kind} ({bad!r})")
+    limit = FIELD_LIMITS.get(name)
+    if limit is not None and len(value) > limit:
+        problems.append(f"{name} is {len(value):,} characters long; at most {limit:,} are accepted")
+    return problems
 
 
 @dataclass(frozen=True)
 class PaymentRequest:
     """What a client asks for: charge ``amount`` ``currency`` to an organization.
 
-    The constructor only checks types (``amount`` may be a ``Decimal``, an ``int`` or a
-    numeric string, never a float). Business rules are checked by
-    :func:`validate_request`, inside the workflow, so that a bad request is declined
-    with a message rather than refused before Temporal ever sees it.
+    The constructor refuses, with one ``ValueError`` naming every problem, what must never
+    reach Temporal or the database: a field that is not a string, text that is not valid
+    Unicode, control characters in ids, fields longer than :data:`FIELD_LIMITS`, an amount
+    that is a float or not a number. Business rules are checked by :func:`validate_request`,
+    inside the workflow, so that a request that breaks them is declined with a message
+    that Temporal records.
     """
 
     payment_id: str
@@ -124,8 +197,11 @@ class PaymentRequest:
     """Free text shown on the receipt."""
 
     def __post_init__(self) -> None:
-        for name in ("payment_id", "organization_id", "user_id", "currency", "description"):
+        for name in _TEXT_FIELDS:
             _require_str(name, getattr(self, name))
+        problems = [problem for name in _TEXT_FIELDS for problem in text_problems(name, getattr(self, name))]
+        if problems:
+            raise ValueError("payment request refused: " + "; ".join(problems))
         object.__setattr__(self, "amount", coerce_amount(self.amount))
 
     @property
@@ -250,6 +326,12 @@ class Payment:
         return replace(self, status=status, failure_reason=reason, updated_at=_utcnow())
 
 
+def _show_amount(amount: Decimal) -> str:
+    """``amount`` as written, or in scientific notation when that would be unreadably long."""
+    text = str(amount)
+    return text if len(text) <= 30 else f"{amount:.6E}"
+
+
 def validate_request(
     request: PaymentRequest, organization_exists: Callable[[str], bool]
 ) -> ValidationResult:
@@ -284,16 +366,15 @@ def validate_request(
             )
 
     amount = request.amount
+    shown = _show_amount(amount)
     if not amount.is_finite():
-        errors.append(f"amount {amount} is not a finite number")
+        errors.append(f"amount {shown} is not a finite number")
     elif amount <= 0:
-        errors.append(f"amount must be greater than zero, got {amount}")
+        errors.append(f"amount must be greater than zero, got {shown}")
     elif amount > MAX_AMOUNT:
-        errors.append(f"amount {amount} is above the limit of {MAX_AMOUNT} per payment")
+        errors.append(f"amount {shown} is above the limit of {MAX_AMOUNT} per payment")
     elif decimals is not None and amount != amount.quantize(Decimal(1).scaleb(-decimals)):
-        errors.append(
-            f"amount {amount} has more decimals than {currency} allows ({decimals})"
-        )
+        errors.append(f"amount {shown} has more decimals than {currency} allows ({decimals})")
 
     if len(request.description) > MAX_DESCRIPTION_LENGTH:
         errors.append(f"description is longer than {MAX_DESCRIPTION_LENGTH} characters")

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from payments_lab.activities import STEPS
 from payments_lab.domain import PaymentStatus
+from payments_lab.outage import ride_out
 from payments_lab.repository import AttemptRecord
 from payments_lab.retries import retry_delay
 
@@ -250,8 +251,12 @@ def _local_activity(event: HistoryEvent) -> _LocalActivity | None:
 
 
 async def fetch_history(client: Client, workflow_id: str, run_id: str | None = None) -> WorkflowHistory:
-    """The history of one workflow run (the latest run when ``run_id`` is None)."""
-    return await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    """The history of one workflow run (the latest run when ``run_id`` is None).
+
+    If the server is unreachable, this waits for it (see :mod:`payments_lab.outage`).
+    """
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    return await ride_out(handle.fetch_history, address=client.service_client.config.target_host)
 
 
 async def fetch_histories(
@@ -299,13 +304,19 @@ async def fetch_histories(
                 results[index] = await fetch_history(client, workflow_id, run_id)
             bar.update()
 
+        first_failure: BaseException | None = None
         try:
             async with asyncio.TaskGroup() as group:
                 for index, (workflow_id, run_id) in enumerate(targets):
                     group.create_task(fetch(index, workflow_id, run_id))
         except ExceptionGroup as failures:
             # The first failure cancelled the other fetches: it is the one worth reading.
-            raise failures.exceptions[0] from None
+            first_failure = failures.exceptions[0]
+    if first_failure is not None:
+        # Raised here, not inside the except block: there its context would be the group
+        # that contains it, a cycle that IPython's traceback display never finishes.
+        first_failure.__context__ = None
+        raise first_failure
     return results  # type: ignore[return-value]
 
 

@@ -27,6 +27,7 @@ from payments_lab.activities import PaymentActivities
 from payments_lab.client import Connection, connect
 from payments_lab.domain import PaymentRequest, PaymentResult, workflow_id_for
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile
+from payments_lab.ledger import open_repository
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
@@ -252,8 +253,9 @@ async def open_lab(
 
     Args:
         name: Labs are kept by name: opening an open one returns it unchanged.
-        db_file: Keep the repository in this SQLite file (to share it with worker
-            processes); None keeps it in memory.
+        db_file: Keep the repository in this SQLite file (to share it with a worker
+            process); None shares the lab session's (or keeps it in memory when the lab
+            runs its own server: see :mod:`payments_lab.ledger`).
         fault_profile: Faults applied to every payment.
         options: Default retry and timeout options of payments.
         server: An embedded server of the lab's own, used instead of the lab session or
@@ -271,7 +273,11 @@ async def open_lab(
         quiet_logs()
     show_figures_inline()
     connection = await connect(server=server)
-    repository = PaymentRepository(db_file)
+    repository = (
+        PaymentRepository(db_file)
+        if db_file is not None
+        else open_repository(connection.address, own_server=connection.server is not None)
+    )
     task_queue = new_task_queue(name)
     activities: PaymentActivities | None = None
     worker: BackgroundWorker | WorkerProcess

@@ -162,6 +162,10 @@ class AttemptRecord:
     the timer fired and the attempt travelled to the worker."""
 
 
+_SETTLED = (PaymentStatus.CANCELLED, PaymentStatus.FAILED, PaymentStatus.REFUNDED)
+"""Statuses a settled payment ends in."""
+
+
 class ChargeRefusedError(RuntimeError):
     """The payment is not in a state that can be charged (for example it was cancelled)."""
 
@@ -345,7 +349,7 @@ class PaymentRepository:
                 if rows:
                     return ChargeOutcome(self._entry(rows[0]), created=False)
             status = db.execute("SELECT status FROM payments WHERE id = ?", (payment_id,)).fetchone()
-            if status and status[0] in (PaymentStatus.CANCELLED, PaymentStatus.FAILED, PaymentStatus.REFUNDED):
+            if status and status[0] in _SETTLED:
                 raise ChargeRefusedError(f"payment {payment_id} is {status[0]}; it must not be charged")
             entry = LedgerEntry(
                 entry_id=f"ch_{uuid.uuid4().hex[:16]}",
@@ -400,9 +404,12 @@ class PaymentRepository:
         """End a payment that will not complete, refunding it if money was taken.
 
         Called when a payment is cancelled or its charge gave up. In one transaction: if
-        the ledger holds more charges than refunds, the difference is refunded and the
-        payment ends ``refunded``; otherwise it ends ``status``. A payment that was never
-        stored (stopped before the charge step) is left unstored.
+        the ledger holds more charges than refunds, the difference is refunded. The
+        payment ends ``refunded`` if it was ever charged, ``status`` otherwise. A payment
+        that was never stored (stopped before the charge step) is left unstored.
+
+        Settling again changes nothing and returns the same status: Temporal retries an
+        activity whose completion was lost, and the workflow must hear the same answer.
 
         Returns:
             The status the payment ended with.
@@ -410,14 +417,17 @@ class PaymentRepository:
         if status not in (PaymentStatus.CANCELLED, PaymentStatus.FAILED):
             raise ValueError(f"status must be cancelled or failed, not {status.value}")
         with self._transaction() as db:
+            rows = db.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchall()
+            stored = self._payment(rows[0]) if rows else None
+            if stored is not None and stored.status in _SETTLED:
+                return stored.status
             entries = [
                 self._entry(r)
                 for r in db.execute("SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq", (payment_id,))
             ]
+            charges = [e for e in entries if e.kind == "charge"]
             kept = sum((e.amount if e.kind == "charge" else -e.amount for e in entries), Decimal(0))
-            final = status
             if kept > 0:
-                charge = next(e for e in entries if e.kind == "charge")
                 self._insert_entry(
                     db,
                     LedgerEntry(
@@ -425,17 +435,14 @@ class PaymentRepository:
                         payment_id=payment_id,
                         kind="refund",
                         amount=kept,
-                        currency=charge.currency,
+                        currency=charges[0].currency,
                         idempotency_key=f"refund:{payment_id}:{len(entries)}",
                         created_at=_now(),
                     ),
                 )
-                final = PaymentStatus.REFUNDED
-            rows = db.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchall()
-            if rows:
-                stored = self._payment(rows[0])
-                if not stored.status.is_final or final is PaymentStatus.REFUNDED:
-                    self._save(db, stored.transition(final, reason))
+            final = PaymentStatus.REFUNDED if charges else status
+            if stored is not None:
+                self._save(db, stored.transition(final, reason))
             return final
 
     # Notifications

@@ -207,6 +207,9 @@ class LabSession:
     """Process that owns the server: the session ends with it."""
     db_file: str | None = None
     """SQLite file of the server, if it persists."""
+    repository_file: str | None = None
+    """SQLite file of the payments and the processor's ledger, shared by every notebook,
+    worker and command of the session (see :mod:`payments_lab.ledger`)."""
 
     @property
     def alive(self) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio.client import (
     Client,
@@ -20,17 +21,21 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowHistory,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.client import workflow_url
-from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, workflow_id_for
+from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, text_problems, workflow_id_for
 from payments_lab.faults import FaultPlan
+from payments_lab.outage import ride_out
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.workflows import PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
 
+
+T = TypeVar("T")
 
 _WORKFLOW_STATUS_NAMES = {
     WorkflowExecutionStatus.RUNNING: "running",
@@ -166,13 +171,22 @@ class PaymentHandle:
         """Link to the workflow in the Web UI."""
         return self.service.workflow_url(self.workflow_id)
 
+    async def _ride_out(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, waiting through a server outage (see :mod:`payments_lab.outage`)."""
+        client = self.service.client
+        return await ride_out(call, address=client.service_client.config.target_host, wait=self.service.outage_wait)
+
     async def result(self) -> PaymentResult:
         """Wait for the payment to end and return how it ended.
 
         A cancelled payment is a result too: its status says whether it was refunded.
+        Temporal's own ``WorkflowHandle.result()`` raises ``WorkflowFailureError`` for it
+        instead (a cancelled workflow has no result); this builds one from ``describe()``.
+        If the server becomes unreachable meanwhile, this waits for it to come back (up
+        to the service's ``outage_wait``).
         """
         try:
-            return await self.workflow.result()
+            return await self._ride_out(self.workflow.result)
         except WorkflowFailureError as err:
             if not is_cancelled_exception(err.cause):
                 raise
@@ -185,18 +199,22 @@ class PaymentHandle:
 
     async def input(self) -> PaymentInput:
         """The workflow's input, read back from the first event of its history."""
-        history = await self.workflow.fetch_history()
+        history = await self.history()
         payloads = history.events[0].workflow_execution_started_event_attributes.input.payloads
         (decoded,) = await self.service.client.data_converter.decode(payloads, [PaymentInput])
         return decoded
 
+    async def history(self) -> WorkflowHistory:
+        """The workflow's event history, so far."""
+        return await self._ride_out(self.workflow.fetch_history)
+
     async def progress(self) -> PaymentProgress:
         """Ask the workflow where it is (a Temporal query)."""
-        return await self.workflow.query(PaymentWorkflow.progress)
+        return await self._ride_out(lambda: self.workflow.query(PaymentWorkflow.progress))
 
     async def status(self) -> PaymentStatusReport:
         """Describe the workflow."""
-        return _report(await self.workflow.describe(), self.service.workflow_url)
+        return _report(await self._ride_out(self.workflow.describe), self.service.workflow_url)
 
     async def cancel(self) -> None:
         """Ask the workflow to cancel; it settles the payment (refunding it if charged)."""
@@ -216,6 +234,8 @@ class PaymentService:
         ui_url: Base URL of the Web UI, for links.
         scoped: Only find, count and measure payments of ``task_queue``, so that two labs
             sharing a server do not see each other's payments.
+        outage_wait: How long a call that waits for a payment waits for an unreachable
+            server; None reads ``PAYMENTS_LAB_OUTAGE_WAIT`` (default 2 minutes).
     """
 
     def __init__(
@@ -227,8 +247,10 @@ class PaymentService:
         execution_timeout: timedelta | None = None,
         ui_url: str | None = None,
         scoped: bool = True,
+        outage_wait: timedelta | None = None,
     ) -> None:
         self.client = client
+        self.outage_wait = outage_wait
         self.task_queue = task_queue
         self.options = options
         self.execution_timeout = execution_timeout
@@ -289,7 +311,14 @@ class PaymentService:
         return await handle.result()
 
     def handle(self, payment_id: str) -> PaymentHandle:
-        """A handle on an existing payment."""
+        """A handle on an existing payment.
+
+        Raises:
+            ValueError: ``payment_id`` is not an id any payment could have.
+        """
+        problems = text_problems("payment_id", payment_id) if isinstance(payment_id, str) else ["payment_id must be a string"]
+        if problems:
+            raise ValueError("; ".join(problems))
         workflow = self.client.get_workflow_handle_for(PaymentWorkflow.run, workflow_id_for(payment_id))
         return PaymentHandle(self, workflow, payment_id)
 

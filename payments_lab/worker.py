@@ -156,6 +156,8 @@ class WorkerProcess(processes.ChildProcess):
             "--latency", str(profile.charge_latency),
             "--seed", str(profile.seed),
             "--crash-friendly",
+            # The lab's task queue is its own: no other worker charges from another ledger.
+            "--own-ledger",
         ]
 
     def start(self, timeout: float = 30.0) -> WorkerProcess:

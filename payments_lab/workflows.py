@@ -94,13 +94,20 @@ class PaymentWorkflow:
         """Run the payment to its end and say how it ended."""
         request, options, faults = input.request, input.options, input.faults
         try:
-            validation = await _execute(
-                PaymentActivities.validate_payment,
-                ValidateInput(request, faults.validate),
-                local=options.local_validation,
-                start_to_close_timeout=options.validate_timeout,
-                retry_policy=options.retry_policy,
-            )
+            try:
+                validation = await _execute(
+                    PaymentActivities.validate_payment,
+                    ValidateInput(request, faults.validate),
+                    local=options.local_validation,
+                    start_to_close_timeout=options.validate_timeout,
+                    retry_policy=options.retry_policy,
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                # Nothing was stored or charged yet; the payment must still end in a status
+                # that visibility shows, never stay "pending" on a closed workflow.
+                return self._finish(PaymentStatus.FAILED, f"validation gave up: {_cause(err)}")
             if not validation.valid:
                 return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
 

@@ -64,7 +64,7 @@ def test_pay_declines_a_negative_amount(isolated: dict[str, str]) -> None:
         (["pay", "--org", "org-acme", "--amount", "ten", "--currency", "EUR"], "amount 'ten' is not a number"),
         (["pay", "--org", "org-acme", "--amount", "1"], "the following arguments are required: --currency"),
         (["pay", "--org", "o", "--amount", "1", "--currency", "EUR", "--fail-charge", "-1"], "not a whole number"),
-        (["list", "--status", "weird"], "unknown status 'weird'"),
+        (["list", "--status", "weird"], "unknown payment status 'weird'"),
         (["fly"], "invalid choice: 'fly'"),
     ],
 )
@@ -135,11 +135,12 @@ def test_the_main_command_brings_up_jupyterlab_and_the_server(isolated: dict[str
         cwd=Path(__file__).resolve().parent.parent,
     )
     try:
-        lines = [lab.stdout.readline().strip() for _ in range(3)]  # type: ignore[union-attr]
+        lines = [lab.stdout.readline().strip() for _ in range(4)]  # type: ignore[union-attr]
         assert lines[0].startswith("Temporal server: 127.0.0.1:")
         assert lines[1].startswith("Temporal Web UI: http://127.0.0.1:")
-        assert lines[2].startswith(f"JupyterLab:      http://127.0.0.1:{port}/lab?token=")
-        token = lines[2].split("token=")[1]
+        assert lines[2].startswith("Payments ledger: ")
+        assert lines[3].startswith(f"JupyterLab:      http://127.0.0.1:{port}/lab?token=")
+        token = lines[3].split("token=")[1]
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -151,8 +152,12 @@ def test_the_main_command_brings_up_jupyterlab_and_the_server(isolated: dict[str
                 time.sleep(0.5)
         session = json.loads((Path(isolated["PAYMENTS_LAB_STATE_DIR"]) / "session.json").read_text())
         assert lines[0].endswith(session["address"] + " (namespace default)")
+        ledger = Path(session["repository_file"])
+        assert lines[2].startswith(f"Payments ledger: {ledger} ")
+        assert ledger.is_file()
     finally:
         lab.send_signal(signal.SIGINT)
         lab.wait(timeout=60)
     assert lab.returncode == 0
+    assert not ledger.exists()  # an in-memory server's payments go with it
     assert_no_process_left(isolated)

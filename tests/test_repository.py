@@ -137,8 +137,10 @@ def test_settle_refunds_what_was_taken(repository: PaymentRepository) -> None:
     assert [e.kind for e in repository.ledger("p-1")] == ["charge", "refund"]
     assert repository.balance("p-1") == 0
     assert repository.find_by_id("p-1").status is PaymentStatus.REFUNDED  # type: ignore[union-attr]
-    # Settling again takes nothing more back.
-    assert repository.settle_unfinished("p-1", PaymentStatus.CANCELLED, "again") is PaymentStatus.CANCELLED
+    # Settling again (a retry whose first completion was lost) takes nothing more back,
+    # and says the same thing.
+    assert repository.settle_unfinished("p-1", PaymentStatus.CANCELLED, "again") is PaymentStatus.REFUNDED
+    assert repository.settle_unfinished("p-1", PaymentStatus.FAILED, "again") is PaymentStatus.REFUNDED
     assert len(repository.ledger("p-1")) == 2
 
 

@@ -198,7 +198,7 @@ async def collect(
     result: PaymentResult | None,
 ) -> PaymentRun:
     """Gather what the server and the repository recorded about a payment."""
-    history = await handle.workflow.fetch_history()
+    history = await handle.history()
     ledger = repository.ledger(request.payment_id)
     return PaymentRun(
         request=request,

@@ -1,0 +1,119 @@
+"""Riding out a Temporal server that is briefly unreachable: wait, say so once, carry on.
+
+A workflow does not mind its server going away: its state is on the server's disk and it
+carries on when the server is back. A client call does mind: after about 5 s of outage the
+SDK gives up with ``RPCError('tcp connect error')``. The calls that wait for a payment go
+through :func:`ride_out`, which waits for the server instead, within a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio.service import RPCError, RPCStatusCode
+
+from payments_lab.client import TemporalUnavailableError
+
+T = TypeVar("T")
+
+DEFAULT_OUTAGE_WAIT = timedelta(minutes=2)
+"""How long a waiting call waits for an unreachable server (``PAYMENTS_LAB_OUTAGE_WAIT`` in
+seconds overrides it)."""
+
+_RETRY_EVERY = 1.0
+"""Seconds between two tries while the server is unreachable (each try itself takes a few)."""
+
+
+def outage_wait() -> timedelta:
+    """The configured bound: ``PAYMENTS_LAB_OUTAGE_WAIT`` seconds, else :data:`DEFAULT_OUTAGE_WAIT`.
+
+    Raises:
+        ValueError: the variable is set but is not a number of seconds >= 0.
+    """
+    text = os.environ.get("PAYMENTS_LAB_OUTAGE_WAIT")
+    if not text:
+        return DEFAULT_OUTAGE_WAIT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses NaN
+        raise ValueError(f"PAYMENTS_LAB_OUTAGE_WAIT must be a number of seconds >= 0, got {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the server could not be reached (rather than that it said no)."""
+    return isinstance(err, RPCError) and err.status is RPCStatusCode.UNAVAILABLE
+
+
+async def ride_out(
+    call: Callable[[], Awaitable[T]],
+    *,
+    address: str,
+    wait: timedelta | None = None,
+    say: Callable[[str], None] | None = None,
+) -> T:
+    """Await ``call()``, calling it again while the server at ``address`` is unreachable.
+
+    ``call`` must be safe to repeat (waiting for a result, describing, querying, fetching
+    a history). The first time the server is unreachable, one line says so; once it
+    answers again, one line says that too.
+
+    Args:
+        call: Makes the request.
+        address: ``host:port`` of the server, for the messages.
+        wait: How long to wait from the first failure; None reads :func:`outage_wait`.
+        say: Where the two lines go (default: standard error).
+
+    Raises:
+        TemporalUnavailableError: the server stayed unreachable for longer than ``wait``.
+    """
+    bound = outage_wait() if wait is None else wait
+    tell = say or _say
+    deadline: float | None = None
+    while True:
+        try:
+            result = await call()
+        except RPCError as err:
+            if not is_unreachable(err):
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + bound.total_seconds()
+                if bound > timedelta(0):
+                    tell(
+                        f"Temporal server at {address} unreachable ({err.message}); waiting up to "
+                        f"{_duration(bound)} for it to come back…"
+                    )
+            if now >= deadline:
+                raise TemporalUnavailableError(
+                    f"The Temporal server at {address} has been unreachable for {_duration(bound)}. "
+                    "Start it again (`payments-lab server`, or re-run the lesson's first cell for a "
+                    "server of the notebook's own), then run this again: a server that keeps its state "
+                    "in a file (`--db`) still has every payment. Wait longer with "
+                    "PAYMENTS_LAB_OUTAGE_WAIT=<seconds>."
+                ) from err
+            await asyncio.sleep(min(_RETRY_EVERY, deadline - now))
+            continue
+        if deadline is not None:
+            tell(f"Temporal server at {address} is back.")
+        return result
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} s"
