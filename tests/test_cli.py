@@ -161,3 +161,155 @@ def test_the_main_command_brings_up_jupyterlab_and_the_server(isolated: dict[str
     assert lab.returncode == 0
     assert not ledger.exists()  # an in-memory server's payments go with it
     assert_no_process_left(isolated)
+
+
+def _readme_commands(section: str) -> list[list[str]]:
+    """The commands of the README's first console block under ``section``, split like a shell would."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split(section, 1)[1].split("```console", 1)[1].split("```", 1)[0]
+    return [shlex.split(line[2:], comments=True) for line in block.splitlines() if line.startswith("$ ")]
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_crash_it_by_hand_as_the_readme_says(isolated: dict[str, str]) -> None:
+    """The README's four-terminal crash: one worker killed mid-charge, another one finishes, one charge."""
+    from payments_lab.repository import PaymentRepository
+
+    commands = _readme_commands("### Crash it by hand")
+    assert [c[:2] for c in commands] == [
+        ["payments-lab", "server"], ["payments-lab", "worker"], ["payments-lab", "pay"], ["pkill", "-9"], ["payments-lab", "worker"]
+    ]
+    script = str(Path(sys.executable).parent / "payments-lab")
+
+    def start(command: list[str]) -> subprocess.Popen[str]:
+        assert command[0] == "payments-lab"
+        return subprocess.Popen(
+            [script, *command[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
+        )
+
+    server = start(commands[0])
+    started: list[subprocess.Popen[str]] = [server]
+    try:
+        assert server.stdout.readline().startswith("Temporal server: ")  # type: ignore[union-attr]
+        session = json.loads((Path(isolated["PAYMENTS_LAB_STATE_DIR"]) / "session.json").read_text())
+        ledger = PaymentRepository(session["repository_file"])
+        first = start(commands[1])
+        started.append(first)
+        assert "payments-lab worker ready" in first.stdout.readline()  # type: ignore[union-attr]
+        pay = start(commands[2])
+        started.append(pay)
+        _wait_for(lambda: ledger.ledger(), 60, "the first worker's charge")
+        # The README's `pkill -9 -f "payments-lab worker"` would also hit other runs' workers: kill this one.
+        pattern = commands[3][-1]
+        assert pattern in Path(f"/proc/{first.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        first.kill()
+        first.wait()
+        second = start(commands[4])
+        started.append(second)
+        out, err = pay.communicate(timeout=90)
+        assert pay.returncode == 0, err
+        result = json.loads(out)
+        assert result["status"] == "completed"
+        assert result["attempts"]["charge"] == 2
+        assert result["charges"] == 1 and result["refunds"] == 0
+        assert [e.kind for e in ledger.ledger(result["payment_id"])] == ["charge"]
+
+        status = run("status", result["payment_id"], env=isolated)
+        assert status.returncode == 0, status.stderr
+        shown = json.loads(status.stdout)
+        assert shown["payment_status"] == "completed" and shown["charges"] == 1 and shown["attempts"]["charge"] == 2
+        ledger.close()
+    finally:
+        for process in reversed(started):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    assert_no_process_left(isolated)
+
+
+def test_a_worker_on_another_ledger_than_the_session_is_refused(isolated: dict[str, str], tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
+    )
+    try:
+        server.stdout.readline()  # type: ignore[union-attr]
+        refused = run("worker", "--db", str(tmp_path / "b.sqlite"), env=isolated, timeout=30)
+        assert refused.returncode == 2
+        assert "charged twice" in refused.stderr and "Drop --db" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        missing = run("worker", "--db", str(tmp_path / "missing" / "x.sqlite"), "--own-ledger", env=isolated, timeout=30)
+        assert missing.returncode == 2 and "does not exist" in missing.stderr
+        assert len(missing.stderr.strip().splitlines()) == 1
+        alone = run("pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--task-queue", "q", env={
+            **isolated, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "nowhere")}, timeout=30)
+        assert alone.returncode == 3 and "payments-lab server" in alone.stderr, "no server for --task-queue: no hang"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert_no_process_left(isolated)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["pay", "--org", "org\udcff", "--amount", "1", "--currency", "EUR"], "organization_id is not valid text"),
+        (["pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--description", "caf\udce9"], "description is not valid text"),
+        (["pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--id", "x\udcff"], "payment_id is not valid text"),
+        (["pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--id", "p" * 1200], "at most 200"),
+        (["pay", "--org", "o" * 3000, "--amount", "1", "--currency", "EUR"], "organization_id is 3,000 characters"),
+        (["pay", "--org", "org-acme", "--amount", "1", "--currency", "E" * 3000], "currency is 3,000 characters"),
+        (["status", "x\udcff"], "payment_id is not valid text"),
+        (["cancel", "x\x01"], "payment_id contains a control character"),
+    ],
+)
+def test_input_that_cannot_reach_temporal_is_refused_at_the_door(
+    isolated: dict[str, str], args: list[str], expected: str
+) -> None:
+    # os.fsencode turns a lone surrogate back into the raw byte a Latin-1 terminal sends.
+    done = subprocess.run(
+        [os.fsencode(sys.executable), b"-m", b"payments_lab", *map(os.fsencode, args)],
+        capture_output=True, env=isolated, timeout=60,
+    )
+    stderr = done.stderr.decode("utf-8", "backslashreplace")
+    assert done.returncode == 2, stderr
+    assert expected in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert not (Path(isolated["PAYMENTS_LAB_STATE_DIR"]) / "session.json").exists()
+
+
+def test_cancelling_an_ended_payment_says_so_and_a_taken_port_names_the_fix(isolated: dict[str, str]) -> None:
+    import socket
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
+    )
+    try:
+        server.stdout.readline()  # type: ignore[union-attr]
+        paid = run("pay", "--org", "org-acme", "--amount", "3.00", "--currency", "EUR", env=isolated)
+        payment_id = json.loads(paid.stdout)["payment_id"]
+        cancelled = run("cancel", payment_id, env=isolated)
+        assert cancelled.returncode == 1
+        assert f"payment {payment_id} already ended (completed): nothing to cancel" in cancelled.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert "Stopping the server" in err and "Stopping the lab" not in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run("lab", "--no-browser", "--port", str(port), env=isolated, timeout=60)
+    assert done.returncode == 2
+    assert f"port {port} is already in use" in done.stderr and "--port " in done.stderr
+    assert_no_process_left(isolated)
