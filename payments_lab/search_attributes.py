@@ -8,7 +8,7 @@ ORGANIZATION_ID = SearchAttributeKey.for_keyword("OrganizationId")
 """The organization that pays: ``OrganizationId = 'org-acme'``."""
 
 PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
-"""The payment's life-cycle status, updated by the workflow at every step."""
+"""The payment's status: ``pending``, set by the client at start, then the final one, upserted once by the workflow as it ends."""
 
 PAYMENT_CURRENCY = SearchAttributeKey.for_keyword("PaymentCurrency")
 """The payment's ISO 4217 currency."""

@@ -27,6 +27,15 @@ async def test_decimal_is_a_string_in_json_and_comes_back_exact() -> None:
     assert isinstance(back, Decimal) and str(back) == "0.10"
 
 
+async def test_temporals_default_converter_cannot_carry_a_payment_which_is_why_the_kit_has_one() -> None:
+    """Lesson 01 says so: a client or Replayer of the learner's own must be given DATA_CONVERTER."""
+    from temporalio.converter import DataConverter
+
+    with pytest.raises(TypeError, match="Decimal is not JSON serializable"):
+        await DataConverter.default.encode([Decimal("12.50")])
+    assert await round_trip(Decimal("12.50"), Decimal) == Decimal("12.50")
+
+
 async def test_the_workflow_input_round_trips_with_every_nested_type() -> None:
     value = PaymentInput(
         PaymentRequest("p-1", "org-acme", "u", "12.50", "EUR", "coffee"),

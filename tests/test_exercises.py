@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import os
@@ -147,6 +148,16 @@ async def _cancel_at_once(lab: Lab, handle: Any) -> None:
     await handle.cancel()
 
 
+async def _cancel_after_a_second(lab: Lab, handle: Any) -> None:
+    await asyncio.sleep(1)
+    await handle.cancel()
+
+
+async def _cancel_once_charged(lab: Lab, handle: Any) -> None:
+    await lab.wait_until_charged(handle.payment_id)
+    await handle.cancel()
+
+
 async def _terminate_after_charge(lab: Lab, handle: Any) -> None:
     await lab.wait_until_charged(handle.payment_id)
     await handle.workflow.terminate("wrong answer")
@@ -176,6 +187,8 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson05.q1, lambda lab: _cancel_at_once, "too early"),
     (lesson05.q1, lambda lab: _terminate_after_charge, "terminated"),
     (lesson05.q2, lambda lab: _cancel_at_once, "too early"),
+    (lesson05.q2, lambda lab: _cancel_after_a_second, "while charge attempt 1 was running"),
+    (lesson05.q2, lambda lab: _cancel_once_charged, "while charge attempt 1 was running"),
     (lesson06.q1, lambda lab: lambda organization_id: "ExecutionStatus = 'Failed'", "ExecutionStatus"),
     (lesson06.q1, lambda lab: lambda organization_id: f"OrganizationId = '{organization_id}'", "PaymentStatus"),
     (lesson06.q2, lambda lab: _share_of_all_organizations, "organization_id="),
@@ -266,7 +279,8 @@ def test_the_blank_is_found_wherever_it_hides() -> None:
 def test_hints_and_solutions_render_as_text_and_html() -> None:
     exercise = lesson02.q1
     first, last = exercise.hint(), exercise.hint(len(exercise.hints))
-    assert "Hint 1 of 3" in str(first) and "q1.hint(2)" in str(first) and "q1.hint(2)" in first._repr_html_()
+    assert "Hint 1 of 3" in str(first) and "Another hint: ex.q1.hint(2)" in str(first)
+    assert "<code>ex.q1.hint(2)</code>" in first._repr_html_()
     assert "Another hint" not in str(last)
     with pytest.raises(ValueError, match="has hints 1 to 3, not 4"):
         exercise.hint(4)
@@ -274,7 +288,20 @@ def test_hints_and_solutions_render_as_text_and_html() -> None:
     assert exercise.solution_code in str(solution)
     assert "backoff_coefficient=3" in solution._repr_html_() and "<pre" in solution._repr_html_()
     assert "Lesson 02 · Q1 · Waits of 1, 3 and 9 seconds" in repr(exercise)
-    assert "<code>q1.check(answer)</code>" in exercise._repr_html_()
+    assert "<code>ex.q1.check(answer)</code>" in exercise._repr_html_() and "ex.q1.check(answer)" in repr(exercise)
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
+async def test_every_hint_names_what_the_learner_types(exercise: Exercise) -> None:
+    """The practice notebooks import each lesson as `ex`: `q1.hint()` alone would be a NameError."""
+    typed = re.compile(r"(?<![\w.])q\d\.(hint|check|solution)\(")
+    blank = await exercise.check_async(____)
+    assert f"Stuck? `ex.{exercise.name}.hint()`" in blank.message
+    texts = [blank.message, repr(exercise), *(str(exercise.hint(n)) for n in range(1, len(exercise.hints) + 1))]
+    for text in texts:
+        assert not typed.search(text), text
+    if len(exercise.hints) > 1:
+        assert f"Another hint: ex.{exercise.name}.hint(2)" in str(exercise.hint())
 
 
 def test_feedback_escapes_html_and_shows_code() -> None:

@@ -44,6 +44,9 @@ __all__ = [
     "____",
 ]
 
+MODULE_ALIAS = "ex"
+"""The name under which practice notebooks import their lesson's exercises (``lesson02 as ex``)."""
+
 LESSONS = ("lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07")
 """The lesson modules that hold exercises, in lesson order."""
 
@@ -233,7 +236,7 @@ class Hint:
     total: int
     """How many hints the exercise has."""
     call: str
-    """How to ask for the next hint, e.g. ``q2.hint(2)``."""
+    """What to type for the next hint, e.g. ``ex.q2.hint(2)``."""
 
     def _more(self) -> str:
         return f" Another hint: {self.call}" if self.number < self.total else ""
@@ -375,18 +378,23 @@ class Exercise:
         return f"q{self.number}"
 
     @property
+    def typed_name(self) -> str:
+        """``ex.q1``: what a learner types, the practice notebooks importing each lesson as ``ex``."""
+        return f"{MODULE_ALIAS}.{self.name}"
+
+    @property
     def label(self) -> str:
         """``Lesson 02 · Q2 · <title>``."""
         return f"Lesson {self.lesson:02d} · Q{self.number} · {self.title}"
 
     def __repr__(self) -> str:
-        return f"{self.label}\n{self.task}\nAnswer: {self.answer}. Check it with {self.name}.check(answer)."
+        return f"{self.label}\n{self.task}\nAnswer: {self.answer}. Check it with {self.typed_name}.check(answer)."
 
     def _repr_html_(self) -> str:
         body = (
             f'<div style="font-weight: bold">{html.escape(self.label)}</div><div>{_inline_html(self.task)}</div>'
             f'<div style="opacity: 0.8">Answer: {_inline_html(self.answer)}. Check it with '
-            f"<code>{self.name}.check(answer)</code>.</div>"
+            f"<code>{self.typed_name}.check(answer)</code>.</div>"
         )
         return _box("#1565c0", "rgba(21, 101, 192, 0.05)", body)
 
@@ -398,7 +406,7 @@ class Exercise:
         """
         if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(self.hints):
             raise ValueError(f"{self.label} has hints 1 to {len(self.hints)}, not {number!r}")
-        return Hint(self.label, self.hints[number - 1], number, len(self.hints), f"{self.name}.hint({number + 1})")
+        return Hint(self.label, self.hints[number - 1], number, len(self.hints), f"{self.typed_name}.hint({number + 1})")
 
     def solution(self) -> Solution:
         """The answer, with why it is right."""
@@ -440,7 +448,7 @@ class Exercise:
                 self.label,
                 Outcome.NOT_ATTEMPTED,
                 f"Replace `____` with your answer ({self.answer}), then run the check again. "
-                f"Stuck? `{self.name}.hint()`",
+                f"Stuck? `{self.typed_name}.hint()`",
             )
         if self.needs_lab and lab is None:
             from payments_lab.lab import open_lab

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from payments_lab.cancellation import cancel_timing
 from payments_lab.domain import PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
@@ -27,14 +28,20 @@ END_WITHIN = 3.0
 SLOW_VALIDATION = 0.3
 """Seconds validation takes in these checks: a cancel sent at once lands before the charge."""
 
+SLOW_CHARGE = 1.5
+"""Seconds the charge takes in Q2: a cancel sent after a fixed wait, or once the money is taken, lands during it."""
 
-async def _drive(lab: Lab, answer: object, faults: FaultPlan, amount: str) -> PaymentRun:
+WATCH_TIMEOUT = 5.0
+"""Seconds the learner's function may take in Q2, which waits for validate and the slow charge."""
+
+
+async def _drive(lab: Lab, answer: object, faults: FaultPlan, amount: str, timeout: float = LEARNER_TIMEOUT) -> PaymentRun:
     """Start a payment, hand it to the learner's function, and collect how it ended."""
     function = expect_function(answer, "an async function `(lab, handle)`", 2)
     request = fresh_request(lab, amount=amount)
     handle = await lab.start(request, faults=faults, options=CHECK_OPTIONS, show_link=False)
     try:
-        await call_learner(function, lab, handle, what="function", timeout=LEARNER_TIMEOUT)
+        await call_learner(function, lab, handle, what="function", timeout=timeout)
     except BaseException:
         await await_result(handle, 0)  # stop the payment, whatever the learner's code did
         raise
@@ -130,26 +137,35 @@ q1 = Exercise(
 
 async def _check_reverse_unnotified(answer: object, lab: Lab | None) -> Verdict:
     assert lab is not None
-    faults = FaultPlan(validate=StepFaults(delay=SLOW_VALIDATION), notify=StepFaults(delay=30))
-    run = await _drive(lab, answer, faults, "45.00")
-    expected = "cancelled during the notify step: status refunded, nobody notified"
-    _common_mistakes(run, expected, "ask the workflow where it is, `(await handle.progress()).step`, until it says 'notify'")
-    assert run.result is not None
-    events = run.events
-    charged = first_index(events, "ActivityTaskCompleted", "charge_payment")
-    notify_scheduled = first_index(events, "ActivityTaskScheduled", "send_notification")
-    cancel_requested = first_index(events, "WorkflowExecutionCancelRequested")
-    in_notify = (
-        charged is not None and notify_scheduled is not None and cancel_requested is not None and notify_scheduled < cancel_requested
+    faults = FaultPlan(
+        validate=StepFaults(delay=SLOW_VALIDATION), charge=StepFaults(delay=SLOW_CHARGE), notify=StepFaults(delay=30)
     )
-    if not in_notify:
+    run = await _drive(lab, answer, faults, "45.00", timeout=WATCH_TIMEOUT)
+    expected = "`WorkflowExecutionCancelRequested` while `send_notification` runs: status refunded, nobody notified"
+    watch = (
+        "poll `(await handle.progress()).step` until it says 'notify', with `await asyncio.sleep(0.05)` between "
+        "two questions, then `await handle.cancel()`"
+    )
+    _common_mistakes(run, expected, watch)
+    assert run.result is not None
+    timing = cancel_timing(run.payment_id, run.history, run.attempts)
+    if timing.during_charge:
+        assert timing.running is not None
+        raise Mismatch(
+            "Your cancel arrived while the charge was still running, before the notify step.",
+            expected=expected,
+            seen=f"`WorkflowExecutionCancelRequested` while charge attempt {timing.running.attempt} was running "
+            f"(attempt log: it then ended {timing.running.outcome}); status {run.status}, "
+            f"{plural(run.notifications, 'notification')}",
+            where_to_look="a fixed wait, or waiting for the money (`wait_until_charged`), does not tell which step "
+            f"runs: {watch}",
+        )
+    if timing.step != "notify":
         raise Mismatch(
             "The cancel did not arrive during the notify step.",
             expected=expected,
-            seen=f"status {run.status}; `send_notification` "
-            + ("never scheduled" if notify_scheduled is None else "scheduled after the cancel request"),
-            where_to_look="wait for the step to be 'notify': poll `(await handle.progress()).step`, with "
-            "`await asyncio.sleep(0.05)` between two questions",
+            seen=f"status {run.status}; {timing}",
+            where_to_look=watch,
         )
     if run.result.status is not PaymentStatus.REFUNDED or run.refunds != 1 or run.notifications:
         raise Mismatch(
@@ -161,8 +177,9 @@ async def _check_reverse_unnotified(answer: object, lab: Lab | None) -> Verdict:
     return Verdict(
         "The charge was reversed because the customer could not be told.",
         (
-            "history: `charge_payment` completed, `send_notification` scheduled, then "
-            "`WorkflowExecutionCancelRequested`, then `settle_unfinished_payment`",
+            "history: `charge_payment` completed, then `WorkflowExecutionCancelRequested` while `send_notification` "
+            f"attempt {timing.running.attempt if timing.running else '?'} was running (the kit's attempt log), "
+            "then `settle_unfinished_payment`",
             f"result: `{run.status}`; ledger {_ledger(run)}; {run.notifications} notifications sent",
             "the payment was already `completed` in the repository: `refunded` is allowed after it",
         ),
@@ -179,7 +196,8 @@ q2 = Exercise(
     answer="an async function of `(lab, handle)`",
     checker=_check_reverse_unnotified,
     hints=(
-        "The `progress` query says which step the payment is in (lesson 01): ask it in a loop.",
+        "The `progress` query says which step the payment is in (lesson 01): ask it in a loop. A fixed "
+        "`asyncio.sleep(...)` guesses; the check's charge takes its time.",
         "`while (await handle.progress()).step != 'notify': await asyncio.sleep(0.05)`, then `await handle.cancel()`.",
     ),
     explanation="The workflow handles a cancellation in any step: during the notification, the charge has "

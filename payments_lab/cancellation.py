@@ -1,0 +1,102 @@
+"""When a cancellation reached a payment: which step was running, from the history and the kit's attempt log.
+
+Temporal's history says when the cancellation request arrived (its
+``WorkflowExecutionCancelRequested`` event); the kit's attempt log says which activity
+attempt was running at that moment. Lesson 05 and its exercises read both, so that a
+cancel sent too early, too late or while the wrong step ran is named for what it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+
+from payments_lab.activities import STEPS
+from payments_lab.repository import AttemptRecord, PaymentRepository
+from payments_lab.service import PaymentHandle
+
+SLOWER_PAYMENT = (
+    "start a slower one: `FaultPlan(charge=StepFaults(delay=600))` with "
+    "`PaymentOptions(charge_timeout=timedelta(minutes=15))`"
+)
+"""How to start a payment whose charge is still running ten minutes later."""
+
+_CLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed out",
+}
+
+
+@dataclass(frozen=True)
+class CancelTiming:
+    """Where a payment was when its cancellation request arrived."""
+
+    payment_id: str
+    """The payment."""
+    requested_at: datetime | None
+    """When the server recorded ``WorkflowExecutionCancelRequested``; None if no request reached the workflow."""
+    running: AttemptRecord | None
+    """The validate, charge or notify attempt that was running at that moment, if any."""
+    workflow_end: str | None
+    """How the workflow ended (``completed``, ``cancelled``…), or None while it runs."""
+
+    @property
+    def step(self) -> str | None:
+        """``validate``, ``charge`` or ``notify``: the step that was running when the request arrived."""
+        return STEPS.get(self.running.activity) if self.running else None
+
+    @property
+    def during_charge(self) -> bool:
+        """Whether the request arrived while a charge attempt was running."""
+        return self.step == "charge"
+
+    def __str__(self) -> str:
+        if self.requested_at is None:
+            if self.workflow_end is None:
+                return "No cancellation request has reached this payment yet: it is still running."
+            return (
+                f"No cancellation reached this payment: it had already ended ({self.workflow_end}) "
+                f"before any cancel arrived. To see a cancellation mid-charge, {SLOWER_PAYMENT}."
+            )
+        if self.running is None:
+            return "The cancellation request arrived between two steps: no validate, charge or notify attempt was running."
+        outcome = self.running.outcome if self.running.ended_at else "still running"
+        return (
+            f"The cancellation request arrived while {self.step} attempt {self.running.attempt} was running; "
+            f"that attempt then ended {outcome}."
+        )
+
+
+def cancel_timing(payment_id: str, history: WorkflowHistory, attempts: Sequence[AttemptRecord]) -> CancelTiming:
+    """Where the payment was when the cancellation request recorded in ``history`` arrived."""
+    requested_at = workflow_end = None
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED and requested_at is None:
+            requested_at = event.event_time.ToDatetime(tzinfo=timezone.utc)
+        workflow_end = _CLOSED.get(event.event_type, workflow_end)
+    running = None
+    if requested_at is not None:
+        running = next(
+            (
+                a
+                for a in attempts
+                if STEPS.get(a.activity) in ("validate", "charge", "notify")
+                and a.started_at <= requested_at
+                and (a.ended_at is None or a.ended_at >= requested_at)
+            ),
+            None,
+        )
+    return CancelTiming(payment_id, requested_at, running, workflow_end)
+
+
+async def explain_cancel(handle: PaymentHandle, repository: PaymentRepository) -> CancelTiming:
+    """Where this payment was when its cancellation request arrived, read from its history and attempt log."""
+    history = await handle.workflow.fetch_history()
+    return cancel_timing(handle.payment_id, history, repository.attempts(handle.payment_id))

@@ -1,0 +1,63 @@
+"""Tests of payments_lab.cancellation: where a payment was when its cancellation request arrived."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+
+from payments_lab.cancellation import SLOWER_PAYMENT, cancel_timing
+from payments_lab.repository import AttemptRecord
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _event(event_id: int, event_type: int, at: float) -> HistoryEvent:
+    event = HistoryEvent(event_id=event_id, event_type=event_type)
+    event.event_time.FromDatetime(T0 + timedelta(seconds=at))
+    return event
+
+
+def _history(*events: tuple[int, float]) -> WorkflowHistory:
+    return WorkflowHistory("payment-p", [_event(i + 1, kind, at) for i, (kind, at) in enumerate(events)])
+
+
+def _attempt(activity: str, start: float, end: float | None, outcome: str) -> AttemptRecord:
+    ended = T0 + timedelta(seconds=end) if end is not None else None
+    return AttemptRecord("p", activity, 1, "payment-p", "run", "w", T0 + timedelta(seconds=start), ended, outcome)
+
+
+ATTEMPTS = [
+    _attempt("validate_payment", 0.1, 0.4, "completed"),
+    _attempt("charge_payment", 0.5, 2.0, "cancelled"),
+    _attempt("settle_unfinished_payment", 2.1, 2.2, "completed"),
+]
+STARTED = (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, 0.0)
+
+
+def test_a_request_during_the_charge_names_the_charge_attempt() -> None:
+    history = _history(
+        STARTED,
+        (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED, 1.0),
+        (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED, 2.3),
+    )
+    timing = cancel_timing("p", history, ATTEMPTS)
+    assert timing.during_charge and timing.step == "charge" and timing.workflow_end == "cancelled"
+    assert str(timing) == "The cancellation request arrived while charge attempt 1 was running; that attempt then ended cancelled."
+
+
+def test_the_settle_attempt_is_not_a_step_that_was_interrupted() -> None:
+    history = _history(STARTED, (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED, 2.15))
+    timing = cancel_timing("p", history, ATTEMPTS)
+    assert timing.running is None and not timing.during_charge
+    assert "between two steps" in str(timing)
+
+
+def test_a_payment_that_ended_first_says_so_and_how_to_start_a_slower_one() -> None:
+    history = _history(STARTED, (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, 2.0))
+    timing = cancel_timing("p", history, [_attempt("charge_payment", 0.5, 1.9, "completed")])
+    assert timing.requested_at is None and timing.workflow_end == "completed" and not timing.during_charge
+    assert "already ended (completed)" in str(timing) and SLOWER_PAYMENT in str(timing)
+    assert "still running" in str(cancel_timing("p", _history(STARTED), []))
