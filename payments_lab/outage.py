@@ -30,6 +30,47 @@ _RETRY_EVERY = 1.0
 """Seconds between two tries while the server is unreachable (each try itself takes a few)."""
 
 
+class OutageWatch:
+    """Whether the server at ``address`` stopped accepting connections while a block ran.
+
+    A deadline given to a payment (an exercise check's) is no verdict on the payment if
+    the server was away meanwhile: the SDK's own retries can hide a short outage from
+    every call, so the watch knocks on the server's port itself, twice a second::
+
+        async with OutageWatch(address) as watch:
+            ...
+        if watch.saw_outage: ...
+    """
+
+    def __init__(self, address: str, every: float = 0.5) -> None:
+        self.address = address
+        self.every = every
+        self.saw_outage = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def _knock(self) -> None:
+        host, _, port = self.address.rpartition(":")
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 1.0)
+                writer.close()
+            except (OSError, TimeoutError, ValueError):
+                self.saw_outage = True
+            await asyncio.sleep(self.every)
+
+    async def __aenter__(self) -> OutageWatch:
+        self._task = asyncio.ensure_future(self._knock())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
 def outage_wait() -> timedelta:
     """The configured bound: ``PAYMENTS_LAB_OUTAGE_WAIT`` seconds, else :data:`DEFAULT_OUTAGE_WAIT`.
 

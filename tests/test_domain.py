@@ -139,3 +139,55 @@ def test_final_statuses() -> None:
     assert not PaymentStatus.PENDING.is_final
     assert not PaymentStatus.PROCESSING.is_final
     assert all(s.is_final for s in PaymentStatus if s not in (PaymentStatus.PENDING, PaymentStatus.PROCESSING))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"organization_id": "org\udcff"}, "organization_id is not valid text: character 4 is '\\udcff'"),
+        ({"description": "caf\udce9"}, "description is not valid text"),
+        ({"payment_id": "p\x00"}, "payment_id contains a control character ('\\x00')"),
+        ({"currency": "EU\u200bR"}, "currency contains an invisible formatting character"),
+        ({"description": "a\x07b"}, "description contains a control character"),
+        ({"payment_id": "p" * 1200}, "payment_id is 1,200 characters long; at most 200 are accepted"),
+        ({"organization_id": "o" * 3000}, "organization_id is 3,000 characters long"),
+        ({"currency": "E" * 3000}, "currency is 3,000 characters long; at most 16"),
+        ({"description": "d" * 10_001}, "description is 10,001 characters long; at most 10,000"),
+    ],
+)
+def test_text_that_cannot_reach_temporal_is_refused_when_the_request_is_built(changes: dict[str, object], expected: str) -> None:
+    with pytest.raises(ValueError, match="payment request refused") as raised:
+        request(**changes)
+    assert expected in str(raised.value)
+    assert "\n" not in str(raised.value)
+    str(raised.value).encode("utf-8")  # the message itself is printable text
+
+
+def test_every_problem_is_named_in_one_error() -> None:
+    with pytest.raises(ValueError) as raised:
+        request(payment_id="p\udcff", user_id="u" * 300, currency="\x1b[31mEUR")
+    message = str(raised.value)
+    assert "payment_id is not valid text" in message
+    assert "user_id is 300 characters long" in message
+    assert "currency contains a control character" in message
+
+
+def test_descriptions_may_span_lines() -> None:
+    assert request(description="line one\nline two\ttabbed").description.count("\n") == 1
+
+
+def test_huge_values_never_break_the_messages() -> None:
+    with pytest.raises(TypeError, match="^currency must be a string, not int$"):
+        request(currency=10**5000)
+    huge = request(amount=10**5000)
+    assert "amount 1.000000E+5000 is above the limit" in validate_request(huge, known).message
+    with pytest.raises(ValueError, match="signalling NaN"):
+        request(amount="sNaN")
+    with pytest.raises(ValueError, match=r"\(5,000 characters\) is not a number"):
+        request(amount="x" * 5000)
+
+
+def test_unknown_statuses_name_the_valid_ones() -> None:
+    assert PaymentStatus(" Completed ") is PaymentStatus.COMPLETED
+    with pytest.raises(ValueError, match="unknown payment status 'complete'; use one of: pending, processing"):
+        PaymentStatus("complete")

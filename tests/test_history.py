@@ -356,6 +356,23 @@ async def test_fetching_refuses_bad_arguments_and_unknown_workflows(client: Clie
     assert raised.value.status is RPCStatusCode.NOT_FOUND
 
 
+def test_a_failed_fetch_is_an_error_a_notebook_can_show() -> None:
+    """In a real kernel: the exception raised inside its own group's except block hung the cell for ever."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("from payments_lab import open_lab, fetch_histories\nlab = await open_lab()"),
+        nbformat.v4.new_code_cell("await fetch_histories(lab.client, ['nope'], progress=False)"),
+        nbformat.v4.new_code_cell("await lab.close()"),
+    ]
+    NotebookClient(notebook, timeout=60, kernel_name="python3", allow_errors=True).execute()
+    errors = [output for output in notebook.cells[1].outputs if output.output_type == "error"]
+    assert [e.ename for e in errors] == ["RPCError"]
+    assert "workflow not found" in errors[0].evalue.lower() or "not found" in errors[0].evalue.lower()
+
+
 async def test_histories_round_trip_through_json_files(recorded: Recorded, tmp_path) -> None:  # noqa: ANN001
     paths = save_histories(recorded.all, tmp_path / "histories")
     assert sorted(p.name for p in paths) == sorted(f"{h.workflow_id}.json" for h in recorded.all)

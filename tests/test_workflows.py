@@ -8,11 +8,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from conftest import FAST, new_id
-from payments_lab.activities import PaymentActivities
+from payments_lab.activities import PaymentActivities, SettleInput
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.history import attempts_per_activity
@@ -21,7 +23,7 @@ from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentService
 from payments_lab.worker import BackgroundWorker
 from payments_lab.messages import TUNED
-from payments_lab.workflows import PaymentOptions
+from payments_lab.workflows import PaymentOptions, PaymentWorkflow
 
 
 def request(amount: str = "12.50", **changes: object) -> PaymentRequest:
@@ -253,3 +255,80 @@ async def test_an_hour_of_retries_on_the_dev_server_with_per_workflow_time_skipp
     virtual = description.close_time - description.start_time
     assert timedelta(minutes=65) <= virtual < timedelta(minutes=66), "5 + 10 + 20 + 30 minutes of backoff"
     assert [a.attempt for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"] == [1, 2, 3, 4, 5]
+
+
+# Off the script: what a learner finds when they break things the lessons never planned.
+
+
+async def test_a_settle_whose_completion_is_lost_is_retried_and_reports_the_same_status(
+    client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    """The settle runs, refunds, and its answer is lost: Temporal retries it; the result must not change."""
+    @activity.defn(name="settle_unfinished_payment")
+    async def settle_losing_its_first_answer(input: SettleInput) -> PaymentStatus:
+        status = await activities.settle_unfinished_payment(input)
+        if activity.info().attempt == 1:
+            raise RuntimeError("the worker died before Temporal heard the answer")
+        return status
+
+    # The kit's worker, with the settle activity replaced by one that loses its first completion.
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[PaymentWorkflow],
+        activities=[a for a in activities.all if a != activities.settle_unfinished_payment] + [settle_losing_its_first_answer],
+    )
+    service = PaymentService(client, task_queue, options=FAST)
+    async with worker:
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan(charge=StepFaults(delay=30)))
+        while not repository.ledger(paid.payment_id):
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        result = await handle.result()
+        description = await handle.workflow.describe()
+    settles = [a for a in repository.attempts(paid.payment_id) if a.activity == "settle_unfinished_payment"]
+    assert [a.attempt for a in settles] == [1, 2], "the settle ran twice"
+    assert result.status is PaymentStatus.REFUNDED
+    assert description.typed_search_attributes.get(PAYMENT_STATUS) == "refunded"
+    assert [e.kind for e in repository.ledger(paid.payment_id)] == ["charge", "refund"]
+
+
+async def test_a_validation_that_gives_up_fails_the_payment_visibly(
+    client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    service = PaymentService(client, task_queue, options=FAST)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        result = await service.process(paid, faults=FaultPlan.failing(validate=3))
+        report = await service.status(paid.payment_id)
+        pending = await service.count(status="pending")
+    assert result.status is PaymentStatus.FAILED
+    assert result.message.startswith("validation gave up: SimulatedOutage: simulated validate outage")
+    assert report.payment_status is PaymentStatus.FAILED and report.workflow_status == "completed"
+    assert pending == 0, "no closed workflow stays pending in visibility"
+    assert repository.count() == 0 and repository.ledger() == []
+
+
+async def test_the_customer_is_told_how_the_payment_ended_not_how_it_was_retried(
+    client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    service = PaymentService(client, task_queue, options=FAST)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        # The first charge attempt takes the money and never answers: the retry finds it.
+        result = await service.process(
+            paid,
+            faults=FaultPlan(charge=StepFaults(hang_first=1)),
+            options=dataclasses.replace(FAST, charge_timeout=timedelta(seconds=1)),
+        )
+    assert result.status is PaymentStatus.COMPLETED and repository.charge_count(paid.payment_id) == 1
+    messages = {n.message for n in repository.notifications(paid.payment_id)}
+    assert messages == {f"Payment {paid.payment_id} of 12.50 EUR: completed"}
+
+
+async def test_an_unknown_status_names_the_valid_ones(client: Client, task_queue: str) -> None:
+    service = PaymentService(client, task_queue)
+    with pytest.raises(ValueError, match="unknown payment status 'complete'; use one of: pending, processing, completed"):
+        await service.count(status="complete")
+    assert await service.count(status="COMPLETED") == 0

@@ -1,0 +1,102 @@
+"""Tests of clients that ride out a server outage: the payment waits on the server's disk, the caller waits too."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from contextlib import redirect_stderr
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST
+from payments_lab.client import TemporalUnavailableError
+from payments_lab.domain import PaymentStatus
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.lab import open_lab
+from payments_lab.outage import outage_wait
+from payments_lab.server import EmbeddedServer
+
+OUTAGE = 8.0
+"""Seconds the server stays down: longer than the ~5 s after which a bare client call gives up."""
+
+
+async def test_waiting_payments_ride_out_a_server_restart(tmp_path: Path) -> None:
+    server = EmbeddedServer(db_file=tmp_path / "temporal.sqlite", ui=False).start()
+    lab = await open_lab("outage", server=server, options=FAST)
+    try:
+        requests = [lab.request("5.00") for _ in range(5)]
+        handles = [
+            await lab.start(r, faults=FaultPlan(charge=StepFaults(delay=2)), show_link=False) for r in requests
+        ]
+        waiting = [asyncio.ensure_future(h.result()) for h in handles]
+        await lab.wait_until_charged(requests[0].payment_id)
+        said = io.StringIO()
+        with redirect_stderr(said):
+            server.kill()
+            await asyncio.sleep(OUTAGE)
+            assert not any(w.done() for w in waiting), "no caller gave up during the outage"
+            server.start()
+            results = await asyncio.wait_for(asyncio.gather(*waiting), 120)
+    finally:
+        await lab.close()
+    assert [r.status for r in results] == [PaymentStatus.COMPLETED] * 5
+    assert all(lab.repository.charge_count(r.payment_id) == 1 for r in requests)
+    lines = said.getvalue().splitlines()
+    # A call whose own retries outlasted the outage never noticed it; the others say so once.
+    unreachable = sum("unreachable" in line for line in lines)
+    assert 1 <= unreachable <= 5
+    assert sum("is back" in line for line in lines) == unreachable
+
+
+async def test_an_outage_longer_than_the_bound_is_one_clear_error(tmp_path: Path) -> None:
+    server = EmbeddedServer(db_file=tmp_path / "temporal.sqlite", ui=False).start()
+    lab = await open_lab("outage-bound", server=server, options=FAST)
+    lab.service.outage_wait = timedelta(seconds=2)
+    try:
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=30)), show_link=False)
+        server.kill()
+        with redirect_stderr(io.StringIO()), pytest.raises(TemporalUnavailableError) as raised:
+            await handle.result()
+    finally:
+        await lab.close()
+    message = str(raised.value)
+    assert "unreachable for 2 s" in message and "payments-lab server" in message
+    assert "PAYMENTS_LAB_OUTAGE_WAIT" in message
+
+
+def test_the_bound_is_configurable_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PAYMENTS_LAB_OUTAGE_WAIT", raising=False)
+    assert outage_wait() == timedelta(minutes=2)
+    monkeypatch.setenv("PAYMENTS_LAB_OUTAGE_WAIT", "30")
+    assert outage_wait() == timedelta(seconds=30)
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("PAYMENTS_LAB_OUTAGE_WAIT", bad)
+        with pytest.raises(ValueError, match="PAYMENTS_LAB_OUTAGE_WAIT must be a number of seconds"):
+            outage_wait()
+
+
+async def test_an_exercise_check_does_not_blame_the_payment_for_an_outage(tmp_path: Path) -> None:
+    from payments_lab.exercises.checking import await_result
+
+    server = EmbeddedServer(db_file=tmp_path / "temporal.sqlite", ui=False).start()
+    lab = await open_lab("outage-check", server=server, options=FAST)
+    try:
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=1)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        server.kill()
+
+        async def restart_later() -> None:
+            await asyncio.sleep(OUTAGE)
+            server.start()
+
+        restarting = asyncio.ensure_future(restart_later())
+        with redirect_stderr(io.StringIO()):
+            # The check gives the payment 3 s; the outage alone lasts longer.
+            result = await await_result(handle, 3.0)
+        await restarting
+    finally:
+        await lab.close()
+    assert result is not None and result.status is PaymentStatus.COMPLETED
+    assert lab.repository.charge_count(handle.payment_id) == 1
