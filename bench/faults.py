@@ -368,7 +368,9 @@ async def scenario_cancel(count: int = 100, *, seed: int = 4, charge_latency: fl
     repository = PaymentRepository()
     draw = random.Random(seed)
     # Validation takes a few tens of ms, the charge ``charge_latency``, notification a few more.
-    moments = [draw.uniform(0.0, charge_latency * 2.0) for _ in range(count)]
+    # 100 payments share one worker and queue up: the window is wide enough to land cancels
+    # before, during and after the charges.
+    moments = [draw.uniform(0.0, charge_latency * 6.0) for _ in range(count)]
 
     async def cancel_later(index: int, handle: PaymentHandle) -> None:
         await asyncio.sleep(moments[index])
