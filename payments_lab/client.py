@@ -30,6 +30,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.converter import DATA_CONVERTER
+from payments_lab.links import ui_route
 from payments_lab.search_attributes import ALL as SEARCH_ATTRIBUTES
 from payments_lab.server import EmbeddedServer, read_session
 
@@ -61,14 +62,20 @@ def environment_configured() -> bool:
 
 
 def web_ui_url(address: str, namespace: str) -> str | None:
-    """Guess the Web UI of ``address`` (``PAYMENTS_LAB_UI_URL`` overrides the guess)."""
-    if os.environ.get("PAYMENTS_LAB_UI_URL"):
-        return os.environ["PAYMENTS_LAB_UI_URL"].rstrip("/")
+    """Guess the Web UI of ``address`` (``PAYMENTS_LAB_UI_URL`` overrides the guess).
+
+    A server on this machine is taken to serve its UI at its port + 1000, the dev server's
+    default, reached the way :func:`payments_lab.links.ui_route` says.
+    """
+    route = ui_route()
+    if route.kind == "configured":
+        return route.base
     host, _, port = address.rpartition(":")
     if host.endswith(".tmprl.cloud"):
         return "https://cloud.temporal.io"
     if host in ("localhost", "127.0.0.1") and port.isdigit():
-        return f"http://{host}:{int(port) + 1000}"
+        ui_port = int(port) + 1000
+        return f"http://{host}:{ui_port}" if route.kind == "local" else route.url(ui_port)
     return None
 
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from payments_lab import processes
+from payments_lab.links import UiRoute, ui_route
 from payments_lab.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 HOST = "127.0.0.1"
@@ -96,6 +97,9 @@ class EmbeddedServer(processes.ChildProcess):
             in its Web UI. Per-workflow and opt-in: other workflows are untouched.
             Experimental in Temporal.
         log_level: Server log level; its log goes to a file, see :attr:`log_path`.
+        route: How the learner's browser reaches the Web UI; None reads the environment
+            (:func:`payments_lab.links.ui_route`): behind Jupyter the UI is served under
+            the proxy's path.
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class EmbeddedServer(processes.ChildProcess):
         ui_port: int | None = None,
         time_skipping: bool = True,
         log_level: str = "error",
+        route: UiRoute | None = None,
     ) -> None:
         self.db_file = Path(db_file) if db_file is not None else None
         self.ui = ui
@@ -118,6 +123,7 @@ class EmbeddedServer(processes.ChildProcess):
         self.ui_port = ui_port
         self.time_skipping = time_skipping
         self.log_level = log_level
+        self.route = route or ui_route()
         super().__init__("The Temporal dev server")
 
     def __repr__(self) -> str:
@@ -131,8 +137,8 @@ class EmbeddedServer(processes.ChildProcess):
 
     @property
     def ui_url(self) -> str | None:
-        """Base URL of the Web UI, if it is served."""
-        return f"http://{HOST}:{self.ui_port}" if self.ui else None
+        """Base URL of the Web UI as the learner's browser reaches it, if it is served."""
+        return self.route.url(self.ui_port) if self.ui and self.ui_port else None
 
     def command(self) -> list[str]:
         """The command line that starts this server."""
@@ -150,6 +156,9 @@ class EmbeddedServer(processes.ChildProcess):
             args += ["--namespace", self.namespace]
         if self.ui:
             args += ["--ui-ip", HOST, "--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            public_path = self.route.public_path(self.ui_port or 0)
+            if public_path != "/":
+                args += ["--ui-public-path", public_path]
         else:
             args.append("--headless")
         if self.db_file is not None:
