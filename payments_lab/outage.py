@@ -26,6 +26,10 @@ DEFAULT_OUTAGE_WAIT = timedelta(minutes=2)
 """How long a waiting call waits for an unreachable server (``PAYMENTS_LAB_OUTAGE_WAIT`` in
 seconds overrides it)."""
 
+RECOVERY_ALLOWANCE = timedelta(seconds=10)
+"""Time given to workers to poll again once a server is back: the SDK's pollers back off
+while it is away (measured here: a retried activity started ~4 s after the restart)."""
+
 _RETRY_EVERY = 1.0
 """Seconds between two tries while the server is unreachable (each try itself takes a few)."""
 

@@ -30,8 +30,14 @@ from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentService
 from payments_lab.worker import BackgroundWorker
 
-PROPERTY = settings(database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-"""Random examples every run, nothing written to a .hypothesis folder, no per-example deadline."""
+PROPERTY = settings(
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=bool(os.environ.get("CI")),
+)
+"""Random examples on a developer's machine (each run explores more), the same ones in CI (a
+landing is never decided by the draw); nothing written to a .hypothesis folder, no deadline."""
 
 SAMPLE = settings(
     PROPERTY,
@@ -227,7 +233,8 @@ def workflow_fields(draw: st.DrawFn) -> dict[str, Any]:
         "payment_id": st.text(_readable, min_size=1, max_size=12),
         "organization_id": st.text(_readable, max_size=10),
         "user_id": st.text(_readable, max_size=10),
-        "amount": st.sampled_from(["NaN", "-Infinity", "0", "-3", "1e9", "12.3456", "1000000.01", "abc", "1E-30"]),
+        # Numbers only: text that is not a number is refused at the door (the first property).
+        "amount": st.sampled_from(["NaN", "-Infinity", "0", "-3", "1e9", "12.3456", "1000000.01", "1E-30"]),
         "currency": st.one_of(st.sampled_from(["eur", "XYZ", "", " EUR", "€"]), st.text(_readable, max_size=4)),
         "description": st.builds(lambda c, n: c * n, _readable, st.integers(0, 700)),
     }

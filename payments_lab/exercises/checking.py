@@ -18,7 +18,7 @@ from payments_lab.exercises import Mismatch
 from payments_lab.faults import FaultPlan
 from payments_lab.lab import Lab
 from payments_lab.messages import PaymentOptions
-from payments_lab.outage import OutageWatch
+from payments_lab.outage import RECOVERY_ALLOWANCE, OutageWatch
 from payments_lab.repository import AttemptRecord, PaymentRepository
 from payments_lab.service import PaymentHandle, PaymentService
 
@@ -221,20 +221,24 @@ async def await_result(
     A payment still running then is stopped: cancelled (it settles, refunding what it
     took) and, if that takes more than ``stop_grace`` seconds, or at once with
     ``terminate``, terminated. Time the server spent unreachable does not count: the
-    deadline starts again once it is back.
+    deadline starts again once it is back, with :data:`~payments_lab.outage.RECOVERY_ALLOWANCE`
+    more for the workers to poll again.
     """
     address = handle.service.client.service_client.config.target_host
+    window = deadline
     while True:
         async with OutageWatch(address) as watch:
             try:
-                return await asyncio.wait_for(handle.result(), deadline)
+                return await asyncio.wait_for(handle.result(), window)
             except WorkflowFailureError:
                 return None  # terminated, or failed for a reason its history tells
             except TimeoutError:
                 pass
         if watch.saw_outage:
-            # The server was away: no verdict on the payment. Once it answers, wait again.
+            # The server was away: no verdict on the payment. Once it answers, wait again,
+            # and give the workers time to find it back.
             await handle.status()
+            window = deadline + RECOVERY_ALLOWANCE.total_seconds()
             continue
         if terminate:
             await _terminate(handle)
