@@ -73,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=None, help="gRPC port (default: a free one)")
     server.add_argument("--ui-port", type=int, default=None, help="Web UI port (default: a free one)")
 
+    room = commands.add_parser("room", help="one Temporal server for a whole room: a namespace per learner")
+    learners = room.add_mutually_exclusive_group(required=True)
+    learners.add_argument("--learners", type=_count, help="number of learners (learner-01, learner-02, ...)")
+    learners.add_argument("--names", type=Path, help="file with one learner name per line")
+    room.add_argument("--db", type=Path, default=None, help="SQLite file of the server (default: room.sqlite in the state folder)")
+    room.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the room's network)")
+    room.add_argument("--port", type=int, default=7233, help="gRPC port (default 7233)")
+    room.add_argument("--ui-port", type=int, default=8233, help="Web UI port (default 8233)")
+    room.add_argument("--ui-public-path", default=None, help="serve the Web UI under this path (e.g. behind a JupyterHub service)")
+    room.add_argument("--ui-url", default=None, help="the Web UI's address as the learners' browsers reach it")
+    room.add_argument("--address", default=None, help="prepare this existing cluster instead of starting a server")
+    room.add_argument("--out", type=Path, default=None, help="also write each learner's lines to OUT/<name>.env")
+
     worker = commands.add_parser("worker", help="run a payment worker against the configured server")
     _add_connection_arguments(worker)
     worker.add_argument("--task-queue", default="payments", help="task queue to poll (default: payments)")
@@ -344,6 +357,85 @@ async def _worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _room_learners(args: argparse.Namespace) -> list[str]:
+    from payments_lab.room import learner_names
+
+    try:
+        return learner_names(args.learners, args.names)
+    except (OSError, ValueError) as err:
+        raise UsageError(str(err)) from None
+
+
+def _print_room(learners: list, out: Path | None) -> None:  # noqa: ANN001
+    for learner in learners:
+        print(learner.line())
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{learner.name}.env").write_text(
+                "".join(f"export {key}={value}\n" for key, value in learner.environment.items())
+            )
+
+
+async def _prepare_room(args: argparse.Namespace) -> int:
+    from payments_lab.client import connect, web_ui_url
+    from payments_lab.room import learners, prepare_namespaces
+
+    names = _room_learners(args)
+    connection = await connect(address=args.address)
+    created = await prepare_namespaces(connection.client, names)
+    print(f"Room of {len(names)} learners on {args.address}: {len(created)} namespaces created, "
+          f"{len(names) - len(created)} already there; the kit's search attributes registered in each.")
+    _print_room(learners(names, args.address, args.ui_url or web_ui_url(args.address, "default")), args.out)
+    return EXIT_OK
+
+
+def _room(args: argparse.Namespace) -> int:
+    """Run one server for a whole room, a namespace per learner, until Ctrl-C."""
+    import socket
+
+    from payments_lab import processes
+    from payments_lab.room import learners
+    from payments_lab.server import EmbeddedServer, state_dir
+
+    if args.address:
+        return asyncio.run(_prepare_room(args))
+    names = _room_learners(args)
+    for flag, port in (("--port", args.port), ("--ui-port", args.ui_port)):
+        if processes.port_open("127.0.0.1", port):
+            raise UsageError(f"port {port} is already in use; choose another with {flag}")
+    server = EmbeddedServer(
+        db_file=args.db or state_dir() / "room.sqlite",
+        ip=args.ip,
+        port=args.port,
+        ui_port=args.ui_port,
+        namespaces=names,
+        ui_public_path=args.ui_public_path,
+    )
+    server.start()
+    host = args.ip if args.ip not in ("0.0.0.0", "::") else socket.getfqdn()
+    loopback = args.ip.startswith("127.") or args.ip in ("localhost", "::1")
+    ui_url = args.ui_url or (args.ui_public_path.rstrip("/") if args.ui_public_path else f"http://{host}:{args.ui_port}")
+    print(f"Room of {len(names)} learners on one Temporal server at {host}:{args.port} "
+          f"(state in {server.db_file}); Web UI {ui_url}")
+    if not loopback:
+        print(f"Warning: the dev server has no authentication: anyone who reaches {host}:{args.port} or the Web UI "
+              "can read and change every learner's namespace. Use a trusted network only.", file=sys.stderr)
+    _print_room(learners(names, f"{host}:{args.port}", ui_url), args.out)
+    print("Each learner sets their line's variables before starting JupyterLab. Ctrl-C stops the room.", flush=True)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _interrupt)
+    try:
+        while server.running:
+            time.sleep(0.5)
+        print(f"The Temporal server stopped unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        print("Stopping the room...", file=sys.stderr, flush=True)
+        server.stop()
+
+
 def _interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
@@ -440,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("lab", "server"):
             return _serve(args, jupyter=args.command == "lab")
+        if args.command == "room":
+            return _room(args)
         run = {"pay": _pay, "status": _status, "cancel": _cancel, "list": _list, "worker": _worker}[args.command]
         return asyncio.run(run(args))
     except UsageError as err:

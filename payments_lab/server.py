@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -178,6 +179,11 @@ class EmbeddedServer(processes.ChildProcess):
         route: How the learner's browser reaches the Web UI; None reads the environment
             (:func:`payments_lab.links.ui_route`): behind Jupyter the UI is served under
             the proxy's path.
+        ip: Address to listen on; anything but loopback exposes a server that has no
+            authentication.
+        namespaces: Namespaces to create besides ``namespace`` (a room's, one per learner).
+        ui_public_path: Serve the Web UI under this path (e.g. behind a hub's proxy),
+            whatever ``route`` says.
     """
 
     def __init__(
@@ -192,6 +198,9 @@ class EmbeddedServer(processes.ChildProcess):
         time_skipping: bool = True,
         log_level: str = "error",
         route: UiRoute | None = None,
+        ip: str = HOST,
+        namespaces: Sequence[str] = (),
+        ui_public_path: str | None = None,
     ) -> None:
         self.db_file = Path(db_file) if db_file is not None else None
         self.ui = ui
@@ -202,6 +211,9 @@ class EmbeddedServer(processes.ChildProcess):
         self.time_skipping = time_skipping
         self.log_level = log_level
         self.route = route or ui_route()
+        self.ip = ip
+        self.namespaces = tuple(namespaces)
+        self.ui_public_path = ui_public_path
         super().__init__("The Temporal dev server")
 
     def __repr__(self) -> str:
@@ -210,8 +222,9 @@ class EmbeddedServer(processes.ChildProcess):
 
     @property
     def address(self) -> str:
-        """``host:port`` of the gRPC frontend."""
-        return f"{HOST}:{self.port}"
+        """``host:port`` of the gRPC frontend, as a client of this machine reaches it."""
+        host = HOST if self.ip in ("0.0.0.0", "::") else self.ip
+        return f"{host}:{self.port}"
 
     @property
     def ui_url(self) -> str | None:
@@ -224,17 +237,18 @@ class EmbeddedServer(processes.ChildProcess):
             str(find_temporal_cli()),
             "server",
             "start-dev",
-            "--ip", HOST,
+            "--ip", self.ip,
             "--port", str(self.port),
             "--http-port", str(processes.free_port()),
             "--metrics-port", str(processes.free_port()),
             "--log-level", self.log_level,
         ]
-        if self.namespace != "default":
-            args += ["--namespace", self.namespace]
+        for namespace in dict.fromkeys((self.namespace, *self.namespaces)):
+            if namespace != "default":
+                args += ["--namespace", namespace]
         if self.ui:
-            args += ["--ui-ip", HOST, "--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
-            public_path = self.route.public_path(self.ui_port or 0)
+            args += ["--ui-ip", self.ip, "--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            public_path = self.ui_public_path or self.route.public_path(self.ui_port or 0)
             if public_path != "/":
                 args += ["--ui-public-path", public_path]
         else:
@@ -264,7 +278,7 @@ class EmbeddedServer(processes.ChildProcess):
             self.ui_port = self.ui_port or processes.free_port()
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        self.launch(self.command(), lambda: processes.port_open(HOST, self.port or 0), timeout)
+        self.launch(self.command(), lambda: processes.port_open(self.address.rpartition(":")[0], self.port or 0), timeout)
         atexit.register(self.stop)
         return self
 

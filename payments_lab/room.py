@@ -1,0 +1,125 @@
+"""A whole room on one Temporal server: one namespace per learner, and each learner's connection lines.
+
+``payments-lab room`` starts the server (or prepares an existing cluster) and prints, for
+each learner, what their notebooks need: Temporal's standard environment variables
+(``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``), which the kit reads first, and the Web UI
+address for their links (``PAYMENTS_LAB_UI_URL``). Namespaces keep the learners apart: each
+sees, counts and searches only their own payments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+RETENTION = timedelta(days=3)
+"""How long a prepared cluster keeps a learner's closed workflows (a workshop and its follow-up)."""
+
+
+@dataclass(frozen=True)
+class Learner:
+    """One learner of the room and how their notebooks reach the server."""
+
+    name: str
+    """The learner's name, which is also their namespace."""
+    address: str
+    """``host:port`` of the server, as the learner's machine reaches it."""
+    ui_url: str | None
+    """Base URL of the Web UI, as the learner's browser reaches it."""
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment variables that point the learner's notebooks at their namespace."""
+        variables = {"TEMPORAL_ADDRESS": self.address, "TEMPORAL_NAMESPACE": self.name}
+        if self.ui_url:
+            variables["PAYMENTS_LAB_UI_URL"] = self.ui_url
+        return variables
+
+    def line(self) -> str:
+        """``name: TEMPORAL_ADDRESS=… TEMPORAL_NAMESPACE=… PAYMENTS_LAB_UI_URL=…``"""
+        return f"{self.name}: " + " ".join(f"{key}={value}" for key, value in self.environment.items())
+
+
+def learner_names(count: int | None = None, names_file: str | Path | None = None) -> list[str]:
+    """The room's learners: the lines of ``names_file``, or ``learner-01`` … ``learner-<count>``.
+
+    Raises:
+        ValueError: no learner, a name that cannot be a namespace, or a name twice.
+    """
+    if names_file is not None:
+        names = [line.strip() for line in Path(names_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        if count is None or isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 500:
+            raise ValueError(f"the room needs between 1 and 500 learners, got {count!r}")
+        names = [f"learner-{n:02d}" for n in range(1, count + 1)]
+    if not names:
+        raise ValueError(f"{names_file} names no learner (one name per line)")
+    for name in names:
+        if not _NAME.fullmatch(name) or name == "default":
+            raise ValueError(
+                f"{name!r} cannot be a learner's namespace: use letters, digits, '.', '_' and '-' "
+                "(at most 63 characters, starting with a letter or digit; not 'default')"
+            )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"learners named twice: {', '.join(repeated)}")
+    return names
+
+
+def learners(names: Sequence[str], address: str, ui_url: str | None) -> list[Learner]:
+    """Each learner's connection, for a server at ``address`` with its Web UI at ``ui_url``."""
+    return [Learner(name, address, ui_url) for name in names]
+
+
+async def prepare_namespaces(client: Client, names: Sequence[str]) -> list[str]:
+    """Register each learner's namespace on an existing cluster, and the kit's search attributes in it.
+
+    Returns:
+        The namespaces that were created (the others existed already).
+
+    Raises:
+        RuntimeError: a namespace or the search attributes could not be added (Temporal Cloud:
+            create them in the Cloud console, then run the room with ``--address`` again).
+    """
+    from payments_lab.client import _client, ensure_search_attributes
+
+    created = []
+    for name in names:
+        try:
+            await client.workflow_service.register_namespace(
+                RegisterNamespaceRequest(
+                    namespace=name,
+                    workflow_execution_retention_period=Duration(seconds=int(RETENTION.total_seconds())),
+                )
+            )
+            created.append(name)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.ALREADY_EXISTS:
+                raise RuntimeError(
+                    f"could not create the namespace {name!r} ({err.message}). On Temporal Cloud, create the "
+                    "learners' namespaces in the Cloud console (or with tcld), then run this again."
+                ) from err
+    for name in names:
+        learner_client = await _client(client.service_client.config.target_host, name)
+        for _ in range(60):  # a namespace just created takes a moment to reach every service
+            try:
+                await ensure_search_attributes(learner_client)
+                break
+            except RPCError as err:
+                if err.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                await asyncio.sleep(0.5)
+        else:
+            raise RuntimeError(f"the namespace {name!r} was created but never became usable")
+    return created
