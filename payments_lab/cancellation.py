@@ -8,16 +8,21 @@ cancel sent too early, too late or while the wrong step ran is named for what it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
+from temporalio.workflow import ActivityCancellationType
 
 from payments_lab.activities import STEPS
+from payments_lab.domain import PaymentRequest
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.messages import PaymentOptions
 from payments_lab.repository import AttemptRecord, PaymentRepository
-from payments_lab.service import PaymentHandle
+from payments_lab.service import PaymentHandle, PaymentService
 
 SLOWER_PAYMENT = (
     "start a slower one: `FaultPlan(charge=StepFaults(delay=600))` with "
@@ -100,3 +105,71 @@ async def explain_cancel(handle: PaymentHandle, repository: PaymentRepository) -
     """Where this payment was when its cancellation request arrived, read from its history and attempt log."""
     history = await handle.workflow.fetch_history()
     return cancel_timing(handle.payment_id, history, repository.attempts(handle.payment_id))
+
+
+@dataclass(frozen=True)
+class CancellationRun:
+    """One payment cancelled in the middle of its charge under one ``ActivityCancellationType``."""
+
+    cancellation_type: str
+    """``TRY_CANCEL``, ``WAIT_CANCELLATION_COMPLETED`` or ``ABANDON``."""
+    events: tuple[str, ...]
+    """The history's events about the cancellation and the settle step, in order."""
+    settled_while_charging: bool
+    """Whether the settle activity started before the cancelled charge attempt had stopped."""
+    status: str
+    """How the payment ended."""
+
+
+_CANCEL_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED: "WorkflowExecutionCancelRequested",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED: "ActivityTaskCancelRequested",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "ActivityTaskCanceled",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "WorkflowExecutionCanceled",
+}
+
+
+async def cancel_during_charge(
+    service: PaymentService,
+    repository: PaymentRepository,
+    request: PaymentRequest,
+    cancellation: ActivityCancellationType,
+    *,
+    answer_after: float = 3.0,
+) -> CancellationRun:
+    """Start ``request`` with a charge that answers ``answer_after`` s after taking the money,
+    cancel it once the money is gone, and say what the workflow and the charge attempt did.
+
+    Returns once the charge attempt itself has stopped, so that nothing is left running.
+    """
+    handle = await service.start(
+        request,
+        faults=FaultPlan(charge=StepFaults(delay=answer_after)),
+        options=PaymentOptions(charge_cancellation=cancellation),
+    )
+    async with asyncio.timeout(answer_after + 30):
+        while not repository.ledger(request.payment_id):
+            await asyncio.sleep(0.02)
+        await handle.cancel()
+        result = await handle.result()
+        while any(a.ended_at is None for a in repository.attempts(request.payment_id)):
+            await asyncio.sleep(0.05)
+    history = await handle.history()
+    events = []
+    for event in history.events:
+        if event.event_type in _CANCEL_EVENTS:
+            events.append(_CANCEL_EVENTS[event.event_type])
+        elif (
+            event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and event.activity_task_scheduled_event_attributes.activity_type.name == "settle_unfinished_payment"
+        ):
+            events.append("ActivityTaskScheduled (settle)")
+    attempts = repository.attempts(request.payment_id)
+    charge = [a for a in attempts if a.activity == "charge_payment"][-1]
+    settle = [a for a in attempts if a.activity == "settle_unfinished_payment"]
+    return CancellationRun(
+        cancellation_type=cancellation.name,
+        events=tuple(events),
+        settled_while_charging=bool(settle) and charge.ended_at is not None and settle[0].started_at < charge.ended_at,
+        status=result.status.value,
+    )

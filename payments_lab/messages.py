@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
 
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan
@@ -33,6 +34,14 @@ class PaymentOptions:
     """Start-to-close timeout of one charge attempt."""
     charge_heartbeat_timeout: timedelta | None = timedelta(seconds=5)
     """A charge attempt that stops heartbeating this long (its worker died) is retried."""
+    charge_schedule_to_close_timeout: timedelta | None = None
+    """Schedule-to-close timeout of the charge: all its attempts and the waits between them
+    together. None: no limit, so with ``maximum_attempts=0`` a failing charge is retried for
+    as long as the workflow runs."""
+    charge_cancellation: ActivityCancellationType = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+    """What a cancelled payment does with a running charge attempt: wait until it has stopped
+    (the kit's choice: it may be taking money), ``TRY_CANCEL`` (Temporal's default: ask it to
+    stop and carry on at once) or ``ABANDON`` (carry on without even asking)."""
     notify_timeout: timedelta = timedelta(seconds=10)
     """Start-to-close timeout of one notify attempt."""
     local_validation: bool = False
@@ -55,9 +64,12 @@ class PaymentOptions:
             raise ValueError(f"backoff_coefficient must be >= 1, got {self.backoff_coefficient}")
         if isinstance(self.maximum_attempts, bool) or not isinstance(self.maximum_attempts, int) or self.maximum_attempts < 0:
             raise ValueError(f"maximum_attempts must be a whole number >= 0, got {self.maximum_attempts!r}")
-        heartbeat = self.charge_heartbeat_timeout
-        if heartbeat is not None and (not isinstance(heartbeat, timedelta) or heartbeat <= timedelta(0)):
-            raise ValueError(f"charge_heartbeat_timeout must be a positive timedelta or None, got {heartbeat!r}")
+        for name in ("charge_heartbeat_timeout", "charge_schedule_to_close_timeout"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, timedelta) or value <= timedelta(0)):
+                raise ValueError(f"{name} must be a positive timedelta or None, got {value!r}")
+        if not isinstance(self.charge_cancellation, ActivityCancellationType):
+            raise ValueError(f"charge_cancellation must be an ActivityCancellationType, got {self.charge_cancellation!r}")
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     # Every module whose dataclasses cross the workflow's boundary must be in the sandbox:
@@ -118,10 +117,12 @@ class PaymentWorkflow:
                     PaymentActivities.charge_payment,
                     ChargeInput(request, faults.charge),
                     start_to_close_timeout=options.charge_timeout,
+                    schedule_to_close_timeout=options.charge_schedule_to_close_timeout,
                     heartbeat_timeout=options.charge_heartbeat_timeout,
                     retry_policy=options.retry_policy,
-                    # Settle only once the attempt has really stopped: it may be taking money.
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    # By default (WAIT_CANCELLATION_COMPLETED) settle only once the attempt has
+                    # really stopped: it may be taking money. Lesson 05 compares the others.
+                    cancellation_type=options.charge_cancellation,
                 )
             except ActivityError as err:
                 if is_cancelled_exception(err):

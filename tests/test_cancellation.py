@@ -10,6 +10,7 @@ from temporalio.client import WorkflowHistory
 
 from payments_lab.cancellation import SLOWER_PAYMENT, cancel_timing
 from payments_lab.repository import AttemptRecord
+from tests.conftest import new_id
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -61,3 +62,35 @@ def test_a_payment_that_ended_first_says_so_and_how_to_start_a_slower_one() -> N
     assert timing.requested_at is None and timing.workflow_end == "completed" and not timing.during_charge
     assert "already ended (completed)" in str(timing) and SLOWER_PAYMENT in str(timing)
     assert "still running" in str(cancel_timing("p", _history(STARTED), []))
+
+
+# The three cancellation types, on the real dev server.
+
+
+async def test_the_cancellation_type_decides_whether_the_workflow_waits_for_the_charge_attempt(
+    client, task_queue: str, activities, repository
+) -> None:
+    from temporalio.workflow import ActivityCancellationType
+
+    from payments_lab.cancellation import cancel_during_charge
+    from payments_lab.domain import PaymentRequest
+    from payments_lab.service import PaymentService
+    from payments_lab.worker import BackgroundWorker
+
+    service = PaymentService(client, task_queue)
+    async with BackgroundWorker(client, task_queue, activities):
+        runs = {
+            kind: await cancel_during_charge(
+                service, repository, PaymentRequest(new_id("cancel"), "org-acme", "u", "10.00", "EUR"), kind, answer_after=2.0
+            )
+            for kind in ActivityCancellationType
+        }
+    wait = runs[ActivityCancellationType.WAIT_CANCELLATION_COMPLETED]
+    assert wait.events.index("ActivityTaskCanceled") < wait.events.index("ActivityTaskScheduled (settle)")
+    assert not wait.settled_while_charging
+    try_cancel = runs[ActivityCancellationType.TRY_CANCEL]
+    assert "ActivityTaskCancelRequested" in try_cancel.events and "ActivityTaskCanceled" not in try_cancel.events
+    assert try_cancel.settled_while_charging
+    abandon = runs[ActivityCancellationType.ABANDON]
+    assert "ActivityTaskCancelRequested" not in abandon.events and abandon.settled_while_charging
+    assert {run.status for run in runs.values()} == {"refunded"}

@@ -14,6 +14,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from temporalio.common import WorkflowIDConflictPolicy
 
 from payments_lab.evolution import PaymentWorkflowWithFraudScreen
 from payments_lab.exercises import (
@@ -173,11 +174,15 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson01.q1, lambda lab: lab.request("-5", "EUR"), "not because of its organization"),
     (lesson01.q1, lambda lab: lab.request("25.00", "EUR"), "was not declined"),
     (lesson01.q2, lambda lab: _current_step_from_describe, "handle.progress()"),
+    (lesson01.q3, lambda lab: WorkflowIDConflictPolicy.FAIL, "WorkflowAlreadyStartedError"),
+    (lesson01.q3, lambda lab: WorkflowIDConflictPolicy.TERMINATE_EXISTING, "TERMINATE_EXISTING"),
     (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=2, maximum_attempts=4), "backoff_coefficient"),
     (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=3, maximum_attempts=3), "counts every attempt"),
     (lesson02.q2, lambda lab: FaultPlan.failing(charge=3), "never succeeded"),
     (lesson02.q3, lambda lab: FaultPlan.failing(notify=2), "got through on attempt 3"),
     (lesson02.q4, lambda lab: PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=1)), "heartbeat timeout never fires"),
+    (lesson02.q5, lambda lab: PaymentOptions(maximum_attempts=0, initial_interval=timedelta(milliseconds=200), charge_timeout=timedelta(seconds=1)), "charge_schedule_to_close_timeout"),
+    (lesson02.q5, lambda lab: PaymentOptions(maximum_attempts=3), "maximum_attempts=0"),
     (lesson03.q1, lambda lab: _count_started_events, "ActivityTaskStarted"),
     (lesson03.q2, lambda lab: 3, "attempt log"),
     (lesson03.q3, lambda lab: _failure_of_failed_events, "last_failure"),

@@ -332,3 +332,30 @@ async def test_an_unknown_status_names_the_valid_ones(client: Client, task_queue
     with pytest.raises(ValueError, match="unknown payment status 'complete'; use one of: pending, processing, completed"):
         await service.count(status="complete")
     assert await service.count(status="COMPLETED") == 0
+
+
+async def test_a_schedule_to_close_timeout_ends_unlimited_retries(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
+    # On the dev server (the Java test server lets attempts start past the deadline).
+    options = PaymentOptions(
+        maximum_attempts=0, initial_interval=timedelta(milliseconds=200), charge_schedule_to_close_timeout=timedelta(seconds=2)
+    )
+    service = PaymentService(client, task_queue)
+    async with BackgroundWorker(client, task_queue, activities):
+        result = await service.process(request(), faults=FaultPlan.failing(charge=1_000_000), options=options)
+    assert result.status is PaymentStatus.FAILED and result.message.endswith("(timeout)")
+    # Attempts start at 0, 0.2, 0.6 and 1.4 s; the fifth would start at 3 s, past the 2 s deadline.
+    attempts = [a.attempt for a in repository.attempts(result.payment_id) if a.activity == "charge_payment"]
+    assert attempts == [1, 2, 3, 4] and repository.charge_count(result.payment_id) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"charge_schedule_to_close_timeout": timedelta(0)}, "charge_schedule_to_close_timeout must be a positive timedelta or None"),
+        ({"charge_heartbeat_timeout": 5}, "charge_heartbeat_timeout must be a positive timedelta or None"),
+        ({"charge_cancellation": 1}, "charge_cancellation must be an ActivityCancellationType"),
+    ],
+)
+def test_payment_options_refuse_bad_timeouts_and_cancellation_types(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PaymentOptions(**fields)

@@ -1,8 +1,11 @@
-"""Exercises of lesson 01 · first payment: a declined payment, and a query to a running workflow."""
+"""Exercises of lesson 01 · first payment: a declined payment, a query to a running workflow, a start sent twice."""
 
 from __future__ import annotations
 
 from enum import Enum
+
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
@@ -20,6 +23,8 @@ from payments_lab.exercises.checking import (
 )
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
+from payments_lab.messages import PaymentInput
+from payments_lab.workflows import PaymentWorkflow
 
 
 async def _check_unknown_organization(answer: object, lab: Lab | None) -> Verdict:
@@ -167,5 +172,84 @@ q2 = Exercise(
     section="Ask the workflow where it is",
 )
 
-EXERCISES = (q1, q2)
+async def _check_start_twice(answer: object, lab: Lab | None) -> Verdict:
+    assert lab is not None
+    expect_type(answer, WorkflowIDConflictPolicy, "WorkflowIDConflictPolicy.…")
+    request = fresh_request(lab, amount="20.00")
+    faults = FaultPlan(charge=StepFaults(delay=0.8))
+    first = await lab.start(request, faults=faults, options=CHECK_OPTIONS, show_link=False)
+    first_run = first.workflow.result_run_id
+    refused = None
+    second_run = None
+    try:
+        await lab.wait_until_charged(request.payment_id, timeout=5)
+        try:
+            second = await lab.client.start_workflow(
+                PaymentWorkflow.run,
+                PaymentInput(request, CHECK_OPTIONS, faults),
+                id=request.workflow_id,
+                task_queue=lab.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,  # the id is fresh; the server refuses REJECT_DUPLICATE with TERMINATE_EXISTING
+                id_conflict_policy=answer,  # type: ignore[arg-type]
+            )
+            second_run = second.result_run_id
+        except WorkflowAlreadyStartedError as err:
+            refused = err
+    finally:
+        await await_result(first, 5)
+        await await_result(lab.service.handle(request.payment_id), 5)
+    runs = [w async for w in lab.client.list_workflows(f"WorkflowId = '{request.workflow_id}'")]
+    statuses = sorted(w.status.name.lower() for w in runs if w.status is not None)
+    expected = "the second start returns the running payment: one run, completed, charged once"
+    if refused is not None:
+        raise Mismatch(
+            "The second start was refused with an error.",
+            expected=expected,
+            seen="`WorkflowAlreadyStartedError`: what `FAIL` does (the kit's choice, which `DuplicatePaymentError` reports)",
+            where_to_look="a conflict policy that hands back the workflow already running under that id",
+        )
+    if len(runs) != 1 or second_run != first_run:
+        raise Mismatch(
+            "The second start started a second run.",
+            expected=expected,
+            seen=f"{len(runs)} runs of the workflow ({', '.join(statuses)})",
+            where_to_look="`TERMINATE_EXISTING` stops the running payment dead — mid-charge, with no chance to settle — "
+            "and starts it again; pick the policy that keeps the running one",
+        )
+    charges = lab.repository.charge_count(request.payment_id)
+    return Verdict(
+        "The second start got the running payment back: no error, no second run.",
+        (
+            "the handle it returned points at the run already under way (the same run id)",
+            f"visibility: one run of `{request.workflow_id.split('-')[0]}-…`, {statuses[0] if statuses else '?'}",
+            f"ledger: charged {'once' if charges == 1 else f'{charges} times'}",
+        ),
+    )
+
+
+q3 = Exercise(
+    lesson=1,
+    number=3,
+    title="A start sent twice",
+    task="A client sends its start request again (it never saw the answer) while the payment is still running. "
+    "Pick the `WorkflowIDConflictPolicy` under which the second start hands back the running payment, "
+    "with no error and no second run.",
+    answer="a `WorkflowIDConflictPolicy`",
+    checker=_check_start_twice,
+    hints=(
+        "The conflict policy decides what a start does when a workflow with that id is *running*: "
+        "`FAIL`, `USE_EXISTING` or `TERMINATE_EXISTING`.",
+        "`from temporalio.common import WorkflowIDConflictPolicy`, then `WorkflowIDConflictPolicy.USE_EXISTING`.",
+    ),
+    explanation="`USE_EXISTING` answers a start for a running id with a handle on that run: safe for a client that "
+    "retries its own start. `FAIL` (the kit's choice) raises `WorkflowAlreadyStartedError`; `TERMINATE_EXISTING` "
+    "terminates the running payment and starts a new one.",
+    solution="""from temporalio.common import WorkflowIDConflictPolicy
+
+policy = WorkflowIDConflictPolicy.USE_EXISTING""",
+    answer_name="policy",
+    section="One payment id, one payment",
+)
+
+EXERCISES = (q1, q2, q3)
 """The exercises of lesson 01, in order."""

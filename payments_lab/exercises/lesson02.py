@@ -1,4 +1,4 @@
-"""Exercises of lesson 02 · failures and retries: a retry schedule, planned failures, a hung charge."""
+"""Exercises of lesson 02 · failures and retries: a retry schedule, planned failures, a hung charge, a bound in time."""
 
 from __future__ import annotations
 
@@ -364,5 +364,79 @@ options = PaymentOptions(charge_timeout=timedelta(seconds=1), initial_interval=t
     section="An attempt that hangs",
 )
 
-EXERCISES = (q1, q2, q3, q4)
+BOUND_DEADLINE = 3.0
+"""Seconds within which question 5's payment must have failed."""
+
+
+async def _check_bounded_retries(answer: object, lab: Lab | None) -> Verdict:
+    assert lab is not None
+    expect_type(answer, PaymentOptions, "PaymentOptions(maximum_attempts=0, charge_schedule_to_close_timeout=...)")
+    options: PaymentOptions = answer  # type: ignore[assignment]
+    expected = f"unlimited attempts (`maximum_attempts=0`), and the payment failed within {BOUND_DEADLINE:g} s"
+    if options.maximum_attempts != 0:
+        raise Mismatch(
+            "Your options limit the number of attempts.",
+            expected=expected,
+            seen=f"`maximum_attempts={options.maximum_attempts}`",
+            where_to_look="keep `maximum_attempts=0` (no limit) and bound the charge in *time* instead",
+        )
+    run = await run_payment(lab, faults=FaultPlan.failing(charge=1_000_000), options=options, deadline=BOUND_DEADLINE)
+    attempts = len(run.outcomes("charge_payment"))
+    if run.result is None:
+        where = "`charge_timeout` bounds one attempt, and each attempt here fails at once; the bound on all attempts together is `charge_schedule_to_close_timeout`"
+        if options.charge_schedule_to_close_timeout is not None:
+            where = f"your `charge_schedule_to_close_timeout` is {seconds(options.charge_schedule_to_close_timeout)}: it must end the retries within {BOUND_DEADLINE:g} s"
+        raise Mismatch(
+            f"The charge was still being retried {BOUND_DEADLINE:g} s after the payment started.",
+            expected=expected,
+            seen=f"{attempts} charge attempts, all failed, and more to come; the check stopped the payment",
+            where_to_look=where,
+        )
+    failed = [e for e in run.events if e.name == "ActivityTaskFailed" and e.activity_type == "charge_payment"]
+    state = failed[-1].retry_state if failed else None
+    if run.result.status is not PaymentStatus.FAILED or state != "timeout":
+        raise Mismatch(
+            "The payment did not fail because its charge ran out of time.",
+            expected=f"{expected}; the history's `ActivityTaskFailed` says 'timeout'",
+            seen=f"payment {run.status}; retry state {state!r}",
+            where_to_look="`charge_schedule_to_close_timeout` is the only bound on the charge's attempts together",
+        )
+    return Verdict(
+        "Unlimited attempts, and still a payment that ended: the schedule-to-close timeout stopped the retries.",
+        (
+            f"attempt log: {attempts} charge attempts, all failed",
+            "history: the charge's `ActivityTaskFailed` says 'timeout': no attempt would have started before the deadline",
+            f"ledger: charged {times(run.charges)}; payment {run.status}",
+        ),
+    )
+
+
+q5 = Exercise(
+    lesson=2,
+    number=5,
+    title="Unlimited attempts, bounded in time",
+    task=f"Write payment options under which a charge that keeps failing is retried with no limit on the number of "
+    f"attempts, and yet the payment has failed within {BOUND_DEADLINE:g} s.",
+    answer="a `PaymentOptions`",
+    checker=_check_bounded_retries,
+    hints=(
+        "`maximum_attempts=0` means no limit on attempts; what else can stop retries?",
+        "A schedule-to-close timeout bounds all the attempts of an activity together: "
+        "`PaymentOptions(..., charge_schedule_to_close_timeout=timedelta(seconds=2))`.",
+    ),
+    explanation="With `maximum_attempts=0`, Temporal retries until something else stops it. The schedule-to-close "
+    "timeout counts from the first scheduling of the charge, retries and waits included; once the next attempt "
+    "would start past it, the server fails the activity with retry state `timeout`, and the workflow settles the "
+    "payment as failed. `charge_timeout` (start-to-close) bounds one attempt only.",
+    solution="""from datetime import timedelta
+
+from payments_lab import PaymentOptions
+
+options = PaymentOptions(maximum_attempts=0, initial_interval=timedelta(milliseconds=200),
+                         charge_schedule_to_close_timeout=timedelta(seconds=2))""",
+    answer_name="options",
+    section="Unlimited attempts, bounded in time",
+)
+
+EXERCISES = (q1, q2, q3, q4, q5)
 """The exercises of lesson 02, in order."""
