@@ -1,0 +1,105 @@
+"""Tests of `payments-lab room`: one server for a whole room, a namespace per learner, learners kept apart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import processes_marked
+from payments_lab.processes import free_port
+from payments_lab.room import learner_names
+from payments_lab.server import EmbeddedServer
+
+
+def kit(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "payments_lab", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def learner_environment(base: dict[str, str], line: str) -> dict[str, str]:
+    """A learner's machine: the room's line, as the learner pastes it into their shell."""
+    variables = dict(item.split("=", 1) for item in line.split(": ", 1)[1].split())
+    return {**base, **variables}
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "state"), "PAYMENTS_LAB_MARK": uuid.uuid4().hex}
+
+
+def test_a_room_gives_each_learner_a_namespace_of_their_own(isolated: dict[str, str], tmp_path: Path) -> None:
+    port, ui_port = free_port(), free_port()
+    room = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "room", "--learners", "3", "--port", str(port), "--ui-port", str(ui_port),
+         "--out", str(tmp_path / "env")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated,
+    )
+    try:
+        banner = room.stdout.readline()  # type: ignore[union-attr]
+        assert banner.startswith("Room of 3 learners on one Temporal server at 127.0.0.1:")
+        lines = [room.stdout.readline().strip() for _ in range(3)]  # type: ignore[union-attr]
+        assert [line.split(":")[0] for line in lines] == ["learner-01", "learner-02", "learner-03"]
+        assert f"TEMPORAL_ADDRESS=127.0.0.1:{port} TEMPORAL_NAMESPACE=learner-02 PAYMENTS_LAB_UI_URL=http://127.0.0.1:{ui_port}" in lines[1]
+        assert (tmp_path / "env" / "learner-03.env").read_text().startswith(f"export TEMPORAL_ADDRESS=127.0.0.1:{port}\n")
+
+        second = learner_environment(isolated, lines[1])
+        paid = kit("pay", "--org", "org-acme", "--amount", "4.20", "--currency", "EUR", env=second)
+        assert paid.returncode == 0, paid.stderr
+        payment = json.loads(paid.stdout)
+        assert payment["ui_url"].startswith(f"http://127.0.0.1:{ui_port}/namespaces/learner-02/workflows/")
+
+        def listed(line: str) -> list[str]:
+            shown = kit("list", env=learner_environment(isolated, line))
+            assert shown.returncode == 0, shown.stderr
+            return [p["payment_id"] for p in json.loads(shown.stdout)]
+
+        assert listed(lines[1]) == [payment["payment_id"]]
+        assert listed(lines[0]) == [] and listed(lines[2]) == [], "a learner never sees another's payments"
+    finally:
+        room.send_signal(signal.SIGINT)
+        room.wait(timeout=30)
+    assert room.returncode == 0
+    assert processes_marked(isolated["PAYMENTS_LAB_MARK"]) == []
+
+
+def test_a_room_prepares_an_existing_cluster(isolated: dict[str, str]) -> None:
+    """A separately started server stands in for a cluster: namespaces and search attributes are added there."""
+    cluster = EmbeddedServer(ui=False).start()
+    try:
+        names = Path(isolated["PAYMENTS_LAB_STATE_DIR"]).parent / "names.txt"
+        names.write_text("ana\nbo\n\n")
+        prepared = kit("room", "--names", str(names), "--address", cluster.address, env=isolated)
+        assert prepared.returncode == 0, prepared.stderr
+        assert "2 namespaces created, 0 already there" in prepared.stdout
+        again = kit("room", "--names", str(names), "--address", cluster.address, env=isolated)
+        assert "0 namespaces created, 2 already there" in again.stdout
+        line = next(line for line in prepared.stdout.splitlines() if line.startswith("bo: "))
+        paid = kit("pay", "--org", "org-globex", "--amount", "1.00", "--currency", "USD", env=learner_environment(isolated, line))
+        assert paid.returncode == 0, paid.stderr
+        assert json.loads(paid.stdout)["status"] == "completed"
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [("ana\nana\n", "learners named twice: ana"), ("good\nbad name\n", "'bad name' cannot be a learner's namespace"), ("\n", "names no learner")],
+)
+def test_a_bad_names_file_is_one_clear_line(isolated: dict[str, str], tmp_path: Path, names: str, expected: str) -> None:
+    path = tmp_path / "names.txt"
+    path.write_text(names)
+    done = kit("room", "--names", str(path), env=isolated)
+    assert done.returncode == 2 and expected in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_learner_names_default_to_numbered_learners() -> None:
+    assert learner_names(3) == ["learner-01", "learner-02", "learner-03"]
+    with pytest.raises(ValueError, match="between 1 and 500"):
+        learner_names(0)
