@@ -248,7 +248,8 @@ class EmbeddedServer(processes.ChildProcess):
                 args += ["--namespace", namespace]
         if self.ui:
             args += ["--ui-ip", self.ip, "--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
-            public_path = self.ui_public_path or self.route.public_path(self.ui_port or 0)
+            # The UI joins its asset paths to this one: a trailing slash would double theirs.
+            public_path = (self.ui_public_path or self.route.public_path(self.ui_port or 0)).rstrip("/") or "/"
             if public_path != "/":
                 args += ["--ui-public-path", public_path]
         else:

@@ -1,0 +1,66 @@
+"""JupyterHub for a payments-lab room: one shared Temporal server as a hub service, one namespace per learner.
+
+Run it on the workshop machine, from the repository, in the kit's environment (with
+``configurable-http-proxy`` installed: ``npm install -g configurable-http-proxy``)::
+
+    jupyterhub -f docs/jupyterhub_config.py
+
+Learners log in at http://<host>:8000 with their name (any password: the dummy
+authenticator is for a workshop's throwaway logins only; use your organisation's
+authenticator elsewhere). Each learner's notebooks reach the room's server through
+``TEMPORAL_ADDRESS`` and their own namespace through ``TEMPORAL_NAMESPACE``; Web UI links open
+through the hub at ``/services/temporal/``. The environment variables below change the
+defaults (the kit's tests use them to run a hub on free ports).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
+
+LEARNERS = os.environ.get("PAYMENTS_LAB_HUB_LEARNERS", "learner-01,learner-02,learner-03").split(",")
+HUB_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_PORT", "8000"))
+TEMPORAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_TEMPORAL_PORT", "7233"))
+UI_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_UI_PORT", "8233"))
+HOMES = os.environ.get("PAYMENTS_LAB_HUB_HOMES", "/tmp/payments-lab-hub/{username}")
+
+names = Path("learners.txt")
+names.write_text("\n".join(LEARNERS) + "\n")
+
+c.JupyterHub.ip = "127.0.0.1"  # put the hub behind your HTTPS proxy, or set its ip for the room's network
+c.JupyterHub.port = HUB_PORT
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allowed_users = set(LEARNERS)
+# Each learner's server runs as the hub's own user: no system account per learner.
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = HOMES
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+if hasattr(os, "geteuid") and os.geteuid() == 0:
+    c.Spawner.args = ["--allow-root"]  # containers and CI machines often run everything as root
+
+# The room's Temporal server, started and stopped with the hub; its Web UI proxied at /services/temporal/.
+c.JupyterHub.services = [
+    {
+        "name": "temporal",
+        "url": f"http://127.0.0.1:{UI_PORT}",
+        "command": [
+            sys.executable, "-m", "payments_lab", "room", "--names", str(names.resolve()),
+            "--db", str(Path("room.sqlite").resolve()), "--port", str(TEMPORAL_PORT), "--ui-port", str(UI_PORT), "--ui-public-path", "/services/temporal/",
+        ],
+    }
+]
+c.Spawner.environment = {
+    "TEMPORAL_ADDRESS": f"127.0.0.1:{TEMPORAL_PORT}",
+    "TEMPORAL_NAMESPACE": lambda spawner: spawner.user.name,
+    "PAYMENTS_LAB_UI_URL": "/services/temporal",
+}
+
+# For the kit's tests (and a facilitator's scripts): a token that may start servers and act for learners.
+if os.environ.get("PAYMENTS_LAB_HUB_ADMIN_TOKEN"):
+    c.JupyterHub.services.append({"name": "facilitator", "api_token": os.environ["PAYMENTS_LAB_HUB_ADMIN_TOKEN"]})
+    c.JupyterHub.load_roles = [
+        {"name": "facilitator", "scopes": ["admin:users", "admin:servers", "access:servers", "tokens"], "services": ["facilitator"]}
+    ]
