@@ -96,6 +96,8 @@ class EmbeddedServer(processes.ChildProcess):
             in its Web UI. Per-workflow and opt-in: other workflows are untouched.
             Experimental in Temporal.
         log_level: Server log level; its log goes to a file, see :attr:`log_path`.
+        ui_codec_endpoint: A codec server the Web UI sends payloads to for decoding
+            (``--ui-codec-endpoint``), see :mod:`payments_lab.codec_server`.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class EmbeddedServer(processes.ChildProcess):
         ui_port: int | None = None,
         time_skipping: bool = True,
         log_level: str = "error",
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.db_file = Path(db_file) if db_file is not None else None
         self.ui = ui
@@ -118,6 +121,7 @@ class EmbeddedServer(processes.ChildProcess):
         self.ui_port = ui_port
         self.time_skipping = time_skipping
         self.log_level = log_level
+        self.ui_codec_endpoint = ui_codec_endpoint
         super().__init__("The Temporal dev server")
 
     def __repr__(self) -> str:
@@ -150,6 +154,8 @@ class EmbeddedServer(processes.ChildProcess):
             args += ["--namespace", self.namespace]
         if self.ui:
             args += ["--ui-ip", HOST, "--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            if self.ui_codec_endpoint:
+                args += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         else:
             args.append("--headless")
         if self.db_file is not None:
