@@ -8,6 +8,7 @@ clear :class:`ConfirmationRefusedError`.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio.client import WorkflowUpdateFailedError
@@ -85,6 +86,17 @@ class Checkout:
         except WorkflowAlreadyStartedError:
             raise DuplicatePaymentError(request.payment_id, await service.status(request.payment_id)) from None
         return PaymentHandle(service, handle, request.payment_id)  # type: ignore[arg-type]
+
+    async def wait_until_waiting(self, payment_id: str, timeout: float = 10.0) -> ConfirmationState:
+        """Return once the payment waits for its confirmation (validated, not yet decided).
+
+        Raises:
+            TimeoutError: it was not waiting within ``timeout`` seconds (declined, or already decided).
+        """
+        async with asyncio.timeout(timeout):
+            while (state := await self.state(payment_id)).step != "confirm":
+                await asyncio.sleep(0.02)
+        return state
 
     async def confirm(self, payment_id: str, *, approved: bool = True) -> ConfirmationReceipt:
         """Send the customer's answer (the ``confirm`` update) and return the workflow's receipt.

@@ -9,7 +9,6 @@ the server keeps it, and as those who hold the key see it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 
@@ -119,11 +118,10 @@ def stored_payloads(history: WorkflowHistory) -> list[tuple[str, Payload]]:
     return found
 
 
-async def decrypted(payload: Payload, codec: EncryptionCodec) -> str:
-    """What a payload says once decrypted with ``codec`` (the kit's JSON, ``Decimal`` as a string)."""
+async def decrypted(payload: Payload, codec: EncryptionCodec) -> object:
+    """What a payload holds once decrypted with ``codec``: the kit's JSON as Python values (``Decimal`` as a string)."""
     (plain,) = await codec.decode([payload])
-    value = DATA_CONVERTER.payload_converter.from_payloads([plain])[0]
-    return json.dumps(value, separators=(", ", ": "), default=str)
+    return DATA_CONVERTER.payload_converter.from_payloads([plain])[0]
 
 
 def cli_show(address: str, workflow_id: str, *, codec_endpoint: str | None = None, lines: int = 12) -> str:
