@@ -184,6 +184,8 @@ class EmbeddedServer(processes.ChildProcess):
         namespaces: Namespaces to create besides ``namespace`` (a room's, one per learner).
         ui_public_path: Serve the Web UI under this path (e.g. behind a hub's proxy),
             whatever ``route`` says.
+        ui_codec_endpoint: A codec server the Web UI sends payloads to for decoding
+            (``--ui-codec-endpoint``), see :mod:`payments_lab.codec_server`.
     """
 
     def __init__(
@@ -201,6 +203,7 @@ class EmbeddedServer(processes.ChildProcess):
         ip: str = HOST,
         namespaces: Sequence[str] = (),
         ui_public_path: str | None = None,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.db_file = Path(db_file) if db_file is not None else None
         self.ui = ui
@@ -214,6 +217,7 @@ class EmbeddedServer(processes.ChildProcess):
         self.ip = ip
         self.namespaces = tuple(namespaces)
         self.ui_public_path = ui_public_path
+        self.ui_codec_endpoint = ui_codec_endpoint
         super().__init__("The Temporal dev server")
 
     def __repr__(self) -> str:
@@ -252,6 +256,8 @@ class EmbeddedServer(processes.ChildProcess):
             public_path = (self.ui_public_path or self.route.public_path(self.ui_port or 0)).rstrip("/") or "/"
             if public_path != "/":
                 args += ["--ui-public-path", public_path]
+            if self.ui_codec_endpoint:
+                args += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         else:
             args.append("--headless")
         if self.db_file is not None:

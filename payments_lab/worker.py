@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from payments_lab import processes
 from payments_lab.activities import PaymentActivities
 from payments_lab.faults import NO_FAULTS, FaultProfile
+from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.workflows import PaymentWorkflow
 
 READY_LINE = "payments-lab worker ready"
@@ -32,7 +33,7 @@ def create_worker(
     task_queue: str,
     activities: PaymentActivities,
     *,
-    workflows: Sequence[type] = (PaymentWorkflow,),
+    workflows: Sequence[type] = (PaymentWorkflow, ConfirmedPaymentWorkflow),
     extra_activities: Sequence[Callable[..., Any]] = (),
     sticky_queue_schedule_to_start_timeout: timedelta = timedelta(seconds=10),
     max_concurrent_activities: int = 100,
@@ -43,7 +44,8 @@ def create_worker(
         client: Client of the server.
         task_queue: Task queue to poll.
         activities: The payment activities, bound to their repository.
-        workflows: Workflow classes to run; another version of the payment workflow
+        workflows: Workflow classes to run: the payment workflow and the one that waits
+            for the customer (lesson 11); another version of the payment workflow
             (lesson 7) can take the place of :class:`PaymentWorkflow`.
         extra_activities: Activities that another version of the workflow needs.
         sticky_queue_schedule_to_start_timeout: How long a workflow task waits for this

@@ -32,7 +32,9 @@ from payments_lab.exercises import (
     lesson05,
     lesson06,
     lesson07,
+    lesson11,
 )
+from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
 from payments_lab.faults import FaultPlan
 from payments_lab.history import events_frame
 from payments_lab.lab import Lab, open_lab
@@ -85,10 +87,11 @@ def assert_deterministic(feedback: Feedback, lab: Lab) -> None:
 # Every exercise: the solution passes, the blank is not attempted.
 
 
-def test_every_lesson_from_1_to_7_has_exercises_named_in_order() -> None:
-    modules = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07]
+def test_every_lesson_with_exercises_has_them_named_in_order() -> None:
+    modules = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson11]
     assert [m.__name__.rsplit(".", 1)[1] for m in modules] == list(LESSONS)
-    for lesson, module in enumerate(modules, start=1):
+    for module in modules:
+        lesson = int(module.__name__.removeprefix("payments_lab.exercises.lesson"))
         assert module.EXERCISES, f"lesson {lesson} has no exercise"
         for number, exercise in enumerate(module.EXERCISES, start=1):
             assert (exercise.lesson, exercise.number) == (lesson, number)
@@ -145,6 +148,23 @@ def _failure_of_failed_events(history: Any) -> Any:
     return failed.failure.iloc[-1] if len(failed) else None
 
 
+async def _confirm_by_webhook(checkout: Any, payment_id: str) -> None:
+    await checkout.deliver_webhook(payment_id, ProcessorEvent("evt_x", AUTHENTICATED))
+
+
+async def _do_nothing(checkout: Any, payment_id: str) -> None:
+    pass
+
+
+async def _two_different_events(checkout: Any, payment_id: str) -> None:
+    for event_id in ("evt_1", "evt_2"):
+        await checkout.deliver_webhook(payment_id, ProcessorEvent(event_id, AUTHENTICATED))
+
+
+async def _deliver_once(checkout: Any, payment_id: str) -> None:
+    await checkout.deliver_webhook(payment_id, ProcessorEvent("evt_1", AUTHENTICATED))
+
+
 async def _cancel_at_once(lab: Lab, handle: Any) -> None:
     await handle.cancel()
 
@@ -199,6 +219,10 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson06.q2, lambda lab: _share_of_all_organizations, "organization_id="),
     (lesson07.q1, lambda lab: PaymentWorkflowWithFraudScreen, "Nondeterminism"),
     (lesson07.q2, lambda lab: True, "patch marker"),
+    (lesson11.q1, lambda lab: _confirm_by_webhook, "not by the customer's update"),
+    (lesson11.q1, lambda lab: _do_nothing, "deadline timer fired"),
+    (lesson11.q2, lambda lab: _two_different_events, "two different events"),
+    (lesson11.q2, lambda lab: _deliver_once, "not two"),
 ]
 
 
@@ -376,7 +400,7 @@ def test_every_exercise_is_checked_in_its_solution_notebook(exercise: Exercise) 
 
 def test_solution_notebooks_open_the_lab_and_import_their_lesson() -> None:
     paths = solution_paths()
-    assert [p.name[:2] for p in paths] == [f"{n:02d}" for n in range(1, 8)]
+    assert [p.name[:2] for p in paths] == [f"{n:02d}" for n in (*range(1, 8), 11)]
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
         first_code = next(c.source for c in notebook.cells if c.cell_type == "code")

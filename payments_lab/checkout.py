@@ -1,0 +1,130 @@
+"""The checkout's side of a payment that waits for the customer: start it, confirm it, deliver the processor's webhook.
+
+:class:`Checkout` starts :class:`~payments_lab.confirmation.ConfirmedPaymentWorkflow` through
+the kit's :class:`~payments_lab.service.PaymentService` (same workflow ids, search
+attributes and duplicate check), and turns a refused or late ``confirm`` update into one
+clear :class:`ConfirmationRefusedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from payments_lab.confirmation import ConfirmedPaymentWorkflow
+from payments_lab.confirmation_messages import (
+    CONFIRMATION_DEADLINE,
+    ConfirmationInput,
+    ConfirmationReceipt,
+    ConfirmationState,
+    CustomerAnswer,
+    ProcessorEvent,
+)
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.faults import FaultPlan
+from payments_lab.messages import PaymentOptions
+from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
+from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService
+
+
+class ConfirmationRefusedError(RuntimeError):
+    """The workflow refused a confirmation (too late, already decided, ended); nothing changed."""
+
+    def __init__(self, payment_id: str, reason: str) -> None:
+        self.payment_id = payment_id
+        self.reason = reason
+        super().__init__(f"confirmation of payment {payment_id!r} refused: {reason}")
+
+
+class Checkout:
+    """Start payments that wait for the customer, and carry the customer's and the processor's answers.
+
+    Args:
+        service: The payment service whose client, task queue and Web UI links to use; its
+            workers must run :class:`ConfirmedPaymentWorkflow` (the kit's workers do).
+        options: Retry and timeout options of the activities.
+    """
+
+    def __init__(self, service: PaymentService, *, options: PaymentOptions | None = None) -> None:
+        self.service = service
+        self.options = options or service.options
+
+    async def start(
+        self,
+        request: PaymentRequest,
+        *,
+        deadline: timedelta = CONFIRMATION_DEADLINE,
+        faults: FaultPlan | None = None,
+    ) -> PaymentHandle:
+        """Start the payment; it validates, then waits up to ``deadline`` for a confirmation.
+
+        Raises:
+            DuplicatePaymentError: this payment id was already submitted; nothing happened.
+        """
+        service = self.service
+        try:
+            handle = await service.client.start_workflow(
+                ConfirmedPaymentWorkflow.run,
+                ConfirmationInput(request, deadline, self.options, faults or FaultPlan()),
+                id=request.workflow_id,
+                task_queue=service.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(ORGANIZATION_ID, request.organization_id),
+                        SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
+                        SearchAttributePair(PAYMENT_CURRENCY, request.currency),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            raise DuplicatePaymentError(request.payment_id, await service.status(request.payment_id)) from None
+        return PaymentHandle(service, handle, request.payment_id)  # type: ignore[arg-type]
+
+    async def wait_until_waiting(self, payment_id: str, timeout: float = 10.0) -> ConfirmationState:
+        """Return once the payment waits for its confirmation (validated, not yet decided).
+
+        Raises:
+            TimeoutError: it was not waiting within ``timeout`` seconds (declined, or already decided).
+        """
+        async with asyncio.timeout(timeout):
+            while (state := await self.state(payment_id)).step != "confirm":
+                await asyncio.sleep(0.02)
+        return state
+
+    async def confirm(self, payment_id: str, *, approved: bool = True) -> ConfirmationReceipt:
+        """Send the customer's answer (the ``confirm`` update) and return the workflow's receipt.
+
+        Raises:
+            ConfirmationRefusedError: the workflow refused it (too late, already decided) or
+                has ended; the history records nothing of a refused update.
+        """
+        workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
+        try:
+            return await workflow.execute_update(
+                ConfirmedPaymentWorkflow.confirm, CustomerAnswer(approved), result_type=ConfirmationReceipt
+            )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise ConfirmationRefusedError(payment_id, reason) from None
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise ConfirmationRefusedError(payment_id, f"the payment's workflow has ended or does not exist ({err.message})") from None
+            raise
+
+    async def deliver_webhook(self, payment_id: str, event: ProcessorEvent) -> None:
+        """Deliver one processor webhook (the ``processor_webhook`` signal); redeliveries are harmless."""
+        workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
+        await workflow.signal(ConfirmedPaymentWorkflow.processor_webhook, event)
+
+    async def state(self, payment_id: str) -> ConfirmationState:
+        """Ask the workflow where the payment is and what it heard (the ``confirmation`` query)."""
+        workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
+        return await workflow.query(ConfirmedPaymentWorkflow.confirmation, result_type=ConfirmationState)

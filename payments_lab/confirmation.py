@@ -1,0 +1,194 @@
+"""A payment that waits for the customer: a ``confirm`` update, a deduplicated webhook signal, a durable deadline.
+
+Card payments often need the customer to confirm (3-D Secure) before the charge. This
+workflow validates the payment, then waits for a confirmation from either side:
+
+- the customer's checkout page sends the ``confirm`` **update**: the page must tell the
+  customer "confirmed" or "too late", and an update answers its caller, while its
+  validator refuses a confirmation that comes too late without writing anything to the
+  history;
+- the processor's webhook arrives as the ``processor_webhook`` **signal**: the processor
+  only needs its delivery acknowledged, and it delivers at least once, so the workflow
+  ignores an event id it has already seen.
+
+The wait has a deadline, a durable timer: with no answer within it (15 minutes by default)
+the payment is settled as ``cancelled``, through the same activity as a cancellation, and
+never stays ``pending``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    # Every module whose dataclasses cross the workflow's boundary must be in the sandbox:
+    # the data converter resolves their type hints through the sandbox's own modules.
+    from payments_lab.faults import FaultPlan  # noqa: F401
+    from payments_lab.messages import PaymentOptions  # noqa: F401
+    from payments_lab.activities import ChargeInput, NotifyInput, PaymentActivities, ValidateInput
+    from payments_lab.confirmation_messages import (
+        AUTHENTICATED,
+        ConfirmationInput,
+        ConfirmationReceipt,
+        ConfirmationState,
+        CustomerAnswer,
+        ProcessorEvent,
+    )
+    from payments_lab.domain import PaymentResult, PaymentStatus
+    from payments_lab.workflows import PaymentWorkflow, _cause
+
+__all__ = ["ConfirmedPaymentWorkflow", "REFUSED_TYPE"]
+
+REFUSED_TYPE = "ConfirmationRefused"
+"""The ``ApplicationError`` type of a ``confirm`` update the workflow refuses."""
+
+
+@workflow.defn
+class ConfirmedPaymentWorkflow(PaymentWorkflow):
+    """Validate, wait for the customer's confirmation (or the deadline), then charge and notify.
+
+    It inherits the payment workflow's ``progress`` query, its settle path and its final
+    status upsert; its ``run`` is its own.
+    """
+
+    @workflow.init
+    def __init__(self, input: ConfirmationInput) -> None:
+        super().__init__(input)  # type: ignore[arg-type]  # it reads only input.request
+        self._decision: str | None = None
+        self._decided_by: str | None = None
+        self._events: list[str] = []
+        self._duplicates = 0
+        self._deadline_text = f"{int(input.deadline.total_seconds() // 60)} minutes" if input.deadline.total_seconds() >= 60 else f"{input.deadline.total_seconds():g} s"
+
+    @workflow.query
+    def confirmation(self) -> ConfirmationState:
+        """Where the payment is, and what was heard from the customer and the processor."""
+        progress = self._progress
+        return ConfirmationState(
+            progress.payment_id,
+            progress.status,
+            progress.step,
+            self._decision,
+            self._decided_by,
+            tuple(self._events),
+            self._duplicates,
+        )
+
+    def _decide(self, approved: bool, by: str) -> None:
+        self._decision = "confirmed" if approved else "refused"
+        self._decided_by = by
+
+    @workflow.update
+    def confirm(self, answer: CustomerAnswer) -> ConfirmationReceipt:
+        """The customer's answer from the checkout page; refused by :meth:`_check_confirm` when too late."""
+        self._decide(answer.approved, "customer")
+        message = "confirmed: the payment is being charged" if answer.approved else "refused: the payment will be cancelled"
+        return ConfirmationReceipt(self._progress.payment_id, answer.approved, message)
+
+    @confirm.validator
+    def _check_confirm(self, answer: CustomerAnswer) -> None:
+        """Refuse a confirmation that cannot change the payment any more; nothing is recorded then."""
+        if self._decision == "expired":
+            raise ApplicationError(
+                f"too late: no confirmation arrived within {self._deadline_text}, so the payment was cancelled",
+                type=REFUSED_TYPE,
+            )
+        if self._decision is not None:
+            raise ApplicationError(f"already {self._decision} (by the {self._decided_by})", type=REFUSED_TYPE)
+        if self._progress.step == "done":
+            raise ApplicationError(f"the payment has ended: {self._progress.message}", type=REFUSED_TYPE)
+
+    @workflow.signal
+    def processor_webhook(self, event: ProcessorEvent) -> None:
+        """One webhook delivery; a redelivered event id is counted and otherwise ignored."""
+        if event.event_id in self._events:
+            self._duplicates += 1
+            return
+        self._events.append(event.event_id)
+        if self._decision is None and self._progress.step != "done":
+            self._decide(event.type == AUTHENTICATED, f"webhook {event.event_id}")
+
+    @workflow.run
+    async def run(self, input: ConfirmationInput) -> PaymentResult:  # type: ignore[override]
+        """Run the payment to its end and say how it ended."""
+        request, options, faults = input.request, input.options, input.faults
+        try:
+            try:
+                validation = await workflow.execute_activity_method(
+                    PaymentActivities.validate_payment,
+                    ValidateInput(request, faults.validate),
+                    start_to_close_timeout=options.validate_timeout,
+                    retry_policy=options.retry_policy,
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                return self._finish(PaymentStatus.FAILED, f"validation gave up: {_cause(err)}")
+            if not validation.valid:
+                return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
+
+            self._advance("confirm", PaymentStatus.PENDING, "waiting for the customer's confirmation")
+            try:
+                # A durable timer: it is on the server, and fires even if every worker is down meanwhile.
+                await workflow.wait_condition(
+                    lambda: self._decision is not None, timeout=input.deadline, timeout_summary="confirmation deadline"
+                )
+            except asyncio.TimeoutError:
+                if self._decision is None:  # an answer handled in the same task as the timer still counts
+                    self._decision, self._decided_by = "expired", "deadline"
+            if self._decision != "confirmed":
+                reason = (
+                    f"no confirmation within {self._deadline_text}"
+                    if self._decision == "expired"
+                    else f"refused by the {self._decided_by}"
+                )
+                return self._finish(await self._settle(PaymentStatus.CANCELLED, reason), reason)
+
+            self._advance("charge", PaymentStatus.PROCESSING, f"charging (confirmed by the {self._decided_by})")
+            try:
+                charge = await workflow.execute_activity_method(
+                    PaymentActivities.charge_payment,
+                    ChargeInput(request, faults.charge),
+                    start_to_close_timeout=options.charge_timeout,
+                    heartbeat_timeout=options.charge_heartbeat_timeout,
+                    retry_policy=options.retry_policy,
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                reason = f"charge gave up: {_cause(err)}"
+                return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
+            if not charge.success:
+                reason = f"charge failed: {charge.message}"
+                return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
+
+            self._advance("notify", PaymentStatus.COMPLETED, charge.message)
+            notified = True
+            try:
+                await workflow.execute_activity_method(
+                    PaymentActivities.send_notification,
+                    NotifyInput(
+                        request,
+                        PaymentResult(request.payment_id, PaymentStatus.COMPLETED, charge.message, request.amount, request.currency),
+                        faults.notify,
+                    ),
+                    start_to_close_timeout=options.notify_timeout,
+                    retry_policy=options.retry_policy,
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                notified = False
+            message = "Payment processed successfully" + ("" if notified else " (notification failed)")
+            return self._finish(PaymentStatus.COMPLETED, message, charge_id=charge.charge_id, notified=notified)
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):
+                raise
+            status = await self._settle(PaymentStatus.CANCELLED, "cancelled by request")
+            self._publish(status, f"cancelled by request; payment {status.value}")
+            raise

@@ -1,0 +1,187 @@
+"""The payment that waits for the customer, on the real dev server: update, webhook signal, durable deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.testing import TimeSkipper, WorkflowEnvironment
+
+from payments_lab.activities import PaymentActivities, SettleInput
+from payments_lab.checkout import Checkout, ConfirmationRefusedError
+from payments_lab.confirmation import ConfirmedPaymentWorkflow
+from payments_lab.confirmation_messages import AUTHENTICATED, AUTHENTICATION_FAILED, ProcessorEvent
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.exercises.checking import events_of
+from payments_lab.repository import PaymentRepository
+from payments_lab.service import DuplicatePaymentError, PaymentService
+from payments_lab.worker import create_worker
+
+from conftest import FAST, new_id
+
+
+@pytest.fixture
+async def checkout(client: Client, task_queue: str, activities: PaymentActivities) -> AsyncIterator[Checkout]:
+    """A checkout whose worker runs on the session's dev server."""
+    worker = create_worker(client, task_queue, activities)
+    async with worker:
+        yield Checkout(PaymentService(client, task_queue, options=FAST))
+
+
+def _request(amount: str = "25.00") -> PaymentRequest:
+    return PaymentRequest(new_id("c"), "org-acme", "u-1", amount, "EUR", "3-D Secure test")  # type: ignore[arg-type]
+
+
+async def _wait_for_step(checkout: Checkout, payment_id: str, step: str) -> None:
+    async with asyncio.timeout(10):
+        while (await checkout.state(payment_id)).step != step:
+            await asyncio.sleep(0.02)
+
+
+async def _event_names(handle: object) -> list[str]:
+    return [e.name for e in events_of(await handle.history())]  # type: ignore[attr-defined]
+
+
+async def test_a_confirmed_payment_is_charged_once_and_the_update_is_in_the_history(
+    checkout: Checkout, repository: PaymentRepository
+) -> None:
+    request = _request()
+    handle = await checkout.start(request)
+    await _wait_for_step(checkout, request.payment_id, "confirm")
+    assert repository.ledger(request.payment_id) == [], "nothing is charged before the customer confirms"
+    receipt = await checkout.confirm(request.payment_id)
+    assert receipt.approved and receipt.message.startswith("confirmed")
+    result = await handle.result()
+    assert result.status is PaymentStatus.COMPLETED
+    assert [e.kind for e in repository.ledger(request.payment_id)] == ["charge"]
+    names = await _event_names(handle)
+    assert names.count("WorkflowExecutionUpdateAccepted") == 1 and names.count("WorkflowExecutionUpdateCompleted") == 1
+    assert "TimerStarted" in names and "TimerCanceled" in names and "TimerFired" not in names
+
+
+async def test_a_second_confirmation_is_refused_and_leaves_no_trace(checkout: Checkout) -> None:
+    request = _request()
+    handle = await checkout.start(request)
+    await _wait_for_step(checkout, request.payment_id, "confirm")
+    await checkout.confirm(request.payment_id)
+    with pytest.raises(ConfirmationRefusedError, match="already confirmed|has ended"):
+        await checkout.confirm(request.payment_id, approved=False)
+    assert (await handle.result()).status is PaymentStatus.COMPLETED
+    assert (await _event_names(handle)).count("WorkflowExecutionUpdateAccepted") == 1
+
+
+async def test_the_webhook_delivered_twice_confirms_once(checkout: Checkout, repository: PaymentRepository) -> None:
+    request = _request()
+    handle = await checkout.start(request)
+    await _wait_for_step(checkout, request.payment_id, "confirm")
+    event = ProcessorEvent("evt_1", AUTHENTICATED)
+    await checkout.deliver_webhook(request.payment_id, event)
+    await checkout.deliver_webhook(request.payment_id, event)
+    result = await handle.result()
+    assert result.status is PaymentStatus.COMPLETED
+    assert len([e for e in repository.ledger(request.payment_id) if e.kind == "charge"]) == 1
+    assert (await _event_names(handle)).count("WorkflowExecutionSignaled") == 2
+    state = await checkout.state(request.payment_id)
+    assert (state.decision, state.decided_by, state.webhook_events, state.duplicate_webhooks) == (
+        "confirmed", "webhook evt_1", ("evt_1",), 1
+    )
+
+
+async def test_a_failed_authentication_webhook_cancels_without_charging(
+    checkout: Checkout, repository: PaymentRepository
+) -> None:
+    request = _request()
+    handle = await checkout.start(request)
+    await _wait_for_step(checkout, request.payment_id, "confirm")
+    await checkout.deliver_webhook(request.payment_id, ProcessorEvent("evt_2", AUTHENTICATION_FAILED))
+    result = await handle.result()
+    assert result.status is PaymentStatus.CANCELLED and "refused by the webhook evt_2" in result.message
+    assert repository.ledger(request.payment_id) == []
+
+
+async def test_the_customer_can_refuse(checkout: Checkout, repository: PaymentRepository) -> None:
+    request = _request()
+    handle = await checkout.start(request)
+    await _wait_for_step(checkout, request.payment_id, "confirm")
+    receipt = await checkout.confirm(request.payment_id, approved=False)
+    assert not receipt.approved
+    result = await handle.result()
+    assert result.status is PaymentStatus.CANCELLED and repository.ledger(request.payment_id) == []
+
+
+async def test_a_declined_request_never_waits(checkout: Checkout) -> None:
+    request = _request("-5")
+    result = await (await checkout.start(request)).result()
+    assert result.status is PaymentStatus.DECLINED
+    with pytest.raises(ConfirmationRefusedError, match="has ended"):
+        await checkout.confirm(request.payment_id)
+
+
+async def test_the_same_payment_id_is_refused_at_the_door(checkout: Checkout) -> None:
+    request = _request()
+    handle = await checkout.start(request)
+    with pytest.raises(DuplicatePaymentError):
+        await checkout.start(request)
+    await handle.cancel()
+    assert (await handle.result()).status is PaymentStatus.CANCELLED
+
+
+async def test_fifteen_minutes_without_an_answer_cancel_the_payment_with_time_skipping(
+    checkout: Checkout, repository: PaymentRepository
+) -> None:
+    """TimeSkipper on the dev server: the 15-minute durable timer fires in virtual time."""
+    service = checkout.service
+    skipping = Checkout(PaymentService(TimeSkipper(service.client).client, service.task_queue, options=FAST))
+    request = _request()
+    handle = await skipping.start(request)
+    result = await handle.result()
+    assert result.status is PaymentStatus.CANCELLED and result.message == "no confirmation within 15 minutes"
+    names = await _event_names(handle)
+    assert "TimerFired" in names and "WorkflowExecutionUpdateAccepted" not in names
+    assert repository.find_by_id(request.payment_id) is None and repository.ledger(request.payment_id) == []
+    assert (await handle.status()).payment_status is PaymentStatus.CANCELLED
+    with pytest.raises(ConfirmationRefusedError, match="has ended"):
+        await checkout.confirm(request.payment_id)
+
+
+async def test_a_confirmation_after_the_deadline_is_refused_while_the_payment_settles(
+    client: Client, task_queue: str, repository: PaymentRepository
+) -> None:
+    """The validator refuses once the deadline fired, even while the workflow still runs (a slow settle)."""
+    activities = PaymentActivities(repository, identity="test-worker")
+    release = asyncio.Event()
+
+    @activity.defn(name="settle_unfinished_payment")
+    async def slow_settle(input: SettleInput) -> PaymentStatus:
+        await release.wait()
+        return await activities.settle_unfinished_payment(input)
+
+    worker = Worker(
+        client, task_queue=task_queue, workflows=[ConfirmedPaymentWorkflow], activities=[activities.validate_payment, slow_settle]
+    )
+    async with worker:
+        checkout = Checkout(PaymentService(client, task_queue, options=FAST))
+        request = _request()
+        handle = await checkout.start(request, deadline=timedelta(milliseconds=300))
+        await _wait_for_step(checkout, request.payment_id, "settle")
+        with pytest.raises(ConfirmationRefusedError, match="too late: no confirmation arrived within 0.3 s"):
+            await checkout.confirm(request.payment_id)
+        release.set()
+        result = await handle.result()
+    assert result.status is PaymentStatus.CANCELLED
+    assert "WorkflowExecutionUpdateAccepted" not in await _event_names(handle)
+
+
+async def test_the_deadline_on_the_java_time_skipping_server(time_skipping: WorkflowEnvironment, task_queue: str) -> None:
+    repository = PaymentRepository()
+    activities = PaymentActivities(repository, identity="test-worker")
+    async with create_worker(time_skipping.client, task_queue, activities):
+        checkout = Checkout(PaymentService(time_skipping.client, task_queue, options=FAST))
+        request = _request()
+        result = await (await checkout.start(request)).result()
+    assert result.status is PaymentStatus.CANCELLED and result.message == "no confirmation within 15 minutes"
