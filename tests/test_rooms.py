@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import processes_marked
+from payments_lab.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,13 +73,16 @@ def test_the_dev_container_names_only_commands_that_work(tmp_path: Path) -> None
     env = room_environment(
         tmp_path / "home", CODESPACE_NAME="fuzzy-space-7x9", GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN="app.github.dev"
     )
-    subprocess.run(["bash", "-c", config["postStartCommand"]], cwd=workdir, env=env, check=True, timeout=30)
+    # The same command, on free ports: another run on this machine may hold 7233 and 8233.
+    grpc, ui = free_port(), free_port()
+    command = config["postStartCommand"].replace("--port 7233", f"--port {grpc}").replace("--ui-port 8233", f"--ui-port {ui}")
+    subprocess.run(["bash", "-c", command], cwd=workdir, env=env, check=True, timeout=30)
     session = session_of(tmp_path / "home")
     try:
-        assert session["address"] == "127.0.0.1:7233"
-        assert session["ui_url"] == "https://fuzzy-space-7x9-8233.app.github.dev"
+        assert session["address"] == f"127.0.0.1:{grpc}"
+        assert session["ui_url"] == f"https://fuzzy-space-7x9-{ui}.app.github.dev"
         assert session["db_file"] == ".lab-state/temporal.sqlite"
-        assert find_session_in_a_kernel(env) == "lab session https://fuzzy-space-7x9-8233.app.github.dev"
+        assert find_session_in_a_kernel(env) == f"lab session https://fuzzy-space-7x9-{ui}.app.github.dev"
     finally:
         end_session(session, env)
 
