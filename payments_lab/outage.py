@@ -56,10 +56,12 @@ class OutageWatch:
         host, _, port = self.address.rpartition(":")
         while True:
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 1.0)
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 5.0)
                 writer.close()
-            except (OSError, TimeoutError, ValueError):
-                self.saw_outage = True
+            except TimeoutError:
+                pass  # slow to answer (a busy machine) is not gone
+            except OSError:
+                self.saw_outage = True  # refused: nothing listens there
             await asyncio.sleep(self.every)
 
     async def __aenter__(self) -> OutageWatch:

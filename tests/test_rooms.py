@@ -52,7 +52,8 @@ def find_session_in_a_kernel(env: dict[str, str]) -> str:
         "import asyncio\n"
         "from payments_lab.client import connect\n"
         "c = asyncio.run(connect(start_server=False))\n"
-        "print(c.source.split(' of ')[0], c.ui_url)\n"
+        "print(c.source.split(' of ')[0], c.ui_url, flush=True)\n"
+        "import os; os._exit(0)  # Temporal's core can abort a short process's teardown (sdk-python#300)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr

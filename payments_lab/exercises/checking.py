@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -18,7 +19,7 @@ from payments_lab.exercises import Mismatch
 from payments_lab.faults import FaultPlan
 from payments_lab.lab import Lab
 from payments_lab.messages import PaymentOptions
-from payments_lab.outage import RECOVERY_ALLOWANCE, OutageWatch
+from payments_lab.outage import RECOVERY_ALLOWANCE, OutageWatch, outage_wait
 from payments_lab.repository import AttemptRecord, PaymentRepository
 from payments_lab.service import PaymentHandle, PaymentService
 
@@ -226,6 +227,7 @@ async def await_result(
     """
     address = handle.service.client.service_client.config.target_host
     window = deadline
+    give_up = time.monotonic() + deadline + outage_wait().total_seconds()
     while True:
         async with OutageWatch(address) as watch:
             try:
@@ -234,7 +236,7 @@ async def await_result(
                 return None  # terminated, or failed for a reason its history tells
             except TimeoutError:
                 pass
-        if watch.saw_outage:
+        if watch.saw_outage and time.monotonic() < give_up:
             # The server was away: no verdict on the payment. Once it answers, wait again,
             # and give the workers time to find it back.
             await handle.status()
