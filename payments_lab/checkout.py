@@ -26,13 +26,14 @@ from payments_lab.confirmation_messages import (
     ProcessorEvent,
 )
 from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan
 from payments_lab.messages import PaymentOptions
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService
 
 
-class ConfirmationRefusedError(RuntimeError):
+class ConfirmationRefusedError(PaymentsLabError, RuntimeError):
     """The workflow refused a confirmation (too late, already decided, ended); nothing changed."""
 
     def __init__(self, payment_id: str, reason: str) -> None:

@@ -15,6 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
+from payments_lab.errors import PaymentsLabError
+
 EXIT_OK = 0
 """The command did what was asked (for ``pay``: the payment completed)."""
 EXIT_PAYMENT_NOT_DONE = 1
@@ -25,7 +27,7 @@ EXIT_UNAVAILABLE = 3
 """No server could be reached, or the payment asked for does not exist."""
 
 
-class UsageError(Exception):
+class UsageError(PaymentsLabError):
     """Arguments that parse but make no sense; reported in one line with exit code 2."""
 
 
@@ -542,6 +544,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TemporalUnavailableError, TemporalNotFoundError, PaymentNotFoundError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except PaymentsLabError as err:  # anything else the kit refused, in its own words
+        print(f"{prog}: {err}", file=sys.stderr)
+        return EXIT_PAYMENT_NOT_DONE
     except KeyboardInterrupt:
         return 130
 

@@ -30,6 +30,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.converter import DATA_CONVERTER
+from payments_lab.errors import PaymentsLabError
 from payments_lab.links import ui_route
 from payments_lab.search_attributes import ALL as SEARCH_ATTRIBUTES
 from payments_lab.server import EmbeddedServer, read_session
@@ -79,7 +80,7 @@ def web_ui_url(address: str, namespace: str) -> str | None:
     return None
 
 
-class TemporalUnavailableError(RuntimeError):
+class TemporalUnavailableError(PaymentsLabError, RuntimeError):
     """No Temporal server could be found or reached."""
 
 

@@ -26,6 +26,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 from payments_lab.converter import DATA_CONVERTER
+from payments_lab.errors import PaymentsLabError
 
 KEY_ENV = "PAYMENTS_LAB_CODEC_KEY"
 """The environment variable that holds the key, base64 of 32 random bytes."""
@@ -40,11 +41,11 @@ _NONCE_BYTES = 12
 _KEY_BYTES = 32
 
 
-class CodecKeyError(RuntimeError):
+class CodecKeyError(PaymentsLabError, RuntimeError):
     """The codec key is missing or malformed; the message says how to set one."""
 
 
-class PayloadDecryptionError(ValueError):
+class PayloadDecryptionError(PaymentsLabError, ValueError):
     """A payload could not be decrypted: another key, or altered bytes."""
 
 

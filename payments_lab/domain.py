@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 
 from payments_lab.currencies import minor_units
+from payments_lab.errors import PaymentsLabError
 
 MAX_AMOUNT = Decimal("1000000")
 """Largest amount accepted for one payment, in major units of its currency."""
@@ -95,7 +96,11 @@ _TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 }
 
 
-class InvalidTransitionError(ValueError):
+class RequestRefusedError(PaymentsLabError, ValueError):
+    """A payment request that must not reach Temporal or the database (see :data:`FIELD_LIMITS`)."""
+
+
+class InvalidTransitionError(PaymentsLabError, ValueError):
     """A payment was asked to move to a status its life-cycle does not allow."""
 
 
@@ -201,7 +206,7 @@ class PaymentRequest:
             _require_str(name, getattr(self, name))
         problems = [problem for name in _TEXT_FIELDS for problem in text_problems(name, getattr(self, name))]
         if problems:
-            raise ValueError("payment request refused: " + "; ".join(problems))
+            raise RequestRefusedError("payment request refused: " + "; ".join(problems))
         object.__setattr__(self, "amount", coerce_amount(self.amount))
 
     @property

@@ -17,11 +17,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from payments_lab.errors import PaymentsLabError
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import LabSession, read_session, state_dir
 
 
-class LedgerMismatchError(ValueError):
+class LedgerMismatchError(PaymentsLabError, ValueError):
     """A worker was pointed at another repository than the one its lab session shares."""
 
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from payments_lab.domain import Payment, PaymentStatus
+from payments_lab.errors import PaymentsLabError
 
 DEMO_ORGANIZATIONS: dict[str, str] = {
     "org-acme": "Acme Corporation",
@@ -166,7 +167,7 @@ _SETTLED = (PaymentStatus.CANCELLED, PaymentStatus.FAILED, PaymentStatus.REFUNDE
 """Statuses a settled payment ends in."""
 
 
-class ChargeRefusedError(RuntimeError):
+class ChargeRefusedError(PaymentsLabError, RuntimeError):
     """The payment is not in a state that can be charged (for example it was cancelled)."""
 
 

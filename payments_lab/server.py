@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from payments_lab import processes
+from payments_lab.errors import PaymentsLabError
 from payments_lab.links import UiRoute, ui_route
 from payments_lab.search_attributes import ALL as SEARCH_ATTRIBUTES
 
@@ -29,7 +30,7 @@ DEFAULT_TIMER_GRANULARITY = timedelta(milliseconds=10)
 """How late a timer or retry may fire on the embedded server (Temporal's default is ~1 s)."""
 
 
-class TemporalNotFoundError(RuntimeError):
+class TemporalNotFoundError(PaymentsLabError, RuntimeError):
     """The ``temporal`` CLI binary is not installed where the kit looks for it."""
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -29,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.client import workflow_url
 from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, text_problems, workflow_id_for
+from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan
 from payments_lab.outage import ride_out
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
@@ -48,11 +50,11 @@ _WORKFLOW_STATUS_NAMES = {
 }
 
 
-class PaymentNotFoundError(LookupError):
+class PaymentNotFoundError(PaymentsLabError, LookupError):
     """No workflow runs the payment asked for."""
 
 
-class DuplicatePaymentError(RuntimeError):
+class DuplicatePaymentError(PaymentsLabError, RuntimeError):
     """A payment id was submitted a second time; nothing was started or charged again."""
 
     def __init__(self, payment_id: str, existing: PaymentStatusReport) -> None:
@@ -328,12 +330,8 @@ class PaymentService:
         Raises:
             PaymentNotFoundError: no workflow runs this payment.
         """
-        try:
+        with _not_found_as(payment_id):
             return await self.handle(payment_id).status()
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                raise PaymentNotFoundError(f"no payment {payment_id!r} (no workflow {workflow_id_for(payment_id)})") from None
-            raise
 
     async def cancel(self, payment_id: str) -> None:
         """Cancel one payment (the seed's ``cancelWorkflow``).
@@ -341,12 +339,8 @@ class PaymentService:
         Raises:
             PaymentNotFoundError: no workflow runs this payment.
         """
-        try:
+        with _not_found_as(payment_id):
             await self.handle(payment_id).cancel()
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                raise PaymentNotFoundError(f"no payment {payment_id!r} (no workflow {workflow_id_for(payment_id)})") from None
-            raise
 
     def visibility_query(self, *, organization_id: str | None = None, status: PaymentStatus | str | None = None, extra: str | None = None) -> str:
         """The visibility query that selects this service's payments."""
@@ -402,6 +396,17 @@ class PaymentService:
             by_status={s.value: n for s, n in zip(PaymentStatus, per_status) if n},
             mean_execution_time=timedelta(seconds=statistics.fmean(durations)) if durations else None,
         )
+
+
+@contextmanager
+def _not_found_as(payment_id: str) -> Iterator[None]:
+    """Turn the server's NOT_FOUND for ``payment_id`` into :class:`PaymentNotFoundError`."""
+    try:
+        yield
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise PaymentNotFoundError(f"no payment {payment_id!r} (no workflow {workflow_id_for(payment_id)})") from None
+        raise
 
 
 def _quote(value: str) -> str:

@@ -191,3 +191,24 @@ def test_unknown_statuses_name_the_valid_ones() -> None:
     assert PaymentStatus(" Completed ") is PaymentStatus.COMPLETED
     with pytest.raises(ValueError, match="unknown payment status 'complete'; use one of: pending, processing"):
         PaymentStatus("complete")
+
+
+def test_every_error_the_kit_raises_on_purpose_has_one_root() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import payments_lab
+    from payments_lab.errors import PaymentsLabError
+
+    errors = {}
+    for module in pkgutil.walk_packages(payments_lab.__path__, "payments_lab."):
+        if module.name.endswith("__main__"):
+            continue  # running it is the command line
+        loaded = importlib.import_module(module.name)
+        for name, value in vars(loaded).items():
+            if inspect.isclass(value) and issubclass(value, Exception) and value.__module__ == loaded.__name__:
+                errors[f"{loaded.__name__}.{name}"] = value
+    outside = sorted(name for name, cls in errors.items() if not issubclass(cls, PaymentsLabError) and not name.endswith(".Mismatch"))
+    assert outside == [], f"errors outside PaymentsLabError: {outside}"
+    assert len(errors) >= 10
