@@ -27,6 +27,7 @@ from matplotlib.patches import Patch
 from temporalio.client import WorkflowHistory
 from temporalio.common import RetryPolicy
 
+from payments_lab.arguments import whole_number
 from payments_lab.history import (
     ATTEMPT_COLUMNS,
     FleetSummary,
@@ -384,8 +385,7 @@ def swimlanes_chart(
     """
     if align not in ("start", "clock"):
         raise ValueError(f"align must be 'start' or 'clock', got {align!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be a whole number >= 1, got {limit!r}")
+    whole_number("limit", limit, minimum=1)
     every = [h for h in _list(histories) if h.events]
     if not every:
         raise ValueError("no history to draw")

@@ -215,9 +215,17 @@ class PaymentRequest:
         return workflow_id_for(self.payment_id)
 
 
+_WORKFLOW_ID_PREFIX = "payment-"
+
+
 def workflow_id_for(payment_id: str) -> str:
     """Return the workflow id that runs payment ``payment_id``."""
-    return f"payment-{payment_id}"
+    return f"{_WORKFLOW_ID_PREFIX}{payment_id}"
+
+
+def payment_id_of(workflow_id: str) -> str:
+    """Return the payment a workflow id runs: the inverse of :func:`workflow_id_for`."""
+    return workflow_id.removeprefix(_WORKFLOW_ID_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,10 @@ Two levels:
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
-
-
-def _check_seconds(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+from payments_lab.arguments import rate, seconds, whole_number
 
 
 @dataclass(frozen=True)
@@ -44,9 +35,9 @@ class StepFaults:
     """Charge only: the processor declines the card. A business answer, never retried."""
 
     def __post_init__(self) -> None:
-        _check_count("fail_first", self.fail_first)
-        _check_count("hang_first", self.hang_first)
-        _check_seconds("delay", self.delay)
+        whole_number("fail_first", self.fail_first)
+        whole_number("hang_first", self.hang_first)
+        seconds("delay", self.delay)
 
 
 @dataclass(frozen=True)
@@ -92,10 +83,8 @@ class FaultProfile:
     """Seed of the failure draws."""
 
     def __post_init__(self) -> None:
-        rate = self.charge_failure_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ValueError(f"charge_failure_rate must be between 0 and 1, got {rate!r}")
-        _check_seconds("charge_latency", self.charge_latency)
+        rate("charge_failure_rate", self.charge_failure_rate)
+        seconds("charge_latency", self.charge_latency)
 
     def charge_fails(self, payment_id: str, attempt: int) -> bool:
         """Whether attempt ``attempt`` of charging ``payment_id`` fails under this profile."""

@@ -23,6 +23,7 @@ from decimal import Decimal
 import pandas as pd
 from tqdm.auto import tqdm
 
+from payments_lab.arguments import rate, whole_number
 from payments_lab.currencies import minor_units
 from payments_lab.domain import PaymentRequest, PaymentResult, coerce_amount
 from payments_lab.faults import FaultPlan, StepFaults
@@ -34,11 +35,6 @@ DEFAULT_CONCURRENCY = 50
 """Payments in flight at once: enough to keep a 2-core dev server busy without piling up."""
 
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}")
-
-
-def _check_rate(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a share between 0 and 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -68,18 +64,16 @@ class FleetPlan:
     """Start of every payment id: ``<prefix>-<run token>-<index>``."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
-            raise ValueError(f"count must be a whole number >= 0, got {self.count!r}")
-        _check_rate("charge_failure_rate", self.charge_failure_rate)
-        _check_rate("decline_rate", self.decline_rate)
+        whole_number("count", self.count)
+        rate("charge_failure_rate", self.charge_failure_rate)
+        rate("decline_rate", self.decline_rate)
         if self.charge_failure_rate + self.decline_rate > 1:
             raise ValueError(
                 f"charge_failure_rate + decline_rate must not exceed 1, got "
                 f"{self.charge_failure_rate} + {self.decline_rate}"
             )
         failures = self.max_charge_failures
-        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
-            raise ValueError(f"max_charge_failures must be a whole number >= 1, got {failures!r}")
+        whole_number("max_charge_failures", failures, minimum=1)
         if isinstance(self.organizations, str) or not self.organizations:
             raise ValueError("organizations must be a non-empty tuple of organization ids")
         if isinstance(self.currencies, str) or not self.currencies:
@@ -270,8 +264,7 @@ async def run_fleet(
         plan = FleetPlan(count=plan)
     if not isinstance(plan, FleetPlan):
         raise TypeError(f"plan must be a FleetPlan or a number of payments, not {type(plan).__name__}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+    whole_number("concurrency", concurrency, minimum=1)
     planned = plan_fleet(plan, run_token=run_token)
     outcomes: list[FleetPayment | None] = [None] * len(planned)
     semaphore = asyncio.Semaphore(concurrency)

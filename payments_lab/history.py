@@ -35,7 +35,8 @@ from temporalio.common import RetryPolicy
 from tqdm.auto import tqdm
 
 from payments_lab.activities import STEPS
-from payments_lab.domain import PaymentStatus
+from payments_lab.arguments import whole_number
+from payments_lab.domain import PaymentStatus, payment_id_of
 from payments_lab.outage import ride_out
 from payments_lab.repository import AttemptRecord
 from payments_lab.retries import retry_delay
@@ -287,8 +288,7 @@ async def fetch_histories(
     """
     if (workflows is None) == (query is None):
         raise ValueError("pass either workflows (ids or (id, run id) pairs) or a visibility query, not both")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+    whole_number("concurrency", concurrency, minimum=1)
     if query is not None:
         targets = [(execution.id, execution.run_id) async for execution in client.list_workflows(query)]
     else:
@@ -748,7 +748,7 @@ def payments_frame(histories: WorkflowHistory | Iterable[WorkflowHistory]) -> pd
             {
                 "workflow_id": workflow_id,
                 "run_id": _run_id(history),
-                "payment_id": request.get("payment_id") or workflow_id.removeprefix("payment-"),
+                "payment_id": request.get("payment_id") or payment_id_of(workflow_id),
                 "organization_id": request.get("organization_id"),
                 "amount": _amount(request.get("amount")),
                 "currency": request.get("currency"),

@@ -12,6 +12,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
+from payments_lab.arguments import whole_number
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan
 
@@ -62,8 +63,7 @@ class PaymentOptions:
             )
         if self.backoff_coefficient < 1:
             raise ValueError(f"backoff_coefficient must be >= 1, got {self.backoff_coefficient}")
-        if isinstance(self.maximum_attempts, bool) or not isinstance(self.maximum_attempts, int) or self.maximum_attempts < 0:
-            raise ValueError(f"maximum_attempts must be a whole number >= 0, got {self.maximum_attempts!r}")
+        whole_number("maximum_attempts", self.maximum_attempts)
         for name in ("charge_heartbeat_timeout", "charge_schedule_to_close_timeout"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, timedelta) or value <= timedelta(0)):

@@ -8,6 +8,8 @@ from datetime import timedelta
 import pandas as pd
 from temporalio.common import RetryPolicy
 
+from payments_lab.arguments import whole_number
+
 DEFAULT_MAXIMUM_INTERVAL_FACTOR = 100
 """Without a maximum interval, Temporal caps each wait at this many initial intervals."""
 
@@ -46,8 +48,7 @@ def retry_delay(policy: RetryPolicy, attempt: int) -> timedelta:
     Raises:
         ValueError: ``attempt`` is below 1, or the policy is invalid.
     """
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-        raise ValueError(f"attempt must be a whole number >= 1, got {attempt!r}")
+    whole_number("attempt", attempt, minimum=1)
     cap = maximum_interval(policy)
     if attempt == 1:
         return timedelta(0)

@@ -29,7 +29,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exce
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.client import workflow_url
-from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, text_problems, workflow_id_for
+from payments_lab.domain import (
+    PaymentRequest,
+    PaymentResult,
+    PaymentStatus,
+    payment_id_of,
+    text_problems,
+    workflow_id_for,
+)
 from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan
 from payments_lab.outage import ride_out
@@ -139,7 +146,7 @@ def _report(execution: WorkflowExecution, ui_url: Callable[[str], str | None]) -
     status = attributes.get(PAYMENT_STATUS)
     workflow_id = execution.id
     return PaymentStatusReport(
-        payment_id=workflow_id.removeprefix("payment-"),
+        payment_id=payment_id_of(workflow_id),
         workflow_id=workflow_id,
         run_id=execution.run_id,
         workflow_status=_WORKFLOW_STATUS_NAMES.get(execution.status, "unknown") if execution.status else "unknown",

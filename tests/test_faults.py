@@ -39,7 +39,7 @@ def test_profile_defaults_are_the_seed_chapter() -> None:
 
 @pytest.mark.parametrize("rate", [-0.1, 1.5, True])
 def test_profile_refuses_rates_outside_0_1(rate: object) -> None:
-    with pytest.raises(ValueError, match="charge_failure_rate must be between 0 and 1"):
+    with pytest.raises(ValueError, match="charge_failure_rate must be a share between 0 and 1"):
         FaultProfile(charge_failure_rate=rate)  # type: ignore[arg-type]
 
 
