@@ -21,6 +21,7 @@ from payments_lab.domain import (
     PaymentRequest,
     PaymentResult,
     PaymentStatus,
+    Step,
     ValidationResult,
     validate_request,
 )
@@ -85,10 +86,10 @@ class SettleInput:
 
 
 STEPS: dict[str, str] = {
-    "validate_payment": "validate",
-    "charge_payment": "charge",
-    "send_notification": "notify",
-    "settle_unfinished_payment": "settle",
+    "validate_payment": Step.VALIDATE.value,
+    "charge_payment": Step.CHARGE.value,
+    "send_notification": Step.NOTIFY.value,
+    "settle_unfinished_payment": Step.SETTLE.value,
 }
 """The step each activity type performs."""
 
@@ -208,7 +209,7 @@ class PaymentActivities:
         request = input.request
         async with self._attempt(request.payment_id):
             activity.logger.info("Validating payment %s of %s %s", request.payment_id, request.amount, request.currency)
-            await self._before_work("validate", input.faults)
+            await self._before_work(Step.VALIDATE, input.faults)
             result = validate_request(request, self.repository.organization_exists)
             if not result.valid:
                 activity.logger.info("Payment %s declined: %s", request.payment_id, result.message)
@@ -277,7 +278,7 @@ class PaymentActivities:
         request, result = input.request, input.result
         async with self._attempt(request.payment_id):
             activity.logger.info("Notifying payment %s: %s", request.payment_id, result.status)
-            await self._before_work("notify", input.faults)
+            await self._before_work(Step.NOTIFY, input.faults)
             return send_notifications(self.repository, request, result)
 
     @activity.defn(name="settle_unfinished_payment")

@@ -28,6 +28,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.common import RetryPolicy
 
 from payments_lab.arguments import whole_number
+from payments_lab.domain import Step
 from payments_lab.history import (
     ATTEMPT_COLUMNS,
     FleetSummary,
@@ -40,10 +41,10 @@ from payments_lab.history import (
 from payments_lab.retries import retry_delay
 
 STEP_COLOURS: dict[str, str] = {
-    "validate": "#4C72B0",
-    "charge": "#DD8452",
-    "notify": "#55A868",
-    "settle": "#8172B3",
+    Step.VALIDATE: "#4C72B0",
+    Step.CHARGE: "#DD8452",
+    Step.NOTIFY: "#55A868",
+    Step.SETTLE: "#8172B3",
 }
 """Colour of each payment step."""
 

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         CustomerAnswer,
         ProcessorEvent,
     )
-    from payments_lab.domain import PaymentResult, PaymentStatus
+    from payments_lab.domain import PaymentResult, PaymentStatus, Step
     from payments_lab.workflows import PaymentWorkflow, _cause
 
 __all__ = ["ConfirmedPaymentWorkflow", "REFUSED_TYPE"]
@@ -99,7 +99,7 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
             )
         if self._decision is not None:
             raise ApplicationError(f"already {self._decision} (by the {self._decided_by})", type=REFUSED_TYPE)
-        if self._progress.step == "done":
+        if self._progress.step == Step.DONE:
             raise ApplicationError(f"the payment has ended: {self._progress.message}", type=REFUSED_TYPE)
 
     @workflow.signal
@@ -109,7 +109,7 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
             self._duplicates += 1
             return
         self._events.append(event.event_id)
-        if self._decision is None and self._progress.step != "done":
+        if self._decision is None and self._progress.step != Step.DONE:
             self._decide(event.type == AUTHENTICATED, f"webhook {event.event_id}")
 
     @workflow.run
@@ -148,7 +148,7 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
                 )
                 return self._finish(await self._settle(PaymentStatus.CANCELLED, reason), reason)
 
-            self._advance("charge", PaymentStatus.PROCESSING, f"charging (confirmed by the {self._decided_by})")
+            self._advance(Step.CHARGE.value, PaymentStatus.PROCESSING, f"charging (confirmed by the {self._decided_by})")
             try:
                 charge = await workflow.execute_activity_method(
                     PaymentActivities.charge_payment,
@@ -167,7 +167,7 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
                 reason = f"charge failed: {charge.message}"
                 return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
 
-            self._advance("notify", PaymentStatus.COMPLETED, charge.message)
+            self._advance(Step.NOTIFY.value, PaymentStatus.COMPLETED, charge.message)
             notified = True
             try:
                 await workflow.execute_activity_method(

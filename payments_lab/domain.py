@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from enum import Enum
+from enum import Enum, StrEnum
 
 from payments_lab.currencies import minor_units
 from payments_lab.errors import PaymentsLabError
@@ -38,6 +38,20 @@ Keyword search attributes (at most 2,048 bytes each). Validation's own rules are
 
 _TEXT_FIELDS = tuple(FIELD_LIMITS)
 _DESCRIPTION_CONTROLS_ALLOWED = frozenset("\t\n\r")
+
+
+class Step(StrEnum):
+    """The steps of a payment, in the order they run.
+
+    ``settle`` ends a payment that will not complete (refunding it if it was charged);
+    ``done`` is where the ``progress`` query says a payment that has ended is.
+    """
+
+    VALIDATE = "validate"
+    CHARGE = "charge"
+    NOTIFY = "notify"
+    SETTLE = "settle"
+    DONE = "done"
 
 
 class PaymentStatus(str, Enum):

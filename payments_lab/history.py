@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from payments_lab.activities import STEPS
 from payments_lab.arguments import whole_number
-from payments_lab.domain import PaymentStatus, payment_id_of
+from payments_lab.domain import PaymentStatus, Step, payment_id_of
 from payments_lab.outage import ride_out
 from payments_lab.repository import AttemptRecord
 from payments_lab.retries import retry_delay
@@ -44,7 +44,7 @@ from payments_lab.retries import retry_delay
 DEFAULT_CONCURRENCY = 32
 """Histories fetched at once by :func:`fetch_histories`: enough to keep a local server busy."""
 
-STEP_ORDER = ("validate", "charge", "notify", "settle")
+STEP_ORDER = tuple(step.value for step in Step if step is not Step.DONE)
 """The payment's steps in the order they run, for tables and charts."""
 
 ACTIVITY_OUTCOMES = ("completed", "failed", "timed out", "cancelled", "scheduled")

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         SettleInput,
         ValidateInput,
     )
-    from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus
+    from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, Step
     from payments_lab.messages import PaymentInput, PaymentOptions, PaymentProgress
     from payments_lab.search_attributes import PAYMENT_STATUS
 
@@ -43,7 +43,7 @@ class PaymentWorkflow:
     @workflow.init
     def __init__(self, input: PaymentInput) -> None:
         self._request = input.request
-        self._progress = PaymentProgress(input.request.payment_id, PaymentStatus.PENDING, "validate", "queued")
+        self._progress = PaymentProgress(input.request.payment_id, PaymentStatus.PENDING, Step.VALIDATE.value, "queued")
 
     @workflow.query
     def progress(self) -> PaymentProgress:
@@ -70,10 +70,10 @@ class PaymentWorkflow:
         it is.
         """
         workflow.upsert_search_attributes([PAYMENT_STATUS.value_set(status.value)])
-        self._advance("done", status, message)
+        self._advance(Step.DONE.value, status, message)
 
     async def _settle(self, status: PaymentStatus, reason: str) -> PaymentStatus:
-        self._advance("settle", self._progress.status, reason)
+        self._advance(Step.SETTLE.value, self._progress.status, reason)
         return await workflow.execute_activity_method(
             PaymentActivities.settle_unfinished_payment,
             SettleInput(self._progress.payment_id, status, reason),
@@ -111,7 +111,7 @@ class PaymentWorkflow:
                 return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
 
             await self.before_charge(request)
-            self._advance("charge", PaymentStatus.PROCESSING, "charging")
+            self._advance(Step.CHARGE.value, PaymentStatus.PROCESSING, "charging")
             try:
                 charge = await workflow.execute_activity_method(
                     PaymentActivities.charge_payment,
@@ -133,7 +133,7 @@ class PaymentWorkflow:
                 reason = f"charge failed: {charge.message}"
                 return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
 
-            self._advance("notify", PaymentStatus.COMPLETED, charge.message)
+            self._advance(Step.NOTIFY.value, PaymentStatus.COMPLETED, charge.message)
             notified = True
             try:
                 await _execute(
