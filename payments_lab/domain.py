@@ -173,8 +173,8 @@ def text_problems(name: str, value: str) -> list[str]:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
         problems.append(
-            f"{name} is not valid text: character {err.start + 1} is {value[err.start]!r}, a byte that is "
-            "not UTF-8 (set your terminal or file to UTF-8)"
+            f"{name} is not valid text: character {err.start + 1} is {value[err.start]!r}, a lone surrogate "
+            "(often a byte from a terminal or file that is not UTF-8: set it to UTF-8)"
         )
     controls_allowed = _DESCRIPTION_CONTROLS_ALLOWED if name == "description" else frozenset()
     categories = ("Cc",) if name == "description" else ("Cc", "Cf")
