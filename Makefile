@@ -26,6 +26,7 @@ lab: bytecode
 	$(BIN)/payments-lab lab
 
 test: bytecode
+	$(BIN)/ruff check payments_lab tests tools bench conftest.py
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 bench: bytecode

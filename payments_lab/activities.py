@@ -8,7 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -98,7 +98,7 @@ def send_notifications(repository: PaymentRepository, request: PaymentRequest, r
     """Send the payment's email and webhook: the kit records them in the repository instead."""
     # What the customer reads: how the payment ended, never how many attempts it took.
     message = f"Payment {request.payment_id} of {request.amount} {request.currency}: {result.status.value}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     channels = (
         ("email", f"{request.user_id}@{request.organization_id}.example"),
         ("webhook", f"https://{request.organization_id}.example/hooks/payments"),
@@ -156,7 +156,7 @@ class PaymentActivities:
                 workflow_id=info.workflow_id or "",
                 run_id=info.workflow_run_id or "",
                 worker=self.identity,
-                started_at=datetime.now(timezone.utc),
+                started_at=datetime.now(UTC),
                 ended_at=None,
                 outcome="running",
                 due_at=info.current_attempt_scheduled_time,

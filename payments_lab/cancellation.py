@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
@@ -84,7 +84,7 @@ def cancel_timing(payment_id: str, history: WorkflowHistory, attempts: Sequence[
     requested_at = workflow_end = None
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED and requested_at is None:
-            requested_at = event.event_time.ToDatetime(tzinfo=timezone.utc)
+            requested_at = event.event_time.ToDatetime(tzinfo=UTC)
         workflow_end = _CLOSED.get(event.event_type, workflow_end)
     running = None
     if requested_at is not None:

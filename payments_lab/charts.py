@@ -31,8 +31,8 @@ from payments_lab.arguments import whole_number
 from payments_lab.domain import Step
 from payments_lab.history import (
     ATTEMPT_COLUMNS,
-    FleetSummary,
     STEP_ORDER,
+    FleetSummary,
     activity_spans,
     fleet_summary,
     payments_frame,

@@ -368,7 +368,7 @@ def _room_learners(args: argparse.Namespace) -> list[str]:
         raise UsageError(str(err)) from None
 
 
-def _print_room(learners: list, out: Path | None) -> None:  # noqa: ANN001
+def _print_room(learners: list, out: Path | None) -> None:
     for learner in learners:
         print(learner.line())
         if out is not None:

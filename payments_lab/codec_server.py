@@ -107,7 +107,7 @@ class CodecServer:
 
 def _handler_for(server: CodecServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        def log_message(self, format: str, *args: object) -> None:
             """Silent: a notebook must not fill with access logs."""
 
         def _cors(self) -> None:
@@ -130,10 +130,10 @@ def _handler_for(server: CodecServer) -> type[BaseHTTPRequestHandler]:
             last = self.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
             return last if last in _ROUTES else None
 
-        def do_OPTIONS(self) -> None:  # noqa: N802 - stdlib's name
+        def do_OPTIONS(self) -> None:
             self._reply(204 if self._route() else 404, b"")
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib's name
+        def do_POST(self) -> None:
             route = self._route()
             if route is None:
                 self._reply(404, json.dumps({"error": "POST /encode or /decode"}).encode())

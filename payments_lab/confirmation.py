@@ -27,8 +27,6 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     # Every module whose dataclasses cross the workflow's boundary must be in the sandbox:
     # the data converter resolves their type hints through the sandbox's own modules.
-    from payments_lab.faults import FaultPlan  # noqa: F401
-    from payments_lab.messages import PaymentOptions  # noqa: F401
     from payments_lab.activities import ChargeInput, NotifyInput, PaymentActivities, ValidateInput
     from payments_lab.confirmation_messages import (
         AUTHENTICATED,
@@ -39,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         ProcessorEvent,
     )
     from payments_lab.domain import PaymentResult, PaymentStatus, Step
+    from payments_lab.faults import FaultPlan  # noqa: F401
+    from payments_lab.messages import PaymentOptions  # noqa: F401
     from payments_lab.workflows import PaymentWorkflow, _cause
 
 __all__ = ["ConfirmedPaymentWorkflow", "REFUSED_TYPE"]
@@ -137,7 +137,7 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
                 await workflow.wait_condition(
                     lambda: self._decision is not None, timeout=input.deadline, timeout_summary="confirmation deadline"
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if self._decision is None:  # an answer handled in the same task as the timer still counts
                     self._decision, self._decided_by = "expired", "deadline"
             if self._decision != "confirmed":

@@ -9,8 +9,8 @@ is skipped) and new payments are screened.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 

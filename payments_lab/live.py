@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from matplotlib.figure import Figure
 
@@ -55,7 +55,7 @@ async def pending_activities(handle: PaymentHandle) -> list[PendingActivity]:
                 retry_interval=pending.current_retry_interval.ToTimedelta()
                 if pending.HasField("current_retry_interval")
                 else None,
-                next_attempt_at=pending.next_attempt_schedule_time.ToDatetime(tzinfo=timezone.utc)
+                next_attempt_at=pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC)
                 if pending.HasField("next_attempt_schedule_time")
                 else None,
             )
@@ -67,7 +67,7 @@ async def draw_now(handle: PaymentHandle, repository: PaymentRepository) -> Figu
     """The payment's timeline as far as it has got, titled with what the server is waiting for."""
     history = await handle.workflow.fetch_history()
     figure = timeline_chart(history, attempts_frame(repository.attempts(handle.payment_id), history))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     waiting = [p.describe(now) for p in await pending_activities(handle)]
     if waiting:
         figure.axes[0].set_title("\n".join([figure.axes[0].get_title(), *waiting]), fontsize=10)

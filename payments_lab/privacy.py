@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
+from payments_lab.activities import PaymentActivities
 from payments_lab.checkout import Checkout
 from payments_lab.client import Connection, connect
 from payments_lab.codec import ENCODING, EncryptionCodec, encrypted_converter
 from payments_lab.codec_server import CodecServer
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.lab import Lab, quiet_logs
-from payments_lab.activities import PaymentActivities
 from payments_lab.processes import free_port
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import HOST, EmbeddedServer, find_temporal_cli

@@ -15,8 +15,8 @@ from temporalio.worker import Worker
 
 from payments_lab import processes
 from payments_lab.activities import PaymentActivities
-from payments_lab.faults import NO_FAULTS, FaultProfile
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
+from payments_lab.faults import NO_FAULTS, FaultProfile
 from payments_lab.workflows import PaymentWorkflow
 
 READY_LINE = "payments-lab worker ready"

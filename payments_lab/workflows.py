@@ -14,7 +14,6 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     # Every module whose dataclasses cross the workflow's boundary must be in the sandbox:
     # the data converter resolves their type hints through the sandbox's own modules.
-    from payments_lab.faults import FaultPlan  # noqa: F401
     from payments_lab.activities import (
         ChargeInput,
         NotifyInput,
@@ -23,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateInput,
     )
     from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, Step
+    from payments_lab.faults import FaultPlan  # noqa: F401
     from payments_lab.messages import PaymentInput, PaymentOptions, PaymentProgress
     from payments_lab.search_attributes import PAYMENT_STATUS
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
+import matplotlib
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -20,6 +21,7 @@ from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer, find_test_server
 from payments_lab.workflows import PaymentOptions
 
+matplotlib.use("Agg")  # tests draw charts headless, once for all of them
 quiet_logs()
 logging.getLogger("temporalio.worker").setLevel(logging.WARNING)
 

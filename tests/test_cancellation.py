@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
 
+from conftest import new_id
+from payments_lab.activities import PaymentActivities
 from payments_lab.cancellation import SLOWER_PAYMENT, cancel_timing
-from payments_lab.repository import AttemptRecord
-from tests.conftest import new_id
+from payments_lab.repository import AttemptRecord, PaymentRepository
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _event(event_id: int, event_type: int, at: float) -> HistoryEvent:
@@ -68,7 +69,7 @@ def test_a_payment_that_ended_first_says_so_and_how_to_start_a_slower_one() -> N
 
 
 async def test_the_cancellation_type_decides_whether_the_workflow_waits_for_the_charge_attempt(
-    client, task_queue: str, activities, repository
+    client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository
 ) -> None:
     from temporalio.workflow import ActivityCancellationType
 

@@ -6,23 +6,20 @@ import io
 import uuid
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+from test_history import Recorded, recorded  # noqa: F401 - fixtures: one payment per way a payment ends
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from temporalio.api.enums.v1 import EventType  # noqa: E402
-from temporalio.client import Client, WorkflowHistory  # noqa: E402
-
-from conftest import FAST  # noqa: E402
-from payments_lab.activities import PaymentActivities  # noqa: E402
-from payments_lab.charts import fleet_dashboard, retry_chart, swimlanes_chart, timeline_chart  # noqa: E402
-from payments_lab.fleet import FleetPlan, FleetRun, run_fleet  # noqa: E402
-from payments_lab.history import (  # noqa: E402
+from conftest import FAST
+from payments_lab.activities import PaymentActivities
+from payments_lab.charts import fleet_dashboard, retry_chart, swimlanes_chart, timeline_chart
+from payments_lab.fleet import FleetPlan, FleetRun, run_fleet
+from payments_lab.history import (
     FleetSummary,
     activity_spans,
     attempts_frame,
@@ -31,10 +28,9 @@ from payments_lab.history import (  # noqa: E402
     fetch_histories,
     fleet_summary,
 )
-from payments_lab.repository import PaymentRepository  # noqa: E402
-from payments_lab.service import PaymentService  # noqa: E402
-from payments_lab.worker import BackgroundWorker  # noqa: E402
-from test_history import Recorded, recorded  # noqa: E402, F401 - one payment per way a payment ends
+from payments_lab.repository import PaymentRepository
+from payments_lab.service import PaymentService
+from payments_lab.worker import BackgroundWorker
 
 PLAN = FleetPlan(count=200, charge_failure_rate=0.3, max_charge_failures=2, decline_rate=0.05, seed=11, prefix="chart")
 """The lessons' fleet: 200 payments, 30 % with 1 or 2 failing charge attempts, 5 % declined cards."""
@@ -76,7 +72,7 @@ def rendered(figure: Figure) -> Figure:
     return figure
 
 
-def patches(ax: Axes, gid: str) -> list:  # noqa: ANN001
+def patches(ax: Axes, gid: str) -> list:
     return [p for p in ax.patches if p.get_gid() == gid]
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from payments_lab.client import TemporalUnavailableError, connect, default_config_file, environment_configured, web_ui_url
+from payments_lab.client import (
+    TemporalUnavailableError,
+    connect,
+    default_config_file,
+    environment_configured,
+    web_ui_url,
+)
 from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
 
 

@@ -13,12 +13,20 @@ from decimal import Decimal
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from payments_lab.codec import KEY_ENV, CodecKeyError, EncryptionCodec, PayloadDecryptionError, encrypted_converter, new_key, parse_key
+from payments_lab.codec import (
+    KEY_ENV,
+    CodecKeyError,
+    EncryptionCodec,
+    PayloadDecryptionError,
+    encrypted_converter,
+    new_key,
+    parse_key,
+)
 from payments_lab.codec_server import CodecServer
 from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
 from payments_lab.domain import PaymentRequest, PaymentStatus
-from payments_lab.processes import port_open
 from payments_lab.privacy import cli_show, decrypted, open_private_lab, stored_payloads
+from payments_lab.processes import port_open
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_STATUS
 
 UI = "http://127.0.0.1:8233"

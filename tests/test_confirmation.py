@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import Worker
 from temporalio.testing import TimeSkipper, WorkflowEnvironment
+from temporalio.worker import Worker
 
+from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities, SettleInput
 from payments_lab.checkout import Checkout, ConfirmationRefusedError
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
@@ -21,8 +22,6 @@ from payments_lab.exercises.checking import events_of
 from payments_lab.repository import PaymentRepository
 from payments_lab.service import DuplicatePaymentError, PaymentService
 from payments_lab.worker import create_worker
-
-from conftest import FAST, new_id
 
 
 @pytest.fixture

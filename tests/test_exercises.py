@@ -16,6 +16,7 @@ import nbformat
 import pytest
 from temporalio.common import WorkflowIDConflictPolicy
 
+from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
 from payments_lab.evolution import PaymentWorkflowWithFraudScreen
 from payments_lab.exercises import (
     LESSONS,
@@ -34,7 +35,6 @@ from payments_lab.exercises import (
     lesson07,
     lesson11,
 )
-from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
 from payments_lab.faults import FaultPlan
 from payments_lab.history import events_frame
 from payments_lab.lab import Lab, open_lab
@@ -42,6 +42,8 @@ from payments_lab.messages import PaymentOptions
 from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
 from tools.exercises import (
     EXERCISES as EXERCISE_NOTEBOOKS,
+)
+from tools.exercises import (
     MarkingError,
     blank_line,
     drifted,

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pandas as pd
@@ -24,7 +24,6 @@ from payments_lab.client import quiet_runtime
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.domain import PaymentRequest
 from payments_lab.faults import FaultPlan, StepFaults
-from payments_lab.messages import TUNED
 from payments_lab.history import (
     ATTEMPT_COLUMNS,
     EVENT_COLUMNS,
@@ -43,6 +42,7 @@ from payments_lab.history import (
     save_history,
     workflow_task_spans,
 )
+from payments_lab.messages import TUNED
 from payments_lab.repository import AttemptRecord, PaymentRepository
 from payments_lab.server import EmbeddedServer, find_temporal_cli
 from payments_lab.service import PaymentService
@@ -301,7 +301,7 @@ async def test_attempts_table_keeps_only_the_runs_of_the_histories_given(recorde
 
 
 def test_attempt_numbers_starting_again_mean_a_new_execution() -> None:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     records = [
         AttemptRecord("p", "charge_payment", attempt, "payment-p", "run", "w", now + timedelta(seconds=i), now + timedelta(seconds=i, milliseconds=5), "failed")
         for i, attempt in enumerate([1, 2, 1, 2, 3])

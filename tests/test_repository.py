@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -159,7 +159,7 @@ def test_settle_of_an_unstored_payment_stores_nothing(repository: PaymentReposit
 
 
 def test_notifications_and_attempts_are_kept_in_order(repository: PaymentRepository) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     repository.record_notification(Notification("p-1", "email", "a@b", "hi", now))
     repository.record_notification(Notification("p-2", "webhook", "https://x", "hi", now))
     assert [n.channel for n in repository.notifications()] == ["email", "webhook"]
