@@ -447,3 +447,21 @@ def test_the_marking_convention() -> None:
     assert practice_code(source) == ("async def f(lab, handle):\n    ____\n\nex.q1.check(f)", 1)
     assert practice_markdown("# Title\n*Solutions.* <!-- SOLUTION ONLY -->\nText") == "# Title\nText"
     assert EXERCISE_NOTEBOOKS.name == "exercises"
+
+
+async def test_a_check_that_hangs_becomes_a_verdict_about_the_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cell may hang: a check stuck on the lab gives up with feedback that says what to do."""
+    import payments_lab.exercises as framework
+
+    async def stuck(answer: object, lab: object) -> object:
+        await asyncio.sleep(3600)
+        raise AssertionError("never reached")
+
+    monkeypatch.setattr(framework, "CHECK_TIMEOUT", 0.2)
+    exercise = framework.Exercise(
+        lesson=1, number=9, title="stuck", task="t", answer="anything", checker=stuck,  # type: ignore[arg-type]
+        hints=("h",), explanation="e", solution="x = 1", answer_name="x",
+    )
+    feedback = await exercise.check_async("an answer", lab=object())  # type: ignore[arg-type]
+    assert feedback.outcome is Outcome.INCORRECT
+    assert "did not finish within 0.2 s" in str(feedback) and "open_lab()" in str(feedback)

@@ -455,7 +455,17 @@ class Exercise:
 
             lab = await open_lab()
         try:
-            verdict = await self._checker(answer, lab)
+            try:
+                verdict = await asyncio.wait_for(self._checker(answer, lab), CHECK_TIMEOUT)
+            except TimeoutError:
+                _log_stuck_tasks(self.label)
+                raise Mismatch(
+                    f"The check did not finish within {CHECK_TIMEOUT:g} s: the lab, not your answer, is in trouble.",
+                    expected="a verdict within a few seconds",
+                    seen="no answer from the server or the worker in time (details in the log)",
+                    where_to_look="run `lab = await open_lab()` again (it restarts what stopped), then this check",
+                    about_the_lab=True,
+                ) from None
         except Mismatch as mismatch:
             where = mismatch.where_to_look
             if not mismatch.about_the_lab:
@@ -469,6 +479,21 @@ class Exercise:
                 where_to_look=where,
             )
         return Feedback(self.label, Outcome.CORRECT, verdict.message, verified=verdict.verified)
+
+
+CHECK_TIMEOUT = 90.0
+"""Seconds after which a check gives up with a verdict instead of leaving its cell hanging."""
+
+
+def _log_stuck_tasks(label: str) -> None:
+    """Log where every task of the loop waits, so that a check that hung can be understood."""
+    import io
+    import logging
+
+    stacks = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=stacks)
+    logging.getLogger("payments_lab.exercises").warning("%s did not finish; the loop's tasks:\n%s", label, stacks.getvalue())
 
 
 def all_exercises() -> list[Exercise]:
