@@ -10,6 +10,7 @@ stack trace, and ``describe()`` shows the pending workflow task and its attempt.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -17,7 +18,7 @@ from pathlib import PurePath
 from temporalio.api.enums.v1 import PendingWorkflowTaskState, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHandle, WorkflowHistory
 
-__all__ = ["Frame", "PendingTask", "TaskFailure", "pending_task", "task_failures", "wait_for_task_failure"]
+__all__ = ["Frame", "PendingTask", "TaskFailure", "WorkerLog", "pending_task", "task_failures", "wait_for_task_failure"]
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>[^\n]+)\n(?P<code>[^\n]*)')
 
@@ -138,3 +139,60 @@ async def wait_for_task_failure(handle: WorkflowHandle, *, timeout: float = 15.0
             if failures:
                 return failures[0]
             await asyncio.sleep(0.05)
+
+
+class WorkerLog:
+    """The warnings a worker logs when workflow code raises, kept to be read in a cell.
+
+    The worker logs each failed activation on ``temporalio.worker._workflow_instance``
+    (``Failed activation on workflow …``, with the traceback). In a notebook the worker
+    runs in the kernel, so those lines would land under whichever cell happens to run;
+    while started, this keeps them instead, to show them where the lesson reads them.
+    Nothing is dropped: :meth:`stop` puts the logger back as it was.
+    """
+
+    LOGGER = "temporalio.worker._workflow_instance"
+    """Where the Python SDK logs a failed workflow activation."""
+
+    def __init__(self) -> None:
+        self.records: list[logging.LogRecord] = []
+        """What was logged while started."""
+        self._handler = _Keep(self.records)
+        self._propagate: bool | None = None
+
+    def start(self) -> WorkerLog:
+        """Keep what the worker logs from now on (does nothing if already started)."""
+        logger = logging.getLogger(self.LOGGER)
+        if self._propagate is None:
+            self._propagate = logger.propagate
+            logger.addHandler(self._handler)
+            logger.propagate = False
+        return self
+
+    def stop(self) -> None:
+        """Let the worker's warnings reach the usual handlers again."""
+        logger = logging.getLogger(self.LOGGER)
+        if self._propagate is not None:
+            logger.removeHandler(self._handler)
+            logger.propagate = self._propagate
+            self._propagate = None
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """``(workflow id, "KeyError: 'receipt_id'")`` for each failed activation logged, in order."""
+        found = []
+        for record in self.records:
+            details = getattr(record, "temporal_workflow", {}) or {}
+            error = record.exc_info[1] if record.exc_info else None
+            text = f"{type(error).__name__}: {error}" if error is not None else record.getMessage()
+            found.append((str(details.get("workflow_id", "")), text))
+        return found
+
+
+class _Keep(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self._records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._records.append(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from payments_lab.evolution import replay
 from payments_lab.exercises.checking import events_of, scheduled_activities
 from payments_lab.lab import Lab, open_lab
 from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
-from payments_lab.workflow_tasks import pending_task, task_failures, wait_for_task_failure
+from payments_lab.workflow_tasks import WorkerLog, pending_task, task_failures, wait_for_task_failure
 from payments_lab.workflows import PaymentWorkflow
 
 HEAD = '''from __future__ import annotations
@@ -68,6 +69,7 @@ async def lab(dev_server: EmbeddedServer) -> AsyncIterator[Lab]:
 
 
 async def test_a_payment_stuck_on_a_bug_carries_on_with_the_fix_charged_once(lab: Lab) -> None:
+    log = WorkerLog().start()
     loaded = await lab.load_module("payment_v2", BUGGY)
     assert (loaded.module_name, list(loaded.workflows)) == ("payment_v2_1", ["PaymentWorkflow"])
     request = lab.request("42.00")
@@ -82,6 +84,10 @@ async def test_a_payment_stuck_on_a_bug_carries_on_with_the_fix_charged_once(lab
     assert status.workflow_status == "running" and lab.repository.charge_count(request.payment_id) == 1
     pending = await pending_task(handle.workflow)
     assert pending is not None and pending.attempt >= 1
+
+    log.stop()
+    assert (request.workflow_id, "KeyError: 'receipt_id'") in log.failures
+    assert logging.getLogger(WorkerLog.LOGGER).propagate and not logging.getLogger(WorkerLog.LOGGER).handlers
 
     stuck = await handle.history()
     fixed = await lab.load_module("payment_v2", FIXED, restart_worker=False)
