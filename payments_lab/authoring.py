@@ -31,6 +31,8 @@ __all__ = ["LoadedModule", "WorkflowModuleError", "WorkflowModules", "deploy", "
 
 _WORKFLOW_DEFINITION = "__temporal_workflow_definition"
 _ACTIVITY_DEFINITION = "__temporal_activity_definition"
+_LAST_NUMBER: dict[str, int] = {}
+"""The last number a module name was given in this process, by the name its cell gave."""
 
 
 class WorkflowModuleError(ValueError):
@@ -53,7 +55,8 @@ class LoadedModule:
     revision: int
     """Which version of that name, from 1."""
     module_name: str
-    """The name it was imported under, e.g. ``payment_v2_2``: the sandbox imports it again by this name."""
+    """The name it was imported under, e.g. ``payment_v2_2``, never used before in this process: the
+    sandbox imports it again by this name."""
     path: Path
     """The file it was written to."""
     module: ModuleType
@@ -102,6 +105,7 @@ class WorkflowModules:
         if str(self.folder) not in sys.path:
             sys.path.append(str(self.folder))
         self._revisions: dict[str, int] = {}
+        self._names: set[str] = set()
         self._current: dict[str, LoadedModule] = {}
 
     def __repr__(self) -> str:
@@ -127,7 +131,10 @@ class WorkflowModules:
         if not isinstance(source, str):
             raise ValueError(f"the source of module {name!r} must be text, got {type(source).__name__}")
         revision = self._revisions.get(name, 0) + 1
-        module_name = f"{name}_{revision}"
+        # Unique in the process, not only in this folder: every folder is on sys.path, and
+        # sys.modules is one for all.
+        _LAST_NUMBER[name] = number = _LAST_NUMBER.get(name, 0) + 1
+        module_name = f"{name}_{number}"
         path = self.folder / f"{module_name}.py"
         try:
             code = compile(source, str(path), "exec")
@@ -138,6 +145,7 @@ class WorkflowModules:
             ) from None
         del code
         self._revisions[name] = revision
+        self._names.add(module_name)
         path.write_text(source, encoding="utf-8")
         importlib.invalidate_caches()
         try:
@@ -218,7 +226,7 @@ class WorkflowModules:
         self._current.clear()
 
     def _module_names(self) -> set[str]:
-        return {f"{name}_{revision}" for name, last in self._revisions.items() for revision in range(1, last + 1)}
+        return set(self._names)
 
 
 def explain_worker_error(error: BaseException, loaded: LoadedModule) -> WorkflowModuleError:
