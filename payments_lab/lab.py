@@ -18,12 +18,14 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from temporalio.client import Client
 
 from payments_lab.activities import PaymentActivities
+from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
 from payments_lab.domain import PaymentRequest, PaymentResult, workflow_id_for
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile
@@ -113,6 +115,8 @@ class Lab:
         self.activities = activities
         self.worker = worker
         self.service = service
+        self.modules: WorkflowModules | None = None
+        """The modules written in this lab's cells (:meth:`load_module`), once there is one."""
 
     def __repr__(self) -> str:
         return (
@@ -204,9 +208,12 @@ class Lab:
         options: PaymentOptions | None = None,
         eager_start: bool = False,
         show_link: bool = True,
+        task_timeout: timedelta | None = None,
     ) -> PaymentHandle:
         """Start a payment, show its Web UI link, and return its handle."""
-        handle = await self.service.start(request, faults=faults, options=options, eager_start=eager_start)
+        handle = await self.service.start(
+            request, faults=faults, options=options, eager_start=eager_start, task_timeout=task_timeout
+        )
         if show_link:
             _display(self.link(request.payment_id))
         return handle
@@ -229,6 +236,29 @@ class Lab:
         handle = await self.start(request, faults=faults, options=options, eager_start=eager_start, show_link=show_link)
         return await handle.result()
 
+    async def load_module(self, name: str, source: str, *, restart_worker: bool = True) -> LoadedModule:
+        """Run workflow code written in a cell: ``await lab.load_module("payment_v2", source)``.
+
+        The source is written to a file of its own in the lab's folder and imported with
+        Temporal's sandbox intact; the lab's worker then restarts on the same task queue
+        with its workflow classes (replacing the kit's by workflow name) and activities.
+        Payments already running carry on with the new code. Loading the same name again
+        replaces the earlier version. With ``restart_worker=False`` the version is only
+        loaded and validated, not run: replay a history against its classes first.
+
+        Raises:
+            ValueError: ``name`` is not a valid module name.
+            WorkflowModuleError: the source does not compile, import or pass the worker's
+                validation; the message says what to change, and the worker keeps the code
+                it had.
+            RuntimeError: the lab's worker runs in a process of its own.
+        """
+        if not isinstance(self.worker, BackgroundWorker):
+            raise RuntimeError("load_module needs the lab's worker in this kernel: open the lab without worker_process=True")
+        if self.modules is None:
+            self.modules = WorkflowModules()
+        return await deploy(self.worker if restart_worker else None, self.modules, name, source)
+
     async def close(self) -> None:
         """Stop the worker, and the server if this lab started it."""
         _LABS.pop(self.name, None)
@@ -236,6 +266,8 @@ class Lab:
             self.worker.stop()
         else:
             await self.worker.stop()
+        if self.modules is not None:
+            self.modules.close()
         await self.connection.close()
 
 

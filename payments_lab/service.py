@@ -281,9 +281,13 @@ class PaymentService:
         faults: FaultPlan | None = None,
         options: PaymentOptions | None = None,
         execution_timeout: timedelta | None = None,
+        task_timeout: timedelta | None = None,
         eager_start: bool = False,
     ) -> PaymentHandle:
         """Start the payment workflow and return at once.
+
+        ``task_timeout`` is how long a worker may hold one of its workflow tasks (Temporal's
+        default: 10 s); a workflow task that fails again is retried after it.
 
         With ``eager_start``, the server hands the workflow's first task straight back to a
         worker of this process that uses the same client, saving a trip through the task
@@ -299,6 +303,7 @@ class PaymentService:
                 id=request.workflow_id,
                 task_queue=self.task_queue,
                 execution_timeout=execution_timeout or self.execution_timeout,
+                task_timeout=task_timeout,
                 request_eager_start=eager_start,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

@@ -19,6 +19,9 @@ from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.faults import NO_FAULTS, FaultProfile
 from payments_lab.workflows import PaymentWorkflow
 
+DEFAULT_WORKFLOWS: tuple[type, ...] = (PaymentWorkflow, ConfirmedPaymentWorkflow)
+"""The workflow classes a worker runs unless told otherwise."""
+
 READY_LINE = "payments-lab worker ready"
 """What a worker process prints once it polls its task queue."""
 
@@ -33,7 +36,7 @@ def create_worker(
     task_queue: str,
     activities: PaymentActivities,
     *,
-    workflows: Sequence[type] = (PaymentWorkflow, ConfirmedPaymentWorkflow),
+    workflows: Sequence[type] = DEFAULT_WORKFLOWS,
     extra_activities: Sequence[Callable[..., Any]] = (),
     sticky_queue_schedule_to_start_timeout: timedelta = timedelta(seconds=10),
     max_concurrent_activities: int = 100,
@@ -75,10 +78,23 @@ class BackgroundWorker:
     ``await worker.stop()`` shuts it down. Also an async context manager.
     """
 
-    def __init__(self, client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        activities: PaymentActivities,
+        *,
+        workflows: Sequence[type] = DEFAULT_WORKFLOWS,
+        extra_activities: Sequence[Callable[..., Any]] = (),
+    ) -> None:
         self.task_queue = task_queue
         self.activities = activities
-        self._worker = create_worker(client, task_queue, activities)
+        self._client = client
+        self.workflows: tuple[type, ...] = tuple(workflows)
+        """The workflow classes the worker runs."""
+        self.extra_activities: tuple[Callable[..., Any], ...] = tuple(extra_activities)
+        """The activities it runs besides the payment's."""
+        self._worker = create_worker(client, task_queue, activities, workflows=workflows, extra_activities=extra_activities)
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -104,6 +120,30 @@ class BackgroundWorker:
                 await self._task
             finally:
                 self._task = None
+
+    async def restart(self, *, workflows: Sequence[type], extra_activities: Sequence[Callable[..., Any]] = ()) -> None:
+        """Run other workflow code on the same task queue: running workflows carry on with it.
+
+        Temporal's core allows one worker per task queue in a process, so this one stops
+        before the new one is built; if building it raises (the worker validates its
+        workflows in the sandbox), the code it had runs again and the error is raised.
+        """
+        was_running = self.running
+        await self.stop()
+        try:
+            self._worker = create_worker(
+                self._client, self.task_queue, self.activities, workflows=workflows, extra_activities=extra_activities
+            )
+        except Exception:
+            self._worker = create_worker(
+                self._client, self.task_queue, self.activities, workflows=self.workflows, extra_activities=self.extra_activities
+            )
+            raise
+        finally:
+            if was_running:
+                await self.start()
+        self.workflows = tuple(workflows)
+        self.extra_activities = tuple(extra_activities)
 
     async def __aenter__(self) -> BackgroundWorker:
         return await self.start()

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         SettleInput,
         ValidateInput,
     )
-    from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, Step
+    from payments_lab.domain import ChargeResult, PaymentRequest, PaymentResult, PaymentStatus, Step
     from payments_lab.faults import FaultPlan  # noqa: F401
     from payments_lab.messages import PaymentInput, PaymentOptions, PaymentProgress
     from payments_lab.search_attributes import PAYMENT_STATUS
@@ -88,6 +88,14 @@ class PaymentWorkflow:
         a subclass adds a fraud screen, first unsafely, then behind ``workflow.patched``.
         """
 
+    def notification_message(self, request: PaymentRequest, charge: ChargeResult) -> str:
+        """What the notification step tells the customer once the money is taken.
+
+        The seam where lesson 09 puts a bug after the charge (a version written in a
+        notebook cell, :mod:`payments_lab.authoring`), then fixes it forward.
+        """
+        return charge.message
+
     @workflow.run
     async def run(self, input: PaymentInput) -> PaymentResult:
         """Run the payment to its end and say how it ended."""
@@ -140,7 +148,13 @@ class PaymentWorkflow:
                     PaymentActivities.send_notification,
                     NotifyInput(
                         request,
-                        PaymentResult(request.payment_id, PaymentStatus.COMPLETED, charge.message, request.amount, request.currency),
+                        PaymentResult(
+                            request.payment_id,
+                            PaymentStatus.COMPLETED,
+                            self.notification_message(request, charge),
+                            request.amount,
+                            request.currency,
+                        ),
                         faults.notify,
                     ),
                     local=options.local_notification,

@@ -33,6 +33,7 @@ from payments_lab.exercises import (
     lesson05,
     lesson06,
     lesson07,
+    lesson09,
     lesson11,
 )
 from payments_lab.faults import FaultPlan
@@ -90,7 +91,7 @@ def assert_deterministic(feedback: Feedback, lab: Lab) -> None:
 
 
 def test_every_lesson_with_exercises_has_them_named_in_order() -> None:
-    modules = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson11]
+    modules = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson09, lesson11]
     assert [m.__name__.rsplit(".", 1)[1] for m in modules] == list(LESSONS)
     for module in modules:
         lesson = int(module.__name__.removeprefix("payments_lab.exercises.lesson"))
@@ -190,6 +191,21 @@ async def _share_of_all_organizations(service: Any, organization_id: str) -> flo
     return await service.count(status="failed") / await service.count()
 
 
+def _first_line_of_the_trace(history: Any) -> int:
+    failed = next(e for e in history.events if e.HasField("workflow_task_failed_event_attributes"))
+    return int(re.findall(r"line (\d+)", failed.workflow_task_failed_event_attributes.failure.stack_trace)[0])
+
+
+def _fixed_with_a_settling_timer() -> str:
+    fixed = lesson09.BUGGY_SOURCE.replace("receipt['receipt_id']", "receipt['charge_id']")
+    run = "        return await super().run(input)"
+    return fixed.replace(run, "        await workflow.sleep(0.1)\n" + run)
+
+
+def _rolled_back() -> str:
+    return lesson09.BUGGY_SOURCE.rsplit("        return f", 1)[0] + "        return charge.message\n"
+
+
 WrongAnswer = Callable[[Lab], Any]
 
 WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
@@ -221,6 +237,10 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson06.q2, lambda lab: _share_of_all_organizations, "organization_id="),
     (lesson07.q1, lambda lab: PaymentWorkflowWithFraudScreen, "Nondeterminism"),
     (lesson07.q2, lambda lab: True, "patch marker"),
+    (lesson09.q1, lambda lab: _first_line_of_the_trace, "outermost call first"),
+    (lesson09.q2, lambda lab: lesson09.BUGGY_SOURCE, "KeyError"),
+    (lesson09.q2, lambda lab: _fixed_with_a_settling_timer(), "non-determinism"),
+    (lesson09.q2, lambda lab: _rolled_back(), "rollback"),
     (lesson11.q1, lambda lab: _confirm_by_webhook, "not by the customer's update"),
     (lesson11.q1, lambda lab: _do_nothing, "deadline timer fired"),
     (lesson11.q2, lambda lab: _two_different_events, "two different events"),
@@ -402,7 +422,7 @@ def test_every_exercise_is_checked_in_its_solution_notebook(exercise: Exercise) 
 
 def test_solution_notebooks_open_the_lab_and_import_their_lesson() -> None:
     paths = solution_paths()
-    assert [p.name[:2] for p in paths] == [f"{n:02d}" for n in (*range(1, 8), 11)]
+    assert [p.name[:2] for p in paths] == [f"{n:02d}" for n in (*range(1, 8), 9, 11)]
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
         first_code = next(c.source for c in notebook.cells if c.cell_type == "code")

@@ -1,0 +1,286 @@
+"""Workflow code written in a notebook cell: a module file per version, imported with the sandbox intact.
+
+Temporal's sandbox runs each workflow in a fresh import of the module that defines its
+class, found by the module's name (``temporalio.worker.workflow_sandbox``). A class
+defined in a notebook cell lives in ``__main__``, which has no file to import again, so
+its validation fails. Here each version of a cell is written to a file of its own in a
+folder of the lab's, under a name never used before (``payment_v2_1``, ``payment_v2_2``…):
+the sandbox always imports the source the cell holds now, never a cached older one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import keyword
+import re
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker
+
+__all__ = ["LoadedModule", "WorkflowModuleError", "WorkflowModules", "deploy", "explain_worker_error"]
+
+_WORKFLOW_DEFINITION = "__temporal_workflow_definition"
+_ACTIVITY_DEFINITION = "__temporal_activity_definition"
+_LAST_NUMBER: dict[str, int] = {}
+"""The last number a module name was given in this process, by the name its cell gave."""
+
+
+class WorkflowModuleError(ValueError):
+    """Workflow code written in a cell that cannot run: what is wrong, and what to change.
+
+    In a notebook it shows as its message alone, without the kit's own traceback.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback: the message is the whole story.
+        return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+@dataclass(frozen=True)
+class LoadedModule:
+    """One version of a module written in a cell."""
+
+    name: str
+    """The name the cell gave, e.g. ``payment_v2``."""
+    revision: int
+    """Which version of that name, from 1."""
+    module_name: str
+    """The name it was imported under, e.g. ``payment_v2_2``, never used before in this process: the
+    sandbox imports it again by this name."""
+    path: Path
+    """The file it was written to."""
+    module: ModuleType
+    """The module, imported outside the sandbox."""
+    workflows: Mapping[str, type]
+    """Its workflow classes, by workflow name."""
+    activities: Mapping[str, Callable[..., Any]]
+    """Its activities, by activity name."""
+
+    def __str__(self) -> str:
+        parts = [f"{self.name} (version {self.revision}, file {self.path.name})"]
+        if self.workflows:
+            parts.append("workflows " + ", ".join(f"{n} = {c.__name__}" for n, c in self.workflows.items()))
+        if self.activities:
+            parts.append("activities " + ", ".join(self.activities))
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"LoadedModule({self})"
+
+
+def _definition_name(value: object, attribute: str) -> str | None:
+    definition = getattr(value, attribute, None)
+    return getattr(definition, "name", None) if definition is not None else None
+
+
+def _frame_in(error: BaseException, path: Path) -> int | None:
+    """The line of ``path`` where ``error`` was raised, if it was raised there."""
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename) == path]
+    return lines[-1] if lines else None
+
+
+class WorkflowModules:
+    """The folder where a lab keeps the modules written in its cells, and what they define.
+
+    Args:
+        folder: Where to write the files; a new temporary folder by default, removed
+            by :meth:`close`.
+    """
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self._owned = folder is None
+        self.folder = Path(tempfile.mkdtemp(prefix="payments-lab-modules-") if folder is None else folder).resolve()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # The sandbox imports a workflow's module by name, through sys.path.
+        if str(self.folder) not in sys.path:
+            sys.path.append(str(self.folder))
+        self._revisions: dict[str, int] = {}
+        self._names: set[str] = set()
+        self._current: dict[str, LoadedModule] = {}
+
+    def __repr__(self) -> str:
+        return f"WorkflowModules({self.folder}, modules {sorted(self._current)})"
+
+    @property
+    def current(self) -> Mapping[str, LoadedModule]:
+        """The version in use of each module, by the name its cell gave."""
+        return dict(self._current)
+
+    def load(self, name: str, source: str) -> LoadedModule:
+        """Write ``source`` as a new version of module ``name`` and import it (outside the sandbox).
+
+        The version is not in use until :meth:`commit`: a worker must first accept it.
+
+        Raises:
+            ValueError: ``name`` is not a valid module name.
+            WorkflowModuleError: the source does not compile, fails to import, or defines
+                no workflow and no activity.
+        """
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
+            raise ValueError(f"a module name is a Python identifier starting with a letter, e.g. 'payment_v2'; got {name!r}")
+        if not isinstance(source, str):
+            raise ValueError(f"the source of module {name!r} must be text, got {type(source).__name__}")
+        revision = self._revisions.get(name, 0) + 1
+        # Unique in the process, not only in this folder: every folder is on sys.path, and
+        # sys.modules is one for all.
+        _LAST_NUMBER[name] = number = _LAST_NUMBER.get(name, 0) + 1
+        module_name = f"{name}_{number}"
+        path = self.folder / f"{module_name}.py"
+        try:
+            code = compile(source, str(path), "exec")
+        except SyntaxError as error:
+            raise WorkflowModuleError(
+                f"{name}, line {error.lineno}: {error.msg}. Correct that line and run the cell again; "
+                "the worker still runs the previous version."
+            ) from None
+        del code
+        self._revisions[name] = revision
+        self._names.add(module_name)
+        path.write_text(source, encoding="utf-8")
+        importlib.invalidate_caches()
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            missing = error.name or str(error)
+            raise WorkflowModuleError(
+                f"{name}: cannot import {missing!r} ({error}). Check the spelling of the import, or install the "
+                "package; the worker still runs the previous version."
+            ) from None
+        except Exception as error:  # noqa: BLE001 - the learner's module may raise anything at import
+            line = _frame_in(error, path)
+            where = f", line {line}" if line else ""
+            raise WorkflowModuleError(
+                f"{name}{where}: importing the module raised {type(error).__name__}: {error}. Module-level code runs "
+                "at import: keep it to imports and definitions; the worker still runs the previous version."
+            ) from None
+        workflows = {
+            defn_name: value
+            for value in vars(module).values()
+            if isinstance(value, type)
+            and value.__module__ == module_name
+            and (defn_name := _definition_name(value, _WORKFLOW_DEFINITION)) is not None
+        }
+        activities = {
+            defn_name: value
+            for value in vars(module).values()
+            if callable(value)
+            and getattr(value, "__module__", None) == module_name
+            and (defn_name := _definition_name(value, _ACTIVITY_DEFINITION)) is not None
+        }
+        if not workflows and not activities:
+            sys.modules.pop(module_name, None)
+            raise WorkflowModuleError(
+                f"{name} defines no workflow and no activity: decorate a class with `@workflow.defn` "
+                "(and its entry method with `@workflow.run`), or a function with `@activity.defn`."
+            )
+        return LoadedModule(name, revision, module_name, path, module, workflows, activities)
+
+    def workflows_with(self, loaded: LoadedModule | None, defaults: Iterable[type]) -> list[type]:
+        """The workflow classes a worker runs: ``defaults``, replaced by name by the modules in use and ``loaded``."""
+        chosen: dict[str, type] = {}
+        for cls in defaults:
+            chosen[_definition_name(cls, _WORKFLOW_DEFINITION) or cls.__name__] = cls
+        for module in self._in_use(loaded):
+            chosen.update(module.workflows)
+        return list(chosen.values())
+
+    def activities_with(self, loaded: LoadedModule | None) -> list[Callable[..., Any]]:
+        """The activities of the modules in use and ``loaded``, by name (a later version replaces an earlier one)."""
+        chosen: dict[str, Callable[..., Any]] = {}
+        for module in self._in_use(loaded):
+            chosen.update(module.activities)
+        return list(chosen.values())
+
+    def _in_use(self, loaded: LoadedModule | None) -> list[LoadedModule]:
+        modules = {**self._current}
+        if loaded is not None:
+            modules[loaded.name] = loaded
+        return list(modules.values())
+
+    def commit(self, loaded: LoadedModule) -> None:
+        """Put ``loaded`` in use, in place of the earlier version of its name."""
+        self._current[loaded.name] = loaded
+
+    def discard(self, loaded: LoadedModule) -> None:
+        """Forget a version that no worker accepted (its file stays, under a name never reused)."""
+        sys.modules.pop(loaded.module_name, None)
+
+    def close(self) -> None:
+        """Forget every module, take the folder off ``sys.path`` and remove it if it was a temporary one."""
+        for name in [m for m in sys.modules if m.split(".")[0] in self._module_names()]:
+            sys.modules.pop(name, None)
+        if str(self.folder) in sys.path:
+            sys.path.remove(str(self.folder))
+        if self._owned:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self._current.clear()
+
+    def _module_names(self) -> set[str]:
+        return set(self._names)
+
+
+def explain_worker_error(error: BaseException, loaded: LoadedModule) -> WorkflowModuleError:
+    """Say why a worker refused the workflows of ``loaded``, and what to change.
+
+    The worker validates every workflow class when it is built, by importing its module
+    in the sandbox and creating the workflow (``RuntimeError: Failed validating workflow``).
+    """
+    cause: BaseException = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    line = _frame_in(cause, loaded.path)
+    where = f", line {line}" if line else ""
+    if type(cause).__name__ == "RestrictedWorkflowAccessError":
+        what = getattr(cause, "qualified_name", "")
+        detail = f"the sandbox refused `{what}`: workflow code must be deterministic"
+        fix = (
+            "Do I/O, clocks and randomness in an activity, or use `workflow.now()` / `workflow.random()`; a module "
+            "that workflows use only deterministically can be imported inside "
+            "`with workflow.unsafe.imports_passed_through():`."
+        )
+    else:
+        text = str(cause).strip().splitlines()
+        detail = f"the worker refused it: {type(cause).__name__}" + (f": {text[0]}" if text else "")
+        fix = "Correct the module and run the cell again."
+    return WorkflowModuleError(f"{loaded.name}{where}: {detail}. {fix} The worker still runs the previous version.")
+
+
+async def deploy(worker: BackgroundWorker | None, modules: WorkflowModules, name: str, source: str) -> LoadedModule:
+    """Load a new version of module ``name`` and restart ``worker`` with it, on the same task queue.
+
+    Workflows already running carry on with the new code: the new worker replays their
+    histories, then runs what comes next. If anything is wrong with the version, the
+    worker keeps the code it had. With no worker, the version is only loaded and
+    validated (to replay histories against it first, say), not put in use.
+
+    Raises:
+        ValueError: ``name`` is not a valid module name.
+        WorkflowModuleError: the version does not compile, import, or pass the worker's
+            validation in the sandbox.
+    """
+    loaded = modules.load(name, source)
+    try:
+        for cls in loaded.workflows.values():
+            # What the worker does to each workflow class when it is built: import its
+            # module in a fresh sandbox and create the workflow, with fake details.
+            SandboxedWorkflowRunner().prepare_workflow(getattr(cls, _WORKFLOW_DEFINITION))
+        if worker is not None:
+            await worker.restart(
+                workflows=modules.workflows_with(loaded, DEFAULT_WORKFLOWS), extra_activities=modules.activities_with(loaded)
+            )
+    except Exception as error:  # noqa: BLE001 - whatever the worker refused, say why in one message
+        modules.discard(loaded)
+        raise explain_worker_error(error, loaded) from None
+    if worker is not None:
+        modules.commit(loaded)
+    return loaded

@@ -1,0 +1,198 @@
+"""A workflow whose code raises: its failed workflow tasks, as ``describe()`` and the history show them.
+
+An exception raised by workflow code (other than a Temporal failure such as
+``ApplicationError``) does not fail the workflow: the worker fails the *workflow task*,
+and Temporal retries it until code that gets past that point is deployed. The workflow
+stays running, the history records a ``WorkflowTaskFailed`` event with the error and its
+stack trace, and ``describe()`` shows the pending workflow task and its attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from temporalio.api.enums.v1 import PendingWorkflowTaskState, WorkflowTaskFailedCause
+from temporalio.client import WorkflowHandle, WorkflowHistory
+
+__all__ = ["Frame", "PendingTask", "TaskFailure", "WorkerLog", "pending_task", "task_failures", "wait_for_task_failure"]
+
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>[^\n]+)\n(?P<code>[^\n]*)')
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a stack trace."""
+
+    file: str
+    """The file's path, as the worker saw it."""
+    line: int
+    """The line number in that file."""
+    function: str
+    """The function the line is in."""
+    code: str
+    """The line itself, stripped."""
+
+    @property
+    def file_name(self) -> str:
+        """The file's name without its folder."""
+        return PurePath(self.file).name
+
+    def __str__(self) -> str:
+        return f"{self.file_name}, line {self.line}, in {self.function}: {self.code}"
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """One ``WorkflowTaskFailed`` event of a history."""
+
+    event_id: int
+    """Its position in the history."""
+    cause: str
+    """Why the task failed, e.g. ``workflow worker unhandled failure`` or ``non deterministic error``."""
+    error_type: str
+    """The exception's type, e.g. ``KeyError``."""
+    message: str
+    """The exception's message."""
+    stack_trace: str
+    """The stack trace the worker sent, innermost frame last."""
+    identity: str
+    """The worker that failed the task."""
+
+    @property
+    def frames(self) -> list[Frame]:
+        """The frames of the stack trace, outermost first: the last one raised."""
+        return [
+            Frame(m["file"], int(m["line"]), m["function"].strip(), m["code"].strip()) for m in _FRAME.finditer(self.stack_trace)
+        ]
+
+    @property
+    def where(self) -> Frame | None:
+        """The frame that raised, or None if the failure has no stack trace (a non-determinism error)."""
+        frames = self.frames
+        return frames[-1] if frames else None
+
+
+def _cause_name(cause: int) -> str:
+    return WorkflowTaskFailedCause.Name(cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_").lower().replace("_", " ")
+
+
+def task_failures(history: WorkflowHistory) -> list[TaskFailure]:
+    """Every ``WorkflowTaskFailed`` event of ``history``, in order.
+
+    Temporal writes one for the first failures of a workflow task; later attempts that
+    fail the same way are not written again (the pending task's attempt counts them).
+    """
+    found = []
+    for event in history.events:
+        if not event.HasField("workflow_task_failed_event_attributes"):
+            continue
+        attributes = event.workflow_task_failed_event_attributes
+        failure = attributes.failure
+        error_type = failure.application_failure_info.type if failure.HasField("application_failure_info") else ""
+        found.append(
+            TaskFailure(
+                event_id=event.event_id,
+                cause=_cause_name(attributes.cause),
+                error_type=error_type,
+                message=failure.message,
+                stack_trace=failure.stack_trace,
+                identity=attributes.identity,
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class PendingTask:
+    """The workflow task a running workflow waits on, from ``describe()``."""
+
+    attempt: int
+    """Which attempt of the task: 2 and more means it failed before."""
+    state: str
+    """``scheduled`` (waiting for a worker) or ``started`` (a worker has it)."""
+
+
+async def pending_task(handle: WorkflowHandle) -> PendingTask | None:
+    """The workflow's pending workflow task, or None when it has none (it waits on an activity or a timer, or ended)."""
+    description = await handle.describe()
+    raw = description.raw_description
+    if not raw.HasField("pending_workflow_task"):
+        return None
+    task = raw.pending_workflow_task
+    state = PendingWorkflowTaskState.Name(task.state).removeprefix("PENDING_WORKFLOW_TASK_STATE_").lower()
+    return PendingTask(task.attempt, state)
+
+
+async def wait_for_task_failure(handle: WorkflowHandle, *, timeout: float = 15.0, after: int = 0) -> TaskFailure:
+    """Return the first ``WorkflowTaskFailed`` event after event ``after``, once the server has written it.
+
+    Raises:
+        TimeoutError: no workflow task failed within ``timeout`` seconds.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            failures = [f for f in task_failures(await handle.fetch_history()) if f.event_id > after]
+            if failures:
+                return failures[0]
+            await asyncio.sleep(0.05)
+
+
+class WorkerLog:
+    """The warnings a worker logs when workflow code raises, kept to be read in a cell.
+
+    The worker logs each failed activation on ``temporalio.worker._workflow_instance``
+    (``Failed activation on workflow …``, with the traceback). In a notebook the worker
+    runs in the kernel, so those lines would land under whichever cell happens to run;
+    while started, this keeps them instead, to show them where the lesson reads them.
+    Nothing is dropped: :meth:`stop` puts the logger back as it was.
+    """
+
+    LOGGER = "temporalio.worker._workflow_instance"
+    """Where the Python SDK logs a failed workflow activation."""
+
+    def __init__(self) -> None:
+        self.records: list[logging.LogRecord] = []
+        """What was logged while started."""
+        self._handler = _Keep(self.records)
+        self._propagate: bool | None = None
+
+    def start(self) -> WorkerLog:
+        """Keep what the worker logs from now on (does nothing if already started)."""
+        logger = logging.getLogger(self.LOGGER)
+        if self._propagate is None:
+            self._propagate = logger.propagate
+            logger.addHandler(self._handler)
+            logger.propagate = False
+        return self
+
+    def stop(self) -> None:
+        """Let the worker's warnings reach the usual handlers again."""
+        logger = logging.getLogger(self.LOGGER)
+        if self._propagate is not None:
+            logger.removeHandler(self._handler)
+            logger.propagate = self._propagate
+            self._propagate = None
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """``(workflow id, "KeyError: 'receipt_id'")`` for each failed activation logged, in order."""
+        found = []
+        for record in self.records:
+            details = getattr(record, "temporal_workflow", {}) or {}
+            error = record.exc_info[1] if record.exc_info else None
+            text = f"{type(error).__name__}: {error}" if error is not None else record.getMessage()
+            found.append((str(details.get("workflow_id", "")), text))
+        return found
+
+
+class _Keep(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self._records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._records.append(record)

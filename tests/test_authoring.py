@@ -1,0 +1,190 @@
+"""Tests of workflow code written in a cell: loaded with the sandbox intact, replaced, refused with one message."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from payments_lab.authoring import WorkflowModuleError, WorkflowModules
+from payments_lab.domain import PaymentStatus
+from payments_lab.evolution import replay
+from payments_lab.exercises.checking import events_of, scheduled_activities
+from payments_lab.lab import Lab, open_lab
+from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
+from payments_lab.workflow_tasks import WorkerLog, pending_task, task_failures, wait_for_task_failure
+from payments_lab.workflows import PaymentWorkflow
+
+HEAD = '''from __future__ import annotations
+from temporalio import workflow
+from payments_lab.workflows import PaymentInput, PaymentResult, PaymentWorkflow
+
+
+@workflow.defn(name="PaymentWorkflow")
+class PaymentWorkflowV2(PaymentWorkflow):
+    @workflow.run
+    async def run(self, input: PaymentInput) -> PaymentResult:
+        return await super().run(input)
+
+    def notification_message(self, request, charge):
+'''
+BUGGY = HEAD + '''        receipt = {"charge_id": charge.charge_id}
+        return f"receipt {receipt['receipt_id']}"
+'''
+"""A version whose notification step raises KeyError on line 14, after the charge."""
+FIXED = BUGGY.replace("['receipt_id']", "['charge_id']")
+SHORT_TASK = timedelta(seconds=1)
+"""Workflow task timeout of the payments here: a failed task is retried within a second."""
+
+
+def after_future(lines: str) -> str:
+    """A module that runs ``lines`` right after its ``__future__`` import, and notifies with ''."""
+    first, rest = HEAD.split("\n", 1)
+    return f"{first}\n{lines}{rest}        return ''\n"
+
+
+def notification_text(history: object) -> bytes:
+    """The encoded input of the history's ``send_notification`` activity."""
+    for event in history.events:  # type: ignore[attr-defined]
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attributes = event.activity_task_scheduled_event_attributes
+            if attributes.activity_type.name == "send_notification":
+                return attributes.input.payloads[0].data
+    raise AssertionError("no send_notification in the history")
+
+
+@pytest.fixture
+async def lab(dev_server: EmbeddedServer) -> AsyncIterator[Lab]:
+    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
+    try:
+        opened = await open_lab("authoring")
+    finally:
+        clear_session()
+    yield opened
+    await opened.close()
+
+
+async def test_a_payment_stuck_on_a_bug_carries_on_with_the_fix_charged_once(lab: Lab) -> None:
+    log = WorkerLog().start()
+    loaded = await lab.load_module("payment_v2", BUGGY)
+    assert loaded.module_name.startswith("payment_v2_") and list(loaded.workflows) == ["PaymentWorkflow"]
+    request = lab.request("42.00")
+    handle = await lab.start(request, task_timeout=SHORT_TASK, show_link=False)
+    failure = await wait_for_task_failure(handle.workflow)
+
+    assert (failure.cause, failure.error_type, failure.message) == ("workflow worker unhandled failure", "KeyError", "'receipt_id'")
+    assert failure.where is not None
+    assert (failure.where.file_name, failure.where.line, failure.where.function) == (loaded.path.name, 14, "notification_message")
+    assert "receipt_id" in failure.where.code
+    status = await handle.status()
+    assert status.workflow_status == "running" and lab.repository.charge_count(request.payment_id) == 1
+    pending = await pending_task(handle.workflow)
+    assert pending is not None and pending.attempt >= 1
+
+    log.stop()
+    assert (request.workflow_id, "KeyError: 'receipt_id'") in log.failures
+    assert logging.getLogger(WorkerLog.LOGGER).propagate and not logging.getLogger(WorkerLog.LOGGER).handlers
+
+    stuck = await handle.history()
+    fixed = await lab.load_module("payment_v2", FIXED, restart_worker=False)
+    (outcome,) = await replay([stuck], fixed.workflows["PaymentWorkflow"])
+    assert outcome.ok, outcome.error
+
+    await lab.load_module("payment_v2", FIXED)
+    result = await handle.result()
+    history = await handle.history()
+    assert result.status is PaymentStatus.COMPLETED
+    # The same run, carried on: what was recorded while it waited is the start of its history.
+    # (Up to its last written failure: the server adds the pending attempt's events to a fetched history until
+    # the attempt ends.)
+    written = max(f.event_id for f in task_failures(stuck))
+    assert list(history.events)[:written] == list(stuck.events)[:written]
+    assert scheduled_activities(history) == ["validate_payment", "charge_payment", "send_notification"]
+    assert lab.repository.charge_count(request.payment_id) == 1
+    assert result.charge_id is not None and result.charge_id.encode() in notification_text(history)
+    names = [e.name for e in events_of(history)]
+    assert names.index("WorkflowTaskFailed") < names.index("ActivityTaskScheduled", names.index("WorkflowTaskFailed"))
+    assert task_failures(history)[0].event_id == failure.event_id
+
+
+async def test_the_same_name_loaded_again_runs_the_new_source(lab: Lab) -> None:
+    """Two sources of the same length, written in the same second: no stale module nor bytecode may run."""
+    texts = []
+    for version in ("version-one", "version-two"):
+        source = HEAD + f'        return "{version}"\n'
+        loaded = await lab.load_module("same_name", source)
+        assert loaded.path.read_text() == source
+        result = await lab.pay("3.00", show_link=False)
+        texts.append(notification_text(await lab.service.handle(result.payment_id).history()))
+    assert b"version-one" in texts[0] and b"version-two" in texts[1]
+    assert lab.modules is not None and lab.modules.current["same_name"].revision == 2
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (HEAD + "        return charge.message +\n", "same_name, line 13: invalid syntax"),
+        (after_future("import not_a_module_of_anyone\n"), "cannot import 'not_a_module_of_anyone'"),
+        (
+            after_future("import datetime\nSTARTED = datetime.datetime.now()\n"),
+            "same_name, line 3: the sandbox refused `datetime.datetime.now.__call__`",
+        ),
+        ("X = 1\n", "defines no workflow and no activity"),
+        ("X = {}['missing']\n", "same_name, line 1: importing the module raised KeyError"),
+    ],
+    ids=["syntax", "import", "sandbox", "no-workflow", "raises-at-import"],
+)
+async def test_a_module_that_cannot_run_is_one_message_and_the_worker_keeps_its_code(lab: Lab, source: str, message: str) -> None:
+    await lab.load_module("same_name", HEAD + '        return "kept"\n')
+    before = lab.worker.workflows  # type: ignore[union-attr]
+    with pytest.raises(WorkflowModuleError) as raised:
+        await lab.load_module("same_name", source)
+    assert message in str(raised.value), str(raised.value)
+    assert "previous version" in str(raised.value) or "no workflow" in str(raised.value)
+    assert raised.value._render_traceback_() == [f"\x1b[31mWorkflowModuleError\x1b[0m: {raised.value}"]
+    assert lab.worker.running and lab.worker.workflows == before  # type: ignore[union-attr]
+    assert (await lab.pay("1.00", show_link=False)).status is PaymentStatus.COMPLETED
+
+
+@pytest.mark.parametrize("name", ["", "1st", "with-dash", "class", "_private", 3])
+def test_a_module_name_must_be_an_identifier(name: object, tmp_path: object) -> None:
+    modules = WorkflowModules(tmp_path)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(ValueError, match="a module name is a Python identifier"):
+            modules.load(name, "X = 1")  # type: ignore[arg-type]
+    finally:
+        modules.close()
+
+
+def test_two_folders_in_one_process_never_share_a_module_name() -> None:
+    """Every folder is on sys.path and sys.modules is one: the same name in two labs must import two files."""
+    first, second = WorkflowModules(), WorkflowModules()
+    try:
+        one = first.load("shared", HEAD + '        return "from-first"\n')
+        two = second.load("shared", HEAD + '        return "from-second"\n')
+        assert one.module_name != two.module_name and (one.revision, two.revision) == (1, 1)
+        assert one.module.__file__ == str(one.path) and two.module.__file__ == str(two.path)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_closing_forgets_the_modules_and_removes_the_folder() -> None:
+    modules = WorkflowModules()
+    loaded = modules.load("closing", HEAD + "        return ''\n")
+    modules.commit(loaded)
+    assert loaded.module_name in sys.modules and str(modules.folder) in sys.path
+    modules.close()
+    assert loaded.module_name not in sys.modules and str(modules.folder) not in sys.path
+    assert not modules.folder.exists() and not modules.current
+
+
+async def test_the_kits_workflow_still_replays_histories_of_the_seam(lab: Lab) -> None:
+    """The seam `notification_message` changed no command: today's histories replay with PaymentWorkflow."""
+    result = await lab.pay("8.00", show_link=False)
+    (outcome,) = await replay([await lab.service.handle(result.payment_id).history()], PaymentWorkflow)
+    assert outcome.ok, outcome.error
