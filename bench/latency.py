@@ -23,11 +23,11 @@ from payments_lab.latency import Continuing, compare_latency, latency_table
 from payments_lab.messages import TUNED
 from payments_lab.plain import pay_plainly
 from payments_lab.repository import PaymentRepository
-from payments_lab.server import EmbeddedServer
+from payments_lab.server import DEFAULT_TRANSFER_READS_PER_SECOND, EmbeddedServer
 
 
-async def main(rounds: int, per_round: int, spacing: float) -> None:
-    with EmbeddedServer(ui=False) as server:
+async def main(rounds: int, per_round: int, spacing: float, transfer_reads: int) -> None:
+    with EmbeddedServer(ui=False, transfer_reads_per_second=transfer_reads or None) as server:
         lab = await open_lab("bench", server=server)
         plain_repository = PaymentRepository()
         bare_queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
@@ -75,5 +75,11 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--spacing", type=float, default=0.2, help="seconds between two payments in the spaced runs")
+    parser.add_argument(
+        "--transfer-reads",
+        type=int,
+        default=DEFAULT_TRANSFER_READS_PER_SECOND,
+        help="the server's history.transferProcessorMaxPollRPS; 0 keeps Temporal's default (20)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.per_round, args.spacing))
+    asyncio.run(main(args.rounds, args.per_round, args.spacing, args.transfer_reads))
