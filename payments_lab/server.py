@@ -33,9 +33,9 @@ DEFAULT_TRANSFER_READS_PER_SECOND = 1000
 (``history.transferProcessorMaxPollRPS``; Temporal's default is 20, with a burst of 20).
 
 Every workflow task and activity task reaches its task queue through a transfer task. At
-20 reads per second, payments that follow each other within ~60 ms used up the burst, and
-each hand-off then waited for the next read: ~40 ms per workflow task on the dev server's
-single history shard (measured with ``bench/dispatch_stall.py``)."""
+20 reads per second, payments run back to back used up the burst, and each hand-off then
+waited for the next read: ~40 ms per workflow task on the dev server's single history shard
+(measured with ``bench/dispatch_stall.py``; payments 0.2 s apart never waited)."""
 
 
 class TemporalNotFoundError(RuntimeError):
