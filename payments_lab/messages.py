@@ -108,6 +108,24 @@ class PaymentProgress:
     """What is happening, in plain words."""
 
 
+@dataclass(frozen=True)
+class PaymentAnswer:
+    """What the ``answer`` update returns: the payment's first answer, once validation is done.
+
+    ``accepted`` says the payment passed validation and its charge is under way: it does not
+    say the money was taken. The charge's outcome is the workflow's result.
+    """
+
+    payment_id: str
+    """The payment."""
+    accepted: bool
+    """True: validated, the charge and the notification follow. False: it has already ended."""
+    status: PaymentStatus
+    """``processing`` when accepted; otherwise how it ended (``declined``, ``failed``, ``cancelled``…)."""
+    message: str
+    """What to tell the customer now, in plain words."""
+
+
 TUNED = PaymentOptions(local_validation=True, local_notification=True)
 """The seed's options with the cheap steps as local activities: only the charge, which
 must survive a crash with a heartbeat and idempotency, goes through a task queue."""

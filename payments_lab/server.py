@@ -29,6 +29,15 @@ HOST = "127.0.0.1"
 DEFAULT_TIMER_GRANULARITY = timedelta(milliseconds=10)
 """How late a timer or retry may fire on the embedded server (Temporal's default is ~1 s)."""
 
+DEFAULT_TRANSFER_READS_PER_SECOND = 1000
+"""How often per second the embedded server's history service may read new transfer tasks
+(``history.transferProcessorMaxPollRPS``; Temporal's default is 20, with a burst of 20).
+
+Every workflow task and activity task reaches its task queue through a transfer task. At
+20 reads per second, payments run back to back used up the burst, and each hand-off then
+waited for the next read: ~40 ms per workflow task on the dev server's single history shard
+(measured with ``bench/dispatch_stall.py``; payments 0.2 s apart never waited)."""
+
 
 class TemporalNotFoundError(PaymentsLabError, RuntimeError):
     """The ``temporal`` CLI binary is not installed where the kit looks for it."""
@@ -187,6 +196,9 @@ class EmbeddedServer(processes.ChildProcess):
             whatever ``route`` says.
         ui_codec_endpoint: A codec server the Web UI sends payloads to for decoding
             (``--ui-codec-endpoint``), see :mod:`payments_lab.codec_server`.
+        transfer_reads_per_second: How often per second the history service may read
+            new transfer tasks (see :data:`DEFAULT_TRANSFER_READS_PER_SECOND`); None
+            keeps Temporal's 20.
     """
 
     def __init__(
@@ -205,6 +217,7 @@ class EmbeddedServer(processes.ChildProcess):
         namespaces: Sequence[str] = (),
         ui_public_path: str | None = None,
         ui_codec_endpoint: str | None = None,
+        transfer_reads_per_second: int | None = DEFAULT_TRANSFER_READS_PER_SECOND,
     ) -> None:
         self.db_file = Path(db_file) if db_file is not None else None
         self.ui = ui
@@ -219,6 +232,7 @@ class EmbeddedServer(processes.ChildProcess):
         self.namespaces = tuple(namespaces)
         self.ui_public_path = ui_public_path
         self.ui_codec_endpoint = ui_codec_endpoint
+        self.transfer_reads_per_second = transfer_reads_per_second
         super().__init__("The Temporal dev server")
 
     def __repr__(self) -> str:
@@ -270,6 +284,8 @@ class EmbeddedServer(processes.ChildProcess):
             args += ["--dynamic-config-value", f'history.timerProcessorMaxTimeShift="{shift}"']
         if self.time_skipping:
             args += ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
+        if self.transfer_reads_per_second is not None:
+            args += ["--dynamic-config-value", f"history.transferProcessorMaxPollRPS={int(self.transfer_reads_per_second)}"]
         return args
 
     def start(self, timeout: float = 30.0) -> EmbeddedServer:

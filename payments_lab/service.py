@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -46,7 +47,7 @@ from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan
 from payments_lab.outage import ride_out
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
-from payments_lab.workflows import PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
+from payments_lab.workflows import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
 
 T = TypeVar("T")
 
@@ -234,6 +235,27 @@ class PaymentHandle:
         await self.workflow.cancel()
 
 
+@dataclass(frozen=True)
+class EarlyStart:
+    """What :meth:`PaymentService.start_early` returns: the first answer, and the payment that runs on."""
+
+    answer: PaymentAnswer
+    """Accepted (validated, being charged) or already ended (declined…)."""
+    handle: PaymentHandle
+    """The payment: ``await handle.result()`` says how the charge ended."""
+
+
+def _search_attributes(request: PaymentRequest) -> TypedSearchAttributes:
+    """The search attributes a payment starts with (``PaymentStatus`` says ``pending``)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(ORGANIZATION_ID, request.organization_id),
+            SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
+            SearchAttributePair(PAYMENT_CURRENCY, request.currency),
+        ]
+    )
+
+
 class PaymentService:
     """Start and follow payments on one task queue, and search them through visibility.
 
@@ -307,17 +329,59 @@ class PaymentService:
                 request_eager_start=eager_start,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(ORGANIZATION_ID, request.organization_id),
-                        SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
-                        SearchAttributePair(PAYMENT_CURRENCY, request.currency),
-                    ]
-                ),
+                search_attributes=_search_attributes(request),
             )
         except WorkflowAlreadyStartedError:
             raise DuplicatePaymentError(request.payment_id, await self.status(request.payment_id)) from None
         return PaymentHandle(self, handle, request.payment_id)
+
+    async def start_early(
+        self,
+        request: PaymentRequest,
+        *,
+        faults: FaultPlan | None = None,
+        options: PaymentOptions | None = None,
+        execution_timeout: timedelta | None = None,
+        rpc_timeout: timedelta | None = None,
+    ) -> EarlyStart:
+        """Start the payment and return its first answer as soon as it is validated (early return).
+
+        One Update-with-Start call starts the workflow and sends it the ``answer`` update,
+        which returns once validation is done; the charge and the notification run on. The
+        answer says "accepted", not "paid": the charge's outcome is ``await
+        result.handle.result()``, and a charge that fails later is settled (refunded if
+        money was taken) like any other.
+
+        Args:
+            request: The payment.
+            faults: Faults to inject.
+            options: Retry and timeout options; with ``local_validation`` (as in ``TUNED``)
+                the answer comes back in the first workflow task.
+            execution_timeout: How long the workflow may run in all.
+            rpc_timeout: How long each call to the server may take: without a worker the
+                update is never delivered, and the workflow has started all the same.
+
+        Raises:
+            DuplicatePaymentError: this payment id was already submitted; nothing happened.
+        """
+        operation = WithStartWorkflowOperation(
+            PaymentWorkflow.run,
+            PaymentInput(request, options or self.options, faults or FaultPlan()),
+            id=request.workflow_id,
+            task_queue=self.task_queue,
+            execution_timeout=execution_timeout or self.execution_timeout,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=_search_attributes(request),
+        )
+        try:
+            answer = await self.client.execute_update_with_start_workflow(
+                PaymentWorkflow.answer, start_workflow_operation=operation, rpc_timeout=rpc_timeout
+            )
+        except WorkflowAlreadyStartedError:
+            raise DuplicatePaymentError(request.payment_id, await self.status(request.payment_id)) from None
+        handle = await operation.workflow_handle()
+        return EarlyStart(answer, PaymentHandle(self, handle, request.payment_id))
 
     async def process(self, request: PaymentRequest, **start_options: object) -> PaymentResult:
         """Start the payment and wait for its result (the seed's ``processPayment``).

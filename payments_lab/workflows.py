@@ -23,10 +23,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from payments_lab.domain import ChargeResult, PaymentRequest, PaymentResult, PaymentStatus, Step
     from payments_lab.faults import FaultPlan  # noqa: F401
-    from payments_lab.messages import PaymentInput, PaymentOptions, PaymentProgress
+    from payments_lab.messages import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress
     from payments_lab.search_attributes import PAYMENT_STATUS
 
-__all__ = ["PaymentInput", "PaymentOptions", "PaymentProgress", "PaymentWorkflow"]
+__all__ = ["PaymentAnswer", "PaymentInput", "PaymentOptions", "PaymentProgress", "PaymentWorkflow"]
 
 T = TypeVar("T")
 
@@ -44,11 +44,30 @@ class PaymentWorkflow:
     def __init__(self, input: PaymentInput) -> None:
         self._request = input.request
         self._progress = PaymentProgress(input.request.payment_id, PaymentStatus.PENDING, Step.VALIDATE.value, "queued")
+        self._answer: PaymentAnswer | None = None
 
     @workflow.query
     def progress(self) -> PaymentProgress:
         """Where the payment is now."""
         return self._progress
+
+    @workflow.update
+    async def answer(self) -> PaymentAnswer:
+        """The payment's first answer: returned once validation is done, while the charge runs on.
+
+        Sent with the start (Update-with-Start, ``PaymentService.start_early``), it gives the
+        caller "accepted" or "declined" as soon as the workflow knows, instead of at its end.
+        An update nobody sends changes nothing: the workflow runs the same either way.
+        """
+        await workflow.wait_condition(lambda: self._answer is not None)
+        assert self._answer is not None
+        return self._answer
+
+    def _accept(self) -> None:
+        """Validation passed: the ``answer`` update may return, the charge follows."""
+        self._answer = PaymentAnswer(
+            self._progress.payment_id, True, PaymentStatus.PROCESSING, "accepted: validated; the charge and the notification follow"
+        )
 
     def _advance(self, step: str, status: PaymentStatus, message: str) -> None:
         self._progress = PaymentProgress(self._progress.payment_id, status, step, message)
@@ -71,6 +90,8 @@ class PaymentWorkflow:
         """
         workflow.upsert_search_attributes([PAYMENT_STATUS.value_set(status.value)])
         self._advance(Step.DONE.value, status, message)
+        if self._answer is None:  # ended before it was accepted: that is the first answer
+            self._answer = PaymentAnswer(self._progress.payment_id, False, status, message)
 
     async def _settle(self, status: PaymentStatus, reason: str) -> PaymentStatus:
         self._advance(Step.SETTLE.value, self._progress.status, reason)
@@ -119,6 +140,7 @@ class PaymentWorkflow:
                 return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
 
             await self.before_charge(request)
+            self._accept()
             self._advance(Step.CHARGE.value, PaymentStatus.PROCESSING, "charging")
             try:
                 charge = await workflow.execute_activity_method(

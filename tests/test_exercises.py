@@ -34,6 +34,7 @@ from payments_lab.exercises import (
     lesson06,
     lesson07,
     lesson09,
+    lesson10,
     lesson11,
 )
 from payments_lab.faults import FaultPlan
@@ -91,7 +92,7 @@ def assert_deterministic(feedback: Feedback, lab: Lab) -> None:
 
 
 def test_every_lesson_with_exercises_has_them_named_in_order() -> None:
-    modules = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson09, lesson11]
+    modules = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson09, lesson10, lesson11]
     assert [m.__name__.rsplit(".", 1)[1] for m in modules] == list(LESSONS)
     for module in modules:
         lesson = int(module.__name__.removeprefix("payments_lab.exercises.lesson"))
@@ -168,6 +169,20 @@ async def _deliver_once(checkout: Any, payment_id: str) -> None:
     await checkout.deliver_webhook(payment_id, ProcessorEvent("evt_1", AUTHENTICATED))
 
 
+async def _pay_and_wait(lab: Lab, request: Any) -> Any:
+    return await lab.pay(request, show_link=False)
+
+
+async def _answer_after_the_end(lab: Lab, request: Any) -> Any:
+    started = await lab.service.start_early(request)
+    await started.handle.result()
+    return started.answer
+
+
+async def _the_early_answer(started: Any) -> Any:
+    return started.answer.status
+
+
 async def _cancel_at_once(lab: Lab, handle: Any) -> None:
     await handle.cancel()
 
@@ -241,6 +256,9 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson09.q2, lambda lab: lesson09.BUGGY_SOURCE, "KeyError"),
     (lesson09.q2, lambda lab: _fixed_with_a_settling_timer(), "non-determinism"),
     (lesson09.q2, lambda lab: _rolled_back(), "rollback"),
+    (lesson10.q1, lambda lab: _pay_and_wait, "without the `answer` update"),
+    (lesson10.q1, lambda lab: _answer_after_the_end, "after the payment had ended"),
+    (lesson10.q2, lambda lab: _the_early_answer, "early answer (`processing`)"),
     (lesson11.q1, lambda lab: _confirm_by_webhook, "not by the customer's update"),
     (lesson11.q1, lambda lab: _do_nothing, "deadline timer fired"),
     (lesson11.q2, lambda lab: _two_different_events, "two different events"),
@@ -422,7 +440,7 @@ def test_every_exercise_is_checked_in_its_solution_notebook(exercise: Exercise) 
 
 def test_solution_notebooks_open_the_lab_and_import_their_lesson() -> None:
     paths = solution_paths()
-    assert [p.name[:2] for p in paths] == [f"{n:02d}" for n in (*range(1, 8), 9, 11)]
+    assert [p.name[:2] for p in paths] == [f"{n:02d}" for n in (*range(1, 8), 9, 10, 11)]
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
         first_code = next(c.source for c in notebook.cells if c.cell_type == "code")

@@ -64,6 +64,8 @@ def test_the_command_line_binds_loopback_and_registers_search_attributes(tmp_pat
     for name in ("OrganizationId", "PaymentStatus", "PaymentCurrency"):
         assert f"--search-attribute {name}=Keyword" in command
     assert 'history.timerProcessorMaxTimeShift="10ms"' in command
+    assert "history.transferProcessorMaxPollRPS=1000" in command
+    assert "transferProcessorMaxPollRPS" not in " ".join(EmbeddedServer(transfer_reads_per_second=None, port=1).command())
     assert "--headless" in " ".join(EmbeddedServer(ui=False, port=1).command())
 
 

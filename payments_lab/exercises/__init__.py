@@ -47,7 +47,7 @@ __all__ = [
 MODULE_ALIAS = "ex"
 """The name under which practice notebooks import their lesson's exercises (``lesson02 as ex``)."""
 
-LESSONS = ("lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07", "lesson09", "lesson11")
+LESSONS = ("lesson01", "lesson02", "lesson03", "lesson04", "lesson05", "lesson06", "lesson07", "lesson09", "lesson10", "lesson11")
 """The lesson modules that hold exercises, in lesson order."""
 
 

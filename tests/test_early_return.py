@@ -1,0 +1,113 @@
+"""Early return on the real dev server: the first answer through Update-with-Start, the charge after it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.client import Client
+
+from conftest import FAST, new_id
+from payments_lab.activities import PaymentActivities
+from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.exercises.checking import events_of, first_index
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.latency import answer_times
+from payments_lab.messages import TUNED, PaymentOptions
+from payments_lab.repository import PaymentRepository
+from payments_lab.service import DuplicatePaymentError, PaymentService
+from payments_lab.worker import BackgroundWorker
+
+
+@pytest.fixture
+async def service(client: Client, task_queue: str, activities: PaymentActivities) -> AsyncIterator[PaymentService]:
+    """A payment service whose worker runs on the session's dev server."""
+    async with BackgroundWorker(client, task_queue, activities):
+        yield PaymentService(client, task_queue, options=FAST)
+
+
+def _request(amount: str = "25.00", organization_id: str = "org-acme") -> PaymentRequest:
+    return PaymentRequest(new_id("e"), organization_id, "u-1", amount, "EUR", "early return test")  # type: ignore[arg-type]
+
+
+def _names(history) -> list[str]:  # noqa: ANN001
+    return [event.name for event in events_of(history)]
+
+
+@pytest.mark.parametrize("options", [FAST, TUNED], ids=["regular-validation", "local-validation"])
+async def test_the_answer_comes_before_the_charge_and_the_payment_completes(
+    service: PaymentService, repository: PaymentRepository, options: PaymentOptions
+) -> None:
+    request = _request()
+    started = await service.start_early(request, options=options)
+    assert started.answer.accepted and started.answer.status is PaymentStatus.PROCESSING
+    assert started.answer.payment_id == request.payment_id
+    result = await started.handle.result()
+    assert result.status is PaymentStatus.COMPLETED and repository.charge_count(request.payment_id) == 1
+    events = events_of(await started.handle.history())
+    completed = first_index(events, "WorkflowExecutionUpdateCompleted")
+    charge = first_index(events, "ActivityTaskScheduled", "charge_payment")
+    assert first_index(events, "WorkflowExecutionUpdateAccepted") is not None
+    assert completed is not None and charge is not None
+    # The answer and the charge's scheduling are written by the same workflow task: the
+    # charge is only *scheduled* when the caller hears "accepted"; it starts after.
+    assert completed < first_index(events, "ActivityTaskStarted", "charge_payment")  # type: ignore[operator]
+    times = answer_times(await started.handle.history())
+    assert 0 <= times["first answer"] <= times["end"]
+
+
+async def test_a_declined_payment_answers_declined_and_starts_nothing_else(service: PaymentService, repository: PaymentRepository) -> None:
+    request = _request(organization_id="org-unknown")
+    started = await service.start_early(request, options=TUNED)
+    assert not started.answer.accepted
+    assert started.answer.status is PaymentStatus.DECLINED and "org-unknown" in started.answer.message
+    assert (await started.handle.result()).status is PaymentStatus.DECLINED
+    names = _names(await started.handle.history())
+    assert "WorkflowExecutionUpdateCompleted" in names and "ActivityTaskScheduled" not in names
+    assert repository.charge_count(request.payment_id) == 0
+
+
+async def test_a_charge_that_fails_after_the_answer_is_settled(service: PaymentService, repository: PaymentRepository) -> None:
+    request = _request("31.00")
+    started = await service.start_early(request, options=TUNED, faults=FaultPlan(charge=StepFaults(fail_first=5)))
+    assert started.answer.accepted, "the caller was told 'accepted'"
+    result = await started.handle.result()
+    assert result.status is PaymentStatus.FAILED and "charge gave up" in result.message
+    names = _names(await started.handle.history())
+    assert names.index("WorkflowExecutionUpdateCompleted") < names.index("ActivityTaskFailed")
+    assert repository.charge_count(request.payment_id) == 0
+    assert repository.notifications(request.payment_id) == [], "the kit notifies only completed payments"
+
+
+async def test_a_payment_declined_by_the_processor_after_the_answer_is_refunded_nothing(
+    service: PaymentService, repository: PaymentRepository
+) -> None:
+    request = _request("32.00")
+    started = await service.start_early(request, options=TUNED, faults=FaultPlan(charge=StepFaults(decline=True)))
+    assert started.answer.accepted
+    result = await started.handle.result()
+    assert result.status is PaymentStatus.FAILED
+    assert [e.activity_type for e in events_of(await started.handle.history()) if e.name == "ActivityTaskScheduled"] == [
+        "charge_payment",
+        "settle_unfinished_payment",
+    ]
+
+
+async def test_the_same_payment_id_twice_is_refused_and_charged_once(service: PaymentService, repository: PaymentRepository) -> None:
+    request = _request()
+    started = await service.start_early(request, options=TUNED)
+    await started.handle.result()
+    with pytest.raises(DuplicatePaymentError, match="already submitted"):
+        await service.start_early(request, options=TUNED)
+    assert repository.charge_count(request.payment_id) == 1
+
+
+async def test_an_ordinary_start_runs_the_same_workflow_without_the_update(
+    service: PaymentService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="temporalio.workflow")
+    handle = await service.start(_request(), options=TUNED)
+    assert (await handle.result()).status is PaymentStatus.COMPLETED
+    assert not any(name.startswith("WorkflowExecutionUpdate") for name in _names(await handle.history()))
+    assert "unfinished" not in caplog.text.lower()
