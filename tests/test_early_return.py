@@ -111,3 +111,18 @@ async def test_an_ordinary_start_runs_the_same_workflow_without_the_update(
     assert (await handle.result()).status is PaymentStatus.COMPLETED
     assert not any(name.startswith("WorkflowExecutionUpdate") for name in _names(await handle.history()))
     assert "unfinished" not in caplog.text.lower()
+
+
+async def test_a_payment_cancelled_before_its_answer_answers_cancelled(service: PaymentService, repository: PaymentRepository) -> None:
+    import asyncio
+
+    request = _request("33.00")
+    slow_validation = FaultPlan(validate=StepFaults(delay=1.0))
+    starting = asyncio.create_task(service.start_early(request, faults=slow_validation))  # validation: a regular activity
+    while not repository.attempts(request.payment_id):  # validation is under way
+        await asyncio.sleep(0.02)
+    await service.cancel(request.payment_id)
+    started = await starting
+    assert not started.answer.accepted and started.answer.status is PaymentStatus.CANCELLED
+    assert (await started.handle.result()).status is PaymentStatus.CANCELLED
+    assert repository.charge_count(request.payment_id) == 0
