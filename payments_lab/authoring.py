@@ -25,6 +25,7 @@ from typing import Any
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from payments_lab.errors import PaymentsLabError
 from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker
 
 __all__ = ["LoadedModule", "WorkflowModuleError", "WorkflowModules", "deploy", "explain_worker_error"]
@@ -35,7 +36,7 @@ _LAST_NUMBER: dict[str, int] = {}
 """The last number a module name was given in this process, by the name its cell gave."""
 
 
-class WorkflowModuleError(ValueError):
+class WorkflowModuleError(PaymentsLabError, ValueError):
     """Workflow code written in a cell that cannot run: what is wrong, and what to change.
 
     In a notebook it shows as its message alone, without the kit's own traceback.
