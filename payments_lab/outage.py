@@ -51,10 +51,11 @@ class OutageWatch:
         self.every = every
         self.saw_outage = False
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def _knock(self) -> None:
         host, _, port = self.address.rpartition(":")
-        while True:
+        while not self._stopped:
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 1.0)
                 writer.close()
@@ -68,11 +69,12 @@ class OutageWatch:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
+            self._stopped = True
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # Python 3.11's wait_for can swallow a cancellation that lands as the connection
+            # opens (seen under a room's load: a check then hung for ever here). The flag ends
+            # the loop anyway; never wait for the knocking task without a bound.
+            await asyncio.wait([self._task], timeout=2.0)
 
 
 def outage_wait() -> timedelta:
