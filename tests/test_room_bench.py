@@ -41,3 +41,17 @@ def test_a_room_of_three_learner_processes_passes_every_check(monkeypatch: pytes
 def test_a_room_needs_a_learner() -> None:
     with pytest.raises(ValueError, match="learners must be a whole number >= 1, got 0"):
         bench.measure_room(0)
+
+
+def test_03_q1_says_the_lab_is_overloaded_instead_of_raising() -> None:
+    """Seen in the room of 30: a check payment cancelled at its deadline left no completed charge, and the
+    check crashed with 'coroutine raised StopIteration' instead of giving a verdict."""
+    from types import SimpleNamespace
+
+    from payments_lab.exercises import Mismatch
+    from payments_lab.exercises.lesson03 import _completed_attempt
+
+    missed = SimpleNamespace(attempts=(), status="cancelled", describe_attempts=lambda _activity: "none")
+    with pytest.raises(Mismatch, match="did not complete in time") as raised:
+        _completed_attempt(missed)  # type: ignore[arg-type]
+    assert raised.value.about_the_lab and "payment cancelled" in raised.value.seen
