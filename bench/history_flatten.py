@@ -12,6 +12,15 @@ twice, retried after 100 ms). Then, in alternating rounds:
 
 Figures are medians over the rounds; the headline ``history_flatten_1000_s`` is the kit's
 fetch + flatten with its progress bar.
+
+``--histories 10000`` adds a room-sized run (it takes minutes: the payments run first, at the
+server's pace of about 28 a second): 10,000 histories fetched and flattened by the kit, timed
+once the payments are in (``history_flatten_10000_s``), with the memory they take:
+``history_bytes_per_history`` is the growth of the process's resident set size (RSS, from
+``/proc/self/statm``) while it holds the fetched histories, divided by their number (protobuf
+keeps its messages outside Python's allocator, where tracemalloc would not see them), and
+``history_table_bytes_per_history`` the three tables' ``memory_usage(deep=True)``, per history.
+The room view is read there too, on a namespace holding all of them (``room_view_10000_s``).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import statistics
 import time
 from datetime import timedelta
@@ -140,9 +150,56 @@ async def main(payments: int, rounds: int) -> None:
     print(f"history_flatten_{len(ids)}_s={median(t['kit']):.2f}")
 
 
+def rss_bytes() -> int:
+    """The process's resident set size now (Linux), in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def at_room_scale(histories: int) -> None:
+    """Run ``histories`` payments, then fetch and flatten them all once: time, and memory per history."""
+    from payments_lab.progress import progress_view
+
+    quiet_logs()
+    with EmbeddedServer(ui=False) as server:
+        client = (await connect(address=server.address)).client
+        task_queue = new_task_queue("bench-history")
+        service = PaymentService(client, task_queue, options=FAST)
+        started = time.perf_counter()
+        async with BackgroundWorker(client, task_queue, PaymentActivities(PaymentRepository())):
+            fleet = await run_fleet(
+                service, FleetPlan(count=histories, charge_failure_rate=0.2, seed=2), concurrency=100, progress=False
+            )
+        print(f"payments={len(fleet)} run_untimed_s={time.perf_counter() - started:.1f}", flush=True)
+        ids = fleet.workflow_ids
+        await fetch_histories(client, ids[:50], progress=False)  # warm up the connection
+        settle()
+        before = rss_bytes()
+        t0 = time.perf_counter()
+        fetched = await fetch_histories(client, ids, progress=False)
+        t1 = time.perf_counter()
+        held = rss_bytes() - before
+        tables = flatten(fetched)
+        t2 = time.perf_counter()
+        table_bytes = sum(int(t.memory_usage(deep=True).sum()) for t in tables)
+        t3 = time.perf_counter()
+        view = await progress_view(client)
+        t4 = time.perf_counter()
+    print(f"histories={len(fetched)} events={len(tables[0])} room_view_payments={view.learners[0].payments}")
+    print(f"history_fetch_{len(ids)}_s={t1 - t0:.2f}")
+    print(f"history_tables_{len(ids)}_s={t2 - t1:.2f}")
+    print(f"history_bytes_per_history={held / len(fetched):.0f}")
+    print(f"history_table_bytes_per_history={table_bytes / len(fetched):.0f}")
+    print(f"room_view_{len(ids)}_s={t4 - t3:.2f}")
+    print(f"history_flatten_{len(ids)}_s={t2 - t0:.2f}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--payments", type=int, default=1000, help="payments to run, then fetch and flatten")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
+    parser.add_argument("--histories", type=int, default=0, help="also fetch and flatten this many at once (e.g. 10000: minutes)")
     args = parser.parse_args()
     asyncio.run(main(args.payments, args.rounds))
+    if args.histories:
+        asyncio.run(at_room_scale(args.histories))

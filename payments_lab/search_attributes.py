@@ -13,5 +13,11 @@ PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 PAYMENT_CURRENCY = SearchAttributeKey.for_keyword("PaymentCurrency")
 """The payment's ISO 4217 currency."""
 
-ALL = (ORGANIZATION_ID, PAYMENT_STATUS, PAYMENT_CURRENCY)
+EXERCISE_ID = SearchAttributeKey.for_keyword("ExerciseId")
+"""The exercise a check record is about, e.g. ``02.q2`` (see :mod:`payments_lab.verdicts`)."""
+
+CHECK_VERDICT = SearchAttributeKey.for_keyword("CheckVerdict")
+"""A check record's verdict: ``correct`` or ``incorrect``."""
+
+ALL = (ORGANIZATION_ID, PAYMENT_STATUS, PAYMENT_CURRENCY, EXERCISE_ID, CHECK_VERDICT)
 """Every attribute the kit needs registered on the namespace."""

@@ -17,6 +17,7 @@ from payments_lab import processes
 from payments_lab.activities import PaymentActivities
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.faults import NO_FAULTS, FaultProfile
+from payments_lab.verdicts import ExerciseCheckWorkflow
 from payments_lab.workflows import PaymentWorkflow
 
 DEFAULT_WORKFLOWS: tuple[type, ...] = (PaymentWorkflow, ConfirmedPaymentWorkflow)
@@ -41,7 +42,7 @@ def create_worker(
     sticky_queue_schedule_to_start_timeout: timedelta = timedelta(seconds=10),
     max_concurrent_activities: int = 100,
 ) -> Worker:
-    """A worker that runs the payment workflow and activities.
+    """A worker that runs the payment workflow and activities, and completes exercise check records.
 
     Args:
         client: Client of the server.
@@ -58,7 +59,7 @@ def create_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(workflows),
+        workflows=list(dict.fromkeys([*workflows, ExerciseCheckWorkflow])),
         activities=[*activities.all, *extra_activities],
         identity=activities.identity,
         max_concurrent_activities=max_concurrent_activities,

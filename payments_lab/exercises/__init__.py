@@ -378,6 +378,11 @@ class Exercise:
         return f"q{self.number}"
 
     @property
+    def id(self) -> str:
+        """``02.q2``: how check records name the exercise (see :mod:`payments_lab.verdicts`)."""
+        return f"{self.lesson:02d}.{self.name}"
+
+    @property
     def typed_name(self) -> str:
         """``ex.q1``: what a learner types, the practice notebooks importing each lesson as ``ex``."""
         return f"{MODULE_ALIAS}.{self.name}"
@@ -470,7 +475,7 @@ class Exercise:
             where = mismatch.where_to_look
             if not mismatch.about_the_lab:
                 where += f" (lesson {self.lesson:02d}" + (f", “{self.section}”)" if self.section else ")")
-            return Feedback(
+            feedback = Feedback(
                 self.label,
                 Outcome.INCORRECT,
                 mismatch.message,
@@ -478,7 +483,21 @@ class Exercise:
                 seen=mismatch.seen,
                 where_to_look=where,
             )
-        return Feedback(self.label, Outcome.CORRECT, verdict.message, verified=verdict.verified)
+        else:
+            feedback = Feedback(self.label, Outcome.CORRECT, verdict.message, verified=verdict.verified)
+        await _record(self, feedback, lab)
+        return feedback
+
+
+async def _record(exercise: Exercise, feedback: Feedback, lab: Lab | None) -> None:
+    """Record the verdict in the learner's namespace, for the room view; never raises."""
+    from payments_lab.lab import _LABS
+    from payments_lab.verdicts import record_verdict
+
+    # A check that needs no lab records through the notebook's lab, if one is open.
+    recorder = lab or next((opened for opened in _LABS.values() if opened.running), None)
+    if recorder is not None:
+        await record_verdict(recorder.client, recorder.task_queue, exercise.id, feedback.outcome.value, feedback.message)
 
 
 CHECK_TIMEOUT = 90.0

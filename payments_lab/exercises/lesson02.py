@@ -392,7 +392,8 @@ async def _check_bounded_retries(answer: object, lab: Lab | None) -> Verdict:
             seen=f"{attempts} charge attempts, all failed, and more to come; the check stopped the payment",
             where_to_look=where,
         )
-    failed = [e for e in run.events if e.name == "ActivityTaskFailed" and e.activity_type == "charge_payment"]
+    # The deadline can also land while an attempt runs (a loaded server): the charge then ends TimedOut.
+    failed = [e for e in run.events if e.name in ("ActivityTaskFailed", "ActivityTaskTimedOut") and e.activity_type == "charge_payment"]
     state = failed[-1].retry_state if failed else None
     if run.result.status is not PaymentStatus.FAILED or state != "timeout":
         raise Mismatch(

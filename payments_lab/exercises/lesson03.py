@@ -29,8 +29,22 @@ _STARTED_EVENT = (
 
 
 def _completed_attempt(run: PaymentRun) -> int:
-    """The attempt that completed the charge, from the kit's attempt log."""
-    return next(a.attempt for a in run.attempts if a.activity == CHARGE and a.outcome == "completed")
+    """The attempt that completed the charge, from the kit's attempt log.
+
+    Raises:
+        Mismatch: the charge never completed (the payment missed the check's deadline: an overloaded lab).
+    """
+    completed = next((a.attempt for a in run.attempts if a.activity == CHARGE and a.outcome == "completed"), None)
+    if completed is None:
+        raise Mismatch(
+            "The check's own payment did not complete in time, so your function could not be checked.",
+            expected="the check's payment completes within a few seconds",
+            seen=f"payment {run.status}; charge attempts: {run.describe_attempts(CHARGE)}",
+            where_to_look="run the check again; if it persists, ask your facilitator: the lab is overloaded, "
+            "your answer is not at fault",
+            about_the_lab=True,
+        )
+    return completed
 
 
 def _as_int(value: object, what: str) -> int:

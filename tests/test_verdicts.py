@@ -1,0 +1,88 @@
+"""Tests of exercise verdicts recorded in the learner's namespace: a real check leaves a real record, a lost server loses only the record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from payments_lab.client import connect
+from payments_lab.exercises import Outcome, lesson01, lesson04
+from payments_lab.lab import Lab
+from payments_lab.progress import check_records
+from payments_lab.server import EmbeddedServer
+from payments_lab.simulated_room import answer, open_learner_lab
+from payments_lab.verdicts import WORKFLOW_TYPE, record_verdict
+
+
+@pytest.fixture(scope="module")
+def room_server() -> Iterator[EmbeddedServer]:
+    """A server with one learner namespace, ``ana``, so that records are counted without other tests' noise."""
+    server = EmbeddedServer(ui=False, namespaces=["ana"]).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def ana(room_server: EmbeddedServer) -> AsyncIterator[Lab]:
+    lab = await open_learner_lab(room_server.address, "ana")
+    yield lab
+    await lab.close()
+
+
+async def test_a_check_records_its_verdict_in_the_learners_namespace(ana: Lab) -> None:
+    before = len(await check_records(ana.client))
+    red = await lesson01.q1.check_async(answer(lesson01.q1, ana, wrong=True), lab=ana)
+    green = await lesson01.q1.check_async(answer(lesson01.q1, ana), lab=ana)
+    assert (red.outcome, green.outcome) == (Outcome.INCORRECT, Outcome.CORRECT)
+
+    records = (await check_records(ana.client))[before:]
+    assert [(r.exercise, r.verdict) for r in records] == [("01.q1", "incorrect"), ("01.q1", "correct")]
+    assert records[0].message == red.message and records[1].message == green.message
+    assert records[0].at <= records[1].at
+
+
+async def test_the_labs_worker_completes_each_record(ana: Lab) -> None:
+    await lesson01.q1.check_async(answer(lesson01.q1, ana), lab=ana)
+    statuses: list[WorkflowExecutionStatus | None] = []
+    for _ in range(100):
+        statuses = [e.status async for e in ana.client.list_workflows(f"WorkflowType = '{WORKFLOW_TYPE}' AND TaskQueue = '{ana.task_queue}'")]
+        if statuses and all(s is WorkflowExecutionStatus.COMPLETED for s in statuses):
+            break
+        await asyncio.sleep(0.1)
+    assert statuses and set(statuses) == {WorkflowExecutionStatus.COMPLETED}
+
+
+async def test_a_blank_is_not_recorded(ana: Lab) -> None:
+    before = len(await check_records(ana.client))
+    blank = await lesson01.q1.check_async(lab=ana)
+    assert blank.outcome is Outcome.NOT_ATTEMPTED
+    assert len(await check_records(ana.client)) == before
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """What recording needs of a lab: a client and a task queue."""
+
+    client: Client
+    task_queue: str
+
+
+async def test_with_the_server_gone_a_check_still_gives_its_feedback(caplog: pytest.LogCaptureFixture) -> None:
+    server = EmbeddedServer(ui=False).start()
+    client = (await connect(address=server.address)).client
+    server.stop()
+    with caplog.at_level(logging.WARNING, logger="payments_lab.verdicts"):
+        feedback = await lesson04.q1.check_async(2, lab=StandIn(client, "gone"))  # type: ignore[arg-type]
+    assert feedback.outcome is Outcome.CORRECT
+    (warning,) = [r for r in caplog.records if r.name == "payments_lab.verdicts"]
+    assert "04.q1 was not recorded" in warning.getMessage() and "feedback stands" in warning.getMessage()
+
+
+async def test_record_verdict_refuses_an_unknown_verdict(client: Client) -> None:
+    with pytest.raises(ValueError, match="verdict must be one of correct, incorrect, got 'not attempted'"):
+        await record_verdict(client, "q", "01.q1", "not attempted")
