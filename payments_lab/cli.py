@@ -369,13 +369,15 @@ def _room_learners(args: argparse.Namespace) -> list[str]:
 
 
 def _print_room(learners: list, out: Path | None) -> None:
-    for learner in learners:
-        print(learner.line())
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
+    # Every file is written before any line is printed: whoever reads the lines finds the files.
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for learner in learners:
             (out / f"{learner.name}.env").write_text(
                 "".join(f"export {key}={value}\n" for key, value in learner.environment.items())
             )
+    for learner in learners:
+        print(learner.line())
 
 
 async def _prepare_room(args: argparse.Namespace) -> int:

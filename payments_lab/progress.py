@@ -23,7 +23,7 @@ import asyncio
 import html
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -369,7 +369,7 @@ async def room_view(
             return await learner_progress(namespace_client(client, name), course)
 
     learners = await asyncio.gather(*(read(name) for name in names))
-    return RoomView(tuple(learners), datetime.now(timezone.utc), rules)
+    return RoomView(tuple(learners), datetime.now(UTC), rules)
 
 
 async def progress_view(client: Client, *, rules: StuckRules = StuckRules()) -> RoomView:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from matplotlib.figure import Figure
@@ -21,7 +21,7 @@ from payments_lab.progress import (
 from payments_lab.server import EmbeddedServer
 from payments_lab.simulated_room import SimulatedLearner, run_room
 
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 COURSE = ("01.q1", "01.q2", "01.q3", "02.q1", "02.q2")
 
 
