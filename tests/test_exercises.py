@@ -498,8 +498,8 @@ async def test_a_check_that_hangs_becomes_a_verdict_about_the_lab(monkeypatch: p
     monkeypatch.setattr(framework, "CHECK_TIMEOUT", 0.2)
     exercise = framework.Exercise(
         lesson=1, number=9, title="stuck", task="t", answer="anything", checker=stuck,  # type: ignore[arg-type]
-        hints=("h",), explanation="e", solution="x = 1", answer_name="x",
+        hints=("h",), explanation="e", solution="x = 1", answer_name="x", needs_lab=False,
     )
-    feedback = await exercise.check_async("an answer", lab=object())  # type: ignore[arg-type]
+    feedback = await exercise.check_async("an answer")
     assert feedback.outcome is Outcome.INCORRECT
     assert "did not finish within 0.2 s" in str(feedback) and "open_lab()" in str(feedback)
