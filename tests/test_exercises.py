@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -503,3 +504,30 @@ async def test_a_check_that_hangs_becomes_a_verdict_about_the_lab(monkeypatch: p
     feedback = await exercise.check_async("an answer")
     assert feedback.outcome is Outcome.INCORRECT
     assert "did not finish within 0.2 s" in str(feedback) and "open_lab()" in str(feedback)
+
+
+@pytest.mark.parametrize(
+    ("exercise", "answer"),
+    [
+        (lesson02.q4, PaymentOptions(charge_timeout=timedelta(seconds=3.5), initial_interval=timedelta(milliseconds=100))),
+        (lesson02.q5, PaymentOptions(maximum_attempts=0, initial_interval=timedelta(milliseconds=200),
+                                     charge_schedule_to_close_timeout=timedelta(seconds=3.5))),
+    ],
+    ids=["02.q4", "02.q5"],
+)
+async def test_a_deadline_is_judged_on_the_options_not_on_a_busy_labs_wall_clock(
+    exercise: Exercise, answer: PaymentOptions, lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy room's server can push a right answer past the 3 s the task names (a room of 30 once
+    turned every right 02·Q4/Q5 red): a payment that ends after the deadline, of options that end it
+    in time on paper, is green. Here "on paper" is widened by 1 s, so the payment surely ends past 3 s."""
+    monkeypatch.setattr(lesson02, "REST_OF_PAYMENT", -1.0)
+    started = time.monotonic()
+    feedback = await exercise.check_async(answer, lab=lab)
+    assert time.monotonic() - started > lesson02.HANG_DEADLINE, "the payment really ran past the deadline"
+    assert feedback.outcome is Outcome.CORRECT, str(feedback)
+
+
+def test_options_past_the_deadline_on_paper_are_wrong() -> None:
+    assert lesson02._on_paper(1.1, lesson02.HANG_DEADLINE)
+    assert not lesson02._on_paper(2.9, lesson02.HANG_DEADLINE), "no time left for the rest of the payment"

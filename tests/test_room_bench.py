@@ -26,11 +26,10 @@ def test_a_room_of_three_learner_processes_passes_every_check(monkeypatch: pytes
     run = bench.measure_room(3)
     assert run.errors == ()
     assert run.expected_checks == 3 * 11 and len(run.checks) == run.expected_checks
-    # 02·Q4 and 02·Q5 give the payment 3 s of wall-clock time: on a loaded 2-core machine a right
-    # answer can miss it (measured: every learner of a room of 30). Known, and reported, not hidden:
-    red = [c for c in run.checks if not c.passed]
-    assert all(c.exercise in ("02.q4", "02.q5") and "3 s after" in c.message for c in red), red
-    assert run.passed >= run.expected_checks - 2 * 3
+    # Every check green: a check judges a deadline on the answer's options and waits for the
+    # lab as long as LAB_PATIENCE (a room of 30 on 2 cores once turned every right 02·Q4/Q5 red).
+    assert [c for c in run.checks if not c.passed] == []
+    assert run.passed == run.expected_checks
     assert {c.learner for c in run.checks} == {"learner-01", "learner-02", "learner-03"}
     assert sorted({c.exercise for c in run.checks})[:2] == ["01.q1", "01.q2"]
     assert run.percentile(0.5) <= run.percentile(0.95)
