@@ -17,11 +17,14 @@ import pytest
 from temporalio.common import WorkflowIDConflictPolicy
 
 from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
+from payments_lab.errors import PaymentsLabError
 from payments_lab.evolution import PaymentWorkflowWithFraudScreen
 from payments_lab.exercises import (
     LESSONS,
     Exercise,
     Feedback,
+    InvalidExerciseError,
+    NoSuchHintError,
     Outcome,
     ____,
     all_exercises,
@@ -351,7 +354,7 @@ def test_hints_and_solutions_render_as_text_and_html() -> None:
     assert "Hint 1 of 3" in str(first) and "Another hint: ex.q1.hint(2)" in str(first)
     assert "<code>ex.q1.hint(2)</code>" in first._repr_html_()
     assert "Another hint" not in str(last)
-    with pytest.raises(ValueError, match="has hints 1 to 3, not 4"):
+    with pytest.raises(NoSuchHintError, match="has hints 1 to 3, not 4"):
         exercise.hint(4)
     solution = exercise.solution()
     assert exercise.solution_code in str(solution)
@@ -388,12 +391,14 @@ def test_exercise_refuses_a_bad_definition() -> None:
         solution="x = 1", answer_name="x",
     )
     Exercise(**base)
-    with pytest.raises(ValueError, match="at least one hint"):
+    # The kit's own error, still a ValueError for code that catches that.
+    with pytest.raises(InvalidExerciseError, match="at least one hint"):
         Exercise(**{**base, "hints": ()})
-    with pytest.raises(ValueError, match="lesson must be"):
+    with pytest.raises(InvalidExerciseError, match="lesson must be"):
         Exercise(**{**base, "number": 0})
     with pytest.raises(ValueError, match="solution code"):
         Exercise(**{**base, "answer_name": "not a name"})
+    assert issubclass(InvalidExerciseError, PaymentsLabError) and issubclass(NoSuchHintError, PaymentsLabError)
 
 
 def test_check_is_synchronous_outside_an_event_loop() -> None:
@@ -490,12 +495,13 @@ def test_the_marking_convention() -> None:
 async def test_a_check_that_hangs_becomes_a_verdict_about_the_lab(monkeypatch: pytest.MonkeyPatch) -> None:
     """No cell may hang: a check stuck on the lab gives up with feedback that says what to do."""
     import payments_lab.exercises as framework
+    from payments_lab.exercises import problem
 
     async def stuck(answer: object, lab: object) -> object:
         await asyncio.sleep(3600)
         raise AssertionError("never reached")
 
-    monkeypatch.setattr(framework, "CHECK_TIMEOUT", 0.2)
+    monkeypatch.setattr(problem, "CHECK_TIMEOUT", 0.2)
     exercise = framework.Exercise(
         lesson=1, number=9, title="stuck", task="t", answer="anything", checker=stuck,  # type: ignore[arg-type]
         hints=("h",), explanation="e", solution="x = 1", answer_name="x", needs_lab=False,
