@@ -52,9 +52,12 @@ from tools.exercises import (
     MarkingError,
     blank_line,
     drifted,
+    generate,
     practice_code,
     practice_markdown,
+    practice_path,
     solution_paths,
+    task_markdown,
 )
 
 EXERCISES = all_exercises()
@@ -361,6 +364,8 @@ def test_hints_and_solutions_render_as_text_and_html() -> None:
     assert "backoff_coefficient=3" in solution._repr_html_() and "<pre" in solution._repr_html_()
     assert "Lesson 02 · Q1 · Waits of 1, 3 and 9 seconds" in repr(exercise)
     assert "<code>ex.q1.check(answer)</code>" in exercise._repr_html_() and "ex.q1.check(answer)" in repr(exercise)
+    # The task's markdown: **bold** in the notebook's view, plain in a terminal.
+    assert "retried <strong>1 s</strong>, then" in exercise._repr_html_() and "retried 1 s, then" in repr(exercise)
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
@@ -467,8 +472,67 @@ def test_the_lesson_section_an_exercise_points_to_exists(exercise: Exercise) -> 
     assert exercise.section in headings, f"{lesson.name} has no section {exercise.section!r}: update the exercise"
 
 
-def test_practice_notebooks_do_not_drift_from_the_solutions() -> None:
-    assert drifted() == [], "run `python -m tools.exercises` and commit the practice notebooks"
+def test_exercise_notebooks_do_not_drift_from_their_sources() -> None:
+    assert drifted() == [], "run `python -m tools.exercises` and commit the exercise notebooks"
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
+def test_the_task_in_the_notebook_is_the_one_in_the_lesson_module(exercise: Exercise) -> None:
+    notebook = nbformat.read(_solution_notebook(exercise.lesson), as_version=4)
+    markdown = [cell.source for cell in notebook.cells if cell.cell_type == "markdown"]
+    assert task_markdown(exercise) in markdown
+    assert " ".join(task_markdown(exercise).split("\n\n", 1)[1].split()) == " ".join(exercise.task.split())
+
+
+def test_a_task_edited_in_the_notebook_is_reported_and_written_back(tmp_path: Path) -> None:
+    solution = _solution_notebook(1)
+    copy = tmp_path / solution.name
+    copy.write_text(solution.read_text())
+    generate(tmp_path)
+    assert drifted(tmp_path) == []
+    notebook = nbformat.read(copy, as_version=4)
+    (cell,) = [c for c in notebook.cells if c.cell_type == "markdown" and c.source.startswith("## Q2 · ")]
+    cell.source = cell.source.replace("by asking the workflow itself", "by asking the server")
+    nbformat.write(notebook, copy)
+    # The practice notebook takes its tasks from the module too: it has not drifted.
+    assert drifted(tmp_path) == [
+        f"{solution.name} has a title or task that differs from payments_lab/exercises/lesson01.py, where it is written",
+    ]
+    assert generate(tmp_path) == [copy]
+    assert drifted(tmp_path) == [] and copy.read_text() == solution.read_text()
+    assert practice_path(copy).read_text() == practice_path(solution).read_text()
+
+
+def test_every_exercise_has_its_task_cell_once(tmp_path: Path) -> None:
+    solution = _solution_notebook(1)
+    notebook = nbformat.read(solution, as_version=4)
+    headings = [i for i, c in enumerate(notebook.cells) if c.cell_type == "markdown" and c.source.startswith("## Q")]
+    notebook.cells[headings[0]].source = "## Q9 · Not an exercise\n\nText."
+    nbformat.write(notebook, tmp_path / solution.name)
+    with pytest.raises(MarkingError, match="Q9 is no exercise of payments_lab/exercises/lesson01.py"):
+        drifted(tmp_path)
+    del notebook.cells[headings[0]]
+    nbformat.write(notebook, tmp_path / solution.name)
+    with pytest.raises(MarkingError, match=r"one '## QN · <title>' cell per exercise .*\(Q1, Q2, Q3\); it has Q2, Q3"):
+        drifted(tmp_path)
+
+
+def test_tasks_are_wrapped_as_markdown_that_reads_the_same() -> None:
+    long_task = "Write `async def f(lab, handle)`: " + "word " * 30 + "- then 1. and # are no list, no heading; wait 10 s."
+    exercise = lesson02.q1
+    cell = task_markdown(
+        Exercise(
+            lesson=2, number=1, title=exercise.title, task=long_task, answer="a", checker=exercise._checker, hints=("h",),
+            explanation="e", solution="x = 1", answer_name="x",
+        )
+    )
+    heading, text = cell.split("\n\n", 1)
+    lines = text.splitlines()
+    assert heading == f"## Q1 · {exercise.title}"
+    assert len(lines) > 1 and " ".join(lines) == long_task
+    assert lines[0].startswith("Write `async def f(lab, handle)`: "), "a code span is never broken"
+    assert not any(re.match(r"(-|\d+\.|#)(\s|$)", line) for line in lines[1:]), f"a line markdown reads as a list or heading: {lines}"
+    assert lines[-1].endswith("wait 10 s.") and not lines[-1].startswith("s."), "a number stays with its unit"
 
 
 def test_practice_notebooks_hold_no_answer() -> None:

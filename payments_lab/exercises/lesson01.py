@@ -81,8 +81,8 @@ q1 = Exercise(
     lesson=1,
     number=1,
     title="Decline a payment for its organization",
-    task="Build a payment request that the validate step declines because its organization is unknown, "
-    "and for no other reason.",
+    task="Build a payment request that the validate step declines because its **organization is unknown**, "
+    "and for no other reason. `lab.request(amount, currency, organization_id=...)` builds one.",
     answer='a `PaymentRequest`, e.g. from `lab.request(...)`',
     checker=_check_unknown_organization,
     hints=(
@@ -154,8 +154,8 @@ q2 = Exercise(
     lesson=1,
     number=2,
     title="Ask a running payment where it is",
-    task="Write `async def current_step(handle)` that returns the step a payment is in "
-    "(`'validate'`, `'charge'`, `'notify'`, `'settle'` or `'done'`), by asking the workflow.",
+    task="Write `async def current_step(handle)`: return the step a payment is in — `'validate'`, `'charge'`, "
+    "`'notify'`, `'settle'` or `'done'` — by asking the workflow itself.",
     answer="an async function of a payment handle that returns a string",
     checker=_check_current_step,
     hints=(
@@ -231,9 +231,9 @@ q3 = Exercise(
     lesson=1,
     number=3,
     title="A start sent twice",
-    task="A client sends its start request again (it never saw the answer) while the payment is still running. "
-    "Pick the `WorkflowIDConflictPolicy` under which the second start hands back the running payment, "
-    "with no error and no second run.",
+    task="A client sends its start request again — it never saw the server's answer — while the payment is still "
+    "running. Pick the `WorkflowIDConflictPolicy` under which the second start hands back the **running** payment: "
+    "no error, no second run.",
     answer="a `WorkflowIDConflictPolicy`",
     checker=_check_start_twice,
     hints=(

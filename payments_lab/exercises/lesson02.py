@@ -126,8 +126,8 @@ q1 = Exercise(
     lesson=2,
     number=1,
     title="Waits of 1, 3 and 9 seconds",
-    task="Write retry options under which a failing step is retried 1 s, then 3 s, then 9 s after each failure, "
-    "and then given up.",
+    task="Write retry options under which a failing step is retried **1 s**, then **3 s**, then **9 s** after each "
+    "failure, and then given up.",
     answer="a `PaymentOptions` (or a `RetryPolicy`)",
     checker=_check_waits,
     hints=(
@@ -213,8 +213,8 @@ q2 = Exercise(
     lesson=2,
     number=2,
     title="A charge that fails twice, then succeeds",
-    task="Write a fault plan under which the charge fails exactly twice, then succeeds (the payment uses the "
-    "default 3 attempts).",
+    task="Write a fault plan under which the **charge** fails exactly twice, then succeeds. The check runs the "
+    f"payment with the default {CHECK_OPTIONS.maximum_attempts} attempts per step.",
     answer="a `FaultPlan`",
     checker=_check_fail_twice,
     hints=(
@@ -274,8 +274,8 @@ q3 = Exercise(
     lesson=2,
     number=3,
     title="A notification that never gets through",
-    task="Write a fault plan under which every attempt of the notification fails, and see that the payment "
-    "still completes (the payment uses the default 3 attempts).",
+    task="Write a fault plan under which **every** attempt of the notification fails — and see that the payment "
+    f"still completes. The check runs the payment with the default {CHECK_OPTIONS.maximum_attempts} attempts per step.",
     answer="a `FaultPlan`",
     checker=_check_notification_never_arrives,
     hints=(
@@ -344,8 +344,8 @@ q4 = Exercise(
     lesson=2,
     number=4,
     title="A charge that hangs",
-    task="The processor sometimes takes the money and never answers. Write payment options under which a "
-    f"charge attempt that hangs is given up and retried, so that the payment completes within {HANG_DEADLINE:g} s.",
+    task="Sometimes the processor takes the money and never answers. Write payment options under which a charge "
+    f"attempt that hangs is given up and retried, so that the payment **completes within {HANG_DEADLINE:g} s**.",
     answer="a `PaymentOptions`",
     checker=_check_hung_charge,
     hints=(
@@ -416,8 +416,8 @@ q5 = Exercise(
     lesson=2,
     number=5,
     title="Unlimited attempts, bounded in time",
-    task=f"Write payment options under which a charge that keeps failing is retried with no limit on the number of "
-    f"attempts, and yet the payment has failed within {BOUND_DEADLINE:g} s.",
+    task="Write payment options under which a charge that keeps failing is retried with **no limit on the number "
+    f"of attempts** — and yet the payment has **failed within {BOUND_DEADLINE:g} s**.",
     answer="a `PaymentOptions`",
     checker=_check_bounded_retries,
     hints=(

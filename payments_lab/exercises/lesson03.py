@@ -206,7 +206,7 @@ q3 = Exercise(
     number=3,
     title="Why the charge was retried",
     task="Write `previous_charge_error(history)`: return the error of the charge attempt before the one that "
-    "succeeded, as a string, or None if the first attempt succeeded.",
+    "succeeded, as a string — or `None` if the first attempt succeeded.",
     answer="a function of a `WorkflowHistory` that returns a string or None",
     checker=_check_previous_error,
     hints=(

@@ -32,11 +32,24 @@ _MARKS = {Outcome.CORRECT: "✓", Outcome.INCORRECT: "✗", Outcome.NOT_ATTEMPTE
 
 
 def inline_html(text: str) -> str:
-    """Escape ``text`` and show its `backticked` parts as code."""
+    """Escape ``text`` and show its `backticked` parts as code and its **starred** parts in bold.
+
+    The marks are markdown's, so that a task reads the same here and in its notebook.
+    """
     parts = re.split(r"`([^`]*)`", text)
     return "".join(
-        f"<code>{html.escape(part)}</code>" if index % 2 else html.escape(part) for index, part in enumerate(parts)
+        f"<code>{html.escape(part)}</code>" if index % 2 else _BOLD.sub(r"<strong>\1</strong>", html.escape(part))
+        for index, part in enumerate(parts)
     )
+
+
+def plain_text(text: str) -> str:
+    """``text`` without its bold marks, for a terminal: `backticks` stay, they tell code apart."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(part if index % 2 else _BOLD.sub(r"\1", part) for index, part in enumerate(parts))
+
+
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 
 def _box(border: str, background: str, body: str) -> str:
@@ -53,14 +66,14 @@ class Task:
     exercise: str
     """Which exercise, e.g. ``Lesson 02 · Q2 · A charge that fails twice, then succeeds``."""
     task: str
-    """What to do; `backticks` mark code."""
+    """What to do; `backticks` mark code and **stars** emphasis, as in markdown."""
     answer: str
     """What kind of value the answer is, e.g. "a `FaultPlan`"."""
     check_call: str
     """What to type to check an answer, e.g. ``ex.q2.check(answer)``."""
 
     def __str__(self) -> str:
-        return f"{self.exercise}\n{self.task}\nAnswer: {self.answer}. Check it with {self.check_call}."
+        return f"{self.exercise}\n{plain_text(self.task)}\nAnswer: {self.answer}. Check it with {self.check_call}."
 
     def __repr__(self) -> str:
         return str(self)
