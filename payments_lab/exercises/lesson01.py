@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import cast
 
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -175,6 +176,7 @@ q2 = Exercise(
 async def _check_start_twice(answer: object, lab: Lab | None) -> Verdict:
     assert lab is not None
     expect_type(answer, WorkflowIDConflictPolicy, "WorkflowIDConflictPolicy.…")
+    policy = cast(WorkflowIDConflictPolicy, answer)  # expect_type refused anything else
     request = fresh_request(lab, amount="20.00")
     faults = FaultPlan(charge=StepFaults(delay=0.8))
     first = await lab.start(request, faults=faults, options=CHECK_OPTIONS, show_link=False)
@@ -190,7 +192,7 @@ async def _check_start_twice(answer: object, lab: Lab | None) -> Verdict:
                 id=request.workflow_id,
                 task_queue=lab.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,  # the id is fresh; the server refuses REJECT_DUPLICATE with TERMINATE_EXISTING
-                id_conflict_policy=answer,  # type: ignore[arg-type]
+                id_conflict_policy=policy,
             )
             second_run = second.result_run_id
         except WorkflowAlreadyStartedError as err:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from payments_lab.domain import PaymentStatus
+from payments_lab.domain import PaymentResult, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
@@ -154,8 +154,8 @@ def _failed_steps(run: PaymentRun) -> list[str]:
     return [step for step, activity in _STEP_ACTIVITIES.items() if "failed" in run.outcomes(activity) and step != "charge"]
 
 
-def _expect_failures_not_hangs(run: PaymentRun, expected: str, seen: str) -> None:
-    """A payment that never finished was given hangs where the exercise asks for failures."""
+def _expect_failures_not_hangs(run: PaymentRun, expected: str, seen: str) -> PaymentResult:
+    """How the payment ended; one that never finished was given hangs where the exercise asks for failures."""
     if run.result is None:
         raise Mismatch(
             f"The payment did not finish within {PAYMENT_DEADLINE:g} s.",
@@ -163,6 +163,7 @@ def _expect_failures_not_hangs(run: PaymentRun, expected: str, seen: str) -> Non
             seen=seen,
             where_to_look="`hang_first` makes attempts hang until their timeout; this exercise needs failures: `fail_first`",
         )
+    return run.result
 
 
 async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
@@ -172,7 +173,7 @@ async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
     charge = run.outcomes("charge_payment")
     seen = f"charge attempts {run.describe_attempts('charge_payment')}; payment {run.status}"
     expected = "charge attempts failed, failed, completed; payment completed, charged once"
-    _expect_failures_not_hangs(run, expected, seen)
+    result = _expect_failures_not_hangs(run, expected, seen)
     other = _failed_steps(run)
     if other:
         raise Mismatch(
@@ -181,16 +182,16 @@ async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
             seen=f"{seen}; failed attempts in {', '.join(other)}",
             where_to_look="`FaultPlan.failing(charge=N)` fails the first N attempts of the charge step only",
         )
-    if charge != ["failed", "failed", "completed"] or run.result.status is not PaymentStatus.COMPLETED:
+    if charge != ["failed", "failed", "completed"] or result.status is not PaymentStatus.COMPLETED:
         failures = charge.count("failed")
-        if run.result.status is not PaymentStatus.COMPLETED and failures >= CHECK_OPTIONS.maximum_attempts:
+        if result.status is not PaymentStatus.COMPLETED and failures >= CHECK_OPTIONS.maximum_attempts:
             message = "The charge never succeeded: the payment failed."
             where = (
                 "`fail_first` counts the failing attempts, and the retry policy allows "
                 f"{CHECK_OPTIONS.maximum_attempts} attempts in all (`PaymentOptions.maximum_attempts`): "
                 f"failing {failures} leaves none to succeed"
             )
-        elif any(getattr(answer, step).decline for step in _STEP_ACTIVITIES):  # type: ignore[attr-defined]
+        elif any(getattr(answer, step).decline for step in _STEP_ACTIVITIES):
             message = "The card was declined: a business answer, which Temporal does not retry."
             where = "`decline=True` is not a failure; `fail_first` is"
         else:
@@ -240,8 +241,8 @@ async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> 
         f"the notification fails on all {CHECK_OPTIONS.maximum_attempts} attempts, and the payment still completes"
     )
     seen = f"notify attempts {run.describe_attempts('send_notification')}; payment {run.status}"
-    _expect_failures_not_hangs(run, expected, seen)
-    if run.result.status is not PaymentStatus.COMPLETED:
+    result = _expect_failures_not_hangs(run, expected, seen)
+    if result.status is not PaymentStatus.COMPLETED:
         raise Mismatch(
             f"The payment ended {run.status}: a step before the notification failed.",
             expected=expected,
@@ -261,7 +262,7 @@ async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> 
     return Verdict(
         "The payment completed although no notification got through: the workflow catches the notify step's failure.",
         (
-            f"result: `{run.status}`, `notified={run.result.notified}`, message '{run.result.message}'",
+            f"result: `{run.status}`, `notified={result.notified}`, message '{result.message}'",
             f"attempt log: notify {run.describe_attempts('send_notification')}",
             f"history: `ActivityTaskFailed` for `send_notification` ('{failed[-1].retry_state if failed else '?'}'), "
             f"then `{closing_event(run.history)}`",

@@ -50,7 +50,7 @@ def _completed_attempt(run: PaymentRun) -> int:
 def _as_int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer():
-            return int(value)  # a float or a numpy number that holds a whole number
+            return int(float(value))  # a float or a numpy number that holds a whole number
         raise Mismatch(
             f"Your function should return a whole number, the {what}.",
             expected="an `int`, e.g. `3`",

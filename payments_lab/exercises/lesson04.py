@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from payments_lab.activities import PaymentActivities
@@ -36,7 +37,7 @@ CHARGE = "charge_payment"
 
 async def _check_plain_rerun(answer: object, lab: Lab | None) -> Verdict:
     expect_type(answer, int, "1")
-    request = PaymentRequest(f"{ID_PREFIX}-{uuid.uuid4().hex[:8]}", "org-acme", "learner", "42.00", "EUR")
+    request = PaymentRequest(f"{ID_PREFIX}-{uuid.uuid4().hex[:8]}", "org-acme", "learner", Decimal("42.00"), "EUR")
     with tempfile.TemporaryDirectory(prefix="payments-lab-exercise-") as folder:
         database = Path(folder) / "plain.sqlite"
         PaymentRepository(database).close()
