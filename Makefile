@@ -27,6 +27,7 @@ lab: bytecode
 
 test: bytecode
 	$(BIN)/ruff check payments_lab tests tools bench conftest.py
+	$(BIN)/mypy
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 bench: bytecode

@@ -88,11 +88,14 @@ def _canvas(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
     return figure, figure.subplots()
 
 
-def _seconds(times: pd.Series | pd.Timestamp, origin: pd.Timestamp) -> np.ndarray | float:
-    delta = times - origin
-    if isinstance(delta, pd.Series):
-        return delta.dt.total_seconds().to_numpy()
-    return delta.total_seconds()
+def _seconds(times: pd.Series, origin: pd.Timestamp | pd.Series) -> np.ndarray:
+    """Seconds from ``origin`` (one time, or one per row) to each of ``times``."""
+    return (times - origin).dt.total_seconds().to_numpy()
+
+
+def _second(time: pd.Timestamp, origin: pd.Timestamp) -> float:
+    """Seconds from ``origin`` to ``time``."""
+    return float((time - origin).total_seconds())
 
 
 def _list(histories: WorkflowHistory | Iterable[WorkflowHistory]) -> list[WorkflowHistory]:
@@ -172,7 +175,7 @@ def timeline_chart(
     for bar in bars:
         bar.set_gid("workflow-task")
 
-    extent = max(_seconds(end, origin), 1e-3)
+    extent = max(_second(end, origin), 1e-3)
     failed_x: list[float] = []
     failed_y: list[float] = []
     shown_outcomes: set[str] = set()
@@ -180,9 +183,9 @@ def timeline_chart(
     for row, span in enumerate(spans.itertuples(index=False), start=1):
         ordinal[span.activity_type] = ordinal.get(span.activity_type, 0) + 1
         closed = span.closed_at if pd.notna(span.closed_at) else end
-        scheduled = _seconds(span.scheduled_at, origin)
+        scheduled = _second(span.scheduled_at, origin)
         envelope = ax.barh(
-            row, _seconds(closed, origin) - scheduled, left=scheduled, height=0.7,
+            row, _second(closed, origin) - scheduled, left=scheduled, height=0.7,
             color=_ENVELOPE_COLOUR, edgecolor=_ENVELOPE_EDGE, linewidth=0.8,
         )
         envelope[0].set_gid("activity")
@@ -213,9 +216,9 @@ def timeline_chart(
             failed_y += [row] * int(failed.sum())
             shown_outcomes.update(outcomes)
         elif pd.notna(span.started_at):
-            started = _seconds(span.started_at, origin)
+            started = _second(span.started_at, origin)
             bar = ax.barh(
-                row, _visible(_seconds(closed, origin) - started, extent), left=started, height=0.38,
+                row, _visible(_second(closed, origin) - started, extent), left=started, height=0.38,
                 color=_colour(OUTCOME_COLOURS, span.outcome),
             )
             bar[0].set_gid("attempt")
@@ -230,7 +233,7 @@ def timeline_chart(
                 linestyle="none", gid="failed-attempts")
 
     status = payment["payment_status"] or payment["workflow_status"]
-    closing = _seconds(end, origin)
+    closing = _second(end, origin)
     ax.axvline(closing, color=_colour(STATUS_COLOURS, status), linestyle="--", linewidth=1.2, gid="workflow-closed")
     if payment["workflow_status"] == "running":
         outcome = f"still running after {closing:.2f} s"
@@ -249,7 +252,7 @@ def timeline_chart(
     ax.set_title(f"Timeline of {history.workflow_id}")
     ax.grid(axis="x", alpha=0.3)
     outcomes = sorted(shown_outcomes or set(spans["outcome"]))
-    handles = [
+    handles: list[Patch | Line2D] = [
         Patch(facecolor=_WORKFLOW_TASK_COLOUR, label="workflow task"),
         Patch(facecolor=_ENVELOPE_COLOUR, edgecolor=_ENVELOPE_EDGE, label="activity: scheduled → closed"),
         *(Patch(facecolor=_colour(OUTCOME_COLOURS, o), label=f"attempt {o}") for o in outcomes),
@@ -434,7 +437,7 @@ def swimlanes_chart(
 
     statuses = payments["payment_status"].fillna(payments["workflow_status"])
     ends = [
-        _seconds(c if pd.notna(c) else last_event[k], origins[k])
+        _second(c if pd.notna(c) else last_event[k], origins[k])
         for c, k in zip(payments["closed_at"], lane_of)
     ]
     ax.scatter(ends, range(len(payments)), c=[_colour(STATUS_COLOURS, s) for s in statuses], s=36,

@@ -113,9 +113,8 @@ class Checkout:
         """
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
         try:
-            return await workflow.execute_update(
-                ConfirmedPaymentWorkflow.confirm, CustomerAnswer(approved), result_type=ConfirmationReceipt
-            )
+            # The update's own return annotation tells the SDK to decode a ConfirmationReceipt.
+            return await workflow.execute_update(ConfirmedPaymentWorkflow.confirm, CustomerAnswer(approved))
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -133,4 +132,4 @@ class Checkout:
     async def state(self, payment_id: str) -> ConfirmationState:
         """Ask the workflow where the payment is and what it heard (the ``confirmation`` query)."""
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
-        return await workflow.query(ConfirmedPaymentWorkflow.confirmation, result_type=ConfirmationState)
+        return await workflow.query(ConfirmedPaymentWorkflow.confirmation)

@@ -207,7 +207,7 @@ async def connect(
     if environment_configured():
         config = ClientConfig.load_client_connect_config()
         config.setdefault("target_host", "localhost:7233")
-        client = await _client(**config)  # type: ignore[arg-type]
+        client = await _client(**config)
         await ensure_search_attributes(client)
         target = config["target_host"]
         return Connection(client, f"Temporal environment configuration ({target})", web_ui_url(target, client.namespace))

@@ -107,7 +107,7 @@ def open_repository(
     path = Path(explicit) if explicit is not None else shared
     if explicit is not None and not own_ledger:
         session = session_of(address)
-        if session is not None and session.repository_file and not _same_file(path, Path(session.repository_file)):
+        if session is not None and session.repository_file and not _same_file(Path(explicit), Path(session.repository_file)):
             raise LedgerMismatchError(
                 f"--db {explicit} is not the lab session's repository ({session.repository_file}): a payment "
                 "charged by this worker and retried by another would be charged twice. Drop --db to share "

@@ -70,7 +70,9 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
     try:
         server = EmbeddedServer(ui_port=ui_port, ui_codec_endpoint=codec_server.url)
         plain = await connect(server=server)
-        private_client = Client(**{**plain.client.config(), "data_converter": encrypted_converter(codec)})
+        config = plain.client.config()  # a copy: the plain client keeps its converter
+        config["data_converter"] = encrypted_converter(codec)
+        private_client = Client(**config)
         connection = Connection(private_client, "embedded dev server with a codec server", plain.ui_url, server=server)
         repository = PaymentRepository()
         activities = PaymentActivities(repository)

@@ -406,7 +406,7 @@ async def watch_room(
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:  # pragma: no cover - IPython comes with JupyterLab
-        get_ipython = None  # type: ignore[assignment]
+        get_ipython = None
     shown = None
     if get_ipython is not None and get_ipython() is not None:
         table, chart = display(view, display_id=True), display(view.chart(), display_id=True)

@@ -401,7 +401,9 @@ class PaymentService:
         problems = text_problems("payment_id", payment_id) if isinstance(payment_id, str) else ["payment_id must be a string"]
         if problems:
             raise ValueError("; ".join(problems))
-        workflow = self.client.get_workflow_handle_for(PaymentWorkflow.run, workflow_id_for(payment_id))
+        workflow: WorkflowHandle[PaymentWorkflow, PaymentResult] = self.client.get_workflow_handle_for(
+            PaymentWorkflow.run, workflow_id_for(payment_id)
+        )
         return PaymentHandle(self, workflow, payment_id)
 
     async def status(self, payment_id: str) -> PaymentStatusReport:

@@ -201,7 +201,9 @@ class SimulatedRoomProcess(processes.ChildProcess):
 
 
 def _main(address: str, plan: str) -> int:
-    learners = [SimulatedLearner(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}) for item in json.loads(plan)]
+    # JSON has lists where the learners have tuples; SimulatedLearner checks the values itself.
+    fields: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()} for item in json.loads(plan)]
+    learners = [SimulatedLearner(**item) for item in fields]
     try:
         results = asyncio.run(run_room(address, learners))
     except Exception:  # noqa: BLE001 - reported in the log, and by the exit code

@@ -76,7 +76,7 @@ class TaskFailure:
         return frames[-1] if frames else None
 
 
-def _cause_name(cause: int) -> str:
+def _cause_name(cause: WorkflowTaskFailedCause.ValueType) -> str:
     return WorkflowTaskFailedCause.Name(cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_").lower().replace("_", " ")
 
 

@@ -18,11 +18,14 @@ import pytest
 from temporalio.common import WorkflowIDConflictPolicy
 
 from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
+from payments_lab.errors import PaymentsLabError
 from payments_lab.evolution import PaymentWorkflowWithFraudScreen
 from payments_lab.exercises import (
     LESSONS,
     Exercise,
     Feedback,
+    InvalidExerciseError,
+    NoSuchHintError,
     Outcome,
     ____,
     all_exercises,
@@ -50,9 +53,12 @@ from tools.exercises import (
     MarkingError,
     blank_line,
     drifted,
+    generate,
     practice_code,
     practice_markdown,
+    practice_path,
     solution_paths,
+    task_markdown,
 )
 
 EXERCISES = all_exercises()
@@ -352,13 +358,15 @@ def test_hints_and_solutions_render_as_text_and_html() -> None:
     assert "Hint 1 of 3" in str(first) and "Another hint: ex.q1.hint(2)" in str(first)
     assert "<code>ex.q1.hint(2)</code>" in first._repr_html_()
     assert "Another hint" not in str(last)
-    with pytest.raises(ValueError, match="has hints 1 to 3, not 4"):
+    with pytest.raises(NoSuchHintError, match="has hints 1 to 3, not 4"):
         exercise.hint(4)
     solution = exercise.solution()
     assert exercise.solution_code in str(solution)
     assert "backoff_coefficient=3" in solution._repr_html_() and "<pre" in solution._repr_html_()
     assert "Lesson 02 · Q1 · Waits of 1, 3 and 9 seconds" in repr(exercise)
     assert "<code>ex.q1.check(answer)</code>" in exercise._repr_html_() and "ex.q1.check(answer)" in repr(exercise)
+    # The task's markdown: **bold** in the notebook's view, plain in a terminal.
+    assert "retried <strong>1 s</strong>, then" in exercise._repr_html_() and "retried 1 s, then" in repr(exercise)
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
@@ -389,12 +397,14 @@ def test_exercise_refuses_a_bad_definition() -> None:
         solution="x = 1", answer_name="x",
     )
     Exercise(**base)
-    with pytest.raises(ValueError, match="at least one hint"):
+    # The kit's own error, still a ValueError for code that catches that.
+    with pytest.raises(InvalidExerciseError, match="at least one hint"):
         Exercise(**{**base, "hints": ()})
-    with pytest.raises(ValueError, match="lesson must be"):
+    with pytest.raises(InvalidExerciseError, match="lesson must be"):
         Exercise(**{**base, "number": 0})
     with pytest.raises(ValueError, match="solution code"):
         Exercise(**{**base, "answer_name": "not a name"})
+    assert issubclass(InvalidExerciseError, PaymentsLabError) and issubclass(NoSuchHintError, PaymentsLabError)
 
 
 def test_check_is_synchronous_outside_an_event_loop() -> None:
@@ -463,8 +473,67 @@ def test_the_lesson_section_an_exercise_points_to_exists(exercise: Exercise) -> 
     assert exercise.section in headings, f"{lesson.name} has no section {exercise.section!r}: update the exercise"
 
 
-def test_practice_notebooks_do_not_drift_from_the_solutions() -> None:
-    assert drifted() == [], "run `python -m tools.exercises` and commit the practice notebooks"
+def test_exercise_notebooks_do_not_drift_from_their_sources() -> None:
+    assert drifted() == [], "run `python -m tools.exercises` and commit the exercise notebooks"
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
+def test_the_task_in_the_notebook_is_the_one_in_the_lesson_module(exercise: Exercise) -> None:
+    notebook = nbformat.read(_solution_notebook(exercise.lesson), as_version=4)
+    markdown = [cell.source for cell in notebook.cells if cell.cell_type == "markdown"]
+    assert task_markdown(exercise) in markdown
+    assert " ".join(task_markdown(exercise).split("\n\n", 1)[1].split()) == " ".join(exercise.task.split())
+
+
+def test_a_task_edited_in_the_notebook_is_reported_and_written_back(tmp_path: Path) -> None:
+    solution = _solution_notebook(1)
+    copy = tmp_path / solution.name
+    copy.write_text(solution.read_text())
+    generate(tmp_path)
+    assert drifted(tmp_path) == []
+    notebook = nbformat.read(copy, as_version=4)
+    (cell,) = [c for c in notebook.cells if c.cell_type == "markdown" and c.source.startswith("## Q2 · ")]
+    cell.source = cell.source.replace("by asking the workflow itself", "by asking the server")
+    nbformat.write(notebook, copy)
+    # The practice notebook takes its tasks from the module too: it has not drifted.
+    assert drifted(tmp_path) == [
+        f"{solution.name} has a title or task that differs from payments_lab/exercises/lesson01.py, where it is written",
+    ]
+    assert generate(tmp_path) == [copy]
+    assert drifted(tmp_path) == [] and copy.read_text() == solution.read_text()
+    assert practice_path(copy).read_text() == practice_path(solution).read_text()
+
+
+def test_every_exercise_has_its_task_cell_once(tmp_path: Path) -> None:
+    solution = _solution_notebook(1)
+    notebook = nbformat.read(solution, as_version=4)
+    headings = [i for i, c in enumerate(notebook.cells) if c.cell_type == "markdown" and c.source.startswith("## Q")]
+    notebook.cells[headings[0]].source = "## Q9 · Not an exercise\n\nText."
+    nbformat.write(notebook, tmp_path / solution.name)
+    with pytest.raises(MarkingError, match="Q9 is no exercise of payments_lab/exercises/lesson01.py"):
+        drifted(tmp_path)
+    del notebook.cells[headings[0]]
+    nbformat.write(notebook, tmp_path / solution.name)
+    with pytest.raises(MarkingError, match=r"one '## QN · <title>' cell per exercise .*\(Q1, Q2, Q3\); it has Q2, Q3"):
+        drifted(tmp_path)
+
+
+def test_tasks_are_wrapped_as_markdown_that_reads_the_same() -> None:
+    long_task = "Write `async def f(lab, handle)`: " + "word " * 30 + "- then 1. and # are no list, no heading; wait 10 s."
+    exercise = lesson02.q1
+    cell = task_markdown(
+        Exercise(
+            lesson=2, number=1, title=exercise.title, task=long_task, answer="a", checker=exercise._checker, hints=("h",),
+            explanation="e", solution="x = 1", answer_name="x",
+        )
+    )
+    heading, text = cell.split("\n\n", 1)
+    lines = text.splitlines()
+    assert heading == f"## Q1 · {exercise.title}"
+    assert len(lines) > 1 and " ".join(lines) == long_task
+    assert lines[0].startswith("Write `async def f(lab, handle)`: "), "a code span is never broken"
+    assert not any(re.match(r"(-|\d+\.|#)(\s|$)", line) for line in lines[1:]), f"a line markdown reads as a list or heading: {lines}"
+    assert lines[-1].endswith("wait 10 s.") and not lines[-1].startswith("s."), "a number stays with its unit"
 
 
 def test_practice_notebooks_hold_no_answer() -> None:
@@ -491,12 +560,13 @@ def test_the_marking_convention() -> None:
 async def test_a_check_that_hangs_becomes_a_verdict_about_the_lab(monkeypatch: pytest.MonkeyPatch) -> None:
     """No cell may hang: a check stuck on the lab gives up with feedback that says what to do."""
     import payments_lab.exercises as framework
+    from payments_lab.exercises import problem
 
     async def stuck(answer: object, lab: object) -> object:
         await asyncio.sleep(3600)
         raise AssertionError("never reached")
 
-    monkeypatch.setattr(framework, "CHECK_TIMEOUT", 0.2)
+    monkeypatch.setattr(problem, "CHECK_TIMEOUT", 0.2)
     exercise = framework.Exercise(
         lesson=1, number=9, title="stuck", task="t", answer="anything", checker=stuck,  # type: ignore[arg-type]
         hints=("h",), explanation="e", solution="x = 1", answer_name="x", needs_lab=False,

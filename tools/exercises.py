@@ -1,10 +1,19 @@
-"""Generate the practice notebooks from the solution notebooks: ``python -m tools.exercises [--check]``.
+"""Generate the exercise notebooks' generated parts: ``python -m tools.exercises [--check]``.
 
-The solution notebooks, ``notebooks/exercises/NN-<lesson>-solution.ipynb``, are the one
-source of truth: they are committed run, with their outputs, and nbval compares them. Each
-has a practice twin, ``NN-<lesson>-practice.ipynb``, generated from it and committed not
-run, with the answers blanked out. ``--check`` exits 1 if a committed practice notebook
-differs from what would be generated (CI runs it through ``tests/test_exercises.py``).
+Each text has one source:
+
+* An exercise's title and task are written once, in its lesson module
+  (``payments_lab/exercises/lessonNN.py``, ``Exercise(title=..., task=...)``), next to the
+  check they describe (the task quotes the check's own deadlines). In the solution notebook
+  the exercise's cell ``## QN · <title>`` is generated from it: heading and task, nothing
+  else (put more prose in a cell of its own).
+* Everything else of an exercise notebook is written in the solution notebook,
+  ``notebooks/exercises/NN-<lesson>-solution.ipynb``: committed run, with its outputs, which
+  nbval compares. Its practice twin, ``NN-<lesson>-practice.ipynb``, is generated from it and
+  committed not run, with the answers blanked out.
+
+``--check`` exits 1 if a committed notebook differs from what would be generated (CI runs
+it through ``tests/test_exercises.py``).
 
 Marking convention, in the solution notebooks:
 
@@ -27,14 +36,19 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
 from tools.notebooks import NOTEBOOKS, ROOT, clean
+
+if TYPE_CHECKING:
+    from payments_lab.exercises import Exercise
 
 EXERCISES = NOTEBOOKS / "exercises"
 """Where the exercise notebooks live."""
@@ -47,6 +61,7 @@ SOLUTION_ONLY_TAG = "solution-only"
 _ANSWER = re.compile(r"^(?P<indent>[ \t]*)(?P<code>\S.*?)[ \t]*#[ \t]*SOLUTION[ \t]*$")
 _CODE_SOLUTION_ONLY = re.compile(r"#[ \t]*SOLUTION ONLY[ \t]*$")
 _MARKDOWN_SOLUTION_ONLY = re.compile(r"<!--[ \t]*SOLUTION ONLY[ \t]*-->[ \t]*$")
+_TASK_HEADING = re.compile(r"^## Q(?P<number>\d+) · ")
 
 
 class MarkingError(ValueError):
@@ -108,14 +123,105 @@ def practice_path(solution: Path) -> Path:
     return solution.with_name(solution.name.removesuffix(SOLUTION_SUFFIX) + PRACTICE_SUFFIX)
 
 
-def practice_notebook(solution: Path) -> str:
-    """The text of the practice notebook generated from ``solution``.
+MARKDOWN_WIDTH = 104
+"""Where the notebooks' markdown lines are broken, as in the hand-written cells around them."""
+
+_STARTS_A_BLOCK = re.compile(r"^(#|>|[-*+]($|\s)|\d+[.)]($|\s)|=+$|-+$)")
+
+
+def task_markdown(exercise: Exercise) -> str:
+    """The cell that sets an exercise in its notebook: ``## QN · <title>``, then the task."""
+    return f"## Q{exercise.number} · {exercise.title}\n\n{_wrap(exercise.task)}"
+
+
+def _wrap(text: str) -> str:
+    """``text`` in lines of at most :data:`MARKDOWN_WIDTH`, none of which markdown would read as a list or a heading."""
+    lines: list[str] = []
+    for word in _WORD.findall(text):
+        fits = len(lines[-1]) + 1 + len(word) <= MARKDOWN_WIDTH if lines else False
+        # A line may not start with "-", "1." or "#" (markdown would read a list or a heading),
+        # nor a number be parted from its unit ("10" / "s.").
+        glued = bool(lines) and (_STARTS_A_BLOCK.match(word) is not None or _NUMBER.search(lines[-1]) is not None)
+        if fits or glued:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
+_WORD = re.compile(r"(?:[^\s`]|`[^`]*`)+")
+"""A word, a `code span` counting as one (it reads badly broken)."""
+_NUMBER = re.compile(r"(^|\s)\**\d+(\.\d+)?$")
+
+
+def lesson_exercises(solution: Path) -> dict[int, Exercise]:
+    """The exercises of the lesson module a solution notebook belongs to, by number.
 
     Raises:
-        MarkingError: a marker is misplaced, a practice cell no longer parses, or no
-            answer is marked.
+        MarkingError: no lesson module has the notebook's number.
+    """
+    module_name = f"payments_lab.exercises.lesson{solution.name[:2]}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        raise MarkingError(f"{solution.name}: no module {module_name} holds its exercises") from None
+    return {exercise.number: exercise for exercise in module.EXERCISES}
+
+
+def _with_tasks(solution: Path) -> nbformat.NotebookNode:
+    """The solution notebook with each exercise's cell written from its lesson module.
+
+    Raises:
+        MarkingError: a ``## QN`` cell names no exercise of the module, or an exercise
+            has no such cell, or two.
     """
     notebook = nbformat.read(solution, as_version=4)
+    exercises = lesson_exercises(solution)
+    placed: list[int] = []
+    for index, cell in enumerate(notebook.cells):
+        heading = _TASK_HEADING.match(cell.source) if cell.cell_type == "markdown" else None
+        if heading is None:
+            continue
+        number = int(heading["number"])
+        if number not in exercises:
+            raise MarkingError(f"{solution.name}, cell {index}: Q{number} is no exercise of {lesson_module(solution)}")
+        cell.source = task_markdown(exercises[number])
+        placed.append(number)
+    if sorted(placed) != sorted(exercises):
+        raise MarkingError(
+            f"{solution.name} must have one '## QN · <title>' cell per exercise of {lesson_module(solution)} "
+            f"({_numbers(sorted(exercises))}); it has {_numbers(placed)}"
+        )
+    return clean(notebook)
+
+
+def _numbers(numbers: Sequence[int]) -> str:
+    return ", ".join(f"Q{n}" for n in numbers) or "none"
+
+
+def lesson_module(solution: Path) -> str:
+    """Where the titles and tasks of a solution notebook's exercises are written."""
+    return f"payments_lab/exercises/lesson{solution.name[:2]}.py"
+
+
+def solution_notebook(solution: Path) -> str:
+    """The text of ``solution`` with its exercises' titles and tasks written from their lesson module.
+
+    Raises:
+        MarkingError: the notebook's ``## QN`` cells do not match the module's exercises.
+    """
+    # Ended by a newline, as nbformat.write (tools.notebooks run) writes the solution notebooks.
+    return nbformat.writes(_with_tasks(solution)) + "\n"
+
+
+def practice_notebook(solution: Path) -> str:
+    """The text of the practice notebook generated from ``solution`` (tasks from the lesson module).
+
+    Raises:
+        MarkingError: a marker is misplaced, a practice cell no longer parses, no answer
+            is marked, or the ``## QN`` cells do not match the module's exercises.
+    """
+    notebook = _with_tasks(solution)
     cells = []
     answers = 0
     for index, cell in enumerate(notebook.cells):
@@ -146,9 +252,12 @@ def solution_paths(directory: Path = EXERCISES) -> list[Path]:
 
 
 def drifted(directory: Path = EXERCISES) -> list[str]:
-    """What differs between the committed practice notebooks and those the solutions generate."""
+    """What differs between the committed exercise notebooks and those the lesson modules and solutions generate."""
     problems = []
     expected = {practice_path(p): p for p in solution_paths(directory)}
+    for solution in expected.values():
+        if solution.read_text().rstrip() != solution_notebook(solution).rstrip():
+            problems.append(f"{solution.name} has a title or task that differs from {lesson_module(solution)}, where it is written")
     for practice, solution in expected.items():
         if not practice.exists():
             problems.append(f"{practice.name} is missing (generate it from {solution.name})")
@@ -161,9 +270,13 @@ def drifted(directory: Path = EXERCISES) -> list[str]:
 
 
 def generate(directory: Path = EXERCISES) -> list[Path]:
-    """Write every practice notebook; return those that changed."""
+    """Write every exercise's task into its solution notebook, then every practice notebook; return those that changed."""
     changed = []
     for solution in solution_paths(directory):
+        text = solution_notebook(solution)
+        if solution.read_text().rstrip() != text.rstrip():
+            solution.write_text(text)
+            changed.append(solution)
         practice = practice_path(solution)
         text = practice_notebook(solution)
         if not practice.exists() or practice.read_text().rstrip() != text.rstrip():
@@ -175,7 +288,7 @@ def generate(directory: Path = EXERCISES) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line."""
     parser = argparse.ArgumentParser(prog="python -m tools.exercises", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if a practice notebook is out of date")
+    parser.add_argument("--check", action="store_true", help="fail if an exercise notebook is out of date")
     args = parser.parse_args(argv)
     try:
         if args.check:

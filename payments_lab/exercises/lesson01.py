@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import cast
 
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -81,8 +82,8 @@ q1 = Exercise(
     lesson=1,
     number=1,
     title="Decline a payment for its organization",
-    task="Build a payment request that the validate step declines because its organization is unknown, "
-    "and for no other reason.",
+    task="Build a payment request that the validate step declines because its **organization is unknown**, "
+    "and for no other reason. `lab.request(amount, currency, organization_id=...)` builds one.",
     answer='a `PaymentRequest`, e.g. from `lab.request(...)`',
     checker=_check_unknown_organization,
     hints=(
@@ -154,8 +155,8 @@ q2 = Exercise(
     lesson=1,
     number=2,
     title="Ask a running payment where it is",
-    task="Write `async def current_step(handle)` that returns the step a payment is in "
-    "(`'validate'`, `'charge'`, `'notify'`, `'settle'` or `'done'`), by asking the workflow.",
+    task="Write `async def current_step(handle)`: return the step a payment is in — `'validate'`, `'charge'`, "
+    "`'notify'`, `'settle'` or `'done'` — by asking the workflow itself.",
     answer="an async function of a payment handle that returns a string",
     checker=_check_current_step,
     hints=(
@@ -175,6 +176,7 @@ q2 = Exercise(
 async def _check_start_twice(answer: object, lab: Lab | None) -> Verdict:
     assert lab is not None
     expect_type(answer, WorkflowIDConflictPolicy, "WorkflowIDConflictPolicy.…")
+    policy = cast(WorkflowIDConflictPolicy, answer)  # expect_type refused anything else
     request = fresh_request(lab, amount="20.00")
     faults = FaultPlan(charge=StepFaults(delay=0.8))
     first = await lab.start(request, faults=faults, options=CHECK_OPTIONS, show_link=False)
@@ -190,7 +192,7 @@ async def _check_start_twice(answer: object, lab: Lab | None) -> Verdict:
                 id=request.workflow_id,
                 task_queue=lab.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,  # the id is fresh; the server refuses REJECT_DUPLICATE with TERMINATE_EXISTING
-                id_conflict_policy=answer,  # type: ignore[arg-type]
+                id_conflict_policy=policy,
             )
             second_run = second.result_run_id
         except WorkflowAlreadyStartedError as err:
@@ -231,9 +233,9 @@ q3 = Exercise(
     lesson=1,
     number=3,
     title="A start sent twice",
-    task="A client sends its start request again (it never saw the answer) while the payment is still running. "
-    "Pick the `WorkflowIDConflictPolicy` under which the second start hands back the running payment, "
-    "with no error and no second run.",
+    task="A client sends its start request again — it never saw the server's answer — while the payment is still "
+    "running. Pick the `WorkflowIDConflictPolicy` under which the second start hands back the **running** payment: "
+    "no error, no second run.",
     answer="a `WorkflowIDConflictPolicy`",
     checker=_check_start_twice,
     hints=(

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from payments_lab.domain import PaymentStatus
+from payments_lab.domain import PaymentResult, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
@@ -127,8 +127,8 @@ q1 = Exercise(
     lesson=2,
     number=1,
     title="Waits of 1, 3 and 9 seconds",
-    task="Write retry options under which a failing step is retried 1 s, then 3 s, then 9 s after each failure, "
-    "and then given up.",
+    task="Write retry options under which a failing step is retried **1 s**, then **3 s**, then **9 s** after each "
+    "failure, and then given up.",
     answer="a `PaymentOptions` (or a `RetryPolicy`)",
     checker=_check_waits,
     hints=(
@@ -161,8 +161,9 @@ def _deadline_for(plan: FaultPlan) -> float:
     return PAYMENT_DEADLINE if hangs else LAB_PATIENCE
 
 
-def _expect_failures_not_hangs(run: PaymentRun, plan: FaultPlan, expected: str, seen: str) -> None:
-    """A payment that never finished was given hangs where the exercise asks for failures (or the lab is stuck)."""
+def _expect_failures_not_hangs(run: PaymentRun, plan: FaultPlan, expected: str, seen: str) -> PaymentResult:
+    """How the payment ended; one that never finished was given hangs where the exercise asks for failures
+    (or, with no hang planned, the lab is stuck)."""
     if run.result is None and _deadline_for(plan) == LAB_PATIENCE:
         raise Mismatch(
             f"The payment did not finish within {LAB_PATIENCE:g} s, and your plan has no hang.",
@@ -178,6 +179,7 @@ def _expect_failures_not_hangs(run: PaymentRun, plan: FaultPlan, expected: str, 
             seen=seen,
             where_to_look="`hang_first` makes attempts hang until their timeout; this exercise needs failures: `fail_first`",
         )
+    return run.result
 
 
 async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
@@ -187,7 +189,7 @@ async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
     charge = run.outcomes("charge_payment")
     seen = f"charge attempts {run.describe_attempts('charge_payment')}; payment {run.status}"
     expected = "charge attempts failed, failed, completed; payment completed, charged once"
-    _expect_failures_not_hangs(run, answer, expected, seen)  # type: ignore[arg-type]
+    result = _expect_failures_not_hangs(run, answer, expected, seen)  # type: ignore[arg-type]
     other = _failed_steps(run)
     if other:
         raise Mismatch(
@@ -196,16 +198,16 @@ async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
             seen=f"{seen}; failed attempts in {', '.join(other)}",
             where_to_look="`FaultPlan.failing(charge=N)` fails the first N attempts of the charge step only",
         )
-    if charge != ["failed", "failed", "completed"] or run.result.status is not PaymentStatus.COMPLETED:
+    if charge != ["failed", "failed", "completed"] or result.status is not PaymentStatus.COMPLETED:
         failures = charge.count("failed")
-        if run.result.status is not PaymentStatus.COMPLETED and failures >= CHECK_OPTIONS.maximum_attempts:
+        if result.status is not PaymentStatus.COMPLETED and failures >= CHECK_OPTIONS.maximum_attempts:
             message = "The charge never succeeded: the payment failed."
             where = (
                 "`fail_first` counts the failing attempts, and the retry policy allows "
                 f"{CHECK_OPTIONS.maximum_attempts} attempts in all (`PaymentOptions.maximum_attempts`): "
                 f"failing {failures} leaves none to succeed"
             )
-        elif any(getattr(answer, step).decline for step in _STEP_ACTIVITIES):  # type: ignore[attr-defined]
+        elif any(getattr(answer, step).decline for step in _STEP_ACTIVITIES):
             message = "The card was declined: a business answer, which Temporal does not retry."
             where = "`decline=True` is not a failure; `fail_first` is"
         else:
@@ -228,8 +230,8 @@ q2 = Exercise(
     lesson=2,
     number=2,
     title="A charge that fails twice, then succeeds",
-    task="Write a fault plan under which the charge fails exactly twice, then succeeds (the payment uses the "
-    "default 3 attempts).",
+    task="Write a fault plan under which the **charge** fails exactly twice, then succeeds. The check runs the "
+    f"payment with the default {CHECK_OPTIONS.maximum_attempts} attempts per step.",
     answer="a `FaultPlan`",
     checker=_check_fail_twice,
     hints=(
@@ -255,8 +257,8 @@ async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> 
         f"the notification fails on all {CHECK_OPTIONS.maximum_attempts} attempts, and the payment still completes"
     )
     seen = f"notify attempts {run.describe_attempts('send_notification')}; payment {run.status}"
-    _expect_failures_not_hangs(run, answer, expected, seen)  # type: ignore[arg-type]
-    if run.result.status is not PaymentStatus.COMPLETED:
+    result = _expect_failures_not_hangs(run, answer, expected, seen)  # type: ignore[arg-type]
+    if result.status is not PaymentStatus.COMPLETED:
         raise Mismatch(
             f"The payment ended {run.status}: a step before the notification failed.",
             expected=expected,
@@ -276,7 +278,7 @@ async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> 
     return Verdict(
         "The payment completed although no notification got through: the workflow catches the notify step's failure.",
         (
-            f"result: `{run.status}`, `notified={run.result.notified}`, message '{run.result.message}'",
+            f"result: `{run.status}`, `notified={result.notified}`, message '{result.message}'",
             f"attempt log: notify {run.describe_attempts('send_notification')}",
             f"history: `ActivityTaskFailed` for `send_notification` ('{failed[-1].retry_state if failed else '?'}'), "
             f"then `{closing_event(run.history)}`",
@@ -289,8 +291,8 @@ q3 = Exercise(
     lesson=2,
     number=3,
     title="A notification that never gets through",
-    task="Write a fault plan under which every attempt of the notification fails, and see that the payment "
-    "still completes (the payment uses the default 3 attempts).",
+    task="Write a fault plan under which **every** attempt of the notification fails — and see that the payment "
+    f"still completes. The check runs the payment with the default {CHECK_OPTIONS.maximum_attempts} attempts per step.",
     answer="a `FaultPlan`",
     checker=_check_notification_never_arrives,
     hints=(
@@ -382,8 +384,8 @@ q4 = Exercise(
     lesson=2,
     number=4,
     title="A charge that hangs",
-    task="The processor sometimes takes the money and never answers. Write payment options under which a "
-    f"charge attempt that hangs is given up and retried, so that the payment completes within {HANG_DEADLINE:g} s.",
+    task="Sometimes the processor takes the money and never answers. Write payment options under which a charge "
+    f"attempt that hangs is given up and retried, so that the payment **completes within {HANG_DEADLINE:g} s**.",
     answer="a `PaymentOptions`",
     checker=_check_hung_charge,
     hints=(
@@ -465,8 +467,8 @@ q5 = Exercise(
     lesson=2,
     number=5,
     title="Unlimited attempts, bounded in time",
-    task=f"Write payment options under which a charge that keeps failing is retried with no limit on the number of "
-    f"attempts, and yet the payment has failed within {BOUND_DEADLINE:g} s.",
+    task="Write payment options under which a charge that keeps failing is retried with **no limit on the number "
+    f"of attempts** — and yet the payment has **failed within {BOUND_DEADLINE:g} s**.",
     answer="a `PaymentOptions`",
     checker=_check_bounded_retries,
     hints=(

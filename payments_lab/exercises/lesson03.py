@@ -50,7 +50,7 @@ def _completed_attempt(run: PaymentRun) -> int:
 def _as_int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer():
-            return int(value)  # a float or a numpy number that holds a whole number
+            return int(float(value))  # a float or a numpy number that holds a whole number
         raise Mismatch(
             f"Your function should return a whole number, the {what}.",
             expected="an `int`, e.g. `3`",
@@ -206,7 +206,7 @@ q3 = Exercise(
     number=3,
     title="Why the charge was retried",
     task="Write `previous_charge_error(history)`: return the error of the charge attempt before the one that "
-    "succeeded, as a string, or None if the first attempt succeeded.",
+    "succeeded, as a string — or `None` if the first attempt succeeded.",
     answer="a function of a `WorkflowHistory` that returns a string or None",
     checker=_check_previous_error,
     hints=(

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from payments_lab.activities import PaymentActivities
@@ -36,7 +37,7 @@ CHARGE = "charge_payment"
 
 async def _check_plain_rerun(answer: object, lab: Lab | None) -> Verdict:
     expect_type(answer, int, "1")
-    request = PaymentRequest(f"{ID_PREFIX}-{uuid.uuid4().hex[:8]}", "org-acme", "learner", "42.00", "EUR")
+    request = PaymentRequest(f"{ID_PREFIX}-{uuid.uuid4().hex[:8]}", "org-acme", "learner", Decimal("42.00"), "EUR")
     with tempfile.TemporaryDirectory(prefix="payments-lab-exercise-") as folder:
         database = Path(folder) / "plain.sqlite"
         PaymentRepository(database).close()
@@ -77,9 +78,9 @@ q1 = Exercise(
     lesson=4,
     number=1,
     title="The plain script, killed and run again",
-    task="The plain-Python payment (no Temporal) is killed right after the processor took the money, while it "
-    "waits for the processor's answer. You run it again, for the same payment. How many charges does the "
-    "processor's ledger then hold for that payment?",
+    task="The plain-Python payment (`payments_lab.plain`, no Temporal) is killed right after the processor took the "
+    "money, while it waits for the processor's answer. You run it again, for the same payment. How many charges does "
+    "the processor's ledger then hold for that payment?",
     answer="an int",
     checker=_check_plain_rerun,
     hints=(
@@ -225,8 +226,8 @@ q2 = Exercise(
     number=2,
     title="Notice a dead worker quickly",
     task=f"A worker is killed (`kill -9`) in the middle of a charge. Write payment options under which another "
-    f"worker retries the charge within {seconds(RETRY_WITHIN)} of the crash, while a healthy charge may still take "
-    f"up to {seconds(SLOW_CHARGE)}.",
+    f"worker retries the charge **within {seconds(RETRY_WITHIN)}** of the crash, while a healthy charge may still "
+    f"take up to {seconds(SLOW_CHARGE)}.",
     answer="a `PaymentOptions`",
     checker=_check_crash_recovery,
     hints=(

@@ -117,7 +117,7 @@ q1 = Exercise(
     number=1,
     title="Cancel in the middle of the charge",
     task="Write `async def cancel_after_charge(lab, handle)`: the processor takes the money at once but answers "
-    "slowly; cancel the payment once the money is taken, so that it ends `refunded`.",
+    "slowly; cancel the payment once the money is taken, so that it ends **refunded**.",
     answer="an async function of `(lab, handle)`",
     checker=_check_cancel_after_charge,
     hints=(
@@ -190,9 +190,9 @@ q2 = Exercise(
     lesson=5,
     number=2,
     title="Reverse a charge nobody was told of",
-    task="The notification service hangs. The business rule: a customer who cannot be told must not be "
-    "charged. Write `async def reverse_if_notification_stuck(lab, handle)`: watch the payment and, once it "
-    "is in its notify step, cancel it, so that the charge is refunded.",
+    task="The notification service hangs, and the business rule says a customer who cannot be told must not be "
+    "charged. Write `async def reverse_if_notification_stuck(lab, handle)`: watch the payment and, once it is in "
+    "its `notify` step, cancel it, so that the charge is refunded.",
     answer="an async function of `(lab, handle)`",
     checker=_check_reverse_unnotified,
     hints=(

@@ -93,8 +93,8 @@ q1 = Exercise(
     lesson=7,
     number=1,
     title="Ship the fraud screen safely",
-    task="The fraud screen must go live while payments recorded by today's code may still be replayed. Which "
-    "workflow class should the new deployment's workers run?",
+    task="The fraud screen must go live while payments recorded by today's code (`PaymentWorkflow`) may still be "
+    "replayed. Which workflow class should the new deployment's workers run?",
     answer="a workflow class",
     checker=_check_safe_change,
     hints=(
@@ -140,8 +140,8 @@ q2 = Exercise(
     lesson=7,
     number=2,
     title="Can you roll back?",
-    task="A payment ran on the patched version (`PaymentWorkflowWithPatchedFraudScreen`). The deployment is "
-    "rolled back to `PaymentWorkflow`. Does that payment's history replay on the old code?",
+    task="A payment ran on the patched version (`PaymentWorkflowWithPatchedFraudScreen`). The deployment is then "
+    "rolled back to `PaymentWorkflow`. Does that payment's history replay on the old code? Answer `True` or `False`.",
     answer="`True` or `False`",
     checker=_check_rollback,
     hints=(

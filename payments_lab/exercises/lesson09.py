@@ -153,8 +153,9 @@ q1 = Exercise(
     lesson=9,
     number=1,
     title="Find the failing line from the history alone",
-    task="Write `failing_line(history)`: given the history of a payment stuck on a bug in its workflow code, return "
-    "the line number (an int) of the workflow code that raised.",
+    task="A payment is stuck: its workflow code raises after the charge. Write `failing_line(history)`, which "
+    "returns the line number (an `int`) of the workflow code that raised, read from the history only "
+    "(`history.events`).",
     answer="a function of `history` that returns an int",
     checker=_check_failing_line,
     hints=(
@@ -281,9 +282,10 @@ q2 = Exercise(
     lesson=9,
     number=2,
     title="Fix forward without a double charge",
-    task="A payment is stuck on `BUGGY_SOURCE` (version 2, its receipt lookup raises after the charge). Write the "
-    "fixed source: the check replays the stuck history with it, restarts the worker with it, and expects the same "
-    "payment to complete, charged once, with the receipt in its notification.",
+    task="`ex.BUGGY_SOURCE` is version 2 of lesson 09: its receipt lookup raises after the charge. Write the fixed "
+    "source (a `str`). The check runs a payment on the buggy version until it is stuck, replays its history with "
+    "your version, restarts the worker with it, and expects the same payment to complete, charged once, with the "
+    "receipt in its notification.",
     answer="the module's source, a `str`",
     checker=_check_fix_forward,
     hints=(

@@ -130,9 +130,9 @@ q1 = Exercise(
     lesson=10,
     number=1,
     title="Answer first",
-    task="Write `async def answer_first(lab, request)`: start the payment so that its caller hears 'accepted' as "
-    "soon as it is validated, and return that answer — not how the payment ends. In this check the "
-    "processor takes a second to charge.",
+    task="Write `async def answer_first(lab, request)`: start the payment so that its caller hears \"accepted\" as "
+    "soon as it is validated, and return that answer — not how the payment ends. In the check, the processor takes "
+    f"{SLOW_CHARGE:g} s to charge: an answer that waits for the charge comes {SLOW_CHARGE:g} s late.",
     answer="an async function of `(lab, request)` returning a `PaymentAnswer`",
     checker=_check_answer_first,
     hints=(
@@ -212,8 +212,9 @@ q2 = Exercise(
     lesson=10,
     number=2,
     title="Accepted is not paid",
-    task="The customer heard 'accepted'; then the processor declined the card. Write `async def final_status(started)`: "
-    "given what `start_early` returned, return the payment's final `PaymentStatus` — what the customer must now be told.",
+    task="The customer heard \"accepted\"; then the processor declined the card. Write "
+    "`async def final_status(started)`: given what `lab.service.start_early` returned, return the payment's final "
+    "`PaymentStatus` — what the customer must now be told.",
     answer="an async function of `(started)` returning a `PaymentStatus`",
     checker=_check_final_word,
     hints=(

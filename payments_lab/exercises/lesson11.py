@@ -101,8 +101,8 @@ q1 = Exercise(
     lesson=11,
     number=1,
     title="The customer confirms",
-    task="Write `async def confirm_payment(checkout, payment_id)`: the payment waits for the customer's "
-    "confirmation; send it as the customer's checkout page would, so that the page hears the answer.",
+    task="Write `async def confirm_payment(checkout, payment_id)`: confirm the waiting payment as the customer's "
+    "checkout page would — the page must hear whether the confirmation counted.",
     answer="an async function of `(checkout, payment_id)`",
     checker=_check_confirm,
     hints=(
@@ -169,8 +169,9 @@ q2 = Exercise(
     lesson=11,
     number=2,
     title="The webhook, delivered twice",
-    task="Write `async def redeliver(checkout, payment_id)`: play the processor whose first delivery timed out on "
-    "its side — deliver the same `payment.authenticated` event to the payment twice. It must be charged once.",
+    task="The processor's first delivery timed out on its side, so it delivers the same event again. Write "
+    "`async def redeliver(checkout, payment_id)`: deliver one `payment.authenticated` event to the payment twice. "
+    "The payment must be charged once.",
     answer="an async function of `(checkout, payment_id)`",
     checker=_check_webhook_twice,
     hints=(

@@ -1,0 +1,39 @@
+"""What a checker raises for a wrong answer, and the errors of exercises defined or used wrongly."""
+
+from __future__ import annotations
+
+from payments_lab.errors import PaymentsLabError
+
+__all__ = ["InvalidExerciseError", "Mismatch", "NoSuchHintError"]
+
+
+class Mismatch(Exception):
+    """Raised by a checker when the answer is wrong: what was expected, seen, and where to look.
+
+    Not a :class:`~payments_lab.errors.PaymentsLabError`: a wrong answer is a verdict, which
+    :meth:`Exercise.check_async <payments_lab.exercises.problem.Exercise.check_async>` turns
+    into feedback, not an error the kit reports.
+
+    Args:
+        message: The verdict in a sentence.
+        expected: What the check expected to see.
+        seen: What it saw instead.
+        where_to_look: Where the fix lies; the exercise adds its lesson and section.
+        about_the_lab: The answer looks right and the lab misbehaved: point to no lesson.
+    """
+
+    def __init__(self, message: str, *, expected: str, seen: str, where_to_look: str, about_the_lab: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.expected = expected
+        self.seen = seen
+        self.where_to_look = where_to_look
+        self.about_the_lab = about_the_lab
+
+
+class InvalidExerciseError(PaymentsLabError, ValueError):
+    """An exercise is defined without what every exercise needs: a hint, solution code, a valid number."""
+
+
+class NoSuchHintError(PaymentsLabError, ValueError):
+    """A learner asked for a hint the exercise does not have."""
