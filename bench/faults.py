@@ -316,7 +316,7 @@ async def scenario_worker_kill(count: int = 300, *, seed: int = 2, charge_latenc
             await audit(outcome, client, [p.request.payment_id for p in planned], repository)
         finally:
             for worker in workers:
-                worker.stop()
+                await worker.stop()
             repository.close()
     outcome.elapsed = time.perf_counter() - began
     return outcome

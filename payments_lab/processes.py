@@ -153,8 +153,12 @@ class ChildProcess:
             self._process.kill()
             self._process.wait()
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop the process (SIGINT, then SIGKILL after ``grace`` seconds) and remove its log."""
+    def terminate(self, grace: float = 10.0) -> None:
+        """Stop the process (SIGINT, then SIGKILL after ``grace`` seconds) and remove its log.
+
+        Subclasses expose it as their ``stop``: a server's is synchronous, a worker's is
+        awaited like the worker that runs in the kernel's own loop.
+        """
         if self._process is not None:
             stop(self._process, grace=grace)
         self._drop_log()
