@@ -15,6 +15,7 @@ import pytest
 
 from conftest import processes_marked
 from payments_lab.processes import tied_to_parent_supported
+from payments_lab.server import EmbeddedServer
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -313,3 +314,23 @@ def test_cancelling_an_ended_payment_says_so_and_a_taken_port_names_the_fix(isol
     assert done.returncode == 2
     assert f"port {port} is already in use" in done.stderr and "--port " in done.stderr
     assert_no_process_left(isolated)
+
+
+def test_status_cancel_and_list_close_their_connection(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process, to see each command's connection closed, also when the payment does not exist."""
+    from payments_lab import cli
+    from payments_lab.client import Connection
+
+    closed: list[str] = []
+    close = Connection.close
+
+    async def counted_close(self: Connection) -> None:
+        closed.append(self.address)
+        await close(self)
+
+    monkeypatch.setattr(Connection, "close", counted_close)
+    address = ["--address", dev_server.address]
+    assert cli.main(["list", *address]) == cli.EXIT_OK
+    assert cli.main(["status", "no-such-payment", *address]) == cli.EXIT_UNAVAILABLE
+    assert cli.main(["cancel", "no-such-payment", *address]) == cli.EXIT_UNAVAILABLE
+    assert closed == [dev_server.address] * 3
