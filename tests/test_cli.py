@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_marked
-from payments_lab.processes import tied_to_parent_supported
+from payments_lab.processes import leftovers, tied_to_parent_supported
 from payments_lab.server import EmbeddedServer
 
 
@@ -24,18 +23,9 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> s
     )
 
 
-@pytest.fixture
-def isolated(tmp_path: Path) -> dict[str, str]:
-    """An environment with its own state folder, marked so that its processes can be found."""
-    return {**os.environ, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "state"), "PAYMENTS_LAB_MARK": uuid.uuid4().hex}
-
-
 def assert_no_process_left(env: dict[str, str]) -> None:
     if tied_to_parent_supported():
-        deadline = time.monotonic() + 5
-        while processes_marked(env["PAYMENTS_LAB_MARK"]) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert processes_marked(env["PAYMENTS_LAB_MARK"]) == []
+        assert leftovers(env["PAYMENTS_LAB_MARK"]) == []
 
 
 def test_pay_retries_the_charge_and_charges_once(isolated: dict[str, str]) -> None:
