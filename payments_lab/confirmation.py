@@ -141,7 +141,10 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
                 return self._finish(await self._settle(PaymentStatus.CANCELLED, reason), reason)
 
             self._advance(Step.CHARGE.value, PaymentStatus.PROCESSING, f"charging (confirmed by the {self._decided_by})")
-            return await self._charge_and_notify(request, options, faults, local_notification=False)
+            charge = await self._charge(request, options, faults)
+            if isinstance(charge, PaymentResult):  # declined or gave up, and settled
+                return charge
+            return await self._notify(request, options, faults, charge, self.notification_message(request, charge), local=False)
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 raise

@@ -143,10 +143,14 @@ class PaymentWorkflow:
             return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
         return None
 
-    async def _charge_and_notify(
-        self, request: PaymentRequest, options: PaymentOptions, faults: FaultPlan, *, local_notification: bool
-    ) -> PaymentResult:
-        """Charge (settling the payment if the charge fails), then notify; the payment's result."""
+    async def _charge(self, request: PaymentRequest, options: PaymentOptions, faults: FaultPlan) -> ChargeResult | PaymentResult:
+        """Charge the payment.
+
+        Returns:
+            The processor's answer once the money is taken (the payment is then completed,
+            at its notify step), or else the payment's result: settled as failed, because
+            the card was declined or the charge gave up.
+        """
         try:
             charge = await workflow.execute_activity_method(
                 PaymentActivities.charge_payment,
@@ -167,24 +171,27 @@ class PaymentWorkflow:
         if not charge.success:
             reason = f"charge failed: {charge.message}"
             return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
-
         self._advance(Step.NOTIFY.value, PaymentStatus.COMPLETED, charge.message)
+        return charge
+
+    async def _notify(
+        self, request: PaymentRequest, options: PaymentOptions, faults: FaultPlan, charge: ChargeResult, message: str, *, local: bool
+    ) -> PaymentResult:
+        """Tell the customer ``message`` about the charge; a failed notification does not fail the payment.
+
+        The caller computes ``message`` (:meth:`notification_message`) in its own ``run``,
+        so that a bug there shows in a stack trace as ``run`` calling it (lesson 09).
+        """
         notified = True
         try:
             await _execute(
                 PaymentActivities.send_notification,
                 NotifyInput(
                     request,
-                    PaymentResult(
-                        request.payment_id,
-                        PaymentStatus.COMPLETED,
-                        self.notification_message(request, charge),
-                        request.amount,
-                        request.currency,
-                    ),
+                    PaymentResult(request.payment_id, PaymentStatus.COMPLETED, message, request.amount, request.currency),
                     faults.notify,
                 ),
-                local=local_notification,
+                local=local,
                 start_to_close_timeout=options.notify_timeout,
                 retry_policy=options.retry_policy,
             )
@@ -193,8 +200,8 @@ class PaymentWorkflow:
                 raise
             notified = False
             workflow.logger.warning("Notification of payment %s failed; the payment stays completed: %s", request.payment_id, _cause(err))
-        message = "Payment processed successfully" + ("" if notified else " (notification failed)")
-        return self._finish(PaymentStatus.COMPLETED, message, charge_id=charge.charge_id, notified=notified)
+        outcome = "Payment processed successfully" + ("" if notified else " (notification failed)")
+        return self._finish(PaymentStatus.COMPLETED, outcome, charge_id=charge.charge_id, notified=notified)
 
     async def _settle_cancelled(self) -> None:
         """The payment was cancelled: settle it (refunded if money was taken) and publish how it ended."""
@@ -212,7 +219,17 @@ class PaymentWorkflow:
             await self.before_charge(request)
             self._accept()
             self._advance(Step.CHARGE.value, PaymentStatus.PROCESSING, "charging")
-            return await self._charge_and_notify(request, options, faults, local_notification=options.local_notification)
+            charge = await self._charge(request, options, faults)
+            if isinstance(charge, PaymentResult):  # declined or gave up, and settled
+                return charge
+            return await self._notify(
+                request,
+                options,
+                faults,
+                charge,
+                self.notification_message(request, charge),
+                local=options.local_notification,
+            )
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 raise
