@@ -316,7 +316,7 @@ async def scenario_worker_kill(count: int = 300, *, seed: int = 2, charge_latenc
             await audit(outcome, client, [p.request.payment_id for p in planned], repository)
         finally:
             for worker in workers:
-                worker.stop()
+                await worker.stop()
             repository.close()
     outcome.elapsed = time.perf_counter() - began
     return outcome
@@ -531,34 +531,6 @@ SCENARIO_FUNCTIONS: dict[str, Callable[..., Awaitable[Outcome]]] = {
 }
 
 
-# Leftovers
-
-
-def processes_marked(marker: str) -> list[int]:
-    """Pids of live processes (zombies aside) whose environment holds ``marker`` (Linux)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if marker.encode() not in Path(f"/proc/{entry}/environ").read_bytes():
-                continue
-            if Path(f"/proc/{entry}/stat").read_text().split(")")[-1].split()[0] == "Z":
-                continue
-        except OSError:
-            continue
-        found.append(int(entry))
-    return found
-
-
-def leftovers(marker: str, patience: float = 5.0) -> list[int]:
-    """Processes still carrying ``marker`` after ``patience`` seconds."""
-    deadline = time.monotonic() + patience
-    while (found := processes_marked(marker)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return found
-
-
 def _counts(scale: float, overrides: Sequence[str]) -> dict[str, int]:
     counts = {name: max(1, round(n * scale)) for name, n in FULL_COUNTS.items()}
     for item in overrides:
@@ -597,7 +569,7 @@ if __name__ == "__main__":
     try:
         code = asyncio.run(main(args.only or SCENARIOS, _counts(args.scale, args.count), args.outage))
     finally:
-        left = leftovers(marker)
+        left = processes.leftovers(marker)
         print(f"leftover_processes={len(left)}", flush=True)
         if left:
             code = 1

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
+
+from temporalio.common import RetryPolicy
 
 
 def whole_number(name: str, value: Any, *, minimum: int = 0) -> int:
@@ -37,3 +40,39 @@ def rate(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a share between 0 and 1, got {value!r}")
     return value
+
+
+def positive_duration(name: str, value: Any, *, optional: bool = False) -> Any:
+    """Return ``value`` if it is a positive ``timedelta`` (or None, when ``optional``).
+
+    Raises:
+        ValueError: ``{name} must be a positive timedelta[ or None], got {value!r}``.
+    """
+    if optional and value is None:
+        return value
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise ValueError(f"{name} must be a positive timedelta{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
+def valid_retry_policy(policy: Any) -> RetryPolicy:
+    """Return ``policy`` if it is a retry policy Temporal accepts.
+
+    Raises:
+        TypeError: it is not a :class:`temporalio.common.RetryPolicy`.
+        ValueError: a field is out of range; the message names it.
+    """
+    if not isinstance(policy, RetryPolicy):
+        raise TypeError(f"policy must be a temporalio.common.RetryPolicy, not {type(policy).__name__}")
+    positive_duration("initial_interval", policy.initial_interval)
+    positive_duration("maximum_interval", policy.maximum_interval, optional=True)
+    if policy.maximum_interval is not None and policy.maximum_interval < policy.initial_interval:
+        raise ValueError(
+            f"maximum_interval ({policy.maximum_interval}) must not be shorter than "
+            f"initial_interval ({policy.initial_interval})"
+        )
+    coefficient = policy.backoff_coefficient
+    if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float)) or not coefficient >= 1:
+        raise ValueError(f"backoff_coefficient must be >= 1, got {coefficient!r}")
+    whole_number("maximum_attempts", policy.maximum_attempts)
+    return policy

@@ -10,12 +10,16 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from payments_lab.errors import PaymentsLabError
+
+if TYPE_CHECKING:
+    from payments_lab.client import Connection
 
 EXIT_OK = 0
 """The command did what was asked (for ``pay``: the payment completed)."""
@@ -148,10 +152,16 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-async def _connect(args: argparse.Namespace, *, start_server: bool):  # noqa: ANN202
+@asynccontextmanager
+async def _connected(args: argparse.Namespace, *, start_server: bool) -> AsyncIterator[Connection]:
+    """The command's connection, closed however the command ends (stopping a server it started)."""
     from payments_lab.client import connect
 
-    return await connect(address=args.address, namespace=args.namespace, start_server=start_server)
+    connection = await connect(address=args.address, namespace=args.namespace, start_server=start_server)
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 def _report_json(report) -> dict[str, object]:  # noqa: ANN001
@@ -215,8 +225,7 @@ async def _pay(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     faults = FaultPlan.failing(charge=args.fail_charge, notify=args.fail_notify)
     quiet_logs()
-    connection = await _connect(args, start_server=args.task_queue is None)
-    try:
+    async with _connected(args, start_server=args.task_queue is None) as connection:
         repository = _open_repository(connection)
         task_queue = args.task_queue or new_task_queue("cli")
         service = PaymentService(connection.client, task_queue, ui_url=connection.ui_url, scoped=False)
@@ -256,8 +265,6 @@ async def _pay(args: argparse.Namespace) -> int:
             if worker:
                 await worker.stop()
             repository.close()
-    finally:
-        await connection.close()
 
 
 def _service(connection):  # noqa: ANN001, ANN202
@@ -277,39 +284,39 @@ def _checked_id(payment_id: str) -> str:
 
 async def _status(args: argparse.Namespace) -> int:
     payment_id = _checked_id(args.payment_id)
-    connection = await _connect(args, start_server=False)
-    service = _service(connection)
-    report = await service.status(payment_id)
-    output = _report_json(report)
-    handle = service.handle(payment_id)
-    if report.is_running:
+    async with _connected(args, start_server=False) as connection:
+        service = _service(connection)
+        report = await service.status(payment_id)
+        output = _report_json(report)
+        handle = service.handle(payment_id)
+        if report.is_running:
+            try:
+                progress = await handle.progress()
+                output["step"] = progress.step
+                output["message"] = progress.message
+            except Exception as err:  # noqa: BLE001 - a query needs a live worker; the status stands without it
+                output["step"] = f"unknown (no worker answered the query: {err})"
+        output["attempts"] = await _attempts_json(handle)
+        repository = _open_repository(connection)
         try:
-            progress = await handle.progress()
-            output["step"] = progress.step
-            output["message"] = progress.message
-        except Exception as err:  # noqa: BLE001 - a query needs a live worker; the status stands without it
-            output["step"] = f"unknown (no worker answered the query: {err})"
-    output["attempts"] = await _attempts_json(handle)
-    repository = _open_repository(connection)
-    try:
-        output.update(_money_json(repository, payment_id))
-        output["ledger"] = str(repository.path) if repository.path else None
-    finally:
-        repository.close()
+            output.update(_money_json(repository, payment_id))
+            output["ledger"] = str(repository.path) if repository.path else None
+        finally:
+            repository.close()
     _print_json(output)
     return EXIT_OK
 
 
 async def _cancel(args: argparse.Namespace) -> int:
     payment_id = _checked_id(args.payment_id)
-    connection = await _connect(args, start_server=False)
-    service = _service(connection)
-    report = await service.status(payment_id)
-    if not report.is_running:
-        ended = report.payment_status.value if report.payment_status else report.workflow_status
-        print(f"payment {payment_id} already ended ({ended}): nothing to cancel", file=sys.stderr)
-        return EXIT_PAYMENT_NOT_DONE
-    await service.cancel(payment_id)
+    async with _connected(args, start_server=False) as connection:
+        service = _service(connection)
+        report = await service.status(payment_id)
+        if not report.is_running:
+            ended = report.payment_status.value if report.payment_status else report.workflow_status
+            print(f"payment {payment_id} already ended ({ended}): nothing to cancel", file=sys.stderr)
+            return EXIT_PAYMENT_NOT_DONE
+        await service.cancel(payment_id)
     print(
         f"cancellation requested for payment {payment_id}; follow it with `payments-lab status {payment_id}`"
     )
@@ -323,8 +330,8 @@ async def _list(args: argparse.Namespace) -> int:
         status = PaymentStatus(args.status) if args.status is not None else None
     except ValueError as err:
         raise UsageError(str(err)) from None
-    connection = await _connect(args, start_server=False)
-    reports = await _service(connection).search(organization_id=args.org, status=status, limit=args.limit)
+    async with _connected(args, start_server=False) as connection:
+        reports = await _service(connection).search(organization_id=args.org, status=status, limit=args.limit)
     _print_json([_report_json(r) for r in reports])
     return EXIT_OK
 
@@ -336,25 +343,28 @@ async def _worker(args: argparse.Namespace) -> int:
     from payments_lab.worker import READY_LINE, create_worker
 
     quiet_logs()
-    connection = await _connect(args, start_server=False)
-    repository = _open_repository(connection, explicit=args.db, own_ledger=args.own_ledger)
-    profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
-    activities = PaymentActivities(repository, fault_profile=profile)
-    worker = create_worker(
-        connection.client,
-        args.task_queue,
-        activities,
-        sticky_queue_schedule_to_start_timeout=timedelta(seconds=1 if args.crash_friendly else 10),
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
-    print(
-        f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()}), "
-        f"ledger {repository.path or 'in memory'}",
-        flush=True,
-    )
-    await worker.run()
+    async with _connected(args, start_server=False) as connection:
+        repository = _open_repository(connection, explicit=args.db, own_ledger=args.own_ledger)
+        try:
+            profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
+            activities = PaymentActivities(repository, fault_profile=profile)
+            worker = create_worker(
+                connection.client,
+                args.task_queue,
+                activities,
+                sticky_queue_schedule_to_start_timeout=timedelta(seconds=1 if args.crash_friendly else 10),
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
+            print(
+                f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()}), "
+                f"ledger {repository.path or 'in memory'}",
+                flush=True,
+            )
+            await worker.run()
+        finally:
+            repository.close()
     print("worker stopped", flush=True)
     return EXIT_OK
 
@@ -386,7 +396,10 @@ async def _prepare_room(args: argparse.Namespace) -> int:
 
     names = _room_learners(args)
     connection = await connect(address=args.address)
-    created = await prepare_namespaces(connection.client, names)
+    try:
+        created = await prepare_namespaces(connection.client, names)
+    finally:
+        await connection.close()
     print(f"Room of {len(names)} learners on {args.address}: {len(created)} namespaces created, "
           f"{len(names) - len(created)} already there; the kit's search attributes registered in each.")
     _print_room(learners(names, args.address, args.ui_url or web_ui_url(args.address, "default")), args.out)

@@ -22,12 +22,10 @@ import asyncio
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     # Every module whose dataclasses cross the workflow's boundary must be in the sandbox:
     # the data converter resolves their type hints through the sandbox's own modules.
-    from payments_lab.activities import ChargeInput, NotifyInput, PaymentActivities, ValidateInput
     from payments_lab.confirmation_messages import (
         AUTHENTICATED,
         ConfirmationInput,
@@ -39,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from payments_lab.domain import PaymentResult, PaymentStatus, Step
     from payments_lab.faults import FaultPlan  # noqa: F401
     from payments_lab.messages import PaymentOptions  # noqa: F401
-    from payments_lab.workflows import PaymentWorkflow, _cause
+    from payments_lab.workflows import PaymentWorkflow
 
 __all__ = ["ConfirmedPaymentWorkflow", "REFUSED_TYPE"]
 
@@ -51,8 +49,9 @@ REFUSED_TYPE = "ConfirmationRefused"
 class ConfirmedPaymentWorkflow(PaymentWorkflow):
     """Validate, wait for the customer's confirmation (or the deadline), then charge and notify.
 
-    It inherits the payment workflow's ``progress`` query, its settle path and its final
-    status upsert; its ``run`` is its own.
+    It inherits the payment workflow's ``progress`` query, its steps (validate, charge with
+    the options' timeouts and cancellation type, settle, notify) and its final status
+    upsert; its ``run`` adds the wait between validation and charge.
     """
 
     @workflow.init
@@ -117,19 +116,12 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
         """Run the payment to its end and say how it ended."""
         request, options, faults = input.request, input.options, input.faults
         try:
-            try:
-                validation = await workflow.execute_activity_method(
-                    PaymentActivities.validate_payment,
-                    ValidateInput(request, faults.validate),
-                    start_to_close_timeout=options.validate_timeout,
-                    retry_policy=options.retry_policy,
-                )
-            except ActivityError as err:
-                if is_cancelled_exception(err):
-                    raise
-                return self._finish(PaymentStatus.FAILED, f"validation gave up: {_cause(err)}")
-            if not validation.valid:
-                return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
+            # Validation and notification run as regular activities whatever the options say:
+            # this workflow has always scheduled them so, and a local activity in their place
+            # would not replay the histories of payments already running.
+            ended = await self._validate(request, options, faults, local=False)
+            if ended is not None:
+                return ended
 
             self._advance("confirm", PaymentStatus.PENDING, "waiting for the customer's confirmation")
             try:
@@ -149,46 +141,12 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
                 return self._finish(await self._settle(PaymentStatus.CANCELLED, reason), reason)
 
             self._advance(Step.CHARGE.value, PaymentStatus.PROCESSING, f"charging (confirmed by the {self._decided_by})")
-            try:
-                charge = await workflow.execute_activity_method(
-                    PaymentActivities.charge_payment,
-                    ChargeInput(request, faults.charge),
-                    start_to_close_timeout=options.charge_timeout,
-                    heartbeat_timeout=options.charge_heartbeat_timeout,
-                    retry_policy=options.retry_policy,
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                )
-            except ActivityError as err:
-                if is_cancelled_exception(err):
-                    raise
-                reason = f"charge gave up: {_cause(err)}"
-                return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
-            if not charge.success:
-                reason = f"charge failed: {charge.message}"
-                return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
-
-            self._advance(Step.NOTIFY.value, PaymentStatus.COMPLETED, charge.message)
-            notified = True
-            try:
-                await workflow.execute_activity_method(
-                    PaymentActivities.send_notification,
-                    NotifyInput(
-                        request,
-                        PaymentResult(request.payment_id, PaymentStatus.COMPLETED, charge.message, request.amount, request.currency),
-                        faults.notify,
-                    ),
-                    start_to_close_timeout=options.notify_timeout,
-                    retry_policy=options.retry_policy,
-                )
-            except ActivityError as err:
-                if is_cancelled_exception(err):
-                    raise
-                notified = False
-            message = "Payment processed successfully" + ("" if notified else " (notification failed)")
-            return self._finish(PaymentStatus.COMPLETED, message, charge_id=charge.charge_id, notified=notified)
+            charge = await self._charge(request, options, faults)
+            if isinstance(charge, PaymentResult):  # declined or gave up, and settled
+                return charge
+            return await self._notify(request, options, faults, charge, self.notification_message(request, charge), local=False)
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 raise
-            status = await self._settle(PaymentStatus.CANCELLED, "cancelled by request")
-            self._publish(status, f"cancelled by request; payment {status.value}")
+            await self._settle_cancelled()
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from payments_lab.arguments import positive_duration
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan
 from payments_lab.messages import PaymentOptions
@@ -40,8 +41,7 @@ class ConfirmationInput:
     """Faults to inject, per step (none by default)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.deadline, timedelta) or self.deadline <= timedelta(0):
-            raise ValueError(f"deadline must be a positive timedelta, got {self.deadline!r}")
+        positive_duration("deadline", self.deadline)
 
 
 @dataclass(frozen=True)

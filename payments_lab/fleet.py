@@ -211,12 +211,6 @@ class FleetRun:
         """Ids of every payment, in plan order."""
         return [p.payment_id for p in self.payments]
 
-    @property
-    def payments_per_second(self) -> float:
-        """Payments ended per second of wall-clock time."""
-        seconds = self.elapsed.total_seconds()
-        return len(self.payments) / seconds if seconds > 0 else 0.0
-
     def frame(self) -> pd.DataFrame:
         """One row per payment: ids, organization, amount (``Decimal``), currency, injected faults, outcome."""
         return pd.DataFrame(

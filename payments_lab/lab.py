@@ -151,7 +151,7 @@ class Lab:
         if self.activities is None:
             raise RuntimeError(
                 "this lab's worker runs in its own process: set lab.worker.fault_profile, "
-                "then restart it with lab.worker.stop() and lab.worker.start()"
+                "then restart it with `await lab.worker.stop()` and lab.worker.start()"
             )
         self.activities.fault_profile = profile
 
@@ -262,10 +262,7 @@ class Lab:
     async def close(self) -> None:
         """Stop the worker, and the server if this lab started it."""
         _LABS.pop(self.name, None)
-        if isinstance(self.worker, WorkerProcess):
-            self.worker.stop()
-        else:
-            await self.worker.stop()
+        await self.worker.stop()
         if self.modules is not None:
             self.modules.close()
         await self.connection.close()

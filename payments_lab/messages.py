@@ -12,7 +12,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
-from payments_lab.arguments import whole_number
+from payments_lab.arguments import positive_duration, valid_retry_policy
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan
 
@@ -52,22 +52,13 @@ class PaymentOptions:
     """Notify as a local activity, likewise."""
 
     def __post_init__(self) -> None:
-        for name in ("initial_interval", "maximum_interval", "validate_timeout", "charge_timeout", "notify_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, timedelta) or value <= timedelta(0):
-                raise ValueError(f"{name} must be a positive timedelta, got {value!r}")
-        if self.maximum_interval < self.initial_interval:
-            raise ValueError(
-                f"maximum_interval ({self.maximum_interval}) must not be shorter than "
-                f"initial_interval ({self.initial_interval})"
-            )
-        if self.backoff_coefficient < 1:
-            raise ValueError(f"backoff_coefficient must be >= 1, got {self.backoff_coefficient}")
-        whole_number("maximum_attempts", self.maximum_attempts)
+        # The retry fields are checked as the policy they make, the one Temporal is given.
+        positive_duration("maximum_interval", self.maximum_interval)
+        valid_retry_policy(self.retry_policy)
+        for name in ("validate_timeout", "charge_timeout", "notify_timeout"):
+            positive_duration(name, getattr(self, name))
         for name in ("charge_heartbeat_timeout", "charge_schedule_to_close_timeout"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, timedelta) or value <= timedelta(0)):
-                raise ValueError(f"{name} must be a positive timedelta or None, got {value!r}")
+            positive_duration(name, getattr(self, name), optional=True)
         if not isinstance(self.charge_cancellation, ActivityCancellationType):
             raise ValueError(f"charge_cancellation must be an ActivityCancellationType, got {self.charge_cancellation!r}")
 

@@ -98,6 +98,35 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def processes_marked(marker: str) -> list[int]:
+    """Pids of live processes (zombies aside) whose environment holds ``marker`` (Linux).
+
+    Give a program and its children a variable no one else has (the tests and benchmarks
+    use ``PAYMENTS_LAB_MARK=<random>``) to find, afterwards, any of them left running.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if marker.encode() not in Path(f"/proc/{entry}/environ").read_bytes():
+                continue
+            if Path(f"/proc/{entry}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                continue  # a zombie is already dead, only not yet reaped
+        except OSError:
+            continue
+        found.append(int(entry))
+    return found
+
+
+def leftovers(marker: str, patience: float = 5.0) -> list[int]:
+    """Processes still carrying ``marker`` after up to ``patience`` seconds (they may be exiting)."""
+    deadline = time.monotonic() + patience
+    while (found := processes_marked(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 class ChildProcess:
     """A program run by the kit (a server, a worker): tied to this process, its output in a log file.
 
@@ -153,8 +182,12 @@ class ChildProcess:
             self._process.kill()
             self._process.wait()
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop the process (SIGINT, then SIGKILL after ``grace`` seconds) and remove its log."""
+    def terminate(self, grace: float = 10.0) -> None:
+        """Stop the process (SIGINT, then SIGKILL after ``grace`` seconds) and remove its log.
+
+        Subclasses expose it as their ``stop``: a server's is synchronous, a worker's is
+        awaited like the worker that runs in the kernel's own loop.
+        """
         if self._process is not None:
             stop(self._process, grace=grace)
         self._drop_log()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pandas as pd
 from temporalio.common import RetryPolicy
 
-from payments_lab.arguments import whole_number
+from payments_lab.arguments import valid_retry_policy, whole_number
 
 DEFAULT_MAXIMUM_INTERVAL_FACTOR = 100
 """Without a maximum interval, Temporal caps each wait at this many initial intervals."""
@@ -16,25 +16,9 @@ DEFAULT_MAXIMUM_INTERVAL_FACTOR = 100
 _MAX_LISTED_ATTEMPTS = 100_000
 
 
-def _check_policy(policy: RetryPolicy) -> None:
-    if not isinstance(policy, RetryPolicy):
-        raise TypeError(f"policy must be a temporalio.common.RetryPolicy, not {type(policy).__name__}")
-    if policy.initial_interval <= timedelta(0):
-        raise ValueError(f"initial_interval must be a positive timedelta, got {policy.initial_interval!r}")
-    if policy.backoff_coefficient < 1:
-        raise ValueError(f"backoff_coefficient must be >= 1, got {policy.backoff_coefficient}")
-    if policy.maximum_interval is not None and policy.maximum_interval < policy.initial_interval:
-        raise ValueError(
-            f"maximum_interval ({policy.maximum_interval}) must not be shorter than "
-            f"initial_interval ({policy.initial_interval})"
-        )
-    if policy.maximum_attempts < 0:
-        raise ValueError(f"maximum_attempts must be >= 0 (0 means unlimited), got {policy.maximum_attempts}")
-
-
 def maximum_interval(policy: RetryPolicy) -> timedelta:
     """The longest wait between two attempts: the policy's, or 100 initial intervals by default."""
-    _check_policy(policy)
+    valid_retry_policy(policy)
     return policy.maximum_interval or policy.initial_interval * DEFAULT_MAXIMUM_INTERVAL_FACTOR
 
 
@@ -88,7 +72,7 @@ def retry_schedule(
         ValueError: the policy is invalid, an argument is out of range, or the schedule
             would be endless.
     """
-    _check_policy(policy)
+    valid_retry_policy(policy)
     if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
         raise ValueError(f"attempts must be a whole number >= 1 or None, got {attempts!r}")
     if attempt_duration < timedelta(0):

@@ -309,7 +309,7 @@ class EmbeddedServer(processes.ChildProcess):
     def stop(self, grace: float = 10.0) -> None:
         """Stop the server (SIGINT, then SIGKILL after ``grace`` seconds); keep its db file."""
         atexit.unregister(self.stop)
-        super().stop(grace)
+        self.terminate(grace)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

@@ -187,6 +187,10 @@ class SimulatedRoomProcess(processes.ChildProcess):
         self.launch([sys.executable, "-m", "payments_lab.simulated_room", self.address, plan], lambda: True, 5.0)
         return self
 
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop the learners' process (SIGINT, then SIGKILL after ``grace`` seconds)."""
+        self.terminate(grace)
+
     async def finished(self, poll: float = 0.2) -> None:
         """Return once every learner is done.
 

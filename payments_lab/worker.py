@@ -210,5 +210,14 @@ class WorkerProcess(processes.ChildProcess):
         self.launch(self.command(), self._ready, timeout)
         return self
 
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop the process (SIGINT, then SIGKILL after ``grace`` seconds) and wait until it has exited.
+
+        Awaited, as :meth:`BackgroundWorker.stop` is, so a lab stops either worker the same
+        way; the wait runs in a thread, so the event loop (a notebook's) carries on meanwhile.
+        :meth:`terminate` is the same stop for code with no event loop.
+        """
+        await asyncio.to_thread(self.terminate, grace)
+
     def _ready(self) -> bool:
         return self.log_path is not None and READY_LINE in self.log_path.read_text(errors="replace")

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateInput,
     )
     from payments_lab.domain import ChargeResult, PaymentRequest, PaymentResult, PaymentStatus, Step
-    from payments_lab.faults import FaultPlan  # noqa: F401
+    from payments_lab.faults import FaultPlan
     from payments_lab.messages import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress
     from payments_lab.search_attributes import PAYMENT_STATUS
 
@@ -117,84 +117,123 @@ class PaymentWorkflow:
         """
         return charge.message
 
+    # The payment's steps, shared with ConfirmedPaymentWorkflow (lesson 11). Histories of
+    # running payments replay against them (tests/test_replay.py): a change must keep
+    # every command they issue, in the same order. (Defined before ``run``: mypy infers
+    # the type of a decorated ``run`` that calls methods defined below it too late for
+    # the modules that use ``PaymentWorkflow.run``.)
+
+    async def _validate(self, request: PaymentRequest, options: PaymentOptions, faults: FaultPlan, *, local: bool) -> PaymentResult | None:
+        """Validate the request; the payment's result if it ends there (declined, or validation gave up), else None."""
+        try:
+            validation = await _execute(
+                PaymentActivities.validate_payment,
+                ValidateInput(request, faults.validate),
+                local=local,
+                start_to_close_timeout=options.validate_timeout,
+                retry_policy=options.retry_policy,
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            # Nothing was stored or charged yet; the payment must still end in a status
+            # that visibility shows, never stay "pending" on a closed workflow.
+            return self._finish(PaymentStatus.FAILED, f"validation gave up: {_cause(err)}")
+        if not validation.valid:
+            return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
+        return None
+
+    async def _charge(self, request: PaymentRequest, options: PaymentOptions, faults: FaultPlan) -> ChargeResult | PaymentResult:
+        """Charge the payment.
+
+        Returns:
+            The processor's answer once the money is taken (the payment is then completed,
+            at its notify step), or else the payment's result: settled as failed, because
+            the card was declined or the charge gave up.
+        """
+        try:
+            charge = await workflow.execute_activity_method(
+                PaymentActivities.charge_payment,
+                ChargeInput(request, faults.charge),
+                start_to_close_timeout=options.charge_timeout,
+                schedule_to_close_timeout=options.charge_schedule_to_close_timeout,
+                heartbeat_timeout=options.charge_heartbeat_timeout,
+                retry_policy=options.retry_policy,
+                # By default (WAIT_CANCELLATION_COMPLETED) settle only once the attempt has
+                # really stopped: it may be taking money. Lesson 05 compares the others.
+                cancellation_type=options.charge_cancellation,
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            reason = f"charge gave up: {_cause(err)}"
+            return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
+        if not charge.success:
+            reason = f"charge failed: {charge.message}"
+            return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
+        self._advance(Step.NOTIFY.value, PaymentStatus.COMPLETED, charge.message)
+        return charge
+
+    async def _notify(
+        self, request: PaymentRequest, options: PaymentOptions, faults: FaultPlan, charge: ChargeResult, message: str, *, local: bool
+    ) -> PaymentResult:
+        """Tell the customer ``message`` about the charge; a failed notification does not fail the payment.
+
+        The caller computes ``message`` (:meth:`notification_message`) in its own ``run``,
+        so that a bug there shows in a stack trace as ``run`` calling it (lesson 09).
+        """
+        notified = True
+        try:
+            await _execute(
+                PaymentActivities.send_notification,
+                NotifyInput(
+                    request,
+                    PaymentResult(request.payment_id, PaymentStatus.COMPLETED, message, request.amount, request.currency),
+                    faults.notify,
+                ),
+                local=local,
+                start_to_close_timeout=options.notify_timeout,
+                retry_policy=options.retry_policy,
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            notified = False
+            workflow.logger.warning("Notification of payment %s failed; the payment stays completed: %s", request.payment_id, _cause(err))
+        outcome = "Payment processed successfully" + ("" if notified else " (notification failed)")
+        return self._finish(PaymentStatus.COMPLETED, outcome, charge_id=charge.charge_id, notified=notified)
+
+    async def _settle_cancelled(self) -> None:
+        """The payment was cancelled: settle it (refunded if money was taken) and publish how it ended."""
+        status = await self._settle(PaymentStatus.CANCELLED, "cancelled by request")
+        self._publish(status, f"cancelled by request; payment {status.value}")
+
     @workflow.run
     async def run(self, input: PaymentInput) -> PaymentResult:
         """Run the payment to its end and say how it ended."""
         request, options, faults = input.request, input.options, input.faults
         try:
-            try:
-                validation = await _execute(
-                    PaymentActivities.validate_payment,
-                    ValidateInput(request, faults.validate),
-                    local=options.local_validation,
-                    start_to_close_timeout=options.validate_timeout,
-                    retry_policy=options.retry_policy,
-                )
-            except ActivityError as err:
-                if is_cancelled_exception(err):
-                    raise
-                # Nothing was stored or charged yet; the payment must still end in a status
-                # that visibility shows, never stay "pending" on a closed workflow.
-                return self._finish(PaymentStatus.FAILED, f"validation gave up: {_cause(err)}")
-            if not validation.valid:
-                return self._finish(PaymentStatus.DECLINED, f"declined: {validation.message}")
-
+            ended = await self._validate(request, options, faults, local=options.local_validation)
+            if ended is not None:
+                return ended
             await self.before_charge(request)
             self._accept()
             self._advance(Step.CHARGE.value, PaymentStatus.PROCESSING, "charging")
-            try:
-                charge = await workflow.execute_activity_method(
-                    PaymentActivities.charge_payment,
-                    ChargeInput(request, faults.charge),
-                    start_to_close_timeout=options.charge_timeout,
-                    schedule_to_close_timeout=options.charge_schedule_to_close_timeout,
-                    heartbeat_timeout=options.charge_heartbeat_timeout,
-                    retry_policy=options.retry_policy,
-                    # By default (WAIT_CANCELLATION_COMPLETED) settle only once the attempt has
-                    # really stopped: it may be taking money. Lesson 05 compares the others.
-                    cancellation_type=options.charge_cancellation,
-                )
-            except ActivityError as err:
-                if is_cancelled_exception(err):
-                    raise
-                reason = f"charge gave up: {_cause(err)}"
-                return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
-            if not charge.success:
-                reason = f"charge failed: {charge.message}"
-                return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
-
-            self._advance(Step.NOTIFY.value, PaymentStatus.COMPLETED, charge.message)
-            notified = True
-            try:
-                await _execute(
-                    PaymentActivities.send_notification,
-                    NotifyInput(
-                        request,
-                        PaymentResult(
-                            request.payment_id,
-                            PaymentStatus.COMPLETED,
-                            self.notification_message(request, charge),
-                            request.amount,
-                            request.currency,
-                        ),
-                        faults.notify,
-                    ),
-                    local=options.local_notification,
-                    start_to_close_timeout=options.notify_timeout,
-                    retry_policy=options.retry_policy,
-                )
-            except ActivityError as err:
-                if is_cancelled_exception(err):
-                    raise
-                notified = False
-                workflow.logger.warning("Notification of payment %s failed; the payment stays completed: %s", request.payment_id, _cause(err))
-            message = "Payment processed successfully" + ("" if notified else " (notification failed)")
-            return self._finish(PaymentStatus.COMPLETED, message, charge_id=charge.charge_id, notified=notified)
+            charge = await self._charge(request, options, faults)
+            if isinstance(charge, PaymentResult):  # declined or gave up, and settled
+                return charge
+            return await self._notify(
+                request,
+                options,
+                faults,
+                charge,
+                self.notification_message(request, charge),
+                local=options.local_notification,
+            )
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 raise
-            status = await self._settle(PaymentStatus.CANCELLED, "cancelled by request")
-            self._publish(status, f"cancelled by request; payment {status.value}")
+            await self._settle_cancelled()
             raise
 
 

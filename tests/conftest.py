@@ -1,12 +1,21 @@
-"""Shared fixtures: one real dev server for the session, a time-skipping server, unique task queues."""
+"""Shared fixtures: one real dev server for the session, a time-skipping server, unique task queues, labs on the
+dev server, isolated environments for child processes, and a JupyterLab under a base URL."""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
+import sys
+import time
+import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pytest
@@ -16,9 +25,11 @@ from temporalio.testing import WorkflowEnvironment
 from payments_lab.activities import PaymentActivities
 from payments_lab.client import connect, ensure_search_attributes, quiet_runtime
 from payments_lab.converter import DATA_CONVERTER
-from payments_lab.lab import quiet_logs
+from payments_lab.lab import Lab, open_lab, quiet_logs
+from payments_lab.links import UiRoute
+from payments_lab.processes import free_port, spawn, stop
 from payments_lab.repository import PaymentRepository
-from payments_lab.server import EmbeddedServer, find_test_server
+from payments_lab.server import EmbeddedServer, LabSession, clear_session, find_test_server, write_session
 from payments_lab.workflows import PaymentOptions
 
 matplotlib.use("Agg")  # tests draw charts headless, once for all of them
@@ -86,21 +97,97 @@ def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def processes_marked(marker: str) -> list[int]:
-    """Pids of live processes whose environment holds ``marker`` (Linux), to find orphans."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if marker.encode() not in environ.read():
-                    continue
-            with open(f"/proc/{entry}/stat") as stat:
-                if stat.read().split(")")[-1].split()[0] == "Z":
-                    continue  # a zombie is already dead, only not yet reaped
-        except OSError:
-            continue
-        found.append(int(entry))
-    return found
+@contextmanager
+def published_session(server: EmbeddedServer, ui_url: str | None = None) -> Iterator[LabSession]:
+    """``server`` published as this process's lab session while the block runs, as ``payments-lab lab`` does.
 
+    Whatever connects inside the block (``open_lab()``, ``connect()``, an exercise check)
+    finds that server; the session is cleared on leaving, so later tests find none.
+    """
+    session = LabSession(server.address, "default", ui_url, os.getpid())
+    write_session(session)
+    try:
+        yield session
+    finally:
+        clear_session()
+
+
+OpenLab = Callable[..., Awaitable[Lab]]
+"""``await open_test_lab(name, ui_url=None, **open_lab_options)``."""
+
+
+@pytest.fixture
+async def open_test_lab(dev_server: EmbeddedServer) -> AsyncIterator[OpenLab]:
+    """Opens labs on the session's dev server, found as a notebook finds it; closes them after the test."""
+    opened: list[Lab] = []
+
+    async def open_one(name: str, *, ui_url: str | None = None, **options: Any) -> Lab:
+        with published_session(dev_server, ui_url):
+            lab = await open_lab(name, **options)
+        opened.append(lab)
+        return lab
+
+    yield open_one
+    for lab in opened:
+        await lab.close()  # again if the test closed it: closing is idempotent
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> dict[str, str]:
+    """An environment with its own state folder, marked so that its processes can be found (``processes.leftovers``)."""
+    return {**os.environ, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "state"), "PAYMENTS_LAB_MARK": uuid.uuid4().hex}
+
+
+@dataclass(frozen=True)
+class JupyterUnderBaseUrl:
+    """A JupyterLab served under a hub-like base URL, with the kit's server routed through its proxy."""
+
+    base: str
+    """Jupyter's base URL, ``/user/learner-01/``."""
+    token: str
+    """Jupyter's login token."""
+    origin: str
+    """``http://127.0.0.1:<port>``."""
+    server: EmbeddedServer
+    """A Temporal dev server whose Web UI is served under ``<base>proxy/absolute/<ui port>``."""
+
+
+@pytest.fixture
+def jupyter_under_base_url(tmp_path: Path) -> Iterator[JupyterUnderBaseUrl]:
+    """JupyterLab (with jupyter-server-proxy) under ``/user/learner-01/`` and a server reached through it, both up."""
+    base = "/user/learner-01/"
+    token = secrets.token_hex(16)
+    port = free_port()
+    server = EmbeddedServer(route=UiRoute("jupyter", base)).start()
+    with open(tmp_path / "jupyter.log", "wb") as log:
+        jupyter = spawn(
+            [
+                sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--ServerApp.base_url={base}",
+                f"--IdentityProvider.token={token}", f"--notebook-dir={tmp_path}",
+            ],
+            log=log,
+        )
+    try:
+        origin = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{origin}{base}api/status?token={token}")
+        yield JupyterUnderBaseUrl(base, token, origin, server)
+    finally:
+        stop(jupyter)
+        server.stop()
+
+
+def wait_for_http(url: str, timeout: float = 90) -> None:
+    """Return once ``url`` answers.
+
+    Raises:
+        AssertionError: nothing answered within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url)
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing answered at {url}"
+            time.sleep(0.3)

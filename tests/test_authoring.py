@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
+from conftest import OpenLab
 from payments_lab.authoring import WorkflowModuleError, WorkflowModules
 from payments_lab.domain import PaymentStatus
 from payments_lab.evolution import replay
 from payments_lab.exercises.checking import events_of, scheduled_activities
-from payments_lab.lab import Lab, open_lab
-from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
+from payments_lab.lab import Lab
 from payments_lab.workflow_tasks import WorkerLog, pending_task, task_failures, wait_for_task_failure
 from payments_lab.workflows import PaymentWorkflow
 
@@ -58,14 +56,8 @@ def notification_text(history: object) -> bytes:
 
 
 @pytest.fixture
-async def lab(dev_server: EmbeddedServer) -> AsyncIterator[Lab]:
-    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
-    try:
-        opened = await open_lab("authoring")
-    finally:
-        clear_session()
-    yield opened
-    await opened.close()
+async def lab(open_test_lab: OpenLab) -> Lab:
+    return await open_test_lab("authoring")
 
 
 async def test_a_payment_stuck_on_a_bug_carries_on_with_the_fix_charged_once(lab: Lab) -> None:

@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from conftest import processes_marked
+from conftest import JupyterUnderBaseUrl, wait_for_http
 from payments_lab.lab import open_lab
-from payments_lab.links import UiRoute
-from payments_lab.processes import free_port, spawn, stop
-from payments_lab.server import EmbeddedServer
+from payments_lab.processes import free_port, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "build" / "test-artifacts"
@@ -51,33 +47,20 @@ async def page() -> AsyncIterator[object]:
             await browser.close()
 
 
-def _wait_for_http(url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url)
-            return
-        except OSError:
-            assert time.monotonic() < deadline, f"nothing answered at {url}"
-            time.sleep(0.3)
-
-
-async def test_the_main_job_runs_lesson_00_in_a_browser(page, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_the_main_job_runs_lesson_00_in_a_browser(page, tmp_path: Path, isolated: dict[str, str]) -> None:  # noqa: ANN001
     """`payments-lab lab`, lesson 00 opened and run with Run → Run All Cells: every cell ran, no error, a progress bar."""
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     shutil.copy(ROOT / "notebooks" / "00-welcome.ipynb", notebooks)  # JupyterLab saves what it runs
-    mark = secrets.token_hex(8)
-    env = {**os.environ, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "state"), "PAYMENTS_LAB_MARK": mark}
     port = free_port()
     lab = subprocess.Popen(
         [sys.executable, "-m", "payments_lab", "lab", "--no-browser", "--port", str(port), "--notebook-dir", str(notebooks)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=isolated,
     )
     try:
         url = next(line for line in iter(lab.stdout.readline, "") if line.startswith("JupyterLab:")).split()[-1]  # type: ignore[union-attr]
         base, token = url.split("/lab?token=")
-        _wait_for_http(f"{base}/api/status?token={token}")
+        wait_for_http(f"{base}/api/status?token={token}")
         await page.goto(f"{base}/lab/tree/00-welcome.ipynb?reset&token={token}")
         await page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
         await page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -100,31 +83,15 @@ async def test_the_main_job_runs_lesson_00_in_a_browser(page, tmp_path: Path) ->
     finally:
         lab.send_signal(2)
         lab.wait(timeout=60)
-    deadline = time.monotonic() + 5
-    while processes_marked(mark) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert processes_marked(mark) == [], "no server, worker or JupyterLab left behind"
+    assert leftovers(isolated["PAYMENTS_LAB_MARK"]) == [], "no server, worker or JupyterLab left behind"
 
 
-async def test_a_web_ui_link_opens_the_workflow_through_jupyter(page, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_a_web_ui_link_opens_the_workflow_through_jupyter(page, jupyter_under_base_url: JupyterUnderBaseUrl) -> None:  # noqa: ANN001
     """JupyterLab under /user/learner-01/ with jupyter-server-proxy: the link a lesson shows displays that payment."""
-    base = "/user/learner-01/"
-    token = secrets.token_hex(16)
-    port = free_port()
-    server = EmbeddedServer(route=UiRoute("jupyter", base)).start()
-    with open(tmp_path / "jupyter.log", "wb") as log:
-        jupyter = spawn(
-            [
-                sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--ServerApp.base_url={base}",
-                f"--IdentityProvider.token={token}", f"--notebook-dir={tmp_path}",
-            ],
-            log=log,
-        )
-    lab = await open_lab("browser-link", server=server)
+    jupyter = jupyter_under_base_url
+    base, token, origin = jupyter.base, jupyter.token, jupyter.origin
+    lab = await open_lab("browser-link", server=jupyter.server)
     try:
-        origin = f"http://127.0.0.1:{port}"
-        _wait_for_http(f"{origin}{base}api/status?token={token}")
         result = await lab.pay("12.50", "EUR", show_link=False)
         link = lab.link(result.payment_id)
         assert link.url is not None and link.url.startswith(f"{base}proxy/absolute/")
@@ -137,5 +104,3 @@ async def test_a_web_ui_link_opens_the_workflow_through_jupyter(page, tmp_path: 
         await page.screenshot(path=str(ARTIFACTS / "web-ui-through-jupyter.png"))
     finally:
         await lab.close()
-        stop(jupyter)
-        server.stop()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_marked
-from payments_lab.processes import tied_to_parent_supported
+from payments_lab.processes import leftovers, tied_to_parent_supported
+from payments_lab.server import EmbeddedServer
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -23,18 +23,9 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> s
     )
 
 
-@pytest.fixture
-def isolated(tmp_path: Path) -> dict[str, str]:
-    """An environment with its own state folder, marked so that its processes can be found."""
-    return {**os.environ, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "state"), "PAYMENTS_LAB_MARK": uuid.uuid4().hex}
-
-
 def assert_no_process_left(env: dict[str, str]) -> None:
     if tied_to_parent_supported():
-        deadline = time.monotonic() + 5
-        while processes_marked(env["PAYMENTS_LAB_MARK"]) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert processes_marked(env["PAYMENTS_LAB_MARK"]) == []
+        assert leftovers(env["PAYMENTS_LAB_MARK"]) == []
 
 
 def test_pay_retries_the_charge_and_charges_once(isolated: dict[str, str]) -> None:
@@ -313,3 +304,23 @@ def test_cancelling_an_ended_payment_says_so_and_a_taken_port_names_the_fix(isol
     assert done.returncode == 2
     assert f"port {port} is already in use" in done.stderr and "--port " in done.stderr
     assert_no_process_left(isolated)
+
+
+def test_status_cancel_and_list_close_their_connection(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process, to see each command's connection closed, also when the payment does not exist."""
+    from payments_lab import cli
+    from payments_lab.client import Connection
+
+    closed: list[str] = []
+    close = Connection.close
+
+    async def counted_close(self: Connection) -> None:
+        closed.append(self.address)
+        await close(self)
+
+    monkeypatch.setattr(Connection, "close", counted_close)
+    address = ["--address", dev_server.address]
+    assert cli.main(["list", *address]) == cli.EXIT_OK
+    assert cli.main(["status", "no-such-payment", *address]) == cli.EXIT_UNAVAILABLE
+    assert cli.main(["cancel", "no-such-payment", *address]) == cli.EXIT_UNAVAILABLE
+    assert closed == [dev_server.address] * 3

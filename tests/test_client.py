@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import published_session
 from payments_lab.client import (
     TemporalUnavailableError,
     connect,
@@ -14,7 +15,7 @@ from payments_lab.client import (
     environment_configured,
     web_ui_url,
 )
-from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
+from payments_lab.server import EmbeddedServer
 
 
 async def test_an_explicit_address_wins(dev_server: EmbeddedServer) -> None:
@@ -44,11 +45,8 @@ async def test_a_profile_from_a_config_file(dev_server: EmbeddedServer, monkeypa
 
 
 async def test_the_lab_session_is_reused(dev_server: EmbeddedServer) -> None:
-    write_session(LabSession(dev_server.address, "default", "http://ui", os.getpid()))
-    try:
+    with published_session(dev_server, "http://ui"):
         connection = await connect()
-    finally:
-        clear_session()
     assert connection.source == f"lab session of process {os.getpid()}"
     assert connection.ui_url == "http://ui" and connection.server is None
 
@@ -81,14 +79,13 @@ def test_web_ui_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_a_server_given_by_the_caller_wins_over_the_lab_session(dev_server: EmbeddedServer) -> None:
-    write_session(LabSession(dev_server.address, "default", "http://ui", os.getpid()))
     own = EmbeddedServer(ui=False)
-    try:
+    with published_session(dev_server, "http://ui"):
         connection = await connect(server=own)
+    try:
         assert connection.server is own and own.running
         assert connection.address == own.address != dev_server.address
         assert connection.source == "embedded dev server of the caller"
     finally:
-        clear_session()
         await connection.close()
     assert not own.running

@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.testing import TimeSkipper, WorkflowEnvironment
 from temporalio.worker import Worker
+from temporalio.workflow import ActivityCancellationType
 
 from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities, SettleInput
@@ -19,8 +20,10 @@ from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.confirmation_messages import AUTHENTICATED, AUTHENTICATION_FAILED, ProcessorEvent
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.exercises.checking import events_of
+from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.messages import PaymentOptions
 from payments_lab.repository import PaymentRepository
-from payments_lab.service import DuplicatePaymentError, PaymentService
+from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService
 from payments_lab.worker import create_worker
 
 
@@ -184,3 +187,57 @@ async def test_the_deadline_on_the_java_time_skipping_server(time_skipping: Work
         request = _request()
         result = await (await checkout.start(request)).result()
     assert result.status is PaymentStatus.CANCELLED and result.message == "no confirmation within 15 minutes"
+
+
+# The payment options reach the confirmed payment's charge, as they reach PaymentWorkflow's
+# (tests/test_workflows.py, tests/test_cancellation.py).
+
+
+async def _confirm(checkout: Checkout, request: PaymentRequest, faults: FaultPlan) -> PaymentHandle:
+    handle = await checkout.start(request, faults=faults)
+    await _wait_for_step(checkout, request.payment_id, "confirm")
+    await checkout.confirm(request.payment_id)
+    return handle
+
+
+async def test_a_schedule_to_close_timeout_ends_a_confirmed_payments_unlimited_retries(
+    checkout: Checkout, repository: PaymentRepository
+) -> None:
+    options = PaymentOptions(
+        maximum_attempts=0, initial_interval=timedelta(milliseconds=200), charge_schedule_to_close_timeout=timedelta(seconds=2)
+    )
+    request = _request()
+    handle = await _confirm(Checkout(checkout.service, options=options), request, FaultPlan.failing(charge=1_000_000))
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert result.status is PaymentStatus.FAILED and result.message.endswith("(timeout)")
+    # Attempts start at 0, 0.2, 0.6 and 1.4 s; the fifth would start at 3 s, past the 2 s deadline.
+    attempts = [a.attempt for a in repository.attempts(request.payment_id) if a.activity == "charge_payment"]
+    assert attempts == [1, 2, 3, 4] and repository.charge_count(request.payment_id) == 0
+
+
+async def test_the_cancellation_type_decides_whether_a_confirmed_payment_waits_for_its_charge_attempt(
+    checkout: Checkout, repository: PaymentRepository
+) -> None:
+    events: dict[ActivityCancellationType, list[str]] = {}
+    for kind in ActivityCancellationType:
+        request = _request()
+        confirming = Checkout(checkout.service, options=PaymentOptions(charge_cancellation=kind))
+        handle = await _confirm(confirming, request, FaultPlan(charge=StepFaults(delay=2.0)))
+        async with asyncio.timeout(30):
+            while not repository.ledger(request.payment_id):
+                await asyncio.sleep(0.02)
+            await handle.cancel()
+            result = await handle.result()
+            while any(a.ended_at is None for a in repository.attempts(request.payment_id)):
+                await asyncio.sleep(0.05)  # nothing left running for the next kind
+        assert result.status is PaymentStatus.REFUNDED
+        events[kind] = [
+            f"{e.name} ({e.activity_type})" if e.name == "ActivityTaskScheduled" else e.name
+            for e in events_of(await handle.history())
+        ]
+    wait = events[ActivityCancellationType.WAIT_CANCELLATION_COMPLETED]
+    assert wait.index("ActivityTaskCanceled") < wait.index("ActivityTaskScheduled (settle_unfinished_payment)")
+    try_cancel = events[ActivityCancellationType.TRY_CANCEL]
+    assert "ActivityTaskCancelRequested" in try_cancel and "ActivityTaskCanceled" not in try_cancel
+    abandon = events[ActivityCancellationType.ABANDON]
+    assert "ActivityTaskCancelRequested" not in abandon and "ActivityTaskCanceled" not in abandon

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +16,7 @@ import nbformat
 import pytest
 from temporalio.common import WorkflowIDConflictPolicy
 
+from conftest import published_session
 from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
 from payments_lab.errors import PaymentsLabError
 from payments_lab.evolution import PaymentWorkflowWithFraudScreen
@@ -45,7 +45,7 @@ from payments_lab.faults import FaultPlan
 from payments_lab.history import events_frame
 from payments_lab.lab import Lab, open_lab
 from payments_lab.messages import PaymentOptions
-from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
+from payments_lab.server import EmbeddedServer
 from tools.exercises import (
     EXERCISES as EXERCISE_NOTEBOOKS,
 )
@@ -70,12 +70,9 @@ def _id(exercise: Exercise) -> str:
 
 @pytest.fixture(scope="module")
 async def lab(dev_server: EmbeddedServer) -> AsyncIterator[Lab]:
-    """One lab on the session's dev server for every check of this module."""
-    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
-    try:
+    """One lab on the session's dev server for every check of this module (module-scoped: no open_test_lab)."""
+    with published_session(dev_server):
         opened = await open_lab("exercises")
-    finally:
-        clear_session()
     yield opened
     await opened.close()
 
@@ -421,11 +418,8 @@ def test_check_is_synchronous_outside_an_event_loop() -> None:
 
 
 def test_check_in_a_script_opens_a_lab_of_its_own_and_closes_it(dev_server: EmbeddedServer) -> None:
-    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
-    try:
+    with published_session(dev_server):
         feedback = lesson02.q2.check(FaultPlan.failing(charge=2))
-    finally:
-        clear_session()
     assert feedback.passed, str(feedback)
 
 

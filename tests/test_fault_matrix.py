@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import processes_marked
+from payments_lab.processes import leftovers
 
 _BENCH_FILE = Path(__file__).resolve().parent.parent / "bench" / "faults.py"
 _spec = importlib.util.spec_from_file_location("bench_faults", _BENCH_FILE)
@@ -38,10 +37,7 @@ def assert_sound(outcome: matrix.Outcome, marker: str) -> None:
     found = (outcome.terminal, outcome.double_charges, outcome.stuck, outcome.client_errors)
     assert found == (outcome.total, 0, 0, 0), outcome.lines()
     assert outcome.ok
-    deadline = time.monotonic() + 5
-    while processes_marked(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert processes_marked(marker) == []
+    assert leftovers(marker) == []
 
 
 async def test_load_with_failing_charges(marker: str) -> None:

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_marked
-from payments_lab.processes import free_port
+from payments_lab.processes import free_port, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "docs" / "jupyterhub_config.py"
@@ -144,7 +143,4 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
         except subprocess.TimeoutExpired:
             hub_process.kill()
         log.close()
-    deadline = time.monotonic() + 20
-    while processes_marked(mark) and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-    assert processes_marked(mark) == [], "the hub left a server, a kernel or the room behind"
+    assert await asyncio.to_thread(leftovers, mark, 20) == [], "the hub left a server, a kernel or the room behind"

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
+from conftest import OpenLab
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, FaultProfile
 from payments_lab.lab import Link, open_lab
-from payments_lab.server import EmbeddedServer, LabSession, clear_session, write_session
 from payments_lab.workflows import PaymentOptions
 
 
-async def test_opening_twice_returns_the_same_lab(dev_server: EmbeddedServer) -> None:
-    write_session(LabSession(dev_server.address, "default", "http://ui", os.getpid()))
-    try:
-        lab = await open_lab("twice")
-        again = await open_lab("twice")
-        other = await open_lab("other")
-    finally:
-        clear_session()
+async def test_opening_twice_returns_the_same_lab(open_test_lab: OpenLab) -> None:
+    lab = await open_test_lab("twice", ui_url="http://ui")
+    again = await open_test_lab("twice", ui_url="http://ui")
+    other = await open_test_lab("other", ui_url="http://ui")
     try:
         assert again is lab and other is not lab
         assert lab.task_queue != other.task_queue
@@ -33,24 +28,17 @@ async def test_opening_twice_returns_the_same_lab(dev_server: EmbeddedServer) ->
     await reopened.close()
 
 
-async def test_pay_and_change_faults_on_the_fly(dev_server: EmbeddedServer) -> None:
-    write_session(LabSession(dev_server.address, "default", "http://ui", os.getpid()))
-    try:
-        lab = await open_lab("faults")
-    finally:
-        clear_session()
-    try:
-        first = await lab.pay("19.99", "EUR", faults=FaultPlan.failing(charge=1))
-        assert first.status is PaymentStatus.COMPLETED and str(first.amount) == "19.99"
-        lab.fault_profile = FaultProfile(charge_failure_rate=1.0, charge_latency=0.0)
-        request = lab.request("5", "EUR")
-        handle = await lab.start(request, options=PaymentOptions(maximum_attempts=1))
-        failed = await handle.result()
-        assert failed.status is PaymentStatus.FAILED and "simulated processor failure" in failed.message
-        assert lab.repository.charge_count(request.payment_id) == 0
-        assert lab.new_payment_id() != lab.new_payment_id()
-    finally:
-        await lab.close()
+async def test_pay_and_change_faults_on_the_fly(open_test_lab: OpenLab) -> None:
+    lab = await open_test_lab("faults", ui_url="http://ui")
+    first = await lab.pay("19.99", "EUR", faults=FaultPlan.failing(charge=1))
+    assert first.status is PaymentStatus.COMPLETED and str(first.amount) == "19.99"
+    lab.fault_profile = FaultProfile(charge_failure_rate=1.0, charge_latency=0.0)
+    request = lab.request("5", "EUR")
+    handle = await lab.start(request, options=PaymentOptions(maximum_attempts=1))
+    failed = await handle.result()
+    assert failed.status is PaymentStatus.FAILED and "simulated processor failure" in failed.message
+    assert lab.repository.charge_count(request.payment_id) == 0
+    assert lab.new_payment_id() != lab.new_payment_id()
 
 
 def test_links_render_as_text_and_html() -> None:
@@ -60,18 +48,14 @@ def test_links_render_as_text_and_html() -> None:
     assert str(Link("payment-p-1", None)) == "payment-p-1"
 
 
-async def test_a_lab_with_a_worker_process_survives_its_crash(dev_server: EmbeddedServer, tmp_path) -> None:  # noqa: ANN001
+async def test_a_lab_with_a_worker_process_survives_its_crash(open_test_lab: OpenLab, tmp_path) -> None:  # noqa: ANN001
     import pytest
 
     from payments_lab.faults import StepFaults
 
     with pytest.raises(ValueError, match="needs a db_file"):
         await open_lab("crash", worker_process=True)
-    write_session(LabSession(dev_server.address, "default", None, os.getpid()))
-    try:
-        lab = await open_lab("crash", db_file=tmp_path / "payments.sqlite", worker_process=True)
-    finally:
-        clear_session()
+    lab = await open_test_lab("crash", db_file=tmp_path / "payments.sqlite", worker_process=True)
     try:
         fast = PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=2))
         handle = await lab.start(lab.request("8.00"), faults=FaultPlan(charge=StepFaults(delay=2)), options=fast)

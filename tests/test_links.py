@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import secrets
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from conftest import JupyterUnderBaseUrl
 from payments_lab.client import web_ui_url
-from payments_lab.links import UiRoute, ui_route
-from payments_lab.processes import free_port, spawn, stop
+from payments_lab.links import ui_route
 from payments_lab.server import EmbeddedServer
 
 CODESPACE = {"CODESPACE_NAME": "fuzzy-space-7x9", "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev"}
@@ -58,40 +54,16 @@ def test_a_configured_local_server_is_reached_the_same_way(monkeypatch: pytest.M
     assert web_ui_url("temporal.internal:7233", "default") is None
 
 
-def test_a_workflow_link_opens_through_jupyter_server_proxy(tmp_path: Path) -> None:
+def test_a_workflow_link_opens_through_jupyter_server_proxy(jupyter_under_base_url: JupyterUnderBaseUrl) -> None:
     """A JupyterLab under a hub-like base URL, with jupyter-server-proxy: the link reaches the Web UI and its API."""
-    base = "/user/learner-01/"
-    token = secrets.token_hex(16)
-    port = free_port()
-    server = EmbeddedServer(route=UiRoute("jupyter", base)).start()
-    with open(tmp_path / "jupyter.log", "wb") as log:
-        jupyter = spawn(
-            [
-                sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--ServerApp.base_url={base}",
-                f"--IdentityProvider.token={token}", f"--notebook-dir={tmp_path}",
-            ],
-            log=log,
-        )
-    try:
-        origin = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{origin}{base}api/status?token={token}")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "JupyterLab did not start"
-                time.sleep(0.3)
-        link = server.ui_url
-        assert link is not None and link.startswith(base)
-        with urllib.request.urlopen(f"{origin}{link}/namespaces/default/workflows?token={token}") as page:
-            html = page.read().decode()
-        assert f"{link}/_app/" in html, "the page loads its assets through the proxy"
-        with urllib.request.urlopen(f"{origin}{link}/api/v1/namespaces?token={token}") as api:
-            assert "default" in [n["namespaceInfo"]["name"] for n in json.load(api)["namespaces"]]
-        with urllib.request.urlopen(f"{origin}{link}/namespaces/default/workflows") as anonymous:
-            assert "/login" in anonymous.url, "without Jupyter's login the Web UI stays closed"
-    finally:
-        stop(jupyter)
-        server.stop()
+    jupyter = jupyter_under_base_url
+    origin, token = jupyter.origin, jupyter.token
+    link = jupyter.server.ui_url
+    assert link is not None and link.startswith(jupyter.base)
+    with urllib.request.urlopen(f"{origin}{link}/namespaces/default/workflows?token={token}") as page:
+        html = page.read().decode()
+    assert f"{link}/_app/" in html, "the page loads its assets through the proxy"
+    with urllib.request.urlopen(f"{origin}{link}/api/v1/namespaces?token={token}") as api:
+        assert "default" in [n["namespaceInfo"]["name"] for n in json.load(api)["namespaces"]]
+    with urllib.request.urlopen(f"{origin}{link}/namespaces/default/workflows") as anonymous:
+        assert "/login" in anonymous.url, "without Jupyter's login the Web UI stays closed"

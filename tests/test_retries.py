@@ -76,7 +76,7 @@ def test_an_endless_schedule_is_refused() -> None:
         (RetryPolicy(initial_interval=timedelta(0)), "initial_interval must be a positive timedelta"),
         (RetryPolicy(backoff_coefficient=0.5), "backoff_coefficient must be >= 1, got 0.5"),
         (RetryPolicy(initial_interval=10 * SECOND, maximum_interval=SECOND), "must not be shorter than initial_interval"),
-        (RetryPolicy(maximum_attempts=-1), "maximum_attempts must be >= 0"),
+        (RetryPolicy(maximum_attempts=-1), "maximum_attempts must be a whole number >= 0"),
     ],
 )
 def test_invalid_policies_are_refused(policy: RetryPolicy, message: str) -> None:

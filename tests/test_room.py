@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import processes_marked
-from payments_lab.processes import free_port
+from payments_lab.processes import free_port, processes_marked
 from payments_lab.room import learner_names
 from payments_lab.server import EmbeddedServer
 
@@ -26,11 +23,6 @@ def learner_environment(base: dict[str, str], line: str) -> dict[str, str]:
     """A learner's machine: the room's line, as the learner pastes it into their shell."""
     variables = dict(item.split("=", 1) for item in line.split(": ", 1)[1].split())
     return {**base, **variables}
-
-
-@pytest.fixture
-def isolated(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "state"), "PAYMENTS_LAB_MARK": uuid.uuid4().hex}
 
 
 def test_a_room_gives_each_learner_a_namespace_of_their_own(isolated: dict[str, str], tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_marked
+from payments_lab.processes import processes_marked
 
 _BENCH_FILE = Path(__file__).resolve().parent.parent / "bench" / "room.py"
 _spec = importlib.util.spec_from_file_location("bench_room", _BENCH_FILE)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_marked
-from payments_lab.processes import free_port
+from payments_lab.processes import free_port, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,10 +39,7 @@ def session_of(home: Path, timeout: float = 60) -> dict[str, object]:
 
 def end_session(session: dict[str, object], env: dict[str, str]) -> None:
     os.kill(int(session["pid"]), signal.SIGINT)  # type: ignore[arg-type]
-    deadline = time.monotonic() + 30
-    while processes_marked(env["PAYMENTS_LAB_MARK"]):
-        assert time.monotonic() < deadline, "the room's server outlived its session"
-        time.sleep(0.2)
+    assert leftovers(env["PAYMENTS_LAB_MARK"], 30) == [], "the room's server outlived its session"
 
 
 def find_session_in_a_kernel(env: dict[str, str]) -> str:

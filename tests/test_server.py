@@ -8,18 +8,17 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import FAST, new_id, processes_marked
+from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities
 from payments_lab.client import connect
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
-from payments_lab.processes import pid_alive, tied_to_parent_supported
+from payments_lab.processes import leftovers, pid_alive, processes_marked, tied_to_parent_supported
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import (
     EmbeddedServer,
@@ -142,10 +141,7 @@ def test_no_orphan_survives_a_killed_owner(tmp_path: Path) -> None:
         assert len(processes_marked(marker)) >= 3
         os.kill(process.pid, signal.SIGKILL)  # like a kernel killed from the outside
         process.wait()
-        deadline = time.monotonic() + 10
-        while processes_marked(marker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert processes_marked(marker) == []
+        assert leftovers(marker, 10) == []
     finally:
         if process.poll() is None:
             process.kill()

@@ -52,7 +52,7 @@ async def test_a_worker_killed_mid_charge_is_replaced_and_charges_once(
         result = await asyncio.wait_for(handle.result(), timeout=60)
         recovery = time.monotonic() - started
     finally:
-        second.stop()
+        await second.stop()
     assert result.status is PaymentStatus.COMPLETED
     assert repository.charge_count(paid.payment_id) == 1
     charges = [a for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"]

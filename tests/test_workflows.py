@@ -354,6 +354,13 @@ async def test_a_schedule_to_close_timeout_ends_unlimited_retries(client: Client
         ({"charge_schedule_to_close_timeout": timedelta(0)}, "charge_schedule_to_close_timeout must be a positive timedelta or None"),
         ({"charge_heartbeat_timeout": 5}, "charge_heartbeat_timeout must be a positive timedelta or None"),
         ({"charge_cancellation": 1}, "charge_cancellation must be an ActivityCancellationType"),
+        # The retry fields get the refusals retry_schedule gives a bad RetryPolicy.
+        ({"initial_interval": 5}, "initial_interval must be a positive timedelta, got 5"),
+        ({"maximum_interval": None}, "maximum_interval must be a positive timedelta, got None"),
+        ({"initial_interval": timedelta(seconds=90)}, "must not be shorter than initial_interval"),
+        ({"backoff_coefficient": 0.5}, "backoff_coefficient must be >= 1, got 0.5"),
+        ({"maximum_attempts": -1}, "maximum_attempts must be a whole number >= 0, got -1"),
+        ({"maximum_attempts": True}, "maximum_attempts must be a whole number >= 0, got True"),
     ],
 )
 def test_payment_options_refuse_bad_timeouts_and_cancellation_types(fields: dict, message: str) -> None:

@@ -187,7 +187,7 @@ async def _check_crash_recovery(answer: object, lab: Lab | None) -> Verdict:
             run = await collect(handle, request, repository, result)
         finally:
             await survivor.stop()
-            doomed.stop(grace=1)
+            await doomed.stop(grace=1)
             repository.close()
     if not retried or run.result is None:
         raise Mismatch(
