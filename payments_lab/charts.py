@@ -39,6 +39,7 @@ from payments_lab.history import (
     workflow_task_spans,
 )
 from payments_lab.retries import retry_delay
+from payments_lab.wording import plural
 
 STEP_COLOURS: dict[str, str] = {
     Step.VALIDATE: "#4C72B0",
@@ -113,10 +114,6 @@ def _check_attempts(attempts: pd.DataFrame) -> None:
 def _visible(widths: np.ndarray | float, extent: float) -> np.ndarray:
     """Widths of at least 0.4 % of the axis: an attempt of a millisecond still shows."""
     return np.maximum(widths, extent * _MIN_WIDTH_SHARE)
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def timeline_chart(
@@ -225,7 +222,7 @@ def timeline_chart(
             shown_outcomes.add(span.outcome)
             if span.attempt > 1:
                 ax.text(
-                    started, row - 0.4, f"attempt {span.attempt}; {_plural(span.attempt - 1, 'earlier attempt')} not in the history",
+                    started, row - 0.4, f"attempt {span.attempt}; {plural(span.attempt - 1, 'earlier attempt')} not in the history",
                     ha="right", va="bottom", fontsize=8, color="#333",
                 )
     if failed_x:
@@ -345,7 +342,7 @@ def retry_chart(
 
     final = mine["final_attempt"].dropna()
     history_note = f"; the history's final attempt: {int(final.iloc[0])}" if len(final) else ""
-    ax.set_title(f"{step} of payment {payment}: {_plural(len(mine), 'attempt')} in the attempt log{history_note}")
+    ax.set_title(f"{step} of payment {payment}: {plural(len(mine), 'attempt')} in the attempt log{history_note}")
     ax.set_yticks([policy_row, observed_row], ["due by the retry policy", "attempt log"])
     ax.set_ylim(-0.6, 1.6)
     ax.set_xlim(-0.04 * extent, 1.06 * extent)
@@ -449,7 +446,7 @@ def swimlanes_chart(
     ax.set_xlabel("seconds since each payment started" if align == "start" else "seconds since the first payment started")
     ax.set_ylabel("payment")
     note = f" (the first {len(shown)} of {len(every)})" if len(every) > len(shown) else ""
-    ax.set_title(f"{_plural(len(shown), 'payment')} side by side{note}")
+    ax.set_title(f"{plural(len(shown), 'payment')} side by side{note}")
     ax.grid(axis="x", alpha=0.3)
     steps = [s for s in STEP_ORDER if s in set(spans["step"])] + sorted(set(spans["step"]) - set(STEP_ORDER))
     handles: list[Patch | Line2D] = [Patch(facecolor=_colour(STEP_COLOURS, s), label=s) for s in steps]
@@ -511,7 +508,7 @@ def fleet_dashboard(summary: FleetSummary | WorkflowHistory | Iterable[WorkflowH
         for colour, attempts in zip(colours, table.columns):
             values = table[attempts].to_numpy()
             attempts_ax.bar(list(table.index), values, bottom=bottom, color=colour, edgecolor="white",
-                            label=_plural(int(attempts), "attempt"))
+                            label=plural(int(attempts), "attempt"))
             bottom += values
         attempts_ax.legend(title="the step took", fontsize=9)
         attempts_ax.margins(y=0.3)
@@ -520,7 +517,7 @@ def fleet_dashboard(summary: FleetSummary | WorkflowHistory | Iterable[WorkflowH
     attempts_ax.set_ylabel("payments")
 
     described = ", ".join(f"{n} {s}" for s, n in counts.items())
-    figure.suptitle(f"{_plural(summary.total, 'payment')}: {described}", fontsize=13)
+    figure.suptitle(f"{plural(summary.total, 'payment')}: {described}", fontsize=13)
     return figure
 
 

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from payments_lab.faults import FaultPlan
     from payments_lab.messages import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress
     from payments_lab.search_attributes import PAYMENT_STATUS
+    from payments_lab.wording import retry_state_words
 
 __all__ = ["PaymentAnswer", "PaymentInput", "PaymentOptions", "PaymentProgress", "PaymentWorkflow"]
 
@@ -249,5 +250,5 @@ def _cause(err: ActivityError) -> str:
     cause: BaseException = err
     while cause.__cause__ is not None:
         cause = cause.__cause__
-    retry = err.retry_state.name.lower().replace("_", " ") if err.retry_state else "not retried"
+    retry = retry_state_words(err.retry_state) if err.retry_state else "not retried"
     return f"{cause} ({retry})"

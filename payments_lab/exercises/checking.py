@@ -22,6 +22,7 @@ from payments_lab.messages import PaymentOptions
 from payments_lab.outage import RECOVERY_ALLOWANCE, OutageWatch, outage_wait
 from payments_lab.repository import AttemptRecord, PaymentRepository
 from payments_lab.service import PaymentHandle, PaymentService
+from payments_lab.wording import plural as plural  # the lessons import it from here
 
 CHECK_OPTIONS = PaymentOptions(
     initial_interval=timedelta(milliseconds=50),
@@ -398,8 +399,3 @@ def seconds(value: timedelta) -> str:
 def times(count: int) -> str:
     """``never``, ``once``, ``twice``, ``3 times``."""
     return {0: "never", 1: "once", 2: "twice"}.get(count, f"{count} times")
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 charge``, ``2 charges``, ``0 charges``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
