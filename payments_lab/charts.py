@@ -34,6 +34,7 @@ from payments_lab.history import (
     STEP_ORDER,
     FleetSummary,
     activity_spans,
+    as_histories,
     fleet_summary,
     payments_frame,
     workflow_task_spans,
@@ -97,10 +98,6 @@ def _seconds(times: pd.Series, origin: pd.Timestamp | pd.Series) -> np.ndarray:
 def _second(time: pd.Timestamp, origin: pd.Timestamp) -> float:
     """Seconds from ``origin`` to ``time``."""
     return float((time - origin).total_seconds())
-
-
-def _list(histories: WorkflowHistory | Iterable[WorkflowHistory]) -> list[WorkflowHistory]:
-    return [histories] if isinstance(histories, WorkflowHistory) else list(histories)
 
 
 def _check_attempts(attempts: pd.DataFrame) -> None:
@@ -387,7 +384,7 @@ def swimlanes_chart(
     if align not in ("start", "clock"):
         raise ValueError(f"align must be 'start' or 'clock', got {align!r}")
     whole_number("limit", limit, minimum=1)
-    every = [h for h in _list(histories) if h.events]
+    every = [h for h in as_histories(histories) if h.events]
     if not every:
         raise ValueError("no history to draw")
     if attempts is not None:
@@ -471,7 +468,7 @@ def fleet_dashboard(summary: FleetSummary | WorkflowHistory | Iterable[WorkflowH
         ValueError: there is no payment to show.
     """
     if not isinstance(summary, FleetSummary):
-        summary = fleet_summary(_list(summary))
+        summary = fleet_summary(as_histories(summary))
     if summary.total == 0:
         raise ValueError("no payment to show")
     figure = Figure(figsize=(15, 4.8), layout="constrained")

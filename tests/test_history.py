@@ -13,6 +13,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -28,11 +29,13 @@ from payments_lab.history import (
     ATTEMPT_COLUMNS,
     EVENT_COLUMNS,
     PAYMENT_COLUMNS,
+    STEP_ORDER,
     activity_spans,
     attempts_frame,
     attempts_per_activity,
     event_type_name,
     events_frame,
+    failure_text,
     fetch_histories,
     fleet_summary,
     load_histories,
@@ -122,6 +125,12 @@ def test_event_type_names_are_readable() -> None:
     assert event_type_name(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED) == "WorkflowExecutionCancelRequested"
     with pytest.raises(ValueError, match="unknown event type 9999"):
         event_type_name(9999)
+
+
+def test_a_failure_reads_as_one_line_with_its_causes_and_their_types() -> None:
+    outage = Failure(message="simulated outage", application_failure_info=ApplicationFailureInfo(type="SimulatedOutage"))
+    assert failure_text(Failure(message="Activity task failed", cause=outage)) == "Activity task failed: SimulatedOutage: simulated outage"
+    assert failure_text(Failure(message="", cause=Failure(message="timeout"))) == "timeout", "an empty message adds nothing"
 
 
 async def test_events_table_has_one_row_per_event(recorded: Recorded) -> None:
@@ -330,6 +339,24 @@ async def test_local_activities_are_read_from_their_markers(client: Client, task
     assert list(activity_spans(history)["step"]) == ["charge"], "only the charge went through a task queue"
     payment = payments_frame(history).iloc[0]
     assert (payment["validate_attempts"], payment["charge_attempts"], payment["notify_attempts"]) == (3, 1, 1)
+
+
+async def test_one_final_attempt_for_local_activities_and_a_failing_charge(client: Client, task_queue: str, activities: PaymentActivities) -> None:
+    """The attempts the CLI prints and the payments table agree on a payment run with local activities."""
+    local = dataclasses.replace(TUNED, initial_interval=timedelta(milliseconds=100))
+    service = PaymentService(client, task_queue, options=local)
+    async with BackgroundWorker(client, task_queue, activities):
+        handle = await service.start(PaymentRequest(new_id(), "org-acme", "u-1", "12.50", "EUR"), faults=FaultPlan.failing(validate=1, charge=2))
+        await handle.result()
+        history = await handle.workflow.fetch_history()
+    assert attempts_per_activity(history) == {"validate_payment": 2, "charge_payment": 3, "send_notification": 1}
+    payment = payments_frame(history).iloc[0]
+    assert (payment["validate_attempts"], payment["charge_attempts"], payment["notify_attempts"]) == (2, 3, 1)
+    assert pd.isna(payment["settle_attempts"])
+
+
+def test_the_payments_table_has_an_attempts_column_per_step_in_order() -> None:
+    assert PAYMENT_COLUMNS[-len(STEP_ORDER):] == tuple(f"{step}_attempts" for step in STEP_ORDER)
 
 
 # Fetching, saving, loading

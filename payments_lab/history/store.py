@@ -1,0 +1,139 @@
+"""Histories from the server, and to and from JSON files: fetch one or many, save, load."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHistory
+from tqdm.auto import tqdm
+
+from payments_lab.arguments import whole_number
+from payments_lab.history.decoding import as_histories
+from payments_lab.outage import ride_out
+
+DEFAULT_CONCURRENCY = 32
+"""Histories fetched at once by :func:`fetch_histories`: enough to keep a local server busy."""
+
+
+async def fetch_history(client: Client, workflow_id: str, run_id: str | None = None) -> WorkflowHistory:
+    """The history of one workflow run (the latest run when ``run_id`` is None).
+
+    If the server is unreachable, this waits for it (see :mod:`payments_lab.outage`).
+    """
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    return await ride_out(handle.fetch_history, address=client.service_client.config.target_host)
+
+
+async def fetch_histories(
+    client: Client,
+    workflows: Iterable[str | tuple[str, str]] | None = None,
+    *,
+    query: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: bool = True,
+) -> list[WorkflowHistory]:
+    """Fetch many histories at once, at most ``concurrency`` at a time, with a progress bar.
+
+    Args:
+        client: The Temporal client.
+        workflows: Workflow ids (their latest run) or ``(workflow id, run id)`` pairs.
+        query: Instead of ``workflows``, a visibility query, e.g.
+            ``lab.service.visibility_query(status="failed")``.
+        concurrency: Histories requested at the same time.
+        progress: Show a ``tqdm`` progress bar (a widget in notebooks).
+
+    Returns:
+        The histories, in the order of ``workflows`` (or of the query's results).
+
+    Raises:
+        ValueError: both or neither of ``workflows`` and ``query`` are given, or
+            ``concurrency`` is below 1.
+        temporalio.service.RPCError: a workflow does not exist (the other fetches stop).
+    """
+    if (workflows is None) == (query is None):
+        raise ValueError("pass either workflows (ids or (id, run id) pairs) or a visibility query, not both")
+    whole_number("concurrency", concurrency, minimum=1)
+    targets: list[tuple[str, str | None]]
+    if query is not None:
+        targets = [(execution.id, execution.run_id) async for execution in client.list_workflows(query)]
+    elif isinstance(workflows, str):
+        raise ValueError("workflows must be a list of workflow ids, not one string; use fetch_history for one")
+    else:
+        targets = [(w, None) if isinstance(w, str) else (w[0], w[1]) for w in workflows or ()]
+    results: list[WorkflowHistory | None] = [None] * len(targets)
+    semaphore = asyncio.Semaphore(concurrency)
+    with tqdm(total=len(targets), desc="histories", unit="history", disable=not progress) as bar:
+
+        async def fetch(index: int, workflow_id: str, run_id: str | None) -> None:
+            async with semaphore:
+                results[index] = await fetch_history(client, workflow_id, run_id)
+            bar.update()
+
+        first_failure: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, (workflow_id, run_id) in enumerate(targets):
+                    group.create_task(fetch(index, workflow_id, run_id))
+        except ExceptionGroup as failures:
+            # The first failure cancelled the other fetches: it is the one worth reading.
+            first_failure = failures.exceptions[0]
+    if first_failure is not None:
+        # Raised here, not inside the except block: there its context would be the group
+        # that contains it, a cycle that IPython's traceback display never finishes.
+        first_failure.__context__ = None
+        raise first_failure
+    return results  # type: ignore[return-value]
+
+
+def save_history(history: WorkflowHistory, path: str | Path) -> Path:
+    """Write ``history`` as JSON, the format of ``temporal workflow show --output json``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(history.to_json())
+    return path
+
+
+def load_history(path: str | Path, workflow_id: str | None = None) -> WorkflowHistory:
+    """Read a history saved by :func:`save_history`, the Web UI or ``temporal workflow show --output json``.
+
+    Args:
+        path: The JSON file.
+        workflow_id: The workflow's id; by default the one the start event records
+            (recent servers write it there), else the file name without ``.json``.
+
+    Raises:
+        ValueError: the file holds no events.
+    """
+    path = Path(path)
+    history = WorkflowHistory.from_json(workflow_id or "", path.read_text())
+    if not history.events:
+        raise ValueError(f"{path} holds no history events")
+    if workflow_id is None:
+        recorded = history.events[0].workflow_execution_started_event_attributes.workflow_id
+        history = WorkflowHistory(recorded or path.stem, history.events)
+    return history
+
+
+def save_histories(histories: Iterable[WorkflowHistory], directory: str | Path) -> list[Path]:
+    """Write each history to ``directory/<workflow id>.json``; return the files.
+
+    Raises:
+        ValueError: two histories have the same workflow id (two runs of one workflow).
+    """
+    directory = Path(directory)
+    histories = as_histories(histories)
+    ids = [h.workflow_id for h in histories]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    if duplicates:
+        raise ValueError(f"several runs of {duplicates}: save them one by one with save_history")
+    for workflow_id in ids:
+        if not workflow_id or "/" in workflow_id or workflow_id in (".", ".."):
+            raise ValueError(f"workflow id {workflow_id!r} cannot be a file name: save it with save_history")
+    return [save_history(h, directory / f"{h.workflow_id}.json") for h in histories]
+
+
+def load_histories(directory: str | Path) -> list[WorkflowHistory]:
+    """Read every ``*.json`` history of ``directory``, by file name."""
+    return [load_history(path) for path in sorted(Path(directory).glob("*.json"))]
