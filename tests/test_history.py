@@ -24,6 +24,7 @@ from payments_lab.activities import PaymentActivities
 from payments_lab.client import quiet_runtime
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.domain import PaymentRequest
+from payments_lab.exercises import checking
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.history import (
     ATTEMPT_COLUMNS,
@@ -342,7 +343,7 @@ async def test_local_activities_are_read_from_their_markers(client: Client, task
 
 
 async def test_one_final_attempt_for_local_activities_and_a_failing_charge(client: Client, task_queue: str, activities: PaymentActivities) -> None:
-    """The attempts the CLI prints and the payments table agree on a payment run with local activities."""
+    """The attempts the CLI prints, the payments table and the checks agree on a payment run with local activities."""
     local = dataclasses.replace(TUNED, initial_interval=timedelta(milliseconds=100))
     service = PaymentService(client, task_queue, options=local)
     async with BackgroundWorker(client, task_queue, activities):
@@ -353,6 +354,21 @@ async def test_one_final_attempt_for_local_activities_and_a_failing_charge(clien
     payment = payments_frame(history).iloc[0]
     assert (payment["validate_attempts"], payment["charge_attempts"], payment["notify_attempts"]) == (2, 3, 1)
     assert pd.isna(payment["settle_attempts"])
+    assert [checking.final_attempt(history, a) for a in ("validate_payment", "charge_payment", "send_notification")] == [2, 3, 1]
+    assert checking.final_attempt(history, "settle_unfinished_payment") is None
+
+
+async def test_the_checks_read_a_history_as_the_tables_do(recorded: Recorded) -> None:
+    history = recorded.histories["gave_up"]
+    events = events_frame(history)
+    decoded = checking.events_of(history)
+    assert [e.name for e in decoded] == list(events["event_type"])
+    assert [e.failure for e in decoded] == [None if pd.isna(f) else f for f in events["failure"]]
+    charge = activity_spans(history).set_index("step").loc["charge"]
+    failed = next(e for e in decoded if e.name == "ActivityTaskFailed")
+    assert failed.retry_state == charge["retry_state"] == "maximum attempts reached"
+    assert checking.final_attempt(history, "charge_payment") == charge["attempt"] == 3
+    assert checking.closing_event(history) == events["event_type"].iloc[-1] == "WorkflowExecutionCompleted"
 
 
 def test_the_payments_table_has_an_attempts_column_per_step_in_order() -> None:

@@ -1,4 +1,8 @@
-"""What the checks share: running a payment on the lab, reading its history, calling learner code safely."""
+"""What the checks share: running a payment on the lab, reading its history, calling learner code safely.
+
+Histories are read through :mod:`payments_lab.history` (:func:`~payments_lab.history.events_of`
+and its :class:`~payments_lab.history.Event`), the decoder the tables use too.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType, RetryState
-from temporalio.api.failure.v1 import Failure
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 
 from payments_lab.domain import PaymentRequest, PaymentResult
 from payments_lab.exercises import Mismatch
 from payments_lab.faults import FaultPlan
+from payments_lab.history import Event, attempts_per_activity, event_type_name, events_of
 from payments_lab.lab import Lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.outage import RECOVERY_ALLOWANCE, OutageWatch, outage_wait
@@ -45,84 +48,22 @@ ID_PREFIX = "ex"
 """Payment ids of checks: ``ex-<8 hex digits>``, which notebooks/sanitize.cfg hides."""
 
 
-@dataclass(frozen=True)
-class Event:
-    """One history event, reduced to what the checks look at."""
-
-    event_id: int
-    """Position in the history, from 1."""
-    name: str
-    """Readable type, e.g. ``ActivityTaskStarted``."""
-    activity_type: str | None
-    """The activity the event is about, if any."""
-    attempt: int | None
-    """The attempt an ``ActivityTaskStarted`` event records."""
-    failure: str | None
-    """The failure the event carries (an activity's failure, or a started event's ``last_failure``),
-    with its causes: ``message: cause's message: …``."""
-    failure_message: str | None
-    """The failure's own message, without its causes."""
-    retry_state: str | None
-    """Why an activity stopped retrying (``ActivityTaskFailed``/``TimedOut``), e.g. ``maximum attempts reached``."""
-
-
-def _event_name(event_type: int) -> str:
-    words = EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower().split("_")
-    return "".join(word.capitalize() for word in words)
-
-
-def _failure_text(failure: Failure) -> str:
-    parts = []
-    current: Failure | None = failure
-    while current is not None:
-        parts.append(current.message)
-        current = current.cause if current.HasField("cause") else None
-    return ": ".join(part for part in parts if part)
-
-
-def events_of(history: WorkflowHistory) -> list[Event]:
-    """The history's events, with the activity each one is about."""
-    activities: dict[int, str] = {}
-    found = []
-    for event in history.events:
-        kind = event.WhichOneof("attributes")
-        attributes = getattr(event, kind) if kind else None
-        activity_type = attempt = failure = failure_message = retry_state = None
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            activity_type = event.activity_task_scheduled_event_attributes.activity_type.name
-            activities[event.event_id] = activity_type
-        elif attributes is not None and hasattr(attributes, "scheduled_event_id"):
-            activity_type = activities.get(attributes.scheduled_event_id)
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started = event.activity_task_started_event_attributes
-            attempt = started.attempt
-            if started.HasField("last_failure"):
-                failure, failure_message = _failure_text(started.last_failure), started.last_failure.message
-        elif attributes is not None and hasattr(attributes, "failure") and activity_type is not None:
-            if attributes.HasField("failure"):
-                failure, failure_message = _failure_text(attributes.failure), attributes.failure.message
-            if hasattr(attributes, "retry_state") and attributes.retry_state:
-                retry_state = RetryState.Name(attributes.retry_state).removeprefix("RETRY_STATE_").lower().replace("_", " ")
-        found.append(
-            Event(event.event_id, _event_name(event.event_type), activity_type, attempt, failure, failure_message, retry_state)
-        )
-    return found
-
-
 def scheduled_activities(history: WorkflowHistory) -> list[str]:
     """Activity types in the order the workflow scheduled them."""
     return [e.activity_type or "" for e in events_of(history) if e.name == "ActivityTaskScheduled"]
 
 
 def final_attempt(history: WorkflowHistory, activity_type: str) -> int | None:
-    """The attempt number the last ``ActivityTaskStarted`` event of ``activity_type`` records."""
-    attempts = [e.attempt for e in events_of(history) if e.name == "ActivityTaskStarted" and e.activity_type == activity_type]
-    return attempts[-1] if attempts else None
+    """The attempt that ended ``activity_type``'s activity (local ones included); None if none started.
+
+    See :func:`payments_lab.history.attempts_per_activity`, the kit's one definition.
+    """
+    return attempts_per_activity(history).get(activity_type) or None
 
 
 def closing_event(history: WorkflowHistory) -> str:
     """The last event's readable type, e.g. ``WorkflowExecutionCompleted``."""
-    return _event_name(history.events[-1].event_type) if history.events else "none"
+    return event_type_name(history.events[-1].event_type) if history.events else "none"
 
 
 def first_index(events: Sequence[Event], name: str, activity_type: str | None = None) -> int | None:
@@ -354,7 +295,7 @@ def expect_function(answer: object, what: str, parameters: int) -> Callable[...,
     try:
         signature = inspect.signature(answer)
     except (TypeError, ValueError):
-        return answer  # type: ignore[return-value]  # a builtin: nothing to say about its parameters
+        return answer  # a builtin: nothing to say about its parameters
     try:
         signature.bind(*range(parameters))
     except TypeError:
@@ -364,7 +305,7 @@ def expect_function(answer: object, what: str, parameters: int) -> Callable[...,
             seen=f"{getattr(answer, '__name__', 'a function')}{signature}",
             where_to_look="the parameters in the task",
         ) from None
-    return answer  # type: ignore[return-value]
+    return answer
 
 
 def expect_type(answer: object, expected_type: type, example: str) -> None:
