@@ -595,3 +595,12 @@ async def test_a_deadline_is_judged_on_the_options_not_on_a_busy_labs_wall_clock
 def test_options_past_the_deadline_on_paper_are_wrong() -> None:
     assert lesson02._on_paper(1.1, lesson02.HANG_DEADLINE)
     assert not lesson02._on_paper(2.9, lesson02.HANG_DEADLINE), "no time left for the rest of the payment"
+
+
+def test_a_check_given_no_lab_says_its_exercise_is_declared_wrong() -> None:
+    """Not an `assert` (gone under `python -O`): an exercise error that names the fix."""
+    from payments_lab.errors import PaymentsLabError
+    from payments_lab.exercises.checking import required_lab
+
+    with pytest.raises(PaymentsLabError, match="needs_lab=True"):
+        required_lab(None)

@@ -18,6 +18,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHistory
 
 from payments_lab.domain import PaymentRequest, PaymentResult
 from payments_lab.exercises import Mismatch
+from payments_lab.exercises.errors import InvalidExerciseError
 from payments_lab.faults import FaultPlan
 from payments_lab.history import Event, attempts_per_activity, event_type_name, events_of
 from payments_lab.lab import Lab
@@ -196,6 +197,17 @@ async def await_result(
         else:
             await _stop(handle, stop_grace)
         return None
+
+
+def required_lab(lab: Lab | None) -> Lab:
+    """The lab a check runs its payments on.
+
+    The framework opens one for every exercise with ``needs_lab`` (the default); a check
+    that gets none was declared without it, a mistake in the exercise, not in the answer.
+    """
+    if lab is None:
+        raise InvalidExerciseError("this check runs payments on a lab: declare its exercise with needs_lab=True")
+    return lab
 
 
 def fresh_request(lab: Lab, request: PaymentRequest | None = None, **fields: Any) -> PaymentRequest:

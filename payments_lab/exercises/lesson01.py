@@ -18,6 +18,7 @@ from payments_lab.exercises.checking import (
     expect_function,
     expect_type,
     fresh_request,
+    required_lab,
     run_payment,
     scheduled_activities,
     short_repr,
@@ -29,7 +30,7 @@ from payments_lab.workflows import PaymentWorkflow
 
 
 async def _check_unknown_organization(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, PaymentRequest, 'lab.request("25.00", "EUR", organization_id="org-…")')
     run = await run_payment(lab, answer)  # type: ignore[arg-type]
     assert run.result is not None, "a declined payment ends at once"
@@ -106,7 +107,7 @@ def _as_text(value: object) -> object:
 
 
 async def _check_current_step(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     current_step = expect_function(answer, "a function `async def current_step(handle)` that returns a string", 1)
     request = fresh_request(lab, amount="30.00")
     # The processor takes the money at once and answers 0.8 s later: the payment sits in its charge step.
@@ -174,7 +175,7 @@ q2 = Exercise(
 )
 
 async def _check_start_twice(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, WorkflowIDConflictPolicy, "WorkflowIDConflictPolicy.…")
     policy = cast(WorkflowIDConflictPolicy, answer)  # expect_type refused anything else
     request = fresh_request(lab, amount="20.00")

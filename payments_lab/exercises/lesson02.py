@@ -18,6 +18,7 @@ from payments_lab.exercises.checking import (
     events_of,
     expect_type,
     final_attempt,
+    required_lab,
     run_payment,
     seconds,
     short_repr,
@@ -56,7 +57,7 @@ def _waits_text(waits: list[float], shown: int = 5) -> str:
 
 
 async def _check_waits(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     policy = _policy_of(answer)
     if policy.maximum_attempts == 0:
         raise Mismatch(
@@ -183,7 +184,7 @@ def _expect_failures_not_hangs(run: PaymentRun, plan: FaultPlan, expected: str, 
 
 
 async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, FaultPlan, "FaultPlan.failing(charge=...)")
     run = await run_payment(lab, faults=answer, deadline=_deadline_for(answer))  # type: ignore[arg-type]
     charge = run.outcomes("charge_payment")
@@ -249,7 +250,7 @@ plan = FaultPlan.failing(charge=2)""",
 
 
 async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, FaultPlan, "FaultPlan.failing(notify=...)")
     run = await run_payment(lab, faults=answer, deadline=_deadline_for(answer))  # type: ignore[arg-type]
     notify = run.outcomes("send_notification")
@@ -327,7 +328,7 @@ def _on_paper(bound: float, deadline: float) -> bool:
 
 
 async def _check_hung_charge(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, PaymentOptions, "PaymentOptions(charge_timeout=timedelta(seconds=...))")
     options: PaymentOptions = answer  # type: ignore[assignment]
     right_on_paper = _on_paper((options.charge_timeout + options.initial_interval).total_seconds(), HANG_DEADLINE)
@@ -409,7 +410,7 @@ BOUND_DEADLINE = 3.0
 
 
 async def _check_bounded_retries(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, PaymentOptions, "PaymentOptions(maximum_attempts=0, charge_schedule_to_close_timeout=...)")
     options: PaymentOptions = answer  # type: ignore[assignment]
     expected = f"unlimited attempts (`maximum_attempts=0`), and the payment failed within {BOUND_DEADLINE:g} s"

@@ -12,6 +12,7 @@ from payments_lab.exercises.checking import (
     events_of,
     expect_function,
     expect_type,
+    required_lab,
     run_payment,
     run_payments,
     short_repr,
@@ -61,7 +62,7 @@ def _as_int(value: object, what: str) -> int:
 
 
 async def _check_successful_attempt(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     function = expect_function(answer, "a function `successful_charge_attempt(history)` that returns an int", 1)
     runs = await run_payments(lab, [{"faults": FaultPlan.failing(charge=failures)} for failures in (0, 1, 2)])
     truths = [_completed_attempt(run) for run in runs]
@@ -113,7 +114,7 @@ def successful_charge_attempt(history):
 
 
 async def _check_started_events(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, int, "1")
     run = await run_payment(lab, faults=FaultPlan.failing(charge=2))
     started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == CHARGE]
@@ -166,7 +167,7 @@ def _is_nothing(value: object) -> bool:
 
 
 async def _check_previous_error(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     function = expect_function(answer, "a function `previous_charge_error(history)` that returns a string or None", 1)
     retried, straight = await run_payments(lab, [{"faults": FaultPlan.failing(charge=1)}, {}])
     started = [e for e in events_of(retried.history) if e.name == "ActivityTaskStarted" and e.activity_type == CHARGE]

@@ -21,6 +21,7 @@ from payments_lab.exercises.checking import (
     events_of,
     expect_type,
     fresh_request,
+    required_lab,
     seconds,
     service_of,
     times,
@@ -150,7 +151,7 @@ def _check_timeouts(options: PaymentOptions) -> None:
 
 
 async def _check_crash_recovery(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, PaymentOptions, "PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=...))")
     options: PaymentOptions = answer  # type: ignore[assignment]
     _check_timeouts(options)

@@ -15,6 +15,7 @@ from payments_lab.exercises.checking import (
     first_index,
     fresh_request,
     plural,
+    required_lab,
 )
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
@@ -80,7 +81,7 @@ def _common_mistakes(run: PaymentRun, expected: str, too_early: str) -> None:
 
 
 async def _check_cancel_after_charge(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     faults = FaultPlan(validate=StepFaults(delay=SLOW_VALIDATION), charge=StepFaults(delay=30))
     run = await _drive(lab, answer, faults, "30.00")
     expected = "status refunded: charged, then refunded"
@@ -136,7 +137,7 @@ q1 = Exercise(
 
 
 async def _check_reverse_unnotified(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     faults = FaultPlan(
         validate=StepFaults(delay=SLOW_VALIDATION), charge=StepFaults(delay=SLOW_CHARGE), notify=StepFaults(delay=30)
     )

@@ -18,6 +18,7 @@ from payments_lab.exercises.checking import (
     call_learner,
     expect_function,
     plural,
+    required_lab,
     run_payments,
     short_repr,
 )
@@ -55,7 +56,7 @@ def _statuses(runs: list[PaymentRun]) -> str:
 
 
 async def _check_failed_query(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     build_query = expect_function(answer, "a function `failed_payments_query(organization_id)` that returns a string", 1)
     mine, other = _new_organizations(lab, 2)
     runs = await run_payments(
@@ -150,7 +151,7 @@ q1 = Exercise(
 
 
 async def _check_failure_share(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     failure_share = expect_function(answer, "an async function `failure_share(service, organization_id)` that returns a number", 2)
     mine, other = _new_organizations(lab, 2)
     plans = [{"organization_id": mine}] * 3 + [{"organization_id": mine, "faults": DECLINED_CARD}]

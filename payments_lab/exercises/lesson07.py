@@ -14,6 +14,7 @@ from payments_lab.exercises.checking import (
     events_of,
     expect_type,
     fresh_request,
+    required_lab,
     run_payments,
     scheduled_activities,
     service_of,
@@ -56,7 +57,7 @@ def _first_line(text: str | None, limit: int = 160) -> str:
 
 
 async def _check_safe_change(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     workflow_class = _expect_workflow_class(answer)
     runs = await run_payments(lab, [{}, {"faults": FaultPlan.failing(charge=1)}])
     outcomes = await replay([run.history for run in runs], workflow_class)
@@ -114,7 +115,7 @@ new_version = PaymentWorkflowWithPatchedFraudScreen""",
 
 
 async def _check_rollback(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, bool, "False")
     history = await _run_on_new_version(lab, PaymentWorkflowWithPatchedFraudScreen)
     (outcome,) = await replay([history], PaymentWorkflow)

@@ -24,6 +24,7 @@ from payments_lab.exercises.checking import (
     expect_type,
     fresh_request,
     plural,
+    required_lab,
     scheduled_activities,
     service_of,
     short_repr,
@@ -106,7 +107,7 @@ def _with_lines_before_the_bug(extra: int) -> str:
 
 
 async def _check_failing_line(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     function = expect_function(answer, "a function `(history)` that returns a line number", 1)
     seen_lines = []
     for extra in (0, 3):
@@ -189,7 +190,7 @@ def _notification_input(history: WorkflowHistory) -> bytes:
 
 
 async def _check_fix_forward(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     expect_type(answer, str, "BUGGY_SOURCE.replace(...)")
     assert isinstance(answer, str)
     async with _stuck_payment(lab) as stuck:

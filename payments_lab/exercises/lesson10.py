@@ -16,6 +16,7 @@ from payments_lab.exercises.checking import (
     expect_function,
     first_index,
     fresh_request,
+    required_lab,
     short_repr,
 )
 from payments_lab.faults import FaultPlan, StepFaults
@@ -51,7 +52,7 @@ async def _end(handle: PaymentHandle) -> PaymentResult | None:
 
 
 async def _check_answer_first(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     function = expect_function(answer, "an async function `(lab, request)`", 2)
     request = fresh_request(lab, amount="42.00")
     previous = lab.fault_profile
@@ -154,7 +155,7 @@ async def answer_first(lab, request):
 
 
 async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     function = expect_function(answer, "an async function `(started)`", 1)
     request: PaymentRequest = fresh_request(lab, amount="88.00")
     started = await lab.service.start_early(request, options=TUNED, faults=FaultPlan(charge=StepFaults(decline=True)))

@@ -17,6 +17,7 @@ from payments_lab.exercises.checking import (
     expect_function,
     fresh_request,
     plural,
+    required_lab,
 )
 from payments_lab.lab import Lab
 
@@ -66,7 +67,7 @@ def _deadline_passed(run: PaymentRun, expected: str, what_to_type: str) -> None:
 
 
 async def _check_confirm(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     run, _ = await _drive(lab, answer, "49.90")
     expected = "one `WorkflowExecutionUpdateAccepted`, the timer cancelled, status completed, 1 charge"
     what_to_type = "`await checkout.confirm(payment_id)` sends the `confirm` update"
@@ -122,7 +123,7 @@ q1 = Exercise(
 
 
 async def _check_webhook_twice(answer: object, lab: Lab | None) -> Verdict:
-    assert lab is not None
+    lab = required_lab(lab)
     run, checkout = await _drive(lab, answer, "19.00")
     expected = "two `WorkflowExecutionSignaled` (both deliveries), one event id, one duplicate ignored, 1 charge"
     what_to_type = (
