@@ -30,6 +30,13 @@ __all__ = ["PaymentAnswer", "PaymentInput", "PaymentOptions", "PaymentProgress",
 
 T = TypeVar("T")
 
+CANCEL_BEFORE_CHARGE_PATCH = "cancel-before-charge"
+"""The patch under which a payment honours a cancellation its charge answered before hearing.
+
+Histories recorded before it (no marker) replay as they ran: the charge's result went on
+to the notification.
+"""
+
 
 @workflow.defn
 class PaymentWorkflow:
@@ -159,6 +166,11 @@ class PaymentWorkflow:
                     raise
                 reason = f"charge gave up: {_cause(err)}"
                 return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
+            if workflow.cancellation_reason() is not None and workflow.patched(CANCEL_BEFORE_CHARGE_PATCH):
+                # Cancelled while the charge ran, and the attempt answered before the request
+                # reached it: waiting for it (WAIT_CANCELLATION_COMPLETED) handed back its
+                # result and dropped the cancellation. Honour it: settle, refunding the charge.
+                raise asyncio.CancelledError("cancelled while the charge ran; the charge answered first")
             if not charge.success:
                 reason = f"charge failed: {charge.message}"
                 return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
