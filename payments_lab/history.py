@@ -233,7 +233,8 @@ def _local_activity(event: HistoryEvent) -> _LocalActivity | None:
     """What a ``MarkerRecorded`` event says about the local activity it records, if it records one.
 
     A local activity runs inside a workflow task, with no task queue: the history keeps
-    one marker per local activity, carrying its type, id and final attempt.
+    one marker per local activity, carrying its type, id and final attempt, or one per
+    attempt when it waits for its retries on a workflow timer (the payment's validation).
     """
     attributes = event.marker_recorded_event_attributes
     if attributes.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attributes.details:
@@ -567,8 +568,8 @@ def activity_spans(histories: WorkflowHistory | Iterable[WorkflowHistory]) -> pd
     e.g. ``maximum attempts reached``), ``identity`` (the worker of the last attempt) and
     ``retry_policy`` (a :class:`temporalio.common.RetryPolicy`).
 
-    Local activities are not here: the history records each with one ``MarkerRecorded``
-    event (its type and final attempt, no start time), which :func:`events_frame` reads.
+    Local activities are not here: the history records each with ``MarkerRecorded``
+    events (its type and attempt, no start time), which :func:`events_frame` reads.
     """
     spans = [span for history in _histories(histories) for span in _activity_spans(history)]
     return pd.DataFrame(
