@@ -111,6 +111,8 @@ async def explain_cancel(handle: PaymentHandle, repository: PaymentRepository) -
 class CancellationRun:
     """One payment cancelled in the middle of its charge under one ``ActivityCancellationType``."""
 
+    payment_id: str
+    """The payment (``lab.link(payment_id)`` shows its Web UI link)."""
     cancellation_type: str
     """``TRY_CANCEL``, ``WAIT_CANCELLATION_COMPLETED`` or ``ABANDON``."""
     events: tuple[str, ...]
@@ -168,6 +170,7 @@ async def cancel_during_charge(
     charge = [a for a in attempts if a.activity == "charge_payment"][-1]
     settle = [a for a in attempts if a.activity == "settle_unfinished_payment"]
     return CancellationRun(
+        payment_id=request.payment_id,
         cancellation_type=cancellation.name,
         events=tuple(events),
         settled_while_charging=bool(settle) and charge.ended_at is not None and settle[0].started_at < charge.ended_at,

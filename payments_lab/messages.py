@@ -47,7 +47,10 @@ class PaymentOptions:
     """Start-to-close timeout of one notify attempt."""
     local_validation: bool = False
     """Validate as a local activity: run by the worker that runs the workflow, in the same
-    workflow task, with no trip through a task queue (faster; for short, cheap steps)."""
+    workflow task, with no trip through a task queue (faster; for short, cheap steps).
+    While it runs, the server holds back a cancellation: a validation that took 50 ms or
+    more is followed by one more workflow task, which takes the cancellation in before the
+    charge (``payments_lab.workflows.HELD_BACK_LIMIT``)."""
     local_notification: bool = False
     """Notify as a local activity, likewise."""
 

@@ -31,6 +31,32 @@ __all__ = ["PaymentAnswer", "PaymentInput", "PaymentOptions", "PaymentProgress",
 
 T = TypeVar("T")
 
+CANCEL_BEFORE_CHARGE_PATCH = "cancel-before-charge"
+"""The patch under which a payment takes in a cancellation before its charge and after it.
+
+Histories recorded before it (no marker) replay as they ran: no timer after a slow local
+validation, and a charge that answered despite a cancellation went on to notify.
+"""
+
+HELD_BACK_LIMIT = timedelta(milliseconds=50)
+"""A local validation that kept its workflow task this long is followed by one more task before the charge.
+
+While a workflow task runs, the server holds back a cancellation (or a signal) sent to the
+workflow. Any payment has such a window: the task that schedules the charge, a few to some
+tens of ms here. A local validation runs inside that task and widens the window by its
+attempt's run time (its retries wait outside it: :data:`RETRY_ON_A_TIMER`); past this limit
+the workflow spends one more task (:data:`CANCEL_WINDOW`) to take in what was held back
+before it charges. A validation under it keeps the tuned payment's speed: a cancellation
+sent during it reaches the charge, which is then refunded.
+"""
+
+RETRY_ON_A_TIMER = timedelta(milliseconds=1)
+"""A local validation waits for each retry on a workflow timer: the task it ran in completes, so a
+held-back cancellation comes in with the retry instead of after the last attempt."""
+
+CANCEL_WINDOW = timedelta(milliseconds=1)
+"""The timer that ends a slow local validation's workflow task, so that the next one brings what was held back."""
+
 
 @workflow.defn
 class PaymentWorkflow:
@@ -103,6 +129,18 @@ class PaymentWorkflow:
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )
 
+    async def _take_in_cancellation(self) -> None:
+        """End the workflow task that ran a slow local validation, so that a cancellation sent meanwhile is seen before the charge.
+
+        Without this, the task that ran the validation would also schedule the charge: the
+        held-back cancellation would reach the workflow only with the charge under way, and
+        the money would be taken, then refunded. The timer completes the task instead; a
+        held-back cancellation comes with the next one and is raised here, before the
+        payment is accepted or anything charged.
+        """
+        if workflow.patched(CANCEL_BEFORE_CHARGE_PATCH):
+            await workflow.sleep(CANCEL_WINDOW, summary="take in a cancellation sent during the local validation")
+
     async def before_charge(self, request: PaymentRequest) -> None:
         """A step between validation and charge: none here.
 
@@ -131,6 +169,7 @@ class PaymentWorkflow:
                 PaymentActivities.validate_payment,
                 ValidateInput(request, faults.validate),
                 local=local,
+                local_retry_threshold=RETRY_ON_A_TIMER,
                 start_to_close_timeout=options.validate_timeout,
                 retry_policy=options.retry_policy,
             )
@@ -169,6 +208,11 @@ class PaymentWorkflow:
                 raise
             reason = f"charge gave up: {_cause(err)}"
             return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
+        if workflow.cancellation_reason() is not None and workflow.patched(CANCEL_BEFORE_CHARGE_PATCH):
+            # Cancelled while the charge ran, and the attempt answered before the request
+            # reached it: waiting for it (WAIT_CANCELLATION_COMPLETED) handed back its
+            # result and dropped the cancellation. Honour it: settle, refunding the charge.
+            raise asyncio.CancelledError("cancelled while the charge ran; the charge answered first")
         if not charge.success:
             reason = f"charge failed: {charge.message}"
             return self._finish(await self._settle(PaymentStatus.FAILED, reason), reason)
@@ -214,9 +258,15 @@ class PaymentWorkflow:
         """Run the payment to its end and say how it ended."""
         request, options, faults = input.request, input.options, input.faults
         try:
+            # Workflow time stands still within a task, but a local activity's result moves
+            # it on by the attempt's run time (on replay too, from its marker): this measures,
+            # deterministically, how long a local validation kept its task.
+            validation_began = workflow.now()
             ended = await self._validate(request, options, faults, local=options.local_validation)
             if ended is not None:
                 return ended
+            if options.local_validation and workflow.now() - validation_began >= HELD_BACK_LIMIT:
+                await self._take_in_cancellation()
             await self.before_charge(request)
             self._accept()
             self._advance(Step.CHARGE.value, PaymentStatus.PROCESSING, "charging")
@@ -238,10 +288,17 @@ class PaymentWorkflow:
             raise
 
 
-async def _execute(activity: Callable[..., Awaitable[T]], arg: object, *, local: bool, **options: Any) -> T:
-    """Run one step as a regular activity, or as a local activity of this workflow task."""
+async def _execute(
+    activity: Callable[..., Awaitable[T]], arg: object, *, local: bool, local_retry_threshold: timedelta | None = None, **options: Any
+) -> T:
+    """Run one step as a regular activity, or as a local activity of this workflow task.
+
+    ``local_retry_threshold``: a local retry whose wait is at least this long waits on a
+    workflow timer, in a task of its own, instead of inside the running task (Temporal's
+    default threshold is a minute).
+    """
     if local:
-        return await workflow.execute_local_activity_method(activity, arg, **options)
+        return await workflow.execute_local_activity_method(activity, arg, local_retry_threshold=local_retry_threshold, **options)
     return await workflow.execute_activity_method(activity, arg, **options)
 
 

@@ -95,3 +95,5 @@ async def test_the_cancellation_type_decides_whether_the_workflow_waits_for_the_
     abandon = runs[ActivityCancellationType.ABANDON]
     assert "ActivityTaskCancelRequested" not in abandon.events and abandon.settled_while_charging
     assert {run.status for run in runs.values()} == {"refunded"}
+    # Each run names its payment, so that a lesson can show its Web UI link.
+    assert all([e.kind for e in repository.ledger(run.payment_id)] == ["charge", "refund"] for run in runs.values())

@@ -166,6 +166,31 @@ async def test_query_then_cancel_mid_charge_refunds(client: Client, task_queue: 
     assert repository.find_by_id(paid.payment_id).status is PaymentStatus.REFUNDED  # type: ignore[union-attr]
 
 
+async def test_a_cancel_that_a_charge_answers_before_hearing_still_cancels_and_refunds(
+    client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    from payments_lab.cancellation import explain_cancel
+
+    # A running attempt hears of a cancellation only in the answer to a heartbeat, and the
+    # kit's worker sends at most one a second: a charge that answers 0.5 s after taking the
+    # money sends one, at once, and never hears. Waiting for it (WAIT_CANCELLATION_COMPLETED)
+    # hands its result back to the cancelled workflow.
+    service = PaymentService(client, task_queue)
+    async with BackgroundWorker(client, task_queue, activities):
+        paid = request()
+        handle = await service.start(paid, faults=FaultPlan(charge=StepFaults(delay=0.5)))
+        while not repository.ledger(paid.payment_id):
+            await asyncio.sleep(0.02)
+        await handle.cancel()
+        result = await handle.result()
+        description = await handle.workflow.describe()
+        timing = await explain_cancel(handle, repository)
+    assert timing.during_charge and timing.running is not None and timing.running.outcome == "completed", str(timing)
+    assert description.status is WorkflowExecutionStatus.CANCELED and result.status is PaymentStatus.REFUNDED
+    assert [e.kind for e in repository.ledger(paid.payment_id)] == ["charge", "refund"]
+    assert repository.notifications(paid.payment_id) == [], "a cancelled payment is not announced as paid"
+
+
 async def test_cancel_before_the_charge_leaves_nothing_to_refund(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
     service = PaymentService(client, task_queue, options=FAST)
     async with BackgroundWorker(client, task_queue, activities):
