@@ -604,3 +604,24 @@ def test_a_check_given_no_lab_says_its_exercise_is_declared_wrong() -> None:
 
     with pytest.raises(PaymentsLabError, match="needs_lab=True"):
         required_lab(None)
+
+
+async def _current_step_answered_late(handle: Any) -> str:
+    await asyncio.sleep(1.5)  # a busy lab: the query comes back after the charge has ended
+    return (await handle.progress()).step
+
+
+async def _current_step_that_never_returns(handle: Any) -> str:
+    await asyncio.Event().wait()
+    return "charge"
+
+
+async def test_01_q2_blames_a_slow_lab_not_a_late_right_answer(lab: Lab) -> None:
+    """A room of 30 made queries slower than 0.5 s: a right function was called wrong. Now a late
+    answer from after the charge is a verdict about the lab, and a function that never returns is
+    still stopped (at ANSWER_BOUND) and called wrong."""
+    late = await lesson01.q2.check_async(_current_step_answered_late, lab=lab)
+    assert late.outcome is Outcome.INCORRECT and "lab is too slow to tell" in str(late), str(late)
+    assert "(lesson 01" not in late.where_to_look, "a slow lab is not the learner's lesson to reread"
+    stuck = await lesson01.q2.check_async(_current_step_that_never_returns, lab=lab)
+    assert f"did not return within {lesson01.ANSWER_BOUND:g} s" in str(stuck), str(stuck)

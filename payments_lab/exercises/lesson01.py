@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from typing import cast
 
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.domain import PaymentRequest, PaymentStatus, Step
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
@@ -106,17 +107,37 @@ def _as_text(value: object) -> object:
     return value.value if isinstance(value, Enum) else value
 
 
+CHARGE_DELAY = 0.8
+"""Seconds the check's payment stays in its charge step once the money is taken."""
+
+QUICK_ANSWER = 0.5
+"""Seconds within which a query answers on a quiet lab; a later answer may come after the charge."""
+
+ANSWER_BOUND = 5.0
+"""Seconds after which the learner's function is stopped: a loop that never ends, not a slow lab."""
+
+
 async def _check_current_step(answer: object, lab: Lab | None) -> Verdict:
     lab = required_lab(lab)
     current_step = expect_function(answer, "a function `async def current_step(handle)` that returns a string", 1)
     request = fresh_request(lab, amount="30.00")
     # The processor takes the money at once and answers 0.8 s later: the payment sits in its charge step.
-    handle = await lab.start(request, faults=FaultPlan(charge=StepFaults(delay=0.8)), options=CHECK_OPTIONS, show_link=False)
+    handle = await lab.start(request, faults=FaultPlan(charge=StepFaults(delay=CHARGE_DELAY)), options=CHECK_OPTIONS, show_link=False)
     try:
         await lab.wait_until_charged(request.payment_id, timeout=5)
-        seen = _as_text(await call_learner(current_step, handle, what="function", timeout=0.5))
+        asked = time.monotonic()
+        seen = _as_text(await call_learner(current_step, handle, what="function", timeout=ANSWER_BOUND))
+        answered_in = time.monotonic() - asked
     finally:
         await await_result(handle, 5)
+    if seen in (Step.NOTIFY.value, Step.DONE.value) and answered_in > QUICK_ANSWER:
+        raise Mismatch(
+            f"Your function answered after {answered_in:.1f} s, when the charge had ended: the lab is too slow to tell.",
+            expected=f"`'charge'`, asked while the charge runs (it lasts {CHARGE_DELAY:g} s)",
+            seen=short_repr(seen),
+            where_to_look="run the check again; if it persists, ask your facilitator: the lab is overloaded",
+            about_the_lab=True,
+        )
     if seen != "charge":
         if seen == PaymentStatus.PENDING.value:
             where = (
