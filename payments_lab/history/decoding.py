@@ -176,7 +176,8 @@ def local_activity(event: HistoryEvent) -> LocalActivity | None:
     """The local activity a ``MarkerRecorded`` event records, or None if it records none.
 
     A local activity runs inside a workflow task, with no task queue: the history keeps
-    one marker per local activity, carrying its type, id and final attempt.
+    one marker per local activity, carrying its type, id and final attempt, or one per
+    attempt when it waits for its retries on a workflow timer (the payment's validation).
     """
     attributes = event.marker_recorded_event_attributes
     if attributes.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attributes.details:
@@ -300,8 +301,8 @@ def attempts_per_activity(history: WorkflowHistory) -> dict[str, int]:
 
     The history holds one started event per activity, written when its last attempt ends,
     carrying that attempt's number: a charge that failed twice then succeeded reads 3. A
-    local activity has no started event: its ``MarkerRecorded`` event carries its final
-    attempt. An activity scheduled but never started reads 0; one scheduled several times
+    local activity has no started event: its ``MarkerRecorded`` events carry its attempts
+    (the highest is the final one). An activity scheduled but never started reads 0; one scheduled several times
     reads its highest.
     """
     scheduled: dict[int, str] = {}

@@ -169,8 +169,8 @@ def activity_spans(histories: WorkflowHistory | Iterable[WorkflowHistory]) -> pd
     e.g. ``maximum attempts reached``), ``identity`` (the worker of the last attempt) and
     ``retry_policy`` (a :class:`temporalio.common.RetryPolicy`).
 
-    Local activities are not here: the history records each with one ``MarkerRecorded``
-    event (its type and final attempt, no start time), which :func:`events_frame` reads.
+    Local activities are not here: the history records each with ``MarkerRecorded``
+    events (its type and attempt, no start time), which :func:`events_frame` reads.
     """
     rows = [span for history in as_histories(histories) for span in spans_of(history)]
     return frame(
