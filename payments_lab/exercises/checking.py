@@ -199,6 +199,17 @@ async def await_result(
         return None
 
 
+def lab_too_slow(message: str, *, expected: str, seen: str) -> Mismatch:
+    """The verdict of a check whose answer looks right but whose lab did not finish in time: about the lab, never the answer."""
+    return Mismatch(
+        message,
+        expected=expected,
+        seen=seen,
+        where_to_look="run the check again; if it persists, ask your facilitator: the lab is overloaded",
+        about_the_lab=True,
+    )
+
+
 def required_lab(lab: Lab | None) -> Lab:
     """The lab a check runs its payments on.
 

@@ -19,6 +19,7 @@ from payments_lab.exercises.checking import (
     expect_function,
     expect_type,
     fresh_request,
+    lab_too_slow,
     required_lab,
     run_payment,
     scheduled_activities,
@@ -131,12 +132,10 @@ async def _check_current_step(answer: object, lab: Lab | None) -> Verdict:
     finally:
         await await_result(handle, 5)
     if seen in (Step.NOTIFY.value, Step.DONE.value) and answered_in > QUICK_ANSWER:
-        raise Mismatch(
+        raise lab_too_slow(
             f"Your function answered after {answered_in:.1f} s, when the charge had ended: the lab is too slow to tell.",
             expected=f"`'charge'`, asked while the charge runs (it lasts {CHARGE_DELAY:g} s)",
             seen=short_repr(seen),
-            where_to_look="run the check again; if it persists, ask your facilitator: the lab is overloaded",
-            about_the_lab=True,
         )
     if seen != "charge":
         if seen == PaymentStatus.PENDING.value:

@@ -18,6 +18,7 @@ from payments_lab.exercises.checking import (
     events_of,
     expect_type,
     final_attempt,
+    lab_too_slow,
     required_lab,
     run_payment,
     seconds,
@@ -166,12 +167,10 @@ def _expect_failures_not_hangs(run: PaymentRun, plan: FaultPlan, expected: str, 
     """How the payment ended; one that never finished was given hangs where the exercise asks for failures
     (or, with no hang planned, the lab is stuck)."""
     if run.result is None and _deadline_for(plan) == LAB_PATIENCE:
-        raise Mismatch(
+        raise lab_too_slow(
             f"The payment did not finish within {LAB_PATIENCE:g} s, and your plan has no hang.",
             expected=expected,
             seen=seen,
-            where_to_look="run the check again; if it persists, ask your facilitator: the lab is overloaded",
-            about_the_lab=True,
         )
     if run.result is None:
         raise Mismatch(
@@ -336,12 +335,10 @@ async def _check_hung_charge(answer: object, lab: Lab | None) -> Verdict:
     run = await run_payment(lab, faults=FaultPlan(charge=StepFaults(hang_first=1)), options=options, deadline=deadline)
     expected = f"the hung attempt is given up and retried, and the payment completes within {HANG_DEADLINE:g} s"
     if run.result is None and right_on_paper:
-        raise Mismatch(
+        raise lab_too_slow(
             f"Your options end the hung attempt in time, but the payment was still running after {LAB_PATIENCE:g} s.",
             expected=expected,
             seen=f"charge attempts {run.describe_attempts('charge_payment')}; the check then cancelled the payment",
-            where_to_look="run the check again; if it persists, ask your facilitator: the lab is overloaded",
-            about_the_lab=True,
         )
     if run.result is None:
         if options.charge_timeout.total_seconds() >= HANG_DEADLINE and options.charge_heartbeat_timeout != PaymentOptions().charge_heartbeat_timeout:
@@ -427,12 +424,10 @@ async def _check_bounded_retries(answer: object, lab: Lab | None) -> Verdict:
     run = await run_payment(lab, faults=FaultPlan.failing(charge=1_000_000), options=options, deadline=deadline)
     attempts = len(run.outcomes("charge_payment"))
     if run.result is None and right_on_paper:
-        raise Mismatch(
+        raise lab_too_slow(
             f"Your bound ends the retries in time, but the payment was still running after {LAB_PATIENCE:g} s.",
             expected=expected,
             seen=f"{attempts} charge attempts, all failed; the check then stopped the payment",
-            where_to_look="run the check again; if it persists, ask your facilitator: the lab is overloaded",
-            about_the_lab=True,
         )
     if run.result is None:
         where = "`charge_timeout` bounds one attempt, and each attempt here fails at once; the bound on all attempts together is `charge_schedule_to_close_timeout`"
