@@ -88,18 +88,24 @@ async def fetch_one_by_one(client: Client, workflow_ids: list[str]) -> list[Work
     return [await client.get_workflow_handle(w).fetch_history() for w in workflow_ids]
 
 
+async def run_payments(server: EmbeddedServer, count: int, *, seed: int) -> tuple[Client, list[str]]:
+    """Run ``count`` payments (untimed; 20 % of charges fail once or twice), then warm up the connection."""
+    client = (await connect(address=server.address)).client
+    task_queue = new_task_queue("bench-history")
+    service = PaymentService(client, task_queue, options=FAST)
+    started = time.perf_counter()
+    async with BackgroundWorker(client, task_queue, PaymentActivities(PaymentRepository())):
+        fleet = await run_fleet(service, FleetPlan(count=count, charge_failure_rate=0.2, seed=seed), concurrency=100, progress=False)
+    print(f"payments={len(fleet)} statuses={fleet.status_counts} run_untimed_s={time.perf_counter() - started:.1f}", flush=True)
+    ids = fleet.workflow_ids
+    await fetch_histories(client, ids[:50], progress=False)
+    return client, ids
+
+
 async def main(payments: int, rounds: int) -> None:
     quiet_logs()
     with EmbeddedServer(ui=False) as server:
-        client = (await connect(address=server.address)).client
-        task_queue = new_task_queue("bench-history")
-        service = PaymentService(client, task_queue, options=FAST)
-        started = time.perf_counter()
-        async with BackgroundWorker(client, task_queue, PaymentActivities(PaymentRepository())):
-            fleet = await run_fleet(service, FleetPlan(count=payments, charge_failure_rate=0.2, seed=1), concurrency=100, progress=False)
-        print(f"payments={len(fleet)} statuses={fleet.status_counts} run_untimed_s={time.perf_counter() - started:.1f}")
-        ids = fleet.workflow_ids
-        await fetch_histories(client, ids[:50], progress=False)  # warm up the connection
+        client, ids = await run_payments(server, payments, seed=1)
 
         timings: dict[str, list[float]] = {name: [] for name in ("kit", "kit_fetch", "kit_flatten", "quiet", "naive", "naive_fetch", "naive_flatten")}
         events = 0
@@ -162,17 +168,7 @@ async def at_room_scale(histories: int) -> None:
 
     quiet_logs()
     with EmbeddedServer(ui=False) as server:
-        client = (await connect(address=server.address)).client
-        task_queue = new_task_queue("bench-history")
-        service = PaymentService(client, task_queue, options=FAST)
-        started = time.perf_counter()
-        async with BackgroundWorker(client, task_queue, PaymentActivities(PaymentRepository())):
-            fleet = await run_fleet(
-                service, FleetPlan(count=histories, charge_failure_rate=0.2, seed=2), concurrency=100, progress=False
-            )
-        print(f"payments={len(fleet)} run_untimed_s={time.perf_counter() - started:.1f}", flush=True)
-        ids = fleet.workflow_ids
-        await fetch_histories(client, ids[:50], progress=False)  # warm up the connection
+        client, ids = await run_payments(server, histories, seed=2)
         settle()
         before = rss_bytes()
         t0 = time.perf_counter()
