@@ -60,3 +60,59 @@ async def test_unknown_fields_are_ignored_and_bad_shapes_refused() -> None:
         await DATA_CONVERTER.decode(await DATA_CONVERTER.encode(["nope"]), [PaymentRequest])
     with pytest.raises(Exception, match="Decimal as a string"):
         await DATA_CONVERTER.decode(await DATA_CONVERTER.encode([1.5]), [Decimal])
+
+
+def _sdk_json(value: object) -> bytes:
+    """The JSON Temporal's own encoder gives, through ``dataclasses.asdict``: what histories already hold."""
+    import dataclasses
+
+    from payments_lab.converter import PaymentsJSONEncoder
+
+    class AsdictEncoder(PaymentsJSONEncoder):
+        def default(self, o: object) -> object:
+            if dataclasses.is_dataclass(o) and not isinstance(o, type):
+                return dataclasses.asdict(o)
+            return super().default(o)
+
+    return json.dumps(value, cls=AsdictEncoder, separators=(",", ":"), sort_keys=True).encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        PaymentInput(PaymentRequest("p-1", "org-acme", "u", "12.50", "EUR", "coffee"), PaymentOptions(), FaultPlan()),
+        PaymentInput(
+            PaymentRequest("p-2", "org-acme", "u", "1", "JPY"),
+            PaymentOptions(charge_heartbeat_timeout=None, charge_schedule_to_close_timeout=timedelta(seconds=3)),
+            FaultPlan(validate=StepFaults(fail_first=1, delay=0.25)),
+        ),
+        PaymentResult("p-1", PaymentStatus.REFUNDED, "refunded", Decimal("3"), "JPY", None, False),
+        ValidationResult(("a", "b")),
+    ],
+)
+async def test_the_kit_writes_the_same_json_as_temporals_encoder(value: object) -> None:
+    """The encoder walks one level at a time instead of deep-copying: histories must not change."""
+    (payload,) = await DATA_CONVERTER.encode([value])
+    assert payload.data == _sdk_json(value)
+    assert await round_trip(value, type(value)) == value
+
+
+async def test_field_decoders_refuse_what_the_sdk_refuses() -> None:
+    """The direct paths for plain fields, optionals and tuples keep value_to_type's checks."""
+    def payload(obj: object) -> list:  # type: ignore[type-arg]
+        from temporalio.api.common.v1 import Payload
+
+        return [Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(obj).encode())]
+
+    (ints_as_floats,) = await DATA_CONVERTER.decode(payload({"fail_first": 0, "hang_first": 0, "delay": 1}), [StepFaults])
+    assert ints_as_floats == StepFaults(delay=1.0) and isinstance(ints_as_floats.delay, float)
+    with pytest.raises(Exception, match="str"):
+        await DATA_CONVERTER.decode(payload({"errors": ["fine", 3]}), [ValidationResult])
+    with pytest.raises(Exception, match="str"):
+        await DATA_CONVERTER.decode(
+            payload({"payment_id": 7, "status": "completed", "message": "m"}), [PaymentResult]
+        )
+    (no_amount,) = await DATA_CONVERTER.decode(
+        payload({"payment_id": "p", "status": "failed", "message": "m", "amount": None}), [PaymentResult]
+    )
+    assert no_amount.amount is None and no_amount.status is PaymentStatus.FAILED
