@@ -104,8 +104,9 @@ def send_notifications(repository: PaymentRepository, request: PaymentRequest, r
         ("email", f"{request.user_id}@{request.organization_id}.example"),
         ("webhook", f"https://{request.organization_id}.example/hooks/payments"),
     )
-    for channel, recipient in channels:
-        repository.record_notification(Notification(request.payment_id, channel, recipient, message, now))
+    repository.record_notification(
+        *(Notification(request.payment_id, channel, recipient, message, now) for channel, recipient in channels)
+    )
     return NotificationResult(channels=tuple(channel for channel, _ in channels))
 
 

@@ -6,6 +6,7 @@ workflow's module for every run, does not rebuild these classes each time.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -65,9 +66,9 @@ class PaymentOptions:
         if not isinstance(self.charge_cancellation, ActivityCancellationType):
             raise ValueError(f"charge_cancellation must be an ActivityCancellationType, got {self.charge_cancellation!r}")
 
-    @property
+    @functools.cached_property
     def retry_policy(self) -> RetryPolicy:
-        """The Temporal retry policy of every step."""
+        """The Temporal retry policy of every step (built once: every step of a payment asks for it)."""
         return RetryPolicy(
             initial_interval=self.initial_interval,
             backoff_coefficient=self.backoff_coefficient,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -172,3 +174,31 @@ def test_notifications_and_attempts_are_kept_in_order(repository: PaymentReposit
     attempt = repository.attempts("p-1")[0]
     assert (attempt.outcome, attempt.error) == ("failed", "boom")
     assert attempt.ended_at is not None and attempt.ended_at >= attempt.started_at
+
+
+def test_notifications_sent_together_are_kept_together_or_not_at_all(repository: PaymentRepository) -> None:
+    now = datetime.now(UTC)
+    repository.record_notification(Notification("p-3", "email", "a@b", "one", now), Notification("p-3", "webhook", "h", "one", now))
+    assert [(n.channel, n.message) for n in repository.notifications("p-3")] == [("email", "one"), ("webhook", "one")]
+    repository.record_notification()  # nothing to send: nothing written
+    with pytest.raises(sqlite3.Error):
+        # The second row breaks a NOT NULL constraint: the first must not be kept either.
+        repository.record_notification(
+            Notification("p-4", "email", "a@b", "two", now), Notification("p-4", "webhook", None, "two", now)  # type: ignore[arg-type]
+        )
+    assert repository.notifications("p-4") == []
+
+
+def test_attempts_written_from_many_threads_keep_their_own_keys(repository: PaymentRepository) -> None:
+    """start_attempt writes without BEGIN/COMMIT: each key must still be the row that thread inserted."""
+    now = datetime.now(UTC)
+
+    def one(n: int) -> None:
+        key = repository.start_attempt(AttemptRecord(f"t-{n}", "validate_payment", 1, f"payment-t-{n}", "r", "w", now, None, "running"))
+        repository.finish_attempt(key, "completed", f"done {n}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(200)))
+    attempts = repository.attempts()
+    assert len(attempts) == 200
+    assert all(a.outcome == "completed" and a.error == f"done {a.payment_id[2:]}" for a in attempts)
