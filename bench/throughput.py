@@ -1,19 +1,26 @@
 """Kit vs bare temporalio: payments per second and single-payment latency, side by side.
 
-Both run on the same embedded dev server, with the same worker settings, in alternating
-rounds; the figures are medians over the rounds. Prints ``name=value`` headline lines.
+Both run on the same embedded dev server, with the same worker settings, in rounds that
+alternate kit-bare and bare-kit; throughput is payments over the seconds all rounds took,
+latency the median of one-at-a-time payments. Beside them: the CPU each side cost the
+server and this process per payment, and what one payment's history asks of the server.
+Prints ``name=value`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from bare_workflow import BareWorkflow, charge, notify, validate
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -28,11 +35,39 @@ from payments_lab.worker import create_worker
 
 
 async def _timed(start_one: Callable[[], Awaitable[object]], count: int) -> tuple[float, float]:
-    """Run ``count`` at once, return (per second, elapsed)."""
+    """Run ``count`` at once; return (per second, elapsed seconds)."""
     started = time.perf_counter()
     await asyncio.gather(*(start_one() for _ in range(count)))
     elapsed = time.perf_counter() - started
     return count / elapsed, elapsed
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) process ``pid`` has used so far; NaN where /proc is missing (not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_COUNTED = {
+    "workflow_tasks": EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    "activity_tasks": EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    "timers": EventType.EVENT_TYPE_TIMER_STARTED,
+    "search_attribute_upserts": EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+}
+
+
+async def _history_costs(client: Client, workflow_id: str) -> dict[str, int]:
+    """What one payment asked of the server, read from its history."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    types = Counter(event.event_type for event in history.events)
+    costs = {"history_events": len(history.events), "history_bytes": sum(e.ByteSize() for e in history.events)}
+    costs |= {name: types[event_type] for name, event_type in _COUNTED.items()}
+    started = history.events[0].workflow_execution_started_event_attributes
+    costs["search_attributes_at_start"] = len(started.search_attributes.indexed_fields)
+    return costs
 
 
 async def _latencies(start_one: Callable[[], Awaitable[object]], count: int) -> list[float]:
@@ -60,49 +95,70 @@ async def main(batch: int, rounds: int, sequential: int) -> None:
             max_concurrent_activities=100,
         )
 
+        last_id: dict[str, str] = {}
+
         async def kit_payment() -> object:
             request = PaymentRequest(uuid.uuid4().hex[:12], "org-acme", "bench", "10.00", "EUR")
+            last_id["kit"] = request.workflow_id
             return await service.process(request)
 
         async def bare_payment() -> object:
+            last_id["bare"] = f"bare-{uuid.uuid4().hex}"
             return await client.execute_workflow(
-                BareWorkflow.run, uuid.uuid4().hex[:12], id=f"bare-{uuid.uuid4().hex}", task_queue=bare_queue
+                BareWorkflow.run, uuid.uuid4().hex[:12], id=last_id["bare"], task_queue=bare_queue
             )
+
+        cpu: dict[str, Counter[str]] = {"kit": Counter(), "bare": Counter()}
+
+        async def timed_batch(side: str, payment: Callable[[], Awaitable[object]]) -> float:
+            """Run one batch; return its seconds, and add the CPU it cost the server and this process."""
+            server_before, own_before = _cpu_seconds(server.pid), time.process_time()
+            _, elapsed = await _timed(payment, batch)
+            cpu[side]["server"] += _cpu_seconds(server.pid) - server_before
+            cpu[side]["worker_and_client"] += time.process_time() - own_before
+            return elapsed
 
         async with kit_worker, bare_worker:
             await _timed(kit_payment, 20)  # warm up both
             await _timed(bare_payment, 20)
-            kit_rates, bare_rates, ratios = [], [], []
+            kit_seconds, bare_seconds, ratios = [], [], []
             for round_number in range(rounds):
-                # Each side goes first in every other round: the server's leftover work from one
-                # batch (visibility, transfer tasks) slows the batch after it, whichever it is.
-                if round_number % 2 == 0:
-                    kit_rate, _ = await _timed(kit_payment, batch)
-                    bare_rate, _ = await _timed(bare_payment, batch)
-                else:
-                    bare_rate, _ = await _timed(bare_payment, batch)
-                    kit_rate, _ = await _timed(kit_payment, batch)
-                kit_rates.append(kit_rate)
-                bare_rates.append(bare_rate)
-                ratios.append(kit_rate / bare_rate)
+                # Kit-bare, then bare-kit: the machine's speed drifts over seconds, and the
+                # server's leftover work from one batch (visibility, transfer tasks) slows the
+                # batch after it, whichever it is. Each pair of rounds cancels both.
+                sides = {"kit": kit_payment, "bare": bare_payment}
+                order = ("kit", "bare") if round_number % 2 == 0 else ("bare", "kit")
+                elapsed = {side: await timed_batch(side, sides[side]) for side in order}
+                kit_seconds.append(elapsed["kit"])
+                bare_seconds.append(elapsed["bare"])
+                ratios.append(elapsed["bare"] / elapsed["kit"])
+            history_costs = {side: await _history_costs(client, last_id[side]) for side in ("kit", "bare")}
             kit_ms, bare_ms = [], []
             for _ in range(rounds):
                 kit_ms += await _latencies(kit_payment, sequential)
                 bare_ms += await _latencies(bare_payment, sequential)
 
     print(f"rounds={rounds} batch={batch} sequential_per_round={sequential}")
-    print(f"kit_payments_per_s={statistics.median(kit_rates):.1f}")
-    print(f"bare_payments_per_s={statistics.median(bare_rates):.1f}")
+    # Payments per second over all rounds: one slow round weighs what it lasted, no more.
+    print(f"kit_payments_per_s={batch * rounds / sum(kit_seconds):.1f}")
+    print(f"bare_payments_per_s={batch * rounds / sum(bare_seconds):.1f}")
     print("per_round_ratios=" + ",".join(f"{r:.2f}" for r in ratios))
-    print(f"kit_vs_bare_throughput_ratio={statistics.median(ratios):.2f}")
+    print(f"kit_vs_bare_throughput_ratio={sum(bare_seconds) / sum(kit_seconds):.2f}")
+    # Where the kit's extra cost goes: CPU per payment on each side of the wire, and what
+    # one payment's history asks of the server (visibility writes: start, upserts, close).
+    for side in ("kit", "bare"):
+        for where, seconds in cpu[side].items():
+            print(f"{side}_{where}_cpu_ms_per_payment={seconds * 1000 / (batch * rounds):.1f}")
+        for name, count in history_costs[side].items():
+            print(f"{side}_{name}={count}")
     print(f"kit_payment_latency_ms={statistics.median(kit_ms):.0f}")
     print(f"bare_payment_latency_ms={statistics.median(bare_ms):.0f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=200, help="payments started at once per round")
-    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds")
+    parser.add_argument("--batch", type=int, default=100, help="payments started at once per round")
+    parser.add_argument("--rounds", type=int, default=24, help="alternating rounds")
     parser.add_argument("--sequential", type=int, default=10, help="one-at-a-time payments per round, for latency")
     args = parser.parse_args()
     asyncio.run(main(args.batch, args.rounds, args.sequential))
