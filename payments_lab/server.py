@@ -166,6 +166,13 @@ def find_test_server() -> Path:
     return find_binary("temporal-test-server", env_var="PAYMENTS_LAB_TEST_SERVER")
 
 
+_START_ATTEMPTS = 3
+"""Starts tried, with fresh ports each time, when a port the kit chose was taken first."""
+
+_PORT_TAKEN = ("address already in use", "Only one usage of each socket address")
+"""How the server's log says a port was taken: Linux and macOS, then Windows."""
+
+
 class EmbeddedServer(processes.ChildProcess):
     """A Temporal dev server owned by this process, on free ports of 127.0.0.1.
 
@@ -297,12 +304,23 @@ class EmbeddedServer(processes.ChildProcess):
         """
         if self.running:
             return self
-        self.port = self.port or processes.free_port()
-        if self.ui:
-            self.ui_port = self.ui_port or processes.free_port()
+        choose_port, choose_ui_port = self.port is None, self.ui and self.ui_port is None
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        self.launch(self.command(), lambda: processes.port_open(self.address.rpartition(":")[0], self.port or 0), timeout)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            if choose_port:
+                self.port = processes.free_port()
+            if choose_ui_port:
+                self.ui_port = processes.free_port()
+            try:
+                self.launch(self.command(), lambda: processes.port_open(self.address.rpartition(":")[0], self.port or 0), timeout)
+                break
+            except RuntimeError as err:
+                # A port found free can be taken before the server binds it (by another lab
+                # starting, or as the local port of any outgoing connection): choose again.
+                # A port the caller chose is theirs to change; the error quotes the log.
+                if attempt == _START_ATTEMPTS or not any(words in str(err) for words in _PORT_TAKEN):
+                    raise
         atexit.register(self.stop)
         return self
 

@@ -68,6 +68,33 @@ def test_the_command_line_binds_loopback_and_registers_search_attributes(tmp_pat
     assert "--headless" in " ".join(EmbeddedServer(ui=False, port=1).command())
 
 
+def test_a_port_taken_before_the_server_binds_it_is_chosen_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port found free can be taken before the server binds it (CI saw it once): start again on fresh ports."""
+    import socket
+
+    from payments_lab import processes
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # bound, not listening: the server cannot bind it, nothing answers on it
+        taken_port = taken.getsockname()[1]
+        real_free_port, offered = processes.free_port, []
+
+        def first_the_taken_one(host: str = "127.0.0.1") -> int:
+            offered.append(taken_port if not offered else real_free_port(host))
+            return offered[-1]
+
+        monkeypatch.setattr(processes, "free_port", first_the_taken_one)
+        server = EmbeddedServer(ui=False).start()
+        try:
+            assert server.running and server.port != taken_port
+            assert offered[0] == taken_port and len(offered) > 4  # grpc, http and metrics ports, twice
+        finally:
+            server.stop()
+        # A port the caller chose is not changed behind their back: the error quotes the server's log.
+        with pytest.raises(RuntimeError, match="address already in use"):
+            EmbeddedServer(ui=False, port=taken_port).start()
+
+
 def test_start_and_stop_leave_nothing_behind() -> None:
     server = EmbeddedServer(ui=True).start()
     pid = server.pid
