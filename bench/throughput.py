@@ -122,11 +122,11 @@ async def main(batch: int, rounds: int, sequential: int) -> None:
             await _timed(kit_payment, 20)  # warm up both
             await _timed(bare_payment, 20)
             kit_seconds, bare_seconds, ratios = [], [], []
+            sides = {"kit": kit_payment, "bare": bare_payment}
             for round_number in range(rounds):
                 # Kit-bare, then bare-kit: the machine's speed drifts over seconds, and the
                 # server's leftover work from one batch (visibility, transfer tasks) slows the
                 # batch after it, whichever it is. Each pair of rounds cancels both.
-                sides = {"kit": kit_payment, "bare": bare_payment}
                 order = ("kit", "bare") if round_number % 2 == 0 else ("bare", "kit")
                 elapsed = {side: await timed_batch(side, sides[side]) for side in order}
                 kit_seconds.append(elapsed["kit"])

@@ -95,8 +95,9 @@ def _decoder(hint: Any) -> Decode:
         return hint
     if _is_kit_dataclass(hint):
         return functools.partial(_dataclass, hint)
-    if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis and args[0] is str:
-        return lambda value: tuple(value) if isinstance(value, list) and all(type(item) is str for item in value) else value_to_type(hint, value, _CONVERTERS)
+    if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        element = _decoder(args[0])
+        return lambda value: tuple(map(element, value)) if isinstance(value, list) else value_to_type(hint, value, _CONVERTERS)
     return lambda value: value_to_type(hint, value, _CONVERTERS)
 
 

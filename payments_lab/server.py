@@ -304,7 +304,7 @@ class EmbeddedServer(processes.ChildProcess):
         """
         if self.running:
             return self
-        choose_port, choose_ui_port = self.port is None, self.ui and self.ui_port is None
+        choose_port, choose_ui_port = not self.port, self.ui and not self.ui_port
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, _START_ATTEMPTS + 1):
