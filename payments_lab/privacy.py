@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 
 from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHistory
 
 from payments_lab.activities import PaymentActivities
@@ -94,6 +95,16 @@ def describe_payload(payload: Payload) -> str:
     if payload.metadata.get("encoding") == ENCODING:
         return f"{encoding}, {len(payload.data)} bytes: {payload.data[:24].hex(' ')} …"
     return f"{encoding}, {len(payload.data)} bytes"
+
+
+def stored_bytes(history: WorkflowHistory) -> bytes:
+    """The history as the server stores it: protobuf bytes, every payload's data verbatim.
+
+    Search these for plaintext, not ``history.to_json()``: JSON writes payload data in
+    base64 (plaintext would not show), and its timestamps and ids are full of digits that
+    a short needle such as a card's last four can match by chance.
+    """
+    return History(events=history.events).SerializeToString()
 
 
 def stored_payloads(history: WorkflowHistory) -> list[tuple[str, Payload]]:

@@ -25,7 +25,7 @@ from payments_lab.codec import (
 from payments_lab.codec_server import CodecServer
 from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
 from payments_lab.domain import PaymentRequest, PaymentStatus
-from payments_lab.privacy import cli_show, decrypted, open_private_lab, stored_payloads
+from payments_lab.privacy import cli_show, decrypted, open_private_lab, stored_bytes, stored_payloads
 from payments_lab.processes import port_open
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_STATUS
 
@@ -135,8 +135,8 @@ async def test_a_private_lab_stores_only_ciphertext_and_its_codec_server_reads_i
         history = await private.plain_client.get_workflow_handle(handle.workflow_id).fetch_history()
         stored = stored_payloads(history)
         assert stored and all(p.metadata["encoding"] == b"binary/encrypted" for _, p in stored)
-        raw = history.to_json()
-        assert "4242" not in raw and "49.90" not in raw
+        raw = stored_bytes(history)
+        assert b"card ending 4242" not in raw and b"49.90" not in raw
         started = await decrypted(stored[0][1], private.codec)
         assert started["request"]["amount"] == "49.90" and started["request"]["description"] == "card ending 4242"  # type: ignore[index]
 
@@ -158,3 +158,16 @@ async def test_a_private_lab_without_a_key_says_how_to_set_one(monkeypatch: pyte
     with pytest.raises(CodecKeyError, match=KEY_ENV):
         await open_private_lab()
     assert os.environ.get(KEY_ENV) is None
+
+
+def test_plaintext_is_searched_in_the_stored_bytes_where_json_would_hide_it() -> None:
+    """Lesson 11 looks for the card digits in ``stored_bytes``: there a plaintext payload shows, in JSON it is base64."""
+    from temporalio.api.common.v1 import Payload, Payloads
+    from temporalio.api.history.v1 import HistoryEvent, WorkflowExecutionStartedEventAttributes
+    from temporalio.client import WorkflowHistory
+
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"description": "card ending 4242"}')
+    started = WorkflowExecutionStartedEventAttributes(input=Payloads(payloads=[plain]))
+    history = WorkflowHistory("w", [HistoryEvent(event_id=1, workflow_execution_started_event_attributes=started)])
+    assert b"card ending 4242" in stored_bytes(history)
+    assert "card ending 4242" not in history.to_json()
