@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import timedelta
 
 import pytest
 from temporalio.client import Client
@@ -92,3 +94,43 @@ async def test_queries_quote_what_they_are_given(client: Client, task_queue: str
     assert _quote("it's") == "'it\\'s'"
     service = PaymentService(client, task_queue)
     assert await service.count(organization_id="org' OR '1'='1") == 0
+
+
+async def test_a_result_is_asked_for_again_each_window_and_still_arrives(
+    client: Client, task_queue: str, activities: PaymentActivities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server may drop the notice that a workflow closed and hold a result request for
+    # its full 20 s; asking again every window bounds that wait. Count the real requests.
+    service = PaymentService(client, task_queue, options=FAST, result_poll_window=timedelta(seconds=1))
+    history_calls = 0
+    fetch = client.workflow_service.get_workflow_execution_history
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal history_calls
+        history_calls += 1
+        return await fetch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client.workflow_service, "get_workflow_execution_history", counted)
+    async with BackgroundWorker(client, task_queue, activities):
+        handle = await service.start(request(), faults=FaultPlan(charge=StepFaults(delay=2.5)))
+        started = time.monotonic()
+        result = await handle.result()
+    assert result.status is PaymentStatus.COMPLETED
+    assert 2.0 < time.monotonic() - started < 10
+    assert history_calls >= 2  # one window could not have covered 2.5 s
+
+
+async def test_a_window_too_short_for_the_server_still_gives_the_result(
+    client: Client, task_queue: str, activities: PaymentActivities
+) -> None:
+    # 10 ms leaves the server no time to answer within the window: each request ends in
+    # DEADLINE_EXCEEDED and is made again, until the workflow has closed.
+    service = PaymentService(client, task_queue, options=FAST, result_poll_window=timedelta(milliseconds=10))
+    async with BackgroundWorker(client, task_queue, activities):
+        result = await service.process(request(), faults=FaultPlan(charge=StepFaults(delay=0.5)))
+    assert result.status is PaymentStatus.COMPLETED
+
+
+def test_a_result_poll_window_must_be_positive(client: Client) -> None:
+    with pytest.raises(ValueError, match="result_poll_window must be positive"):
+        PaymentService(client, "q", result_poll_window=timedelta(0))
