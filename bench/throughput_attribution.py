@@ -35,7 +35,7 @@ from payments_lab.lab import quiet_logs
 from payments_lab.messages import PaymentOptions
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
-from payments_lab.service import PaymentService
+from payments_lab.service import PaymentService, result_in_windows
 from payments_lab.worker import create_worker
 
 ATTEMPT_LOG = "attempt_log"
@@ -110,9 +110,14 @@ async def main(batch: int, rounds: int) -> None:
 
         def payment(side: Side) -> Callable[[], Awaitable[object]]:
             if side.bare:
-                return lambda: client.execute_workflow(
-                    BareWorkflow.run, uuid.uuid4().hex[:12], id=f"bare-{uuid.uuid4().hex}", task_queue=bare_queue
-                )
+
+                async def bare_payment() -> object:
+                    handle = await client.start_workflow(
+                        BareWorkflow.run, uuid.uuid4().hex[:12], id=f"bare-{uuid.uuid4().hex}", task_queue=bare_queue
+                    )
+                    return await result_in_windows(handle)  # polled as the kit's are
+
+                return bare_payment
             service = services[HEARTBEAT_TIMEOUT in side.without]
 
             async def kit_payment() -> object:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -180,6 +180,19 @@ this window bounds that wait; a payment that simply runs long costs one cheap re
 _WINDOW_EXPIRED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
 
 
+async def result_in_windows(handle: WorkflowHandle[Any, T], window: timedelta = RESULT_POLL_WINDOW) -> T:
+    """``await handle.result()``, asked for again every ``window`` (see :data:`RESULT_POLL_WINDOW`)."""
+    while True:
+        try:
+            return await handle.result(rpc_timeout=window)
+        except RPCError as err:
+            # The server answers an expired window with "nothing yet" and the SDK asks
+            # again. A server too busy to answer within it ends the request instead: the
+            # client reports CANCELLED ("Timeout expired"), the server DEADLINE_EXCEEDED.
+            if err.status not in _WINDOW_EXPIRED:
+                raise
+
+
 class PaymentHandle:
     """A started payment: follow it, query it, cancel it, await its result."""
 
@@ -228,16 +241,7 @@ class PaymentHandle:
             )
 
     async def _result(self) -> PaymentResult:
-        """The workflow's result, asked for in windows of :data:`RESULT_POLL_WINDOW`."""
-        while True:
-            try:
-                return await self.workflow.result(rpc_timeout=self.service.result_poll_window)
-            except RPCError as err:
-                # The server answers an expired window with "nothing yet" and the SDK asks
-                # again. A server too busy to answer within it ends the request instead: the
-                # client reports CANCELLED ("Timeout expired"), the server DEADLINE_EXCEEDED.
-                if err.status not in _WINDOW_EXPIRED:
-                    raise
+        return await result_in_windows(self.workflow, self.service.result_poll_window)
 
     async def input(self) -> PaymentInput:
         """The workflow's input, read back from the first event of its history."""
