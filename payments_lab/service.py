@@ -181,7 +181,12 @@ _WINDOW_EXPIRED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
 
 
 async def result_in_windows(handle: WorkflowHandle[Any, T], window: timedelta = RESULT_POLL_WINDOW) -> T:
-    """``await handle.result()``, asked for again every ``window`` (see :data:`RESULT_POLL_WINDOW`)."""
+    """``await handle.result()``, asked for again every ``window`` (see :data:`RESULT_POLL_WINDOW`).
+
+    Raises:
+        RPCError: as ``handle.result()`` does; UNAVAILABLE when the server cannot be reached
+            (what :func:`payments_lab.outage.ride_out` waits through), never a window's expiry.
+    """
     while True:
         try:
             return await handle.result(rpc_timeout=window)
@@ -191,6 +196,10 @@ async def result_in_windows(handle: WorkflowHandle[Any, T], window: timedelta = 
             # client reports CANCELLED ("Timeout expired"), the server DEADLINE_EXCEEDED.
             if err.status not in _WINDOW_EXPIRED:
                 raise
+            # So does a server that is gone, before the SDK's own retries would have said
+            # UNAVAILABLE. A call without a deadline tells the two apart: it raises
+            # UNAVAILABLE if nothing answers, and costs one request when the server was only slow.
+            await handle.describe()
 
 
 class PaymentHandle:
