@@ -87,6 +87,36 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` itself listens on TCP ``port``; None where this cannot be told (not Linux).
+
+    A port that accepts connections may belong to anything: a port found free can be taken
+    before the process meant for it binds it, and then that process exits while something
+    else answers (CI saw a lab connect to an HTTP server this way).
+    """
+    listening: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as rows:
+                next(rows)  # header
+                for row in rows:
+                    fields = row.split()
+                    # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket's inode.
+                    if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                        listening.add(fields[9])
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:[") and target[8:-1] in listening:
+            return True
+    return False
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists."""
     try:

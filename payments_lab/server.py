@@ -313,7 +313,7 @@ class EmbeddedServer(processes.ChildProcess):
             if choose_ui_port:
                 self.ui_port = processes.free_port()
             try:
-                self.launch(self.command(), lambda: processes.port_open(self.address.rpartition(":")[0], self.port or 0), timeout)
+                self.launch(self.command(), self._listening, timeout)
                 break
             except RuntimeError as err:
                 # A port found free can be taken before the server binds it (by another lab
@@ -323,6 +323,14 @@ class EmbeddedServer(processes.ChildProcess):
                     raise
         atexit.register(self.stop)
         return self
+
+    def _listening(self) -> bool:
+        """Whether this server answers on its port: something accepts connections there, and (where
+        the system tells) it is this server, not whatever took the port first."""
+        port = self.port or 0
+        if not processes.port_open(self.address.rpartition(":")[0], port):
+            return False
+        return self.pid is None or processes.listens_on(self.pid, port) is not False
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the server (SIGINT, then SIGKILL after ``grace`` seconds); keep its db file."""

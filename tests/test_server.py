@@ -95,6 +95,28 @@ def test_a_port_taken_before_the_server_binds_it_is_chosen_again(monkeypatch: py
             EmbeddedServer(ui=False, port=taken_port).start()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="which process listens on a port is read from /proc")
+def test_a_port_another_program_listens_on_is_not_taken_for_the_server() -> None:
+    """Something else answering on the server's port must not pass for the server (CI saw a lab connect to an HTTP server)."""
+    import socket
+
+    from payments_lab import processes
+
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        port = foreign.getsockname()[1]
+        assert processes.listens_on(os.getpid(), port) is True
+        with pytest.raises(RuntimeError, match="address already in use"):
+            EmbeddedServer(ui=False, port=port).start()
+    server = EmbeddedServer(ui=False).start()
+    try:
+        assert server.pid is not None and processes.listens_on(server.pid, server.port or 0) is True
+        assert processes.listens_on(os.getpid(), server.port or 0) is False
+    finally:
+        server.stop()
+
+
 def test_start_and_stop_leave_nothing_behind() -> None:
     server = EmbeddedServer(ui=True).start()
     pid = server.pid
