@@ -327,10 +327,12 @@ class EmbeddedServer(processes.ChildProcess):
     def _listening(self) -> bool:
         """Whether this server answers on its port: something accepts connections there, and (where
         the system tells) it is this server, not whatever took the port first."""
-        port = self.port or 0
+        port, pid = self.port or 0, self.pid
+        if pid is None:  # exited (e.g. its port was taken): never ready, whatever answers there
+            return False
         if not processes.port_open(self.address.rpartition(":")[0], port):
             return False
-        return self.pid is None or processes.listens_on(self.pid, port) is not False
+        return processes.listens_on(pid, port) is not False
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the server (SIGINT, then SIGKILL after ``grace`` seconds); keep its db file."""
