@@ -70,6 +70,27 @@ async def _history_costs(client: Client, workflow_id: str) -> dict[str, int]:
     return costs
 
 
+def bare_worker(client: Client, task_queue: str) -> Worker:
+    """A worker of the bare workflow, with the kit's worker settings where they matter here."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BareWorkflow],
+        activities=[validate, charge, notify],
+        max_concurrent_activities=100,
+    )
+
+
+async def run_bare(client: Client, task_queue: str, workflow_id: str) -> object:
+    """Run one bare workflow and wait for its result as the kit waits for a payment's.
+
+    The dev server now and then holds a result request 20 s after the workflow closed
+    (see ``RESULT_POLL_WINDOW``): both sides must ride that out the same way.
+    """
+    handle = await client.start_workflow(BareWorkflow.run, uuid.uuid4().hex[:12], id=workflow_id, task_queue=task_queue)
+    return await result_in_windows(handle)
+
+
 async def _latencies(start_one: Callable[[], Awaitable[object]], count: int) -> list[float]:
     found = []
     for _ in range(count):
@@ -87,13 +108,7 @@ async def main(batch: int, rounds: int, sequential: int) -> None:
         kit_queue, bare_queue = f"bench-kit-{uuid.uuid4().hex[:6]}", f"bench-bare-{uuid.uuid4().hex[:6]}"
         service = PaymentService(client, kit_queue)
         kit_worker = create_worker(client, kit_queue, PaymentActivities(PaymentRepository()))
-        bare_worker = Worker(
-            client,
-            task_queue=bare_queue,
-            workflows=[BareWorkflow],
-            activities=[validate, charge, notify],
-            max_concurrent_activities=100,
-        )
+        bare = bare_worker(client, bare_queue)
 
         last_id: dict[str, str] = {}
 
@@ -104,12 +119,7 @@ async def main(batch: int, rounds: int, sequential: int) -> None:
 
         async def bare_payment() -> object:
             last_id["bare"] = f"bare-{uuid.uuid4().hex}"
-            handle = await client.start_workflow(
-                BareWorkflow.run, uuid.uuid4().hex[:12], id=last_id["bare"], task_queue=bare_queue
-            )
-            # The same result polling as the kit's: the dev server now and then holds a
-            # result request 20 s after the workflow closed (see RESULT_POLL_WINDOW).
-            return await result_in_windows(handle)
+            return await run_bare(client, bare_queue, last_id["bare"])
 
         cpu: dict[str, Counter[str]] = {"kit": Counter(), "bare": Counter()}
 
@@ -121,7 +131,7 @@ async def main(batch: int, rounds: int, sequential: int) -> None:
             cpu[side]["worker_and_client"] += time.process_time() - own_before
             return elapsed
 
-        async with kit_worker, bare_worker:
+        async with kit_worker, bare:
             await _timed(kit_payment, 20)  # warm up both
             await _timed(bare_payment, 20)
             kit_seconds, bare_seconds, ratios = [], [], []

@@ -21,11 +21,9 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import temporalio.workflow
-from bare_workflow import BareWorkflow, charge, notify, validate
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes
-from temporalio.worker import Worker
-from throughput import _cpu_seconds, _history_costs, _timed
+from throughput import _cpu_seconds, _history_costs, _timed, bare_worker, run_bare
 
 import payments_lab.service
 from payments_lab.activities import PaymentActivities
@@ -35,7 +33,7 @@ from payments_lab.lab import quiet_logs
 from payments_lab.messages import PaymentOptions
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
-from payments_lab.service import PaymentService, result_in_windows
+from payments_lab.service import PaymentService
 from payments_lab.worker import create_worker
 
 ATTEMPT_LOG = "attempt_log"
@@ -110,14 +108,7 @@ async def main(batch: int, rounds: int) -> None:
 
         def payment(side: Side) -> Callable[[], Awaitable[object]]:
             if side.bare:
-
-                async def bare_payment() -> object:
-                    handle = await client.start_workflow(
-                        BareWorkflow.run, uuid.uuid4().hex[:12], id=f"bare-{uuid.uuid4().hex}", task_queue=bare_queue
-                    )
-                    return await result_in_windows(handle)  # polled as the kit's are
-
-                return bare_payment
+                return lambda: run_bare(client, bare_queue, f"bare-{uuid.uuid4().hex}")
             service = services[HEARTBEAT_TIMEOUT in side.without]
 
             async def kit_payment() -> object:
@@ -132,14 +123,7 @@ async def main(batch: int, rounds: int) -> None:
         server_cpu, own_cpu = dict(seconds), dict(seconds)
         repository = PaymentRepository()
         kit_worker = create_worker(client, kit_queue, PaymentActivities(repository))
-        bare_worker = Worker(
-            client,
-            task_queue=bare_queue,
-            workflows=[BareWorkflow],
-            activities=[validate, charge, notify],
-            max_concurrent_activities=100,
-        )
-        async with kit_worker, bare_worker:
+        async with kit_worker, bare_worker(client, bare_queue):
             for side in SIDES:  # warm up every path
                 with _switched_off(side.without):
                     await _timed(payment(side), 20)

@@ -325,14 +325,13 @@ class EmbeddedServer(processes.ChildProcess):
         return self
 
     def _listening(self) -> bool:
-        """Whether this server answers on its port: something accepts connections there, and (where
-        the system tells) it is this server, not whatever took the port first."""
+        """Whether this server listens on its port: where the system tells (Linux), the server's own
+        process holds the socket, not whatever took the port first; elsewhere, something accepts there."""
         port, pid = self.port or 0, self.pid
         if pid is None:  # exited (e.g. its port was taken): never ready, whatever answers there
             return False
-        if not processes.port_open(self.address.rpartition(":")[0], port):
-            return False
-        return processes.listens_on(pid, port) is not False
+        owned = processes.listens_on(pid, port)
+        return owned if owned is not None else processes.port_open(self.address.rpartition(":")[0], port)
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the server (SIGINT, then SIGKILL after ``grace`` seconds); keep its db file."""

@@ -171,7 +171,7 @@ Waiting for a result is a long poll: the server holds the request until the work
 or for 20 s. It learns of the close from a notification that it may drop under load: each
 waiting request has room for one pending notification, and a newer one is discarded while
 an older one is unread (``service/history/events/notifier.go`` in temporalio/temporal).
-Measured here, in about one payment in 5,000 run 100 at a time on 2 cores, the result then
+Measured here, in about one payment in 5,000–10,000 run 100 at a time on 2 cores, the result then
 came 20 s after the workflow had closed. A request made again reads the workflow afresh, so
 this window bounds that wait; a payment that simply runs long costs one cheap request per window.
 """
