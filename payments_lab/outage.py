@@ -34,6 +34,21 @@ _RETRY_EVERY = 1.0
 """Seconds between two tries while the server is unreachable (each try itself takes a few)."""
 
 
+async def knock(address: str, timeout: float = 5.0) -> bool | None:
+    """Whether something accepts TCP connections at ``address`` (``host:port``): True, False when
+    refused or unroutable, None when nothing answered within ``timeout`` (a busy machine, or a
+    route where packets vanish)."""
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+    except TimeoutError:
+        return None
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
 class OutageWatch:
     """Whether the server at ``address`` stopped accepting connections while a block ran.
 
@@ -54,15 +69,9 @@ class OutageWatch:
         self._stopped = False
 
     async def _knock(self) -> None:
-        host, _, port = self.address.rpartition(":")
         while not self._stopped:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 5.0)
-                writer.close()
-            except TimeoutError:
-                pass  # slow to answer (a busy machine) is not gone
-            except OSError:
-                self.saw_outage = True  # refused: nothing listens there
+            if await knock(self.address) is False:  # refused: nothing listens there (slow is not gone)
+                self.saw_outage = True
             await asyncio.sleep(self.every)
 
     async def __aenter__(self) -> OutageWatch:

@@ -45,7 +45,7 @@ from payments_lab.domain import (
 )
 from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan
-from payments_lab.outage import ride_out
+from payments_lab.outage import knock, ride_out
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.workflows import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
 
@@ -180,8 +180,13 @@ this window bounds that wait; a payment that simply runs long costs one cheap re
 _WINDOW_EXPIRED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
 
 
-async def result_in_windows(handle: WorkflowHandle[Any, T], window: timedelta = RESULT_POLL_WINDOW) -> T:
+async def result_in_windows(handle: WorkflowHandle[Any, T], address: str, window: timedelta = RESULT_POLL_WINDOW) -> T:
     """``await handle.result()``, asked for again every ``window`` (see :data:`RESULT_POLL_WINDOW`).
+
+    Args:
+        handle: The workflow.
+        address: ``host:port`` of its server, knocked on when a window expires.
+        window: How long one request may wait on the server.
 
     Raises:
         RPCError: as ``handle.result()`` does; UNAVAILABLE when the server cannot be reached
@@ -196,10 +201,15 @@ async def result_in_windows(handle: WorkflowHandle[Any, T], window: timedelta = 
             # client reports CANCELLED ("Timeout expired"), the server DEADLINE_EXCEEDED.
             if err.status not in _WINDOW_EXPIRED:
                 raise
-            # So does a server that is gone, before the SDK's own retries would have said
-            # UNAVAILABLE. A call without a deadline tells the two apart: it raises
-            # UNAVAILABLE if nothing answers, and costs one request when the server was only slow.
-            await handle.describe()
+            # So does a server that is gone, while the SDK is still retrying its connection.
+            # Knock: a refused port is an outage to report at once (ride_out says so and
+            # bounds it); no answer at all (a dead route) is settled by a call without a
+            # deadline, which raises UNAVAILABLE once the SDK's retries give up.
+            answered = await knock(address)
+            if answered is False:
+                raise RPCError(f"nothing accepts connections at {address}", RPCStatusCode.UNAVAILABLE, b"") from err
+            if answered is None:
+                await handle.describe()
 
 
 class PaymentHandle:
@@ -225,8 +235,11 @@ class PaymentHandle:
 
     async def _ride_out(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, waiting through a server outage (see :mod:`payments_lab.outage`)."""
-        client = self.service.client
-        return await ride_out(call, address=client.service_client.config.target_host, wait=self.service.outage_wait)
+        return await ride_out(call, address=self._address, wait=self.service.outage_wait)
+
+    @property
+    def _address(self) -> str:
+        return self.service.client.service_client.config.target_host
 
     async def result(self) -> PaymentResult:
         """Wait for the payment to end and return how it ended.
@@ -250,7 +263,7 @@ class PaymentHandle:
             )
 
     async def _result(self) -> PaymentResult:
-        return await result_in_windows(self.workflow, self.service.result_poll_window)
+        return await result_in_windows(self.workflow, self._address, self.service.result_poll_window)
 
     async def input(self) -> PaymentInput:
         """The workflow's input, read back from the first event of its history."""
