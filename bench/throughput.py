@@ -88,7 +88,7 @@ async def run_bare(client: Client, task_queue: str, workflow_id: str) -> object:
     (see ``RESULT_POLL_WINDOW``): both sides must ride that out the same way.
     """
     handle = await client.start_workflow(BareWorkflow.run, uuid.uuid4().hex[:12], id=workflow_id, task_queue=task_queue)
-    return await result_in_windows(handle, client.service_client.config.target_host)
+    return await result_in_windows(handle, client)
 
 
 async def _latencies(start_one: Callable[[], Awaitable[object]], count: int) -> list[float]:

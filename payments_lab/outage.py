@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.client import TemporalUnavailableError
@@ -111,6 +112,45 @@ def is_unreachable(err: BaseException) -> bool:
     return isinstance(err, RPCError) and err.status is RPCStatusCode.UNAVAILABLE
 
 
+NOT_ANSWERING = "accepts connections but does not answer"
+"""What an outage error says of a server that is there and silent: stopped (Ctrl-Z), or starved."""
+
+
+def deadline_expired(err: BaseException) -> bool:
+    """Whether ``err`` is a request's deadline expiring: ``CANCELLED`` ("Timeout expired") when the
+    client gave up first, ``DEADLINE_EXCEEDED`` when the server did."""
+    return isinstance(err, RPCError) and err.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
+
+
+HEALTH_CHECK_WINDOW = timedelta(seconds=5)
+"""How long a server gets to answer a health check, the cheapest request there is, before it
+counts as not answering (whatever the window of the request that expired: that one may be tiny)."""
+
+
+async def silence_as_outage(client: Client, within: timedelta = HEALTH_CHECK_WINDOW) -> RPCError | None:
+    """After a request's deadline expired: the outage it means, or None if the server still answers.
+
+    A deadline expires on a busy server too, so the server is asked the cheapest thing it
+    answers, a health check, with ``within`` to reply. A server stopped with Ctrl-Z (SIGSTOP)
+    still has its port accept connections (the kernel does that) and answers nothing; a
+    route where packets vanish answers nothing either.
+
+    Returns:
+        An ``UNAVAILABLE`` error, what :func:`ride_out` waits through and bounds, when nothing
+        listens at the server's address or when it does not answer the health check.
+    """
+    address = client.service_client.config.target_host
+    if await knock(address) is False:
+        return RPCError(f"nothing accepts connections at {address}", RPCStatusCode.UNAVAILABLE, b"")
+    try:
+        await client.service_client.check_health(timeout=within)
+    except RPCError:
+        return RPCError(
+            f"it {NOT_ANSWERING} within {_duration(within)}", RPCStatusCode.UNAVAILABLE, b""
+        )
+    return None
+
+
 async def ride_out(
     call: Callable[[], Awaitable[T]],
     *,
@@ -142,6 +182,7 @@ async def ride_out(
         except RPCError as err:
             if not is_unreachable(err):
                 raise
+            silent = NOT_ANSWERING in err.message
             now = time.monotonic()
             if deadline is None:
                 deadline = now + bound.total_seconds()
@@ -153,16 +194,25 @@ async def ride_out(
             if now >= deadline:
                 raise TemporalUnavailableError(
                     f"The Temporal server at {address} has been unreachable for {_duration(bound)}. "
-                    "Start it again (`payments-lab server`, or re-run the lesson's first cell for a "
-                    "server of the notebook's own), then run this again: a server that keeps its state "
-                    "in a file (`--db`) still has every payment. Wait longer with "
-                    "PAYMENTS_LAB_OUTAGE_WAIT=<seconds>."
+                    + (_RESUME if silent else _RESTART)
+                    + " Wait longer with PAYMENTS_LAB_OUTAGE_WAIT=<seconds>."
                 ) from err
             await asyncio.sleep(min(_RETRY_EVERY, deadline - now))
             continue
         if deadline is not None:
             tell(f"Temporal server at {address} is back.")
         return result
+
+
+_RESTART = (
+    "Start it again (`payments-lab server`, or re-run the lesson's first cell for a server of the "
+    "notebook's own), then run this again: a server that keeps its state in a file (`--db`) still "
+    "has every payment."
+)
+_RESUME = (
+    f"It {NOT_ANSWERING}: if it was stopped with Ctrl-Z, `fg` in its terminal resumes it and every "
+    "payment carries on; otherwise its machine may be out of CPU or memory. Then run this again."
+)
 
 
 def _say(line: str) -> None:

@@ -34,7 +34,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
-from payments_lab.client import workflow_url
+from payments_lab.client import TemporalUnavailableError, workflow_url
 from payments_lab.domain import (
     PaymentRequest,
     PaymentResult,
@@ -45,7 +45,7 @@ from payments_lab.domain import (
 )
 from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan
-from payments_lab.outage import knock, ride_out
+from payments_lab.outage import deadline_expired, is_unreachable, ride_out, silence_as_outage
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.workflows import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
 
@@ -64,6 +64,10 @@ _WORKFLOW_STATUS_NAMES = {
 
 class PaymentNotFoundError(PaymentsLabError, LookupError):
     """No workflow runs the payment asked for."""
+
+
+class QueryUnansweredError(PaymentsLabError, TimeoutError):
+    """No worker answered a query in time (the server itself answers)."""
 
 
 class DuplicatePaymentError(PaymentsLabError, RuntimeError):
@@ -177,20 +181,27 @@ this window bounds that wait; a payment that simply runs long costs one cheap re
 """
 
 
-_WINDOW_EXPIRED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
+CALL_WINDOW = timedelta(seconds=10)
+"""How long a describe, query or history request may go unanswered before the kit asks
+whether the server answers at all (a server stopped with Ctrl-Z answers nothing, for ever)."""
+
+BUSY_SERVER_WINDOWS = 3
+"""Windows a describe or history request gets from a server that answers health checks but not it:
+with :data:`CALL_WINDOW`, the 30 s the SDK gives a request of its own accord."""
 
 
-async def result_in_windows(handle: WorkflowHandle[Any, T], address: str, window: timedelta = RESULT_POLL_WINDOW) -> T:
+async def result_in_windows(handle: WorkflowHandle[Any, T], client: Client, window: timedelta = RESULT_POLL_WINDOW) -> T:
     """``await handle.result()``, asked for again every ``window`` (see :data:`RESULT_POLL_WINDOW`).
 
     Args:
         handle: The workflow.
-        address: ``host:port`` of its server, knocked on when a window expires.
+        client: Its client, whose server is asked whether it still answers when a window expires.
         window: How long one request may wait on the server.
 
     Raises:
-        RPCError: as ``handle.result()`` does; UNAVAILABLE when the server cannot be reached
-            (what :func:`payments_lab.outage.ride_out` waits through), never a window's expiry.
+        RPCError: as ``handle.result()`` does; UNAVAILABLE when the server is gone or does not
+            answer (what :func:`payments_lab.outage.ride_out` waits through and bounds), never
+            a window's expiry.
     """
     while True:
         try:
@@ -199,17 +210,38 @@ async def result_in_windows(handle: WorkflowHandle[Any, T], address: str, window
             # The server answers an expired window with "nothing yet" and the SDK asks
             # again. A server too busy to answer within it ends the request instead: the
             # client reports CANCELLED ("Timeout expired"), the server DEADLINE_EXCEEDED.
-            if err.status not in _WINDOW_EXPIRED:
+            # So do a server that is gone and one that is stopped: tell them apart.
+            if not deadline_expired(err):
                 raise
-            # So does a server that is gone, while the SDK is still retrying its connection.
-            # Knock: a refused port is an outage to report at once (ride_out says so and
-            # bounds it); no answer at all (a dead route) is settled by a call without a
-            # deadline, which raises UNAVAILABLE once the SDK's retries give up.
-            answered = await knock(address)
-            if answered is False:
-                raise RPCError(f"nothing accepts connections at {address}", RPCStatusCode.UNAVAILABLE, b"") from err
-            if answered is None:
-                await handle.describe()
+            outage = await silence_as_outage(client)
+            if outage is not None:
+                raise outage from err
+
+
+async def within_window(
+    call: Callable[[timedelta], Awaitable[T]], client: Client, window: timedelta = CALL_WINDOW, *, windows: int = 1
+) -> T:
+    """``call(window)``: a request given ``window`` to be answered, and up to ``windows`` windows
+    in all while the server answers a health check but not the request (it is busy).
+
+    Raises:
+        RPCError: UNAVAILABLE if a window expired on a server that is gone or does not answer
+            (:func:`payments_lab.outage.ride_out` waits through it); any other error, the last
+            expiry on a server that answers included, as the request raised it.
+    """
+    left = windows
+    while True:
+        try:
+            return await call(window)
+        except RPCError as err:
+            if not deadline_expired(err):
+                raise
+            outage = await silence_as_outage(client)
+            if outage is not None:
+                raise outage from err
+            left -= 1
+            if left <= 0:
+                raise
 
 
 class PaymentHandle:
@@ -237,6 +269,10 @@ class PaymentHandle:
         """``call()``, waiting through a server outage (see :mod:`payments_lab.outage`)."""
         return await ride_out(call, address=self._address, wait=self.service.outage_wait)
 
+    async def _answered(self, call: Callable[[timedelta], Awaitable[T]], *, windows: int = BUSY_SERVER_WINDOWS) -> T:
+        """``call(window)``, waiting through an outage, a server that does not answer included."""
+        return await self._ride_out(lambda: within_window(call, self.service.client, self.service.call_window, windows=windows))
+
     @property
     def _address(self) -> str:
         return self.service.client.service_client.config.target_host
@@ -263,7 +299,7 @@ class PaymentHandle:
             )
 
     async def _result(self) -> PaymentResult:
-        return await result_in_windows(self.workflow, self._address, self.service.result_poll_window)
+        return await result_in_windows(self.workflow, self.service.client, self.service.result_poll_window)
 
     async def input(self) -> PaymentInput:
         """The workflow's input, read back from the first event of its history."""
@@ -274,15 +310,33 @@ class PaymentHandle:
 
     async def history(self) -> WorkflowHistory:
         """The workflow's event history, so far."""
-        return await self._ride_out(self.workflow.fetch_history)
+        return await self._answered(lambda window: self.workflow.fetch_history(rpc_timeout=window))
 
     async def progress(self) -> PaymentProgress:
-        """Ask the workflow where it is (a Temporal query)."""
-        return await self._ride_out(lambda: self.workflow.query(PaymentWorkflow.progress))
+        """Ask the workflow where it is (a Temporal query, answered by a worker).
+
+        Raises:
+            QueryUnansweredError: no worker answered within the service's ``call_window``.
+        """
+        try:
+            # One window: a query that a live server does not answer waits for a worker, not for the server.
+            return await self._answered(
+                lambda window: self.workflow.query(PaymentWorkflow.progress, rpc_timeout=window), windows=1
+            )
+        except RPCError as err:
+            if not deadline_expired(err):
+                raise
+            raise QueryUnansweredError(
+                f"No worker answered the progress query of payment {self.payment_id!r} within "
+                f"{self.service.call_window.total_seconds():g} s. A query runs on a worker of task queue "
+                f"{self.service.task_queue!r}: none polls it, or all are busy. Start one "
+                "(`await lab.worker.start()`), or ask the server instead: `await handle.status()`."
+            ) from err
 
     async def status(self) -> PaymentStatusReport:
         """Describe the workflow."""
-        return _report(await self._ride_out(self.workflow.describe), self.service.workflow_url)
+        described = await self._answered(lambda window: self.workflow.describe(rpc_timeout=window))
+        return _report(described, self.service.workflow_url)
 
     async def cancel(self) -> None:
         """Ask the workflow to cancel; it settles the payment (refunding it if charged)."""
@@ -327,6 +381,8 @@ class PaymentService:
             server; None reads ``PAYMENTS_LAB_OUTAGE_WAIT`` (default 2 minutes).
         result_poll_window: How long one request for a payment's result waits on the
             server (see :data:`RESULT_POLL_WINDOW`).
+        call_window: How long a describe, query or history request may go unanswered (see
+            :data:`CALL_WINDOW`).
     """
 
     def __init__(
@@ -340,12 +396,15 @@ class PaymentService:
         scoped: bool = True,
         outage_wait: timedelta | None = None,
         result_poll_window: timedelta = RESULT_POLL_WINDOW,
+        call_window: timedelta = CALL_WINDOW,
     ) -> None:
-        if result_poll_window <= timedelta(0):
-            raise ValueError(f"result_poll_window must be positive, got {result_poll_window}")
+        for name, window in (("result_poll_window", result_poll_window), ("call_window", call_window)):
+            if window <= timedelta(0):
+                raise ValueError(f"{name} must be positive, got {window}")
         self.client = client
         self.outage_wait = outage_wait
         self.result_poll_window = result_poll_window
+        self.call_window = call_window
         self.task_queue = task_queue
         self.options = options
         self.execution_timeout = execution_timeout
@@ -377,6 +436,9 @@ class PaymentService:
 
         Raises:
             DuplicatePaymentError: this payment id was already submitted; nothing happened.
+            TemporalUnavailableError: the server did not confirm the start within the service's
+                ``call_window`` (it is gone, stopped or overloaded); the message says how to find
+                out whether the payment started.
         """
         try:
             handle = await self.client.start_workflow(
@@ -390,9 +452,21 @@ class PaymentService:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=_search_attributes(request),
+                rpc_timeout=self.call_window,
             )
         except WorkflowAlreadyStartedError:
             raise DuplicatePaymentError(request.payment_id, await self.status(request.payment_id)) from None
+        except RPCError as err:
+            if not (is_unreachable(err) or deadline_expired(err)):
+                raise
+            outage = await silence_as_outage(self.client) if deadline_expired(err) else err
+            raise TemporalUnavailableError(
+                f"The Temporal server at {self.client.service_client.config.target_host} did not confirm the "
+                f"start of payment {request.payment_id!r} ({(outage or err).message}). It may still start once the "
+                f"server answers: `await lab.service.status({request.payment_id!r})` tells. Starting it again "
+                "is safe: a payment that did start is refused as a duplicate (DuplicatePaymentError), never "
+                "run twice."
+            ) from err
         return PaymentHandle(self, handle, request.payment_id)
 
     async def start_early(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-from contextlib import redirect_stderr
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,11 +19,36 @@ from payments_lab.client import TemporalUnavailableError
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import open_lab
-from payments_lab.outage import outage_wait
+from payments_lab.outage import NOT_ANSWERING, outage_wait
 from payments_lab.server import EmbeddedServer
+from payments_lab.service import DuplicatePaymentError
 
 OUTAGE = 8.0
 """Seconds the server stays down: longer than the ~5 s after which a bare client call gives up."""
+
+RESULT_WINDOW = timedelta(seconds=1)
+"""The result windows of the tests of a stopped server (the kit's: 5 s)."""
+
+CALL_WINDOW = timedelta(seconds=4)
+"""Their describe and query windows (the kit's: 10 s): a query needs a worker, which takes a
+moment to poll again once the server is back."""
+
+FREEZE = 12.0
+"""Seconds a server stays stopped: more than a call's window and the 5 s health check after it."""
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="Ctrl-Z (SIGSTOP) stops a process on Linux and macOS only")
+
+
+@contextmanager
+def stopped(server: EmbeddedServer) -> Iterator[None]:
+    """The server stopped as Ctrl-Z stops it in a terminal, then resumed as ``fg`` does."""
+    assert server.pid is not None
+    pid = server.pid
+    os.kill(pid, signal.SIGSTOP)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)  # type: ignore[attr-defined,unused-ignore]
 
 
 async def test_waiting_payments_ride_out_a_server_restart(tmp_path: Path) -> None:
@@ -100,3 +129,75 @@ async def test_an_exercise_check_does_not_blame_the_payment_for_an_outage(tmp_pa
         await lab.close()
     assert result is not None and result.status is PaymentStatus.COMPLETED
     assert lab.repository.charge_count(handle.payment_id) == 1
+
+
+@posix_only
+async def test_waiting_calls_ride_out_a_server_stopped_with_ctrl_z() -> None:
+    # A stopped server keeps its port: the kernel accepts connections for it, nothing answers.
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped", server=server, options=FAST)
+    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
+    try:
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=2)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        said = io.StringIO()
+        with redirect_stderr(said):
+            with stopped(server):
+                waiting = [asyncio.ensure_future(call) for call in (handle.result(), handle.status(), handle.progress())]
+                await asyncio.sleep(FREEZE)
+                assert not any(w.done() for w in waiting), "no call gave up while the server was stopped"
+            result, report, progress = await asyncio.wait_for(asyncio.gather(*waiting), 60)
+    finally:
+        await lab.close()
+    assert result.status is PaymentStatus.COMPLETED
+    assert report.payment_id == progress.payment_id == handle.payment_id
+    assert lab.repository.charge_count(handle.payment_id) == 1
+    lines = said.getvalue().splitlines()
+    # Each of the three calls says once that the server does not answer, and once that it is back.
+    assert sum(NOT_ANSWERING in line for line in lines) == 3, lines
+    assert sum("is back" in line for line in lines) == 3, lines
+
+
+@posix_only
+async def test_a_server_stopped_past_the_bound_is_one_clear_error_and_fg_carries_on() -> None:
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-bound", server=server, options=FAST)
+    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
+    lab.service.outage_wait = timedelta(seconds=2)
+    try:
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=2)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        with stopped(server), redirect_stderr(io.StringIO()), pytest.raises(TemporalUnavailableError) as raised:
+            await asyncio.wait_for(handle.result(), 60)
+        with redirect_stderr(io.StringIO()):
+            result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        await lab.close()
+    message = str(raised.value)
+    assert NOT_ANSWERING in message and "`fg`" in message and "PAYMENTS_LAB_OUTAGE_WAIT" in message
+    assert result.status is PaymentStatus.COMPLETED
+    assert lab.repository.charge_count(handle.payment_id) == 1
+
+
+@posix_only
+async def test_a_start_a_stopped_server_leaves_unconfirmed_is_a_clear_error_and_safe_to_repeat() -> None:
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-start", server=server, options=FAST)
+    lab.service.call_window = CALL_WINDOW
+    try:
+        await lab.service.process(lab.request("1.00"))  # a server that has finished starting
+        request = lab.request("5.00")
+        with stopped(server), pytest.raises(TemporalUnavailableError) as raised:
+            await lab.service.start(request)
+        try:
+            handle = await lab.service.start(request)
+        except DuplicatePaymentError:  # the first start reached the server after all
+            handle = lab.service.handle(request.payment_id)
+        result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        await lab.close()
+    message = str(raised.value)
+    assert "did not confirm the start" in message and NOT_ANSWERING in message
+    assert "DuplicatePaymentError" in message and "status(" in message
+    assert result.status is PaymentStatus.COMPLETED
+    assert lab.repository.charge_count(request.payment_id) == 1

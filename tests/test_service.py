@@ -8,12 +8,13 @@ from datetime import timedelta
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
-from payments_lab.service import PaymentNotFoundError, PaymentService, _quote
+from payments_lab.service import PaymentNotFoundError, PaymentService, QueryUnansweredError, _quote, within_window
 from payments_lab.worker import BackgroundWorker
 
 
@@ -131,6 +132,34 @@ async def test_a_window_too_short_for_the_server_still_gives_the_result(
     assert result.status is PaymentStatus.COMPLETED
 
 
-def test_a_result_poll_window_must_be_positive(client: Client) -> None:
+def test_the_windows_must_be_positive(client: Client) -> None:
     with pytest.raises(ValueError, match="result_poll_window must be positive"):
         PaymentService(client, "q", result_poll_window=timedelta(0))
+    with pytest.raises(ValueError, match="call_window must be positive"):
+        PaymentService(client, "q", call_window=timedelta(seconds=-1))
+
+
+async def test_a_request_a_live_server_leaves_unanswered_gets_its_windows_then_raises_as_it_did(client: Client) -> None:
+    # The server answers its health check, so an expired window means busy, not gone: the
+    # request is made again, up to its windows, and its own error is raised, not an outage.
+    windows: list[timedelta] = []
+
+    async def never_answered(window: timedelta) -> None:
+        windows.append(window)
+        raise RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+
+    with pytest.raises(RPCError) as raised:
+        await within_window(never_answered, client, timedelta(seconds=1), windows=3)
+    assert windows == [timedelta(seconds=1)] * 3
+    assert raised.value.status is RPCStatusCode.CANCELLED
+
+
+async def test_a_query_no_worker_answers_is_a_clear_error_and_the_server_still_describes(client: Client, task_queue: str) -> None:
+    # No worker polls this task queue: the query waits for one until its window ends.
+    service = PaymentService(client, task_queue, options=FAST, call_window=timedelta(seconds=1))
+    handle = await service.start(request())
+    with pytest.raises(QueryUnansweredError) as raised:
+        await handle.progress()
+    assert repr(task_queue) in str(raised.value) and "handle.status()" in str(raised.value)
+    assert (await handle.status()).workflow_status == "running"
+    await handle.workflow.terminate("test over")
