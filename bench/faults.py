@@ -1,4 +1,4 @@
-"""Fault matrix: load with failing charges, a killed worker, a server outage, cancellations, CLI workers.
+"""Fault matrix: load with failing charges, a killed worker, a server outage, a stopped server, cancellations, CLI workers.
 
 Each scenario runs real payments on real servers, then audits what Temporal and the processor's
 ledger recorded, and prints::
@@ -14,7 +14,7 @@ ledger recorded, and prints::
 
 Usage::
 
-    python bench/faults.py                         # the five scenarios at full size
+    python bench/faults.py                         # the six scenarios at full size (server_stop: Linux, macOS)
     python bench/faults.py --scale 0.1             # a tenth of every count
     python bench/faults.py --only cancel --count cancel=300
 
@@ -59,13 +59,14 @@ from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
 from payments_lab.worker import READY_LINE, BackgroundWorker, WorkerProcess
 
-SCENARIOS = ("load", "worker_kill", "server_outage", "cancel", "cli_workers")
+SCENARIOS = ("load", "worker_kill", "server_outage", "server_stop", "cancel", "cli_workers")
 """The scenarios, in the order they run."""
 
 FULL_COUNTS: dict[str, int] = {
     "load": 1000,
     "worker_kill": 300,
     "server_outage": 100,
+    "server_stop": 100,
     "cancel": 100,
     "cli_workers": 30,
 }
@@ -324,17 +325,55 @@ async def scenario_worker_kill(count: int = 300, *, seed: int = 2, charge_latenc
 
 async def scenario_server_outage(count: int = 100, *, outage: float = 20.0, seed: int = 3, charge_latency: float = 1.0) -> Outcome:
     """``count`` clients wait for their payments while the server is ``kill -9``ed, down ``outage`` s, restarted on its file."""
-    outcome = Outcome("server_outage", count)
+
+    def restart(server: EmbeddedServer) -> None:
+        server.start()  # same port, same SQLite file
+
+    return await _server_away("server_outage", count, EmbeddedServer.kill, restart, outage=outage, seed=seed, charge_latency=charge_latency)
+
+
+async def scenario_server_stop(count: int = 100, *, outage: float = 20.0, seed: int = 5, charge_latency: float = 1.0) -> Outcome:
+    """``count`` clients wait for their payments while the server is stopped as Ctrl-Z stops it (SIGSTOP), ``outage`` s, then resumed.
+
+    A stopped server keeps its port: the kernel accepts connections for it and nothing answers.
+    """
+
+    def stop(server: EmbeddedServer) -> None:
+        os.kill(_pid(server), signal.SIGSTOP)  # type: ignore[attr-defined,unused-ignore]
+
+    def resume(server: EmbeddedServer) -> None:
+        os.kill(_pid(server), signal.SIGCONT)  # type: ignore[attr-defined,unused-ignore]
+
+    return await _server_away("server_stop", count, stop, resume, outage=outage, seed=seed, charge_latency=charge_latency)
+
+
+def _pid(server: EmbeddedServer) -> int:
+    assert server.pid is not None, "the server is not running"
+    return server.pid
+
+
+async def _server_away(
+    name: str,
+    count: int,
+    take_away: Callable[[EmbeddedServer], None],
+    bring_back: Callable[[EmbeddedServer], None],
+    *,
+    outage: float,
+    seed: int,
+    charge_latency: float,
+) -> Outcome:
+    """``count`` clients wait for their payments while ``take_away`` has the server away ``outage`` s, until ``bring_back``."""
+    outcome = Outcome(name, count)
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="faults-outage-") as folder:
+    with tempfile.TemporaryDirectory(prefix=f"faults-{name}-") as folder:
         server = EmbeddedServer(ui=False, db_file=Path(folder) / "temporal.sqlite", port=processes.free_port())
         repository = PaymentRepository(Path(folder) / "payments.sqlite")
         try:
             server.start()
             client = (await connect(address=server.address)).client
-            queue = _new_queue("outage")
+            queue = _new_queue(name)
             profile = FaultProfile(charge_failure_rate=0.0, charge_latency=charge_latency, seed=seed)
-            planned = _plan(count, seed, "outage")
+            planned = _plan(count, seed, name)
             service = PaymentService(client, queue, options=OPTIONS, outage_wait=timedelta(seconds=outage + 120))
             state = Drive()
             async with BackgroundWorker(client, queue, PaymentActivities(repository, fault_profile=profile)):
@@ -343,9 +382,11 @@ async def scenario_server_outage(count: int = 100, *, outage: float = 20.0, seed
                     await _until(lambda: state.started + outcome.client_errors >= count or running.done(), 120, "starts")
                     await _until(lambda: bool(repository.ledger()) or running.done(), 120, "a first charge")
                     outcome.notes["waiting_at_kill"] = state.started - state.finished
-                    server.kill()  # kill -9: every client is waiting for a result
-                    await asyncio.sleep(outage)
-                    server.start()  # same port, same SQLite file
+                    take_away(server)  # every client is waiting for a result
+                    try:
+                        await asyncio.sleep(outage)
+                    finally:
+                        bring_back(server)
                 finally:
                     await running
                 await audit(outcome, client, [p.request.payment_id for p in planned], repository)
@@ -526,6 +567,7 @@ SCENARIO_FUNCTIONS: dict[str, Callable[..., Awaitable[Outcome]]] = {
     "load": scenario_load,
     "worker_kill": scenario_worker_kill,
     "server_outage": scenario_server_outage,
+    "server_stop": scenario_server_stop,
     "cancel": scenario_cancel,
     "cli_workers": scenario_cli_workers,
 }
@@ -546,7 +588,10 @@ async def main(only: Sequence[str], counts: dict[str, int], outage: float) -> in
     quiet_logs()
     failed = []
     for name in only:
-        kwargs: dict[str, object] = {"outage": outage} if name == "server_outage" else {}
+        if name == "server_stop" and sys.platform == "win32":
+            print("server_stop=skipped (Windows has no SIGSTOP)", flush=True)
+            continue
+        kwargs: dict[str, object] = {"outage": outage} if name in ("server_outage", "server_stop") else {}
         outcome = await SCENARIO_FUNCTIONS[name](counts[name], **kwargs)
         for line in outcome.lines():
             print(line, flush=True)
@@ -559,10 +604,10 @@ async def main(only: Sequence[str], counts: dict[str, int], outage: float) -> in
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every count (default 1: 1000/300/100/100/30)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every count (default 1: 1000/300/100/100/100/30)")
     parser.add_argument("--count", action="append", default=[], metavar="NAME=N", help="payments of one scenario")
     parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)")
-    parser.add_argument("--outage", type=float, default=20.0, help="seconds the server stays down (default 20)")
+    parser.add_argument("--outage", type=float, default=20.0, help="seconds the server stays down or stopped (default 20)")
     args = parser.parse_args()
     marker = os.environ.setdefault(MARK_VARIABLE, f"faults-{uuid.uuid4().hex}")
     code = 2

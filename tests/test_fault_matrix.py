@@ -62,6 +62,15 @@ async def test_clients_ride_out_a_server_outage(marker: str) -> None:
     assert outcome.notes["waiting_at_kill"] == 10, "every client was waiting when the server died"
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Ctrl-Z (SIGSTOP) stops a process on Linux and macOS only")
+async def test_clients_ride_out_a_server_stopped_with_ctrl_z(marker: str) -> None:
+    # 12 s: more than a result's 5 s window and the 5 s health check that follows it.
+    outcome = await matrix.scenario_server_stop(10, outage=12.0)
+    assert_sound(outcome, marker)
+    assert outcome.statuses == {"completed": 10}
+    assert outcome.notes["waiting_at_kill"] == 10, "every client was waiting when the server stopped"
+
+
 async def test_cancellations_at_random_moments(marker: str) -> None:
     outcome = await matrix.scenario_cancel(20)
     assert_sound(outcome, marker)
