@@ -51,27 +51,31 @@ async def knock(address: str, timeout: float = 5.0) -> bool | None:
 
 
 class OutageWatch:
-    """Whether the server at ``address`` stopped accepting connections while a block ran.
+    """Whether the server of ``client`` was away while a block ran: gone, or there and silent.
 
     A deadline given to a payment (an exercise check's) is no verdict on the payment if
     the server was away meanwhile: the SDK's own retries can hide a short outage from
-    every call, so the watch knocks on the server's port itself, twice a second::
+    every call, so the watch asks the server itself, twice a second: a refused port, or
+    a health check unanswered within ``silent_after`` (a server stopped with Ctrl-Z still
+    has its port accept connections), is an outage::
 
-        async with OutageWatch(address) as watch:
+        async with OutageWatch(client) as watch:
             ...
         if watch.saw_outage: ...
     """
 
-    def __init__(self, address: str, every: float = 0.5) -> None:
-        self.address = address
+    def __init__(self, client: Client, every: float = 0.5, silent_after: timedelta = timedelta(seconds=2)) -> None:
+        self.client = client
+        self.address = client.service_client.config.target_host
         self.every = every
+        self.silent_after = silent_after
         self.saw_outage = False
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
     async def _knock(self) -> None:
         while not self._stopped:
-            if await knock(self.address) is False:  # refused: nothing listens there (slow is not gone)
+            if await knock(self.address) is False or not await answers(self.client, self.silent_after):
                 self.saw_outage = True
             await asyncio.sleep(self.every)
 
@@ -142,13 +146,18 @@ async def silence_as_outage(client: Client, within: timedelta = HEALTH_CHECK_WIN
     address = client.service_client.config.target_host
     if await knock(address) is False:
         return RPCError(f"nothing accepts connections at {address}", RPCStatusCode.UNAVAILABLE, b"")
+    if not await answers(client, within):
+        return RPCError(f"it {NOT_ANSWERING} within {_duration(within)}", RPCStatusCode.UNAVAILABLE, b"")
+    return None
+
+
+async def answers(client: Client, within: timedelta) -> bool:
+    """Whether the server of ``client`` answers a health check within ``within``."""
     try:
         await client.service_client.check_health(timeout=within)
     except RPCError:
-        return RPCError(
-            f"it {NOT_ANSWERING} within {_duration(within)}", RPCStatusCode.UNAVAILABLE, b""
-        )
-    return None
+        return False
+    return True
 
 
 async def ride_out(

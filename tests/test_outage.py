@@ -201,3 +201,34 @@ async def test_a_start_a_stopped_server_leaves_unconfirmed_is_a_clear_error_and_
     assert "DuplicatePaymentError" in message and "status(" in message
     assert result.status is PaymentStatus.COMPLETED
     assert lab.repository.charge_count(request.payment_id) == 1
+
+
+@posix_only
+async def test_an_exercise_check_does_not_blame_the_payment_for_a_stopped_server() -> None:
+    from payments_lab.exercises.checking import await_result
+
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-check", server=server, options=FAST)
+    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
+    try:
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=1)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+
+        async def resume_later() -> None:
+            await asyncio.sleep(OUTAGE)
+            os.kill(pid, signal.SIGCONT)  # type: ignore[attr-defined,unused-ignore]
+
+        assert server.pid is not None
+        pid = server.pid
+        os.kill(pid, signal.SIGSTOP)  # type: ignore[attr-defined,unused-ignore]
+        resuming = asyncio.ensure_future(resume_later())
+        try:
+            with redirect_stderr(io.StringIO()):
+                # The check gives the payment 3 s; the stop alone lasts longer.
+                result = await await_result(handle, 3.0)
+        finally:
+            await resuming
+    finally:
+        await lab.close()
+    assert result is not None and result.status is PaymentStatus.COMPLETED
+    assert lab.repository.charge_count(handle.payment_id) == 1

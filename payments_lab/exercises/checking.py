@@ -175,11 +175,10 @@ async def await_result(
     deadline starts again once it is back, with :data:`~payments_lab.outage.RECOVERY_ALLOWANCE`
     more for the workers to poll again.
     """
-    address = handle.service.client.service_client.config.target_host
     window = deadline
     give_up = time.monotonic() + deadline + outage_wait().total_seconds()
     while True:
-        async with OutageWatch(address) as watch:
+        async with OutageWatch(handle.service.client) as watch:
             try:
                 return await asyncio.wait_for(handle.result(), window)
             except WorkflowFailureError:
