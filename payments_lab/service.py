@@ -203,33 +203,26 @@ async def result_in_windows(handle: WorkflowHandle[Any, T], client: Client, wind
             answer (what :func:`payments_lab.outage.ride_out` waits through and bounds), never
             a window's expiry.
     """
-    while True:
-        try:
-            return await handle.result(rpc_timeout=window)
-        except RPCError as err:
-            # The server answers an expired window with "nothing yet" and the SDK asks
-            # again. A server too busy to answer within it ends the request instead: the
-            # client reports CANCELLED ("Timeout expired"), the server DEADLINE_EXCEEDED.
-            # So do a server that is gone and one that is stopped: tell them apart.
-            if not deadline_expired(err):
-                raise
-            outage = await silence_as_outage(client)
-            if outage is not None:
-                raise outage from err
+    # The server answers an expired window with "nothing yet" and the SDK asks again. A
+    # server too busy to answer within it ends the request instead, and so do a server that
+    # is gone and one that is stopped: within_window tells them apart.
+    return await within_window(lambda w: handle.result(rpc_timeout=w), client, window, windows=None)
 
 
 async def within_window(
-    call: Callable[[timedelta], Awaitable[T]], client: Client, window: timedelta = CALL_WINDOW, *, windows: int = 1
+    call: Callable[[timedelta], Awaitable[T]], client: Client, window: timedelta = CALL_WINDOW, *, windows: int | None = 1
 ) -> T:
     """``call(window)``: a request given ``window`` to be answered, and up to ``windows`` windows
-    in all while the server answers a health check but not the request (it is busy).
+    in all (None: no limit) while the server answers a health check but not the request (it is busy).
 
     Raises:
         RPCError: UNAVAILABLE if a window expired on a server that is gone or does not answer
             (:func:`payments_lab.outage.ride_out` waits through it); any other error, the last
-            expiry on a server that answers included, as the request raised it.
+            expiry on a server that answers included, as the request raised it. An expiry
+            is CANCELLED ("Timeout expired") when the client gave up, DEADLINE_EXCEEDED when
+            the server did.
     """
-    left = windows
+    made = 0
     while True:
         try:
             return await call(window)
@@ -239,8 +232,8 @@ async def within_window(
             outage = await silence_as_outage(client)
             if outage is not None:
                 raise outage from err
-            left -= 1
-            if left <= 0:
+            made += 1
+            if windows is not None and made >= windows:
                 raise
 
 
