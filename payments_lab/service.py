@@ -332,8 +332,12 @@ class PaymentHandle:
         return _report(described, self.service.workflow_url)
 
     async def cancel(self) -> None:
-        """Ask the workflow to cancel; it settles the payment (refunding it if charged)."""
-        await self.workflow.cancel()
+        """Ask the workflow to cancel; it settles the payment (refunding it if charged).
+
+        Asking again is harmless (measured: the server accepts a second request, and one made
+        after the workflow closed), so this waits through an outage as the reads do.
+        """
+        await self._answered(lambda window: self.workflow.cancel(rpc_timeout=window))
 
 
 @dataclass(frozen=True)

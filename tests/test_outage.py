@@ -232,3 +232,28 @@ async def test_an_exercise_check_does_not_blame_the_payment_for_a_stopped_server
         await lab.close()
     assert result is not None and result.status is PaymentStatus.COMPLETED
     assert lab.repository.charge_count(handle.payment_id) == 1
+
+
+@posix_only
+async def test_a_cancel_sent_to_a_stopped_server_reaches_the_payment_once_it_is_resumed() -> None:
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-cancel", server=server, options=FAST)
+    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
+    try:
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=4)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        said = io.StringIO()
+        with redirect_stderr(said):
+            with stopped(server):
+                cancelling = asyncio.ensure_future(handle.cancel())
+                await asyncio.sleep(FREEZE)
+                assert not cancelling.done(), "the cancel waits for the server"
+            await asyncio.wait_for(cancelling, 60)
+            result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        await lab.close()
+    assert result.status is PaymentStatus.REFUNDED
+    assert lab.repository.charge_count(handle.payment_id) == 1
+    assert lab.repository.balance(handle.payment_id) == 0
+    # Told, not left to the SDK's silent 30 s and its bare "Timeout expired".
+    assert sum(NOT_ANSWERING in line for line in said.getvalue().splitlines()) == 1
