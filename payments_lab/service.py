@@ -263,8 +263,7 @@ class PaymentHandle:
         return await ride_out(call, address=self._address, wait=self.service.outage_wait)
 
     async def _answered(self, call: Callable[[timedelta], Awaitable[T]], *, windows: int = BUSY_SERVER_WINDOWS) -> T:
-        """``call(window)``, waiting through an outage, a server that does not answer included."""
-        return await self._ride_out(lambda: within_window(call, self.service.client, self.service.call_window, windows=windows))
+        return await self.service.answered(call, windows=windows)
 
     @property
     def _address(self) -> str:
@@ -411,6 +410,15 @@ class PaymentService:
     def workflow_url(self, workflow_id: str) -> str | None:
         """Link to a workflow in the Web UI."""
         return workflow_url(self.ui_url, self.client.namespace, workflow_id)
+
+    async def answered(self, call: Callable[[timedelta], Awaitable[T]], *, windows: int = BUSY_SERVER_WINDOWS) -> T:
+        """``call(window)``, a request safe to make again, waiting through an outage (a server
+        that does not answer included) up to ``outage_wait``; see :func:`within_window`."""
+        return await ride_out(
+            lambda: within_window(call, self.client, self.call_window, windows=windows),
+            address=self.client.service_client.config.target_host,
+            wait=self.outage_wait,
+        )
 
     async def start(
         self,
@@ -577,12 +585,13 @@ class PaymentService:
             query: Any extra visibility condition, e.g. ``"ExecutionStatus = 'Running'"``.
             limit: At most this many.
         """
-        reports = [
-            _report(execution, self.workflow_url)
-            async for execution in self.client.list_workflows(
-                self.visibility_query(organization_id=organization_id, status=status, extra=query), limit=limit
-            )
-        ]
+        selection = self.visibility_query(organization_id=organization_id, status=status, extra=query)
+
+        async def listed(window: timedelta) -> list[PaymentStatusReport]:
+            listing = self.client.list_workflows(selection, limit=limit, rpc_timeout=window)
+            return [_report(execution, self.workflow_url) async for execution in listing]
+
+        reports = await self.answered(listed)
         return sorted(reports, key=lambda r: r.started_at, reverse=True)
 
     async def find_by_organization(self, organization_id: str) -> list[PaymentStatusReport]:
@@ -591,9 +600,8 @@ class PaymentService:
 
     async def count(self, *, organization_id: str | None = None, status: PaymentStatus | str | None = None, query: str | None = None) -> int:
         """How many payments match (the seed's ``count``), counted by the server."""
-        result = await self.client.count_workflows(
-            self.visibility_query(organization_id=organization_id, status=status, extra=query)
-        )
+        selection = self.visibility_query(organization_id=organization_id, status=status, extra=query)
+        result = await self.answered(lambda window: self.client.count_workflows(selection, rpc_timeout=window))
         return result.count
 
     async def metrics(self, *, organization_id: str | None = None) -> PaymentMetrics:

@@ -143,19 +143,21 @@ async def test_waiting_calls_ride_out_a_server_stopped_with_ctrl_z() -> None:
         said = io.StringIO()
         with redirect_stderr(said):
             with stopped(server):
-                waiting = [asyncio.ensure_future(call) for call in (handle.result(), handle.status(), handle.progress())]
+                calls = (handle.result(), handle.status(), handle.progress(), lab.service.count(), lab.service.search())
+                waiting = [asyncio.ensure_future(call) for call in calls]
                 await asyncio.sleep(FREEZE)
                 assert not any(w.done() for w in waiting), "no call gave up while the server was stopped"
-            result, report, progress = await asyncio.wait_for(asyncio.gather(*waiting), 60)
+            result, report, progress, count, found = await asyncio.wait_for(asyncio.gather(*waiting), 60)
     finally:
         await lab.close()
     assert result.status is PaymentStatus.COMPLETED
     assert report.payment_id == progress.payment_id == handle.payment_id
+    assert count == 1 and [r.payment_id for r in found] == [handle.payment_id]
     assert lab.repository.charge_count(handle.payment_id) == 1
     lines = said.getvalue().splitlines()
-    # Each of the three calls says once that the server does not answer, and once that it is back.
-    assert sum(NOT_ANSWERING in line for line in lines) == 3, lines
-    assert sum("is back" in line for line in lines) == 3, lines
+    # Each of the five calls says once that the server does not answer, and once that it is back.
+    assert sum(NOT_ANSWERING in line for line in lines) == 5, lines
+    assert sum("is back" in line for line in lines) == 5, lines
 
 
 @posix_only
