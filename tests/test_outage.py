@@ -23,8 +23,11 @@ from payments_lab.outage import NOT_ANSWERING, outage_wait
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import DuplicatePaymentError
 
-OUTAGE = 8.0
-"""Seconds the server stays down: longer than the ~5 s after which a bare client call gives up."""
+OUTAGE = 14.0
+"""Seconds the server stays down: longer than the 10 s that a client call's own retries can cover
+(sdk-core's default retry options: 100 ms × 1.7 up to 5 s, 10 s in all), so that every waiting
+call sees the outage. With 8 s, a loaded machine sometimes had all five calls retry through it
+unaware, and none said so."""
 
 RESULT_WINDOW = timedelta(seconds=1)
 """The result windows of the tests of a stopped server (the kit's: 5 s)."""
