@@ -7,8 +7,8 @@ import io
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, redirect_stderr
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,10 +18,10 @@ from conftest import FAST
 from payments_lab.client import TemporalUnavailableError
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
-from payments_lab.lab import open_lab
+from payments_lab.lab import Lab, open_lab
 from payments_lab.outage import NOT_ANSWERING, outage_wait
 from payments_lab.server import EmbeddedServer
-from payments_lab.service import DuplicatePaymentError
+from payments_lab.service import DuplicatePaymentError, PaymentHandle
 
 OUTAGE = 14.0
 """Seconds the server stays down: longer than the 10 s that a client call's own retries can cover
@@ -42,16 +42,38 @@ FREEZE = 12.0
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="Ctrl-Z (SIGSTOP) stops a process on Linux and macOS only")
 
 
-@contextmanager
-def stopped(server: EmbeddedServer) -> Iterator[None]:
-    """The server stopped as Ctrl-Z stops it in a terminal, then resumed as ``fg`` does."""
+def stop(server: EmbeddedServer) -> Callable[[], None]:
+    """Stop the server as Ctrl-Z stops it in a terminal; return what resumes it, as ``fg`` does."""
     assert server.pid is not None
     pid = server.pid
     os.kill(pid, signal.SIGSTOP)  # type: ignore[attr-defined,unused-ignore]
+    return lambda: os.kill(pid, signal.SIGCONT)  # type: ignore[attr-defined,unused-ignore]
+
+
+@contextmanager
+def stopped(server: EmbeddedServer) -> Iterator[None]:
+    """The server stopped for the block, then resumed."""
+    resume = stop(server)
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)  # type: ignore[attr-defined,unused-ignore]
+        resume()
+
+
+@asynccontextmanager
+async def charged_payment(name: str, *, answer_after: float) -> AsyncIterator[tuple[EmbeddedServer, Lab, PaymentHandle]]:
+    """A lab on a server of its own, with the test windows, and a payment whose money is taken
+    and whose charge answers ``answer_after`` s later."""
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab(name, server=server, options=FAST)
+    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
+    try:
+        charge = StepFaults(delay=answer_after)
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=charge), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        yield server, lab, handle
+    finally:
+        await lab.close()
 
 
 async def test_waiting_payments_ride_out_a_server_restart(tmp_path: Path) -> None:
@@ -137,13 +159,8 @@ async def test_an_exercise_check_does_not_blame_the_payment_for_an_outage(tmp_pa
 @posix_only
 async def test_waiting_calls_ride_out_a_server_stopped_with_ctrl_z() -> None:
     # A stopped server keeps its port: the kernel accepts connections for it, nothing answers.
-    server = EmbeddedServer(ui=False).start()
-    lab = await open_lab("stopped", server=server, options=FAST)
-    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
-    try:
-        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=2)), show_link=False)
-        await lab.wait_until_charged(handle.payment_id)
-        said = io.StringIO()
+    said = io.StringIO()
+    async with charged_payment("stopped", answer_after=2) as (server, lab, handle):
         with redirect_stderr(said):
             with stopped(server):
                 calls = (handle.result(), handle.status(), handle.progress(), lab.service.count(), lab.service.search())
@@ -151,8 +168,6 @@ async def test_waiting_calls_ride_out_a_server_stopped_with_ctrl_z() -> None:
                 await asyncio.sleep(FREEZE)
                 assert not any(w.done() for w in waiting), "no call gave up while the server was stopped"
             result, report, progress, count, found = await asyncio.wait_for(asyncio.gather(*waiting), 60)
-    finally:
-        await lab.close()
     assert result.status is PaymentStatus.COMPLETED
     assert report.payment_id == progress.payment_id == handle.payment_id
     assert count == 1 and [r.payment_id for r in found] == [handle.payment_id]
@@ -165,19 +180,12 @@ async def test_waiting_calls_ride_out_a_server_stopped_with_ctrl_z() -> None:
 
 @posix_only
 async def test_a_server_stopped_past_the_bound_is_one_clear_error_and_fg_carries_on() -> None:
-    server = EmbeddedServer(ui=False).start()
-    lab = await open_lab("stopped-bound", server=server, options=FAST)
-    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
-    lab.service.outage_wait = timedelta(seconds=2)
-    try:
-        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=2)), show_link=False)
-        await lab.wait_until_charged(handle.payment_id)
+    async with charged_payment("stopped-bound", answer_after=2) as (server, lab, handle):
+        lab.service.outage_wait = timedelta(seconds=2)
         with stopped(server), redirect_stderr(io.StringIO()), pytest.raises(TemporalUnavailableError) as raised:
             await asyncio.wait_for(handle.result(), 60)
         with redirect_stderr(io.StringIO()):
             result = await asyncio.wait_for(handle.result(), 60)
-    finally:
-        await lab.close()
     message = str(raised.value)
     assert NOT_ANSWERING in message and "`fg`" in message and "PAYMENTS_LAB_OUTAGE_WAIT" in message
     assert result.status is PaymentStatus.COMPLETED
@@ -212,42 +220,24 @@ async def test_a_start_a_stopped_server_leaves_unconfirmed_is_a_clear_error_and_
 async def test_an_exercise_check_does_not_blame_the_payment_for_a_stopped_server() -> None:
     from payments_lab.exercises.checking import await_result
 
-    server = EmbeddedServer(ui=False).start()
-    lab = await open_lab("stopped-check", server=server, options=FAST)
-    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
-    try:
-        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=1)), show_link=False)
-        await lab.wait_until_charged(handle.payment_id)
-
-        async def resume_later() -> None:
-            await asyncio.sleep(OUTAGE)
-            os.kill(pid, signal.SIGCONT)  # type: ignore[attr-defined,unused-ignore]
-
-        assert server.pid is not None
-        pid = server.pid
-        os.kill(pid, signal.SIGSTOP)  # type: ignore[attr-defined,unused-ignore]
-        resuming = asyncio.ensure_future(resume_later())
+    async with charged_payment("stopped-check", answer_after=1) as (server, lab, handle):
+        resume = stop(server)
+        resuming = asyncio.get_running_loop().call_later(OUTAGE, resume)
         try:
             with redirect_stderr(io.StringIO()):
                 # The check gives the payment 3 s; the stop alone lasts longer.
                 result = await await_result(handle, 3.0)
         finally:
-            await resuming
-    finally:
-        await lab.close()
+            resuming.cancel()
+            resume()  # a second SIGCONT changes nothing
     assert result is not None and result.status is PaymentStatus.COMPLETED
     assert lab.repository.charge_count(handle.payment_id) == 1
 
 
 @posix_only
 async def test_a_cancel_sent_to_a_stopped_server_reaches_the_payment_once_it_is_resumed() -> None:
-    server = EmbeddedServer(ui=False).start()
-    lab = await open_lab("stopped-cancel", server=server, options=FAST)
-    lab.service.result_poll_window, lab.service.call_window = RESULT_WINDOW, CALL_WINDOW
-    try:
-        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=4)), show_link=False)
-        await lab.wait_until_charged(handle.payment_id)
-        said = io.StringIO()
+    said = io.StringIO()
+    async with charged_payment("stopped-cancel", answer_after=4) as (server, lab, handle):
         with redirect_stderr(said):
             with stopped(server):
                 cancelling = asyncio.ensure_future(handle.cancel())
@@ -255,8 +245,6 @@ async def test_a_cancel_sent_to_a_stopped_server_reaches_the_payment_once_it_is_
                 assert not cancelling.done(), "the cancel waits for the server"
             await asyncio.wait_for(cancelling, 60)
             result = await asyncio.wait_for(handle.result(), 60)
-    finally:
-        await lab.close()
     assert result.status is PaymentStatus.REFUNDED
     assert lab.repository.charge_count(handle.payment_id) == 1
     assert lab.repository.balance(handle.payment_id) == 0
