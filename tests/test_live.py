@@ -19,7 +19,9 @@ from payments_lab.worker import BackgroundWorker
 
 
 async def test_a_retrying_charge_is_seen_live_and_drawn(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
-    options = PaymentOptions(initial_interval=timedelta(milliseconds=500), maximum_attempts=4)
+    # Retries 2 s apart: the figure is drawn while the attempt seen waiting still waits, even on
+    # a loaded machine (with 500 ms, CI once drew it already running).
+    options = PaymentOptions(initial_interval=timedelta(seconds=2), backoff_coefficient=1.0, maximum_attempts=4)
     service = PaymentService(client, task_queue, options=options)
     async with BackgroundWorker(client, task_queue, activities):
         handle = await service.start(PaymentRequest(new_id(), "org-acme", "u", "5", "EUR"), faults=FaultPlan.failing(charge=3))
@@ -30,7 +32,7 @@ async def test_a_retrying_charge_is_seen_live_and_drawn(client: Client, task_que
         (charge,) = pending
         assert charge.activity_type == "charge_payment" and charge.attempt >= 2
         assert charge.last_failure is not None and "simulated processor outage" in charge.last_failure
-        assert charge.retry_interval is not None and charge.retry_interval >= timedelta(milliseconds=500)
+        assert charge.retry_interval is not None and charge.retry_interval >= timedelta(seconds=2)
         figure = await draw_now(handle, repository)
         title = figure.axes[0].get_title()
         assert f"charge_payment: attempt {charge.attempt} due in" in title
