@@ -139,6 +139,13 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
             if "not healthy yet" in str(err) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
                 continue
+            if "Timeout expired" in str(err):
+                # Connected, and no answer in the SDK's 30 s: the port is there, the server silent.
+                raise TemporalUnavailableError(
+                    f"The Temporal server at {target_host} accepts connections but does not answer ({err}). "
+                    "If it was stopped with Ctrl-Z, `fg` in its terminal resumes it; otherwise its "
+                    "machine may be out of CPU or memory."
+                ) from err
             raise TemporalUnavailableError(
                 f"Could not reach a Temporal server at {target_host} ({err}). Is it running? "
                 "Unset TEMPORAL_ADDRESS to let the kit start its own."

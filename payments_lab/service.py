@@ -182,12 +182,14 @@ this window bounds that wait; a payment that simply runs long costs one cheap re
 
 
 CALL_WINDOW = timedelta(seconds=10)
-"""How long a describe, query or history request may go unanswered before the kit asks
-whether the server answers at all (a server stopped with Ctrl-Z answers nothing, for ever)."""
+"""How long a start, cancel, describe, query, history, search or count request may go unanswered
+before the kit asks whether the server answers at all (a server stopped with Ctrl-Z answers
+nothing, for ever)."""
 
 BUSY_SERVER_WINDOWS = 3
-"""Windows a describe or history request gets from a server that answers health checks but not it:
-with :data:`CALL_WINDOW`, the 30 s the SDK gives a request of its own accord."""
+"""Windows a request safe to repeat (all of them but a start and a query) gets from a server that
+answers health checks but not it: with :data:`CALL_WINDOW`, the 30 s the SDK gives a request of
+its own accord."""
 
 
 async def result_in_windows(handle: WorkflowHandle[Any, T], client: Client, window: timedelta = RESULT_POLL_WINDOW) -> T:

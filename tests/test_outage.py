@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST
-from payments_lab.client import TemporalUnavailableError
+from payments_lab.client import TemporalUnavailableError, connect
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab, open_lab
@@ -250,3 +250,14 @@ async def test_a_cancel_sent_to_a_stopped_server_reaches_the_payment_once_it_is_
     assert lab.repository.balance(handle.payment_id) == 0
     # Told, not left to the SDK's silent 30 s and its bare "Timeout expired".
     assert sum(NOT_ANSWERING in line for line in said.getvalue().splitlines()) == 1
+
+
+@posix_only
+async def test_connecting_to_a_stopped_server_says_to_resume_it() -> None:
+    # Nothing to ride out yet: connecting is the first call, and the SDK gives it 30 s.
+    with EmbeddedServer(ui=False) as server:
+        await (await connect(address=server.address)).close()  # a server that has finished starting
+        with stopped(server), pytest.raises(TemporalUnavailableError) as raised:
+            await connect(address=server.address)
+    message = str(raised.value)
+    assert NOT_ANSWERING in message and "`fg`" in message
