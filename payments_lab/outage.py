@@ -160,6 +160,73 @@ async def answers(client: Client, within: timedelta) -> bool:
     return True
 
 
+CALL_WINDOW = timedelta(seconds=10)
+"""How long a start, cancel, describe, query, history, search, count or listing request may go
+unanswered before the kit asks whether the server answers at all (a server stopped with Ctrl-Z
+answers nothing, for ever)."""
+
+BUSY_SERVER_WINDOWS = 3
+"""Windows a request safe to repeat (all of them but a start and a query) gets from a server that
+answers health checks but not it: with :data:`CALL_WINDOW`, the 30 s the SDK gives a request of
+its own accord."""
+
+
+async def within_window(
+    call: Callable[[timedelta], Awaitable[T]], client: Client, window: timedelta = CALL_WINDOW, *, windows: int | None = 1
+) -> T:
+    """``call(window)``: a request given ``window`` to be answered, and up to ``windows`` windows
+    in all (None: no limit) while the server answers a health check but not the request (it is busy).
+
+    Raises:
+        RPCError: UNAVAILABLE if a window expired on a server that is gone or does not answer
+            (:func:`ride_out` waits through it); any other error, the last expiry on a server
+            that answers included, as the request raised it. An expiry is CANCELLED ("Timeout
+            expired") when the client gave up, DEADLINE_EXCEEDED when the server did.
+    """
+    made = 0
+    while True:
+        try:
+            return await call(window)
+        except RPCError as err:
+            if not deadline_expired(err):
+                raise
+            outage = await silence_as_outage(client)
+            if outage is not None:
+                raise outage from err
+            made += 1
+            if windows is not None and made >= windows:
+                raise
+
+
+async def answered(
+    client: Client,
+    call: Callable[[timedelta], Awaitable[T]],
+    *,
+    window: timedelta = CALL_WINDOW,
+    windows: int = BUSY_SERVER_WINDOWS,
+    wait: timedelta | None = None,
+) -> T:
+    """``call(window)``, a read safe to make again, in windows (:func:`within_window`) and waiting
+    through an outage of the server of ``client``, a stopped server included (:func:`ride_out`).
+
+    Args:
+        client: The client ``call`` uses.
+        call: Makes the request, given how long it may wait for the answer.
+        window: How long one request may go unanswered.
+        windows: Windows in all while the server answers health checks but not the request.
+        wait: How long to wait for an unreachable server; None reads :func:`outage_wait`.
+
+    Raises:
+        TemporalUnavailableError: the server stayed unreachable, or silent, for longer than ``wait``.
+        RPCError: any other error of the request, as it raised it.
+    """
+    return await ride_out(
+        lambda: within_window(call, client, window, windows=windows),
+        address=client.service_client.config.target_host,
+        wait=wait,
+    )
+
+
 async def ride_out(
     call: Callable[[], Awaitable[T]],
     *,

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 from temporalio.api.workflowservice.v1 import ListNamespacesRequest
 from temporalio.client import Client
 
+from payments_lab.gathering import gather_all
+from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_window
 from payments_lab.search_attributes import CHECK_VERDICT, EXERCISE_ID
 from payments_lab.verdicts import WORKFLOW_TYPE
 
@@ -285,9 +288,16 @@ def namespace_client(client: Client, namespace: str) -> Client:
 
 
 async def check_records(client: Client) -> list[CheckRecord]:
-    """Every exercise check recorded in the client's namespace, oldest first."""
+    """Every exercise check recorded in the client's namespace, oldest first.
+
+    Waits through a server outage, a stopped server included (:func:`payments_lab.outage.answered`).
+    """
+    return await answered(client, lambda window: _check_records(client, window))
+
+
+async def _check_records(client: Client, window: timedelta) -> list[CheckRecord]:
     found = []
-    async for execution in client.list_workflows(RECORDS_QUERY, limit=MAX_RECORDS):
+    async for execution in client.list_workflows(RECORDS_QUERY, limit=MAX_RECORDS, rpc_timeout=window):
         attributes = execution.typed_search_attributes
         exercise, verdict = attributes.get(EXERCISE_ID), attributes.get(CHECK_VERDICT)
         if exercise is None or verdict is None:
@@ -297,17 +307,23 @@ async def check_records(client: Client) -> list[CheckRecord]:
     return sorted(found, key=lambda c: c.at)
 
 
-async def _last_payment_at(client: Client) -> datetime | None:
+async def _last_payment_at(client: Client, window: timedelta) -> datetime | None:
     # Visibility lists running workflows first, then closed ones by close time, newest first
     # (the SQL stores' default order, and Elasticsearch's): the first page holds the latest.
     times = []
-    async for execution in client.list_workflows(PAYMENTS_QUERY, limit=20, page_size=20):
+    async for execution in client.list_workflows(PAYMENTS_QUERY, limit=20, page_size=20, rpc_timeout=window):
         times.append(execution.close_time or execution.start_time)
     return max(times, default=None)
 
 
+async def _count(client: Client, query: str, window: timedelta) -> int:
+    return (await client.count_workflows(query, rpc_timeout=window)).count
+
+
 async def learner_progress(client: Client, course: Sequence[str] | None = None) -> LearnerProgress:
     """The progress of the learner whose namespace ``client`` uses.
+
+    Waits through a server outage, a stopped server included (:func:`payments_lab.outage.answered`).
 
     Args:
         client: Client of the learner's namespace.
@@ -317,21 +333,39 @@ async def learner_progress(client: Client, course: Sequence[str] | None = None) 
         from payments_lab.exercises import all_exercises
 
         course = [e.id for e in all_exercises()]
-    payments, failures, records, last_payment = await asyncio.gather(
-        client.count_workflows(PAYMENTS_QUERY),
-        client.count_workflows(FAILURES_QUERY),
-        check_records(client),
-        _last_payment_at(client),
+    return await ride_out(lambda: _learner_progress(client, course), address=_address(client))
+
+
+async def _learner_progress(client: Client, course: Sequence[str]) -> LearnerProgress:
+    """One learner's progress, each request in windows (:func:`payments_lab.outage.within_window`): an
+    outage is raised as UNAVAILABLE, for the caller to ride out once for all of them."""
+
+    def read(request: Callable[[timedelta], Awaitable[Any]]) -> Awaitable[Any]:
+        return within_window(request, client, windows=BUSY_SERVER_WINDOWS)
+
+    payments, failures, records, last_payment = await gather_all(
+        [
+            read(lambda window: _count(client, PAYMENTS_QUERY, window)),
+            read(lambda window: _count(client, FAILURES_QUERY, window)),
+            read(lambda window: _check_records(client, window)),
+            read(lambda window: _last_payment_at(client, window)),
+        ]
     )
-    return LearnerProgress(client.namespace, payments.count, failures.count, tuple(records), last_payment, tuple(course))
+    return LearnerProgress(client.namespace, payments, failures, tuple(records), last_payment, tuple(course))
 
 
 async def learner_namespaces(client: Client) -> list[str]:
     """The server's namespaces that belong to learners (all but ``default`` and ``temporal-system``), by name."""
+    return await answered(client, lambda window: _learner_namespaces(client, window))
+
+
+async def _learner_namespaces(client: Client, window: timedelta) -> list[str]:
     names: list[str] = []
     token = b""
     while True:
-        listed = await client.workflow_service.list_namespaces(ListNamespacesRequest(page_size=100, next_page_token=token))
+        listed = await client.workflow_service.list_namespaces(
+            ListNamespacesRequest(page_size=100, next_page_token=token), timeout=window
+        )
         names += [n.namespace_info.name for n in listed.namespaces if n.namespace_info.name not in SYSTEM_NAMESPACES]
         token = listed.next_page_token
         if not token:
@@ -347,6 +381,9 @@ async def room_view(
 ) -> RoomView:
     """Every learner's progress, one namespace each, read from visibility.
 
+    If the server is unreachable, or stopped and silent, this says so once and waits for it
+    (:func:`payments_lab.outage.ride_out`), then reads the whole room again.
+
     Args:
         client: A client of the room's server (any namespace).
         namespaces: The learners' namespaces; by default every namespace but ``default``.
@@ -355,21 +392,36 @@ async def room_view(
 
     Raises:
         ValueError: ``concurrency`` is below 1.
+        payments_lab.client.TemporalUnavailableError: the server stayed unreachable longer than
+            the kit waits (``PAYMENTS_LAB_OUTAGE_WAIT``).
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
-    names = sorted(namespaces) if namespaces is not None else await learner_namespaces(client)
     from payments_lab.exercises import all_exercises
 
     course = [e.id for e in all_exercises()]
+    return await ride_out(lambda: _room_view(client, namespaces, rules, concurrency, course), address=_address(client))
+
+
+async def _room_view(
+    client: Client, namespaces: Sequence[str] | None, rules: StuckRules, concurrency: int, course: Sequence[str]
+) -> RoomView:
+    if namespaces is not None:
+        names = sorted(namespaces)
+    else:
+        names = await within_window(lambda window: _learner_namespaces(client, window), client, windows=BUSY_SERVER_WINDOWS)
     semaphore = asyncio.Semaphore(concurrency)
 
     async def read(name: str) -> LearnerProgress:
         async with semaphore:
-            return await learner_progress(namespace_client(client, name), course)
+            return await _learner_progress(namespace_client(client, name), course)
 
-    learners = await asyncio.gather(*(read(name) for name in names))
+    learners = await gather_all(read(name) for name in names)
     return RoomView(tuple(learners), datetime.now(UTC), rules)
+
+
+def _address(client: Client) -> str:
+    return client.service_client.config.target_host
 
 
 async def progress_view(client: Client, *, rules: StuckRules = StuckRules()) -> RoomView:

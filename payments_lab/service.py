@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowHistory,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -45,7 +46,16 @@ from payments_lab.domain import (
 )
 from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan
-from payments_lab.outage import deadline_expired, is_unreachable, ride_out, silence_as_outage
+from payments_lab.outage import (
+    BUSY_SERVER_WINDOWS,
+    CALL_WINDOW,
+    answered,
+    deadline_expired,
+    is_unreachable,
+    ride_out,
+    silence_as_outage,
+    within_window,
+)
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.workflows import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
 
@@ -181,17 +191,6 @@ this window bounds that wait; a payment that simply runs long costs one cheap re
 """
 
 
-CALL_WINDOW = timedelta(seconds=10)
-"""How long a start, cancel, describe, query, history, search or count request may go unanswered
-before the kit asks whether the server answers at all (a server stopped with Ctrl-Z answers
-nothing, for ever)."""
-
-BUSY_SERVER_WINDOWS = 3
-"""Windows a request safe to repeat (all of them but a start and a query) gets from a server that
-answers health checks but not it: with :data:`CALL_WINDOW`, the 30 s the SDK gives a request of
-its own accord."""
-
-
 async def result_in_windows(handle: WorkflowHandle[Any, T], client: Client, window: timedelta = RESULT_POLL_WINDOW) -> T:
     """``await handle.result()``, asked for again every ``window`` (see :data:`RESULT_POLL_WINDOW`).
 
@@ -209,34 +208,6 @@ async def result_in_windows(handle: WorkflowHandle[Any, T], client: Client, wind
     # server too busy to answer within it ends the request instead, and so do a server that
     # is gone and one that is stopped: within_window tells them apart.
     return await within_window(lambda w: handle.result(rpc_timeout=w), client, window, windows=None)
-
-
-async def within_window(
-    call: Callable[[timedelta], Awaitable[T]], client: Client, window: timedelta = CALL_WINDOW, *, windows: int | None = 1
-) -> T:
-    """``call(window)``: a request given ``window`` to be answered, and up to ``windows`` windows
-    in all (None: no limit) while the server answers a health check but not the request (it is busy).
-
-    Raises:
-        RPCError: UNAVAILABLE if a window expired on a server that is gone or does not answer
-            (:func:`payments_lab.outage.ride_out` waits through it); any other error, the last
-            expiry on a server that answers included, as the request raised it. An expiry
-            is CANCELLED ("Timeout expired") when the client gave up, DEADLINE_EXCEEDED when
-            the server did.
-    """
-    made = 0
-    while True:
-        try:
-            return await call(window)
-        except RPCError as err:
-            if not deadline_expired(err):
-                raise
-            outage = await silence_as_outage(client)
-            if outage is not None:
-                raise outage from err
-            made += 1
-            if windows is not None and made >= windows:
-                raise
 
 
 class PaymentHandle:
@@ -416,11 +387,7 @@ class PaymentService:
     async def answered(self, call: Callable[[timedelta], Awaitable[T]], *, windows: int = BUSY_SERVER_WINDOWS) -> T:
         """``call(window)``, a request safe to make again, waiting through an outage (a server
         that does not answer included) up to ``outage_wait``; see :func:`within_window`."""
-        return await ride_out(
-            lambda: within_window(call, self.client, self.call_window, windows=windows),
-            address=self.client.service_client.config.target_host,
-            wait=self.outage_wait,
-        )
+        return await answered(self.client, call, window=self.call_window, windows=windows, wait=self.outage_wait)
 
     async def start(
         self,
@@ -467,14 +434,18 @@ class PaymentService:
             if not (is_unreachable(err) or deadline_expired(err)):
                 raise
             outage = await silence_as_outage(self.client) if deadline_expired(err) else err
-            raise TemporalUnavailableError(
-                f"The Temporal server at {self.client.service_client.config.target_host} did not confirm the "
-                f"start of payment {request.payment_id!r} ({(outage or err).message}). It may still start once the "
-                f"server answers: `await lab.service.status({request.payment_id!r})` tells. Starting it again "
-                "is safe: a payment that did start is refused as a duplicate (DuplicatePaymentError), never "
-                "run twice."
-            ) from err
+            raise self._unconfirmed_start(request.payment_id, outage or err) from err
         return PaymentHandle(self, handle, request.payment_id)
+
+    def _unconfirmed_start(self, payment_id: str, outage: RPCError) -> TemporalUnavailableError:
+        """The error of a start the server did not confirm, because of ``outage``."""
+        return TemporalUnavailableError(
+            f"The Temporal server at {self.client.service_client.config.target_host} did not confirm the "
+            f"start of payment {payment_id!r} ({outage.message}). It may still start once the "
+            f"server answers: `await lab.service.status({payment_id!r})` tells. Starting it again "
+            "is safe: a payment that did start is refused as a duplicate (DuplicatePaymentError), never "
+            "run twice."
+        )
 
     async def start_early(
         self,
@@ -504,6 +475,11 @@ class PaymentService:
 
         Raises:
             DuplicatePaymentError: this payment id was already submitted; nothing happened.
+            TemporalUnavailableError: the server is gone, or stopped and silent: it did not
+                confirm the start (the message says how to find out whether the payment started).
+            WorkflowUpdateRPCTimeoutOrCancelledError: the server answers, but the first answer
+                did not come within ``rpc_timeout`` (30 s when None): no worker polls the task
+                queue, or validation is slow. The workflow may have started and runs on.
         """
         operation = WithStartWorkflowOperation(
             PaymentWorkflow.run,
@@ -521,6 +497,16 @@ class PaymentService:
             )
         except WorkflowAlreadyStartedError:
             raise DuplicatePaymentError(request.payment_id, await self.status(request.payment_id)) from None
+        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+            # The operation holds the same failure: read it, or asyncio reports it as "never retrieved".
+            with suppress(Exception):
+                await asyncio.wait_for(operation.workflow_handle(), timeout=1)
+            if isinstance(err, RPCError) and not is_unreachable(err):
+                raise
+            outage = err if isinstance(err, RPCError) else await silence_as_outage(self.client)
+            if outage is None:  # the server answers: the update did not come back in time
+                raise
+            raise self._unconfirmed_start(request.payment_id, outage) from err
         handle = await operation.workflow_handle()
         return EarlyStart(answer, PaymentHandle(self, handle, request.payment_id))
 

@@ -18,8 +18,10 @@ from conftest import FAST
 from payments_lab.client import TemporalUnavailableError, connect
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.history import fetch_histories
 from payments_lab.lab import Lab, open_lab
 from payments_lab.outage import NOT_ANSWERING, outage_wait
+from payments_lab.progress import progress_view
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import DuplicatePaymentError, PaymentHandle
 
@@ -38,6 +40,10 @@ moment to poll again once the server is back."""
 
 FREEZE = 12.0
 """Seconds a server stays stopped: more than a call's window and the 5 s health check after it."""
+
+LONG_FREEZE = 17.0
+"""Seconds a server stays stopped for the reads that take the kit's own 10 s window, and 5 s more
+for the health check after it."""
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="Ctrl-Z (SIGSTOP) stops a process on Linux and macOS only")
 
@@ -261,3 +267,53 @@ async def test_connecting_to_a_stopped_server_says_to_resume_it() -> None:
             await connect(address=server.address)
     message = str(raised.value)
     assert NOT_ANSWERING in message and "`fg`" in message
+
+
+@posix_only
+async def test_the_room_view_and_history_fetches_ride_out_a_server_stopped_with_ctrl_z() -> None:
+    # These reads take the kit's own window (10 s), then 5 s for the health check: the stop
+    # must outlast both for them to notice it.
+    said = io.StringIO()
+    async with charged_payment("stopped-reads", answer_after=0) as (server, lab, handle):
+        await asyncio.wait_for(handle.result(), 60)
+        query = lab.service.visibility_query()
+        with redirect_stderr(said):
+            with stopped(server):
+                calls = (progress_view(lab.client), fetch_histories(lab.client, query=query, progress=False))
+                waiting = [asyncio.ensure_future(call) for call in calls]
+                await asyncio.sleep(LONG_FREEZE)
+                assert not any(w.done() for w in waiting), "no read gave up while the server was stopped"
+            view, histories = await asyncio.wait_for(asyncio.gather(*waiting), 60)
+    assert [(row.learner, row.payments) for row in view.learners] == [(lab.client.namespace, 1)]
+    assert [h.workflow_id for h in histories] == [handle.workflow_id]
+    lines = said.getvalue().splitlines()
+    # Each read says once that the server does not answer, and once that it is back: the room
+    # view's four requests and the listing before the fetches share one notice each.
+    assert sum(NOT_ANSWERING in line for line in lines) == 2, lines
+    assert sum("is back" in line for line in lines) == 2, lines
+
+
+@posix_only
+async def test_an_early_start_a_stopped_server_leaves_unconfirmed_is_a_clear_error_and_safe_to_repeat() -> None:
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-early", server=server, options=FAST)
+    try:
+        await lab.service.process(lab.request("1.00"))  # a server that has finished starting
+        request = lab.request("5.00")
+        said = io.StringIO()
+        with stopped(server), redirect_stderr(said), pytest.raises(TemporalUnavailableError) as raised:
+            await lab.service.start_early(request, rpc_timeout=timedelta(seconds=2))
+        try:
+            handle = (await lab.service.start_early(request)).handle
+        except DuplicatePaymentError:  # the first start reached the server after all
+            handle = lab.service.handle(request.payment_id)
+        result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        await lab.close()
+    message = str(raised.value)
+    assert "did not confirm the start" in message and NOT_ANSWERING in message
+    assert "DuplicatePaymentError" in message
+    # The SDK's own record of the failed call was read, not left for asyncio to report.
+    assert "never retrieved" not in said.getvalue()
+    assert result.status is PaymentStatus.COMPLETED
+    assert lab.repository.charge_count(request.payment_id) == 1

@@ -14,7 +14,8 @@ from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
-from payments_lab.service import PaymentNotFoundError, PaymentService, QueryUnansweredError, _quote, within_window
+from payments_lab.outage import within_window
+from payments_lab.service import PaymentNotFoundError, PaymentService, QueryUnansweredError, _quote
 from payments_lab.worker import BackgroundWorker
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHistory
 from tqdm.auto import tqdm
 
 from payments_lab.arguments import whole_number
+from payments_lab.gathering import gather_all
 from payments_lab.history.decoding import as_histories
-from payments_lab.outage import ride_out
+from payments_lab.outage import answered
 
 DEFAULT_CONCURRENCY = 32
 """Histories fetched at once by :func:`fetch_histories`: enough to keep a local server busy."""
@@ -20,10 +22,11 @@ DEFAULT_CONCURRENCY = 32
 async def fetch_history(client: Client, workflow_id: str, run_id: str | None = None) -> WorkflowHistory:
     """The history of one workflow run (the latest run when ``run_id`` is None).
 
-    If the server is unreachable, this waits for it (see :mod:`payments_lab.outage`).
+    If the server is unreachable, or stopped and silent, this waits for it (see
+    :func:`payments_lab.outage.answered`).
     """
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-    return await ride_out(handle.fetch_history, address=client.service_client.config.target_host)
+    return await answered(client, lambda window: handle.fetch_history(rpc_timeout=window))
 
 
 async def fetch_histories(
@@ -51,40 +54,34 @@ async def fetch_histories(
         ValueError: both or neither of ``workflows`` and ``query`` are given, or
             ``concurrency`` is below 1.
         temporalio.service.RPCError: a workflow does not exist (the other fetches stop).
+        payments_lab.client.TemporalUnavailableError: the server stayed unreachable, or stopped,
+            longer than the kit waits (``PAYMENTS_LAB_OUTAGE_WAIT``).
     """
     if (workflows is None) == (query is None):
         raise ValueError("pass either workflows (ids or (id, run id) pairs) or a visibility query, not both")
     whole_number("concurrency", concurrency, minimum=1)
     targets: list[tuple[str, str | None]]
     if query is not None:
-        targets = [(execution.id, execution.run_id) async for execution in client.list_workflows(query)]
+        targets = await answered(client, lambda window: _listed(client, query, window))
     elif isinstance(workflows, str):
         raise ValueError("workflows must be a list of workflow ids, not one string; use fetch_history for one")
     else:
         targets = [(w, None) if isinstance(w, str) else (w[0], w[1]) for w in workflows or ()]
-    results: list[WorkflowHistory | None] = [None] * len(targets)
     semaphore = asyncio.Semaphore(concurrency)
     with tqdm(total=len(targets), desc="histories", unit="history", disable=not progress) as bar:
 
-        async def fetch(index: int, workflow_id: str, run_id: str | None) -> None:
+        async def fetch(workflow_id: str, run_id: str | None) -> WorkflowHistory:
             async with semaphore:
-                results[index] = await fetch_history(client, workflow_id, run_id)
+                history = await fetch_history(client, workflow_id, run_id)
             bar.update()
+            return history
 
-        first_failure: BaseException | None = None
-        try:
-            async with asyncio.TaskGroup() as group:
-                for index, (workflow_id, run_id) in enumerate(targets):
-                    group.create_task(fetch(index, workflow_id, run_id))
-        except ExceptionGroup as failures:
-            # The first failure cancelled the other fetches: it is the one worth reading.
-            first_failure = failures.exceptions[0]
-    if first_failure is not None:
-        # Raised here, not inside the except block: there its context would be the group
-        # that contains it, a cycle that IPython's traceback display never finishes.
-        first_failure.__context__ = None
-        raise first_failure
-    return results  # type: ignore[return-value]
+        return await gather_all(fetch(workflow_id, run_id) for workflow_id, run_id in targets)
+
+
+async def _listed(client: Client, query: str, window: timedelta) -> list[tuple[str, str | None]]:
+    """The (workflow id, run id) of every workflow ``query`` lists, each page given ``window``."""
+    return [(execution.id, execution.run_id) async for execution in client.list_workflows(query, rpc_timeout=window)]
 
 
 def save_history(history: WorkflowHistory, path: str | Path) -> Path:
