@@ -51,6 +51,15 @@ class FaultPlan:
     notify: StepFaults = StepFaults()
     """Faults of the notify step."""
 
+    def __post_init__(self) -> None:
+        for step in ("validate", "charge", "notify"):
+            value = getattr(self, step)
+            if not isinstance(value, StepFaults):
+                raise ValueError(
+                    f"{step} must be a StepFaults, got {value!r}: e.g. FaultPlan({step}=StepFaults(fail_first=2)), "
+                    f"or FaultPlan.failing({step}=2)"
+                )
+
     @classmethod
     def failing(cls, *, validate: int = 0, charge: int = 0, notify: int = 0) -> FaultPlan:
         """A plan that fails the first N attempts of each step: ``FaultPlan.failing(charge=2)``."""
@@ -64,6 +73,22 @@ class FaultPlan:
     def is_empty(self) -> bool:
         """Whether the plan injects nothing."""
         return self == FaultPlan()
+
+
+def fault_plan(faults: object) -> FaultPlan:
+    """``faults`` if it is a :class:`FaultPlan`; a plan without faults for None.
+
+    Raises:
+        ValueError: anything else; the faults of one step (a :class:`StepFaults`) get the fix:
+            a plan says which step they are for.
+    """
+    if faults is None:
+        return FaultPlan()
+    if isinstance(faults, FaultPlan):
+        return faults
+    if isinstance(faults, StepFaults):
+        raise ValueError(f"faults must be a FaultPlan, got the faults of one step: say which, e.g. FaultPlan(charge={faults!r})")
+    raise ValueError(f"faults must be a FaultPlan, e.g. FaultPlan.failing(charge=2), got {faults!r}")
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,18 @@ TUNED = PaymentOptions(local_validation=True, local_notification=True)
 """The seed's options with the cheap steps as local activities: only the charge, which
 must survive a crash with a heartbeat and idempotency, goes through a task queue."""
 
+
+def payment_options(options: object, default: PaymentOptions) -> PaymentOptions:
+    """``options`` if they are :class:`PaymentOptions`; ``default`` for None.
+
+    Raises:
+        ValueError: anything else (a dict of options is not read: it would be silently ignored).
+    """
+    if options is None:
+        return default
+    if isinstance(options, PaymentOptions):
+        return options
+    raise ValueError(
+        f"options must be PaymentOptions, e.g. TUNED or PaymentOptions(charge_timeout=timedelta(seconds=5)), got {options!r}"
+    )
+

@@ -133,6 +133,17 @@ async def test_the_same_payment_id_is_refused_at_the_door(checkout: Checkout) ->
     assert (await handle.result()).status is PaymentStatus.CANCELLED
 
 
+async def test_faults_or_options_of_the_wrong_kind_are_refused_at_the_door(checkout: Checkout) -> None:
+    request = _request()
+    with pytest.raises(ValueError, match="faults must be a FaultPlan, got the faults of one step"):
+        await checkout.start(request, faults=StepFaults(decline=True))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="options must be PaymentOptions"):
+        Checkout(checkout.service, options={"charge_timeout": 5})  # type: ignore[arg-type]
+    handle = await checkout.start(request)
+    await handle.cancel()  # nothing left waiting for the customer
+    assert (await handle.result()).status is PaymentStatus.CANCELLED
+
+
 async def test_fifteen_minutes_without_an_answer_cancel_the_payment_with_time_skipping(
     checkout: Checkout, repository: PaymentRepository
 ) -> None:

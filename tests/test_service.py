@@ -164,3 +164,30 @@ async def test_a_query_no_worker_answers_is_a_clear_error_and_the_server_still_d
     assert repr(task_queue) in str(raised.value) and "handle.status()" in str(raised.value)
     assert (await handle.status()).workflow_status == "running"
     await handle.workflow.terminate("test over")
+
+
+@pytest.mark.parametrize(
+    ("start_options", "message"),
+    [
+        ({"faults": StepFaults(fail_first=1)}, r"faults must be a FaultPlan, got the faults of one step: say which"),
+        ({"faults": {"charge": {"fail_first": 1}}}, r"faults must be a FaultPlan"),
+        ({"options": {"charge_timeout": 5}}, r"options must be PaymentOptions"),
+    ],
+)
+async def test_a_start_with_faults_or_options_of_the_wrong_kind_is_refused_and_starts_nothing(
+    client: Client, task_queue: str, start_options: dict[str, object], message: str
+) -> None:
+    # Before, the workflow read a StepFaults as a plan without faults: the learner's failure never happened.
+    service = PaymentService(client, task_queue)
+    refused = request()
+    with pytest.raises(ValueError, match=message):
+        await service.start(refused, **start_options)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        await service.start_early(refused, **start_options)  # type: ignore[arg-type]
+    with pytest.raises(PaymentNotFoundError):
+        await service.status(refused.payment_id)
+
+
+def test_a_service_refuses_default_options_of_the_wrong_kind(client: Client) -> None:
+    with pytest.raises(ValueError, match="options must be PaymentOptions"):
+        PaymentService(client, "payments", options={"charge_timeout": 5})  # type: ignore[arg-type]
