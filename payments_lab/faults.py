@@ -38,6 +38,8 @@ class StepFaults:
         whole_number("fail_first", self.fail_first)
         whole_number("hang_first", self.hang_first)
         seconds("delay", self.delay)
+        if not isinstance(self.decline, bool):
+            raise ValueError(f"decline must be True or False, got {self.decline!r}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,14 @@ class FaultPlan:
                 raise ValueError(
                     f"{step} must be a StepFaults, got {value!r}: e.g. FaultPlan({step}=StepFaults(fail_first=2)), "
                     f"or FaultPlan.failing({step}=2)"
+                )
+        for step in ("validate", "notify"):
+            if getattr(self, step).decline:
+                # Only the processor declines, at the charge: elsewhere the flag would do nothing.
+                raise ValueError(
+                    f"decline is the processor's answer to a charge, not a {step} fault: use "
+                    "FaultPlan(charge=StepFaults(decline=True)); validation declines a request that breaks a "
+                    "payment rule (e.g. an unknown organization)"
                 )
 
     @classmethod

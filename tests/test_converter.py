@@ -40,7 +40,7 @@ async def test_the_workflow_input_round_trips_with_every_nested_type() -> None:
     value = PaymentInput(
         PaymentRequest("p-1", "org-acme", "u", "12.50", "EUR", "coffee"),
         PaymentOptions(initial_interval=timedelta(milliseconds=250), charge_heartbeat_timeout=None),
-        FaultPlan(charge=StepFaults(fail_first=2, delay=0.5), notify=StepFaults(decline=True)),
+        FaultPlan(charge=StepFaults(fail_first=2, delay=0.5, decline=True), notify=StepFaults(hang_first=1)),
     )
     assert await round_trip(value, PaymentInput) == value
 

@@ -24,6 +24,7 @@ def test_plan_shortcut_sets_fail_first_per_step() -> None:
         ({"hang_first": True}, "hang_first must be a whole number >= 0"),
         ({"delay": -0.1}, "delay must be a number of seconds >= 0"),
         ({"delay": float("nan")}, "delay must be a number of seconds >= 0"),
+        ({"decline": "yes"}, "decline must be True or False"),
     ],
 )
 def test_step_faults_refuse_nonsense(kwargs: dict[str, object], message: str) -> None:
@@ -35,6 +36,14 @@ def test_a_plan_refuses_a_step_that_is_not_step_faults() -> None:
     # A number where a StepFaults belongs would only fail inside the workflow, which would wait for ever.
     with pytest.raises(ValueError, match=r"charge must be a StepFaults, got 2: .*FaultPlan.failing\(charge=2\)"):
         FaultPlan(charge=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("step", ["validate", "notify"])
+def test_a_plan_refuses_a_decline_outside_the_charge(step: str) -> None:
+    # Only the charge reads it: anywhere else it would silently do nothing.
+    with pytest.raises(ValueError, match=rf"not a {step} fault: use FaultPlan\(charge=StepFaults\(decline=True\)\)"):
+        FaultPlan(**{step: StepFaults(decline=True)})  # type: ignore[arg-type]
+    assert FaultPlan(charge=StepFaults(decline=True)).charge.decline
 
 
 def test_fault_plan_takes_a_plan_or_none_and_names_the_fix_for_one_step() -> None:
