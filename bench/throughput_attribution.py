@@ -7,7 +7,9 @@ attributes (``OrganizationId``, ``PaymentCurrency`` and ``PaymentStatus`` at sta
 final status upserted as the payment ends), the charge's heartbeat timeout (how a crashed
 worker is noticed in seconds), and all three together. Each part is switched off in this
 process only, between batches, so every side runs on the same server and the same workers
-in the same run. Prints ``name=value`` lines.
+in the same run. Beside them, the kit and bare temporalio on workers without Temporal's
+sandbox: not a way to run (the kit never does), a measure of what the sandbox costs each side.
+Prints ``name=value`` lines.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import temporalio.workflow
+from bare_workflow import BareWorkflow, charge, notify, validate
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes
-from throughput import _cpu_seconds, _history_costs, _timed, bare_worker, run_bare
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from throughput import _core_thread_cpu_seconds, _cpu_seconds, _history_costs, _timed, bare_worker, run_bare
 
 import payments_lab.service
 from payments_lab.activities import PaymentActivities
@@ -35,6 +39,7 @@ from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentService
 from payments_lab.worker import create_worker
+from payments_lab.workflows import PaymentWorkflow
 
 ATTEMPT_LOG = "attempt_log"
 SEARCH_ATTRIBUTES = "search_attributes"
@@ -52,6 +57,9 @@ class Side:
     """Parts of the kit switched off while this side runs."""
     bare: bool = False
     """Bare temporalio instead of the kit."""
+    sandboxed: bool = True
+    """Workflows run in Temporal's sandbox, as everywhere in the kit; without it, the figures say
+    what the sandbox costs that side (it re-imports the workflow's module for every run)."""
 
 
 SIDES = (
@@ -59,6 +67,8 @@ SIDES = (
     Side("kit"),
     *(Side(f"kit_without_{part}", frozenset({part})) for part in PARTS),
     Side("kit_without_all_three", frozenset(PARTS)),
+    Side("bare_unsandboxed", bare=True, sandboxed=False),
+    Side("kit_unsandboxed", sandboxed=False),
 )
 
 
@@ -100,16 +110,19 @@ async def main(batch: int, rounds: int) -> None:
     quiet_logs()
     with EmbeddedServer(ui=False) as server:
         client: Client = (await connect(address=server.address)).client
-        kit_queue, bare_queue = f"attr-kit-{uuid.uuid4().hex[:6]}", f"attr-bare-{uuid.uuid4().hex[:6]}"
+        queues = {(bare, sandboxed): f"attr-{uuid.uuid4().hex[:6]}" for bare in (False, True) for sandboxed in (False, True)}
         services = {
-            False: PaymentService(client, kit_queue),
-            True: PaymentService(client, kit_queue, options=PaymentOptions(charge_heartbeat_timeout=None)),
+            (heartbeat_off, sandboxed): PaymentService(
+                client, queues[False, sandboxed], options=PaymentOptions(charge_heartbeat_timeout=None) if heartbeat_off else PaymentOptions()
+            )
+            for heartbeat_off in (False, True)
+            for sandboxed in (False, True)
         }
 
         def payment(side: Side) -> Callable[[], Awaitable[object]]:
             if side.bare:
-                return lambda: run_bare(client, bare_queue, f"bare-{uuid.uuid4().hex}")
-            service = services[HEARTBEAT_TIMEOUT in side.without]
+                return lambda: run_bare(client, queues[True, side.sandboxed], f"bare-{uuid.uuid4().hex}")
+            service = services[HEARTBEAT_TIMEOUT in side.without, side.sandboxed]
 
             async def kit_payment() -> object:
                 request = PaymentRequest(uuid.uuid4().hex[:12], "org-acme", "bench", "10.00", "EUR")
@@ -120,10 +133,31 @@ async def main(batch: int, rounds: int) -> None:
 
         last_payment: dict[str, str] = {}
         seconds = dict.fromkeys((side.name for side in SIDES), 0.0)
-        server_cpu, own_cpu = dict(seconds), dict(seconds)
+        server_cpu, own_cpu, core_cpu = dict(seconds), dict(seconds), dict(seconds)
         repository = PaymentRepository()
-        kit_worker = create_worker(client, kit_queue, PaymentActivities(repository))
-        async with kit_worker, bare_worker(client, bare_queue):
+        activities = PaymentActivities(repository)
+        workers = (
+            create_worker(client, queues[False, True], activities),
+            bare_worker(client, queues[True, True]),
+            # The same workers without the sandbox (the worker options that matter here are the same).
+            Worker(
+                client,
+                task_queue=queues[False, False],
+                workflows=[PaymentWorkflow],
+                activities=activities.all,
+                max_concurrent_activities=100,
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ),
+            Worker(
+                client,
+                task_queue=queues[True, False],
+                workflows=[BareWorkflow],
+                activities=[validate, charge, notify],
+                max_concurrent_activities=100,
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ),
+        )
+        async with workers[0], workers[1], workers[2], workers[3]:
             for side in SIDES:  # warm up every path
                 with _switched_off(side.without):
                     await _timed(payment(side), 20)
@@ -131,16 +165,23 @@ async def main(batch: int, rounds: int) -> None:
                 # Forwards, then backwards: each side follows a different one from round to round.
                 for side in SIDES if round_number % 2 == 0 else SIDES[::-1]:
                     with _switched_off(side.without):
-                        server_before, own_before = _cpu_seconds(server.pid), time.process_time()
+                        server_before, own_before, core_before = (
+                            _cpu_seconds(server.pid),
+                            time.process_time(),
+                            _core_thread_cpu_seconds(),
+                        )
                         _, elapsed = await _timed(payment(side), batch)
                         server_cpu[side.name] += _cpu_seconds(server.pid) - server_before
                         own_cpu[side.name] += time.process_time() - own_before
+                        core_cpu[side.name] += _core_thread_cpu_seconds() - core_before
                         seconds[side.name] += elapsed
             # What each side's last payment left behind: proof that its switches took effect.
             left = {}
-            for side in SIDES[1:]:
+            for side in SIDES:
+                if side.bare:
+                    continue
                 payment_id = last_payment[side.name]
-                workflow_id = services[False].handle(payment_id).workflow_id
+                workflow_id = services[False, True].handle(payment_id).workflow_id
                 costs = await _history_costs(client, workflow_id)
                 history = await client.get_workflow_handle(workflow_id).fetch_history()
                 heartbeat = max(
@@ -164,6 +205,7 @@ async def main(batch: int, rounds: int) -> None:
             print(f"{side.name}_vs_kit_throughput_ratio={seconds['kit'] / seconds[side.name]:.3f}")
         print(f"{side.name}_server_cpu_ms_per_payment={server_cpu[side.name] * 1000 / payments:.1f}")
         print(f"{side.name}_worker_and_client_cpu_ms_per_payment={own_cpu[side.name] * 1000 / payments:.1f}")
+        print(f"{side.name}_sdk_core_threads_cpu_ms_per_payment={core_cpu[side.name] * 1000 / payments:.1f}")
         for name, value in left.get(side.name, {}).items():
             print(f"{side.name}_{name}={value:g}")
 
