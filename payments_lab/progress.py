@@ -24,7 +24,7 @@ import html
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -49,6 +49,8 @@ RECORDS_QUERY = f"WorkflowType = '{WORKFLOW_TYPE}'"
 
 MAX_RECORDS = 1000
 """Check records read per learner at most (a learner checks a few dozen times in a workshop)."""
+
+T = TypeVar("T")
 
 SYSTEM_NAMESPACES = frozenset({"default", "temporal-system"})
 """Namespaces of a server that belong to no learner."""
@@ -337,20 +339,14 @@ async def learner_progress(client: Client, course: Sequence[str] | None = None) 
 
 
 async def _learner_progress(client: Client, course: Sequence[str]) -> LearnerProgress:
-    """One learner's progress, each request in windows (:func:`payments_lab.outage.within_window`): an
-    outage is raised as UNAVAILABLE, for the caller to ride out once for all of them."""
-
-    def read(request: Callable[[timedelta], Awaitable[Any]]) -> Awaitable[Any]:
-        return within_window(request, client, windows=BUSY_SERVER_WINDOWS)
-
-    payments, failures, records, last_payment = await gather_all(
-        [
-            read(lambda window: _count(client, PAYMENTS_QUERY, window)),
-            read(lambda window: _count(client, FAILURES_QUERY, window)),
-            read(lambda window: _check_records(client, window)),
-            read(lambda window: _last_payment_at(client, window)),
-        ]
-    )
+    """One learner's progress, read without riding out an outage: the caller does, once for all."""
+    reads: list[Awaitable[Any]] = [
+        _windowed(client, lambda window: _count(client, PAYMENTS_QUERY, window)),
+        _windowed(client, lambda window: _count(client, FAILURES_QUERY, window)),
+        _windowed(client, lambda window: _check_records(client, window)),
+        _windowed(client, lambda window: _last_payment_at(client, window)),
+    ]
+    payments, failures, records, last_payment = await gather_all(reads)
     return LearnerProgress(client.namespace, payments, failures, tuple(records), last_payment, tuple(course))
 
 
@@ -409,7 +405,7 @@ async def _room_view(
     if namespaces is not None:
         names = sorted(namespaces)
     else:
-        names = await within_window(lambda window: _learner_namespaces(client, window), client, windows=BUSY_SERVER_WINDOWS)
+        names = await _windowed(client, lambda window: _learner_namespaces(client, window))
     semaphore = asyncio.Semaphore(concurrency)
 
     async def read(name: str) -> LearnerProgress:
@@ -418,6 +414,12 @@ async def _room_view(
 
     learners = await gather_all(read(name) for name in names)
     return RoomView(tuple(learners), datetime.now(UTC), rules)
+
+
+def _windowed(client: Client, request: Callable[[timedelta], Awaitable[T]]) -> Awaitable[T]:
+    """``request`` in windows (:func:`payments_lab.outage.within_window`): an outage comes out as
+    UNAVAILABLE, for one ride-out around the whole view instead of a notice per request."""
+    return within_window(request, client, windows=BUSY_SERVER_WINDOWS)
 
 
 def _address(client: Client) -> str:
