@@ -26,7 +26,7 @@ from payments_lab.domain import (
     ValidationResult,
     validate_request,
 )
-from payments_lab.faults import NO_FAULTS, FaultProfile, StepFaults
+from payments_lab.faults import NO_FAULTS, FaultProfile, StepFaults, checked_fault_profile
 from payments_lab.repository import (
     AttemptRecord,
     ChargeOutcome,
@@ -135,6 +135,16 @@ class PaymentActivities:
         self.repository = repository
         self.fault_profile = fault_profile
         self.identity = identity or default_identity()
+
+    @property
+    def fault_profile(self) -> FaultProfile:
+        """Faults applied to every payment; the next attempt uses a new one."""
+        return self._fault_profile
+
+    @fault_profile.setter
+    def fault_profile(self, profile: FaultProfile) -> None:
+        # Checked here: a wrong kind would only fail inside the charge, attempt after attempt.
+        self._fault_profile = checked_fault_profile(profile)
 
     @property
     def all(self) -> list[Callable[..., Any]]:

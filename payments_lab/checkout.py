@@ -32,8 +32,8 @@ from payments_lab.confirmation_messages import (
 )
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.errors import PaymentsLabError
-from payments_lab.faults import FaultPlan, fault_plan
-from payments_lab.messages import PaymentOptions, payment_options
+from payments_lab.faults import FaultPlan, checked_fault_plan
+from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService
 
@@ -58,7 +58,7 @@ class Checkout:
 
     def __init__(self, service: PaymentService, *, options: PaymentOptions | None = None) -> None:
         self.service = service
-        self.options = payment_options(options, service.options)
+        self.options = checked_payment_options(options, service.options)
 
     async def start(
         self,
@@ -76,7 +76,7 @@ class Checkout:
         try:
             handle = await service.client.start_workflow(
                 ConfirmedPaymentWorkflow.run,
-                ConfirmationInput(request, deadline, self.options, fault_plan(faults)),
+                ConfirmationInput(request, deadline, self.options, checked_fault_plan(faults)),
                 id=request.workflow_id,
                 task_queue=service.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

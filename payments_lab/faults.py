@@ -85,7 +85,7 @@ class FaultPlan:
         return self == FaultPlan()
 
 
-def fault_plan(faults: object) -> FaultPlan:
+def checked_fault_plan(faults: object) -> FaultPlan:
     """``faults`` if it is a :class:`FaultPlan`; a plan without faults for None.
 
     Raises:
@@ -127,6 +127,22 @@ class FaultProfile:
             return False
         draw = random.Random(f"{self.seed}:{payment_id}:{attempt}").random()
         return draw < self.charge_failure_rate
+
+
+def checked_fault_profile(profile: object) -> FaultProfile:
+    """``profile`` if it is a :class:`FaultProfile`.
+
+    Raises:
+        ValueError: anything else; a :class:`FaultPlan` (the faults of one payment) gets the fix.
+    """
+    if isinstance(profile, FaultProfile):
+        return profile
+    if isinstance(profile, FaultPlan):
+        raise ValueError(
+            "fault_profile must be a FaultProfile (faults of every payment: a failure rate, a latency), got a "
+            "FaultPlan, the faults of one payment: pass it to that payment, lab.start(request, faults=...)"
+        )
+    raise ValueError(f"fault_profile must be a FaultProfile, e.g. FaultProfile(charge_failure_rate=0.2), got {profile!r}")
 
 
 NO_FAULTS = FaultProfile(charge_failure_rate=0.0, charge_latency=0.0)

@@ -126,7 +126,7 @@ TUNED = PaymentOptions(local_validation=True, local_notification=True)
 must survive a crash with a heartbeat and idempotency, goes through a task queue."""
 
 
-def payment_options(options: object, default: PaymentOptions) -> PaymentOptions:
+def checked_payment_options(options: object, default: PaymentOptions) -> PaymentOptions:
     """``options`` if they are :class:`PaymentOptions`; ``default`` for None.
 
     Raises:

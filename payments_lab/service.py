@@ -45,8 +45,8 @@ from payments_lab.domain import (
     workflow_id_for,
 )
 from payments_lab.errors import PaymentsLabError
-from payments_lab.faults import FaultPlan, fault_plan
-from payments_lab.messages import payment_options
+from payments_lab.faults import FaultPlan, checked_fault_plan
+from payments_lab.messages import checked_payment_options
 from payments_lab.outage import (
     BUSY_SERVER_WINDOWS,
     CALL_WINDOW,
@@ -376,7 +376,7 @@ class PaymentService:
         self.result_poll_window = result_poll_window
         self.call_window = call_window
         self.task_queue = task_queue
-        self.options = payment_options(options, PaymentOptions())
+        self.options = checked_payment_options(options, PaymentOptions())
         self.execution_timeout = execution_timeout
         self.ui_url = ui_url
         self.scoped = scoped
@@ -418,7 +418,7 @@ class PaymentService:
         try:
             handle = await self.client.start_workflow(
                 PaymentWorkflow.run,
-                PaymentInput(request, payment_options(options, self.options), fault_plan(faults)),
+                PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults)),
                 id=request.workflow_id,
                 task_queue=self.task_queue,
                 execution_timeout=execution_timeout or self.execution_timeout,
@@ -484,7 +484,7 @@ class PaymentService:
         """
         operation = WithStartWorkflowOperation(
             PaymentWorkflow.run,
-            PaymentInput(request, payment_options(options, self.options), fault_plan(faults)),
+            PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults)),
             id=request.workflow_id,
             task_queue=self.task_queue,
             execution_timeout=execution_timeout or self.execution_timeout,

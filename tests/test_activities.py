@@ -18,7 +18,7 @@ from payments_lab.activities import (
     ValidateInput,
 )
 from payments_lab.domain import Payment, PaymentRequest, PaymentResult, PaymentStatus
-from payments_lab.faults import FaultProfile, StepFaults
+from payments_lab.faults import FaultPlan, FaultProfile, StepFaults
 from payments_lab.repository import PaymentRepository
 
 
@@ -137,3 +137,13 @@ async def test_settle_refunds_a_charged_payment(activities: PaymentActivities, r
     )
     assert status is PaymentStatus.REFUNDED
     assert repository.balance("p-1") == 0
+
+
+def test_a_fault_profile_of_the_wrong_kind_is_refused_and_the_old_one_kept(repository: PaymentRepository) -> None:
+    # A FaultPlan here used to fail inside every charge attempt ("has no attribute 'charge_fails'").
+    activities = PaymentActivities(repository, fault_profile=FaultProfile(charge_failure_rate=0.5))
+    with pytest.raises(ValueError, match=r"got a FaultPlan, the faults of one payment: .*lab.start\(request, faults=\.\.\.\)"):
+        activities.fault_profile = FaultPlan.failing(charge=1)  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="fault_profile must be a FaultProfile"):
+        PaymentActivities(repository, fault_profile=0.5)  # type: ignore[arg-type]
+    assert activities.fault_profile == FaultProfile(charge_failure_rate=0.5)

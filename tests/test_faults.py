@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from payments_lab.faults import NO_FAULTS, SEED_CHAPTER, FaultPlan, FaultProfile, StepFaults, fault_plan
+from payments_lab.faults import NO_FAULTS, SEED_CHAPTER, FaultPlan, FaultProfile, StepFaults, checked_fault_plan
 
 
 def test_plan_shortcut_sets_fail_first_per_step() -> None:
@@ -48,13 +48,13 @@ def test_a_plan_refuses_a_decline_outside_the_charge(step: str) -> None:
 
 def test_fault_plan_takes_a_plan_or_none_and_names_the_fix_for_one_step() -> None:
     plan = FaultPlan.failing(charge=1)
-    assert fault_plan(plan) is plan
-    assert fault_plan(None) == FaultPlan()
+    assert checked_fault_plan(plan) is plan
+    assert checked_fault_plan(None) == FaultPlan()
     # The faults of one step, passed as the plan, used to be read as a plan without faults.
     with pytest.raises(ValueError, match=r"say which, e\.g\. FaultPlan\(charge=StepFaults\(fail_first=1"):
-        fault_plan(StepFaults(fail_first=1))
+        checked_fault_plan(StepFaults(fail_first=1))
     with pytest.raises(ValueError, match="faults must be a FaultPlan"):
-        fault_plan({"charge": {"fail_first": 1}})
+        checked_fault_plan({"charge": {"fail_first": 1}})
 
 
 def test_profile_defaults_are_the_seed_chapter() -> None:
