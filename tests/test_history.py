@@ -402,6 +402,8 @@ async def test_fetching_refuses_bad_arguments_and_unknown_workflows(client: Clie
         await fetch_histories(client, ["a"], concurrency=0)
     with pytest.raises(ValueError, match="not one string"):
         await fetch_histories(client, "payment-x")
+    with pytest.raises(ValueError, match=r"workflow ids or \(workflow id, run id\) pairs, got \('payment-x',\)"):
+        await fetch_histories(client, [("payment-x",)])  # type: ignore[list-item]
     with pytest.raises(RPCError) as raised:
         await fetch_histories(client, [f"payment-{new_id('missing')}"], progress=False)
     assert raised.value.status is RPCStatusCode.NOT_FOUND

@@ -51,8 +51,8 @@ async def fetch_histories(
         The histories, in the order of ``workflows`` (or of the query's results).
 
     Raises:
-        ValueError: both or neither of ``workflows`` and ``query`` are given, or
-            ``concurrency`` is below 1.
+        ValueError: both or neither of ``workflows`` and ``query`` are given, an item of
+            ``workflows`` is neither an id nor an (id, run id) pair, or ``concurrency`` is below 1.
         temporalio.service.RPCError: a workflow does not exist (the other fetches stop).
         payments_lab.client.TemporalUnavailableError: the server stayed unreachable, or stopped,
             longer than the kit waits (``PAYMENTS_LAB_OUTAGE_WAIT``).
@@ -66,7 +66,7 @@ async def fetch_histories(
     elif isinstance(workflows, str):
         raise ValueError("workflows must be a list of workflow ids, not one string; use fetch_history for one")
     else:
-        targets = [(w, None) if isinstance(w, str) else (w[0], w[1]) for w in workflows or ()]
+        targets = [_target(w) for w in workflows or ()]
     semaphore = asyncio.Semaphore(concurrency)
     with tqdm(total=len(targets), desc="histories", unit="history", disable=not progress) as bar:
 
@@ -77,6 +77,15 @@ async def fetch_histories(
             return history
 
         return await gather_all(fetch(workflow_id, run_id) for workflow_id, run_id in targets)
+
+
+def _target(workflow: object) -> tuple[str, str | None]:
+    """A workflow id (its latest run) or a (workflow id, run id) pair, as (id, run id or None)."""
+    if isinstance(workflow, str):
+        return workflow, None
+    if isinstance(workflow, tuple) and len(workflow) == 2 and all(isinstance(part, str) for part in workflow):
+        return workflow[0], workflow[1]
+    raise ValueError(f"workflows must hold workflow ids or (workflow id, run id) pairs, got {workflow!r}")
 
 
 async def _listed(client: Client, query: str, window: timedelta) -> list[tuple[str, str | None]]:
