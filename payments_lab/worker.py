@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from payments_lab import processes
 from payments_lab.activities import PaymentActivities
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
-from payments_lab.faults import NO_FAULTS, FaultProfile
+from payments_lab.faults import NO_FAULTS, FaultProfile, checked_fault_profile
 from payments_lab.verdicts import ExerciseCheckWorkflow
 from payments_lab.workflows import PaymentWorkflow
 
@@ -182,6 +182,16 @@ class WorkerProcess(processes.ChildProcess):
         self.namespace = namespace
         self.fault_profile = fault_profile
         super().__init__("The worker process")
+
+    @property
+    def fault_profile(self) -> FaultProfile:
+        """Faults applied to every payment; a new one takes effect when the process starts again."""
+        return self._fault_profile
+
+    @fault_profile.setter
+    def fault_profile(self, profile: FaultProfile) -> None:
+        # Checked here, in the cell that sets it, not when the process is next started.
+        self._fault_profile = checked_fault_profile(profile)
 
     def __repr__(self) -> str:
         return f"WorkerProcess(pid={self.pid}, task_queue={self.task_queue!r}, running={self.running})"

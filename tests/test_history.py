@@ -404,6 +404,9 @@ async def test_fetching_refuses_bad_arguments_and_unknown_workflows(client: Clie
         await fetch_histories(client, "payment-x")
     with pytest.raises(ValueError, match=r"workflow ids or \(workflow id, run id\) pairs, got \('payment-x',\)"):
         await fetch_histories(client, [("payment-x",)])  # type: ignore[list-item]
+    with pytest.raises(RPCError) as listed:  # a list pair is a pair: it reaches the server
+        await fetch_histories(client, [[f"payment-{new_id('missing')}", str(uuid.uuid4())]], progress=False)  # type: ignore[list-item]
+    assert listed.value.status is RPCStatusCode.NOT_FOUND, listed.value
     with pytest.raises(RPCError) as raised:
         await fetch_histories(client, [f"payment-{new_id('missing')}"], progress=False)
     assert raised.value.status is RPCStatusCode.NOT_FOUND

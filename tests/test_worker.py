@@ -6,12 +6,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client
 
 from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities
 from payments_lab.domain import PaymentRequest, PaymentStatus
-from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.faults import NO_FAULTS, FaultPlan, StepFaults
 from payments_lab.processes import pid_alive
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
@@ -59,3 +60,13 @@ async def test_a_worker_killed_mid_charge_is_replaced_and_charges_once(
     assert [(a.attempt, a.outcome) for a in charges] == [(1, "running"), (2, "completed")]
     assert charges[0].worker != charges[1].worker
     assert recovery < 30
+
+
+def test_a_worker_process_refuses_a_fault_plan_as_its_profile(tmp_path: Path) -> None:
+    # Before, the mistake surfaced only when the process was next started, as an AttributeError.
+    with pytest.raises(ValueError, match="got a FaultPlan, the faults of one payment"):
+        WorkerProcess("127.0.0.1:7233", "payments", tmp_path / "repo.sqlite", fault_profile=FaultPlan.failing(charge=1))  # type: ignore[arg-type]
+    worker = WorkerProcess("127.0.0.1:7233", "payments", tmp_path / "repo.sqlite")
+    with pytest.raises(ValueError, match="must be a FaultProfile"):
+        worker.fault_profile = 0.5  # type: ignore[assignment]
+    assert worker.fault_profile == NO_FAULTS

@@ -83,7 +83,8 @@ def _target(workflow: object) -> tuple[str, str | None]:
     """A workflow id (its latest run) or a (workflow id, run id) pair, as (id, run id or None)."""
     if isinstance(workflow, str):
         return workflow, None
-    if isinstance(workflow, tuple) and len(workflow) == 2 and all(isinstance(part, str) for part in workflow):
+    # A list pair too: what a DataFrame's ``values.tolist()`` gives.
+    if isinstance(workflow, (tuple, list)) and len(workflow) == 2 and all(isinstance(part, str) for part in workflow):
         return workflow[0], workflow[1]
     raise ValueError(f"workflows must hold workflow ids or (workflow id, run id) pairs, got {workflow!r}")
 
