@@ -88,8 +88,10 @@ def workflow_url(ui_url: str | None, namespace: str, workflow_id: str, run_id: s
     """Link to one workflow in the Web UI at ``ui_url`` (None without a Web UI)."""
     if not ui_url:
         return None
-    url = f"{ui_url}/namespaces/{quote(namespace)}/workflows/{quote(workflow_id)}"
-    return f"{url}/{quote(run_id)}/history" if run_id else url
+    # Each part is one path segment, a "/" in an id included: the Web UI decodes its route
+    # parameters with decodeURIComponent (temporalio/ui, utilities/encode-uri.ts).
+    url = f"{ui_url}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+    return f"{url}/{quote(run_id, safe='')}/history" if run_id else url
 
 
 @dataclass

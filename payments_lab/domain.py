@@ -125,10 +125,11 @@ def coerce_amount(value: Decimal | str | int) -> Decimal:
         TypeError: ``value`` is a float, a bool or another non-numeric type.
         ValueError: ``value`` is a string that is not a number.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool):  # before int: a bool is an int to Python
+        raise TypeError(f"amount must be a Decimal or a string such as '12.50', not bool {value!r}")
+    if isinstance(value, float):
         raise TypeError(
-            f"amount must be a Decimal or a string such as '12.50', not {type(value).__name__} "
-            f"{value!r}: a float cannot hold cents exactly"
+            f"amount must be a Decimal or a string such as '12.50', not float {value!r}: a float cannot hold cents exactly"
         )
     if isinstance(value, Decimal):
         amount = value
@@ -188,6 +189,21 @@ def text_problems(name: str, value: str) -> list[str]:
     if limit is not None and len(value) > limit:
         problems.append(f"{name} is {len(value):,} characters long; at most {limit:,} are accepted")
     return problems
+
+
+def checked_payment_id(payment_id: object) -> str:
+    """``payment_id``, if it is an id a payment could have (what :func:`text_problems` allows).
+
+    Raises:
+        ValueError: it is not a string, or not text that Temporal can carry; the message
+            names every problem.
+    """
+    if not isinstance(payment_id, str):
+        raise ValueError(f"payment_id must be a string, not {type(payment_id).__name__}")
+    problems = text_problems("payment_id", payment_id)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return payment_id
 
 
 @dataclass(frozen=True)

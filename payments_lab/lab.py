@@ -27,7 +27,7 @@ from temporalio.client import Client
 from payments_lab.activities import PaymentActivities
 from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
-from payments_lab.domain import PaymentRequest, PaymentResult, workflow_id_for
+from payments_lab.domain import PaymentRequest, PaymentResult, checked_payment_id, workflow_id_for
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile
 from payments_lab.ledger import open_repository
 from payments_lab.repository import PaymentRepository
@@ -196,8 +196,12 @@ class Lab:
         )
 
     def link(self, payment_id: str) -> Link:
-        """The Web UI link of one payment."""
-        workflow_id = workflow_id_for(payment_id)
+        """The Web UI link of one payment.
+
+        Raises:
+            ValueError: ``payment_id`` is not an id any payment could have.
+        """
+        workflow_id = workflow_id_for(checked_payment_id(payment_id))
         return Link(workflow_id, self.service.workflow_url(workflow_id))
 
     async def start(
@@ -221,18 +225,32 @@ class Lab:
     async def pay(
         self,
         amount: Decimal | str | int | PaymentRequest,
-        currency: str = "EUR",
+        currency: str | None = None,
         *,
-        organization_id: str = "org-acme",
+        organization_id: str | None = None,
         faults: FaultPlan | None = None,
         options: PaymentOptions | None = None,
         eager_start: bool = False,
         show_link: bool = True,
     ) -> PaymentResult:
-        """Run one payment to its end: ``await lab.pay("12.50", "EUR")``."""
-        request = (
-            amount if isinstance(amount, PaymentRequest) else self.request(amount, currency, organization_id=organization_id)
-        )
+        """Run one payment to its end: ``await lab.pay("12.50", "EUR")``, or ``await lab.pay(request)``.
+
+        ``currency`` defaults to ``"EUR"`` and ``organization_id`` to ``"org-acme"``; a
+        :class:`PaymentRequest` carries its own.
+
+        Raises:
+            ValueError: a request is given with a ``currency`` or ``organization_id`` other
+                than its own (nothing is started).
+        """
+        if isinstance(amount, PaymentRequest):
+            _refuse_other_fields(amount, currency=currency, organization_id=organization_id)
+            request = amount
+        else:
+            request = self.request(
+                amount,
+                "EUR" if currency is None else currency,
+                organization_id="org-acme" if organization_id is None else organization_id,
+            )
         handle = await self.start(request, faults=faults, options=options, eager_start=eager_start, show_link=show_link)
         return await handle.result()
 
@@ -266,6 +284,17 @@ class Lab:
         if self.modules is not None:
             self.modules.close()
         await self.connection.close()
+
+
+def _refuse_other_fields(request: PaymentRequest, **given: str | None) -> None:
+    """Refuse a field given beside ``request`` that says something else than the request does."""
+    other = {name: value for name, value in given.items() if value is not None and value != getattr(request, name)}
+    if other:
+        said = ", ".join(f"{name}={value!r} (the request says {getattr(request, name)!r})" for name, value in other.items())
+        raise ValueError(
+            f"lab.pay(request, ...) pays the request as it is, and {said} would be ignored: build the "
+            "request with them, e.g. lab.request(amount, currency, organization_id=...)"
+        )
 
 
 async def open_lab(

@@ -35,13 +35,14 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments_lab.arguments import whole_number
 from payments_lab.client import TemporalUnavailableError, workflow_url
 from payments_lab.domain import (
     PaymentRequest,
     PaymentResult,
     PaymentStatus,
+    checked_payment_id,
     payment_id_of,
-    text_problems,
     workflow_id_for,
 )
 from payments_lab.errors import PaymentsLabError
@@ -58,6 +59,7 @@ from payments_lab.outage import (
     within_window,
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
+from payments_lab.visibility import quoted, refused_query_as_error
 from payments_lab.workflows import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
 
 T = TypeVar("T")
@@ -526,11 +528,8 @@ class PaymentService:
         Raises:
             ValueError: ``payment_id`` is not an id any payment could have.
         """
-        problems = text_problems("payment_id", payment_id) if isinstance(payment_id, str) else ["payment_id must be a string"]
-        if problems:
-            raise ValueError("; ".join(problems))
         workflow: WorkflowHandle[PaymentWorkflow, PaymentResult] = self.client.get_workflow_handle_for(
-            PaymentWorkflow.run, workflow_id_for(payment_id)
+            PaymentWorkflow.run, workflow_id_for(checked_payment_id(payment_id))
         )
         return PaymentHandle(self, workflow, payment_id)
 
@@ -553,14 +552,23 @@ class PaymentService:
             await self.handle(payment_id).cancel()
 
     def visibility_query(self, *, organization_id: str | None = None, status: PaymentStatus | str | None = None, extra: str | None = None) -> str:
-        """The visibility query that selects this service's payments."""
+        """The visibility query that selects this service's payments.
+
+        Raises:
+            TypeError: ``organization_id`` or ``extra`` is not a string.
+            ValueError: ``status`` is not a payment status.
+        """
         clauses = ["WorkflowType = 'PaymentWorkflow'"]
         if self.scoped:
-            clauses.append(f"TaskQueue = {_quote(self.task_queue)}")
+            clauses.append(f"TaskQueue = {quoted(self.task_queue)}")
         if organization_id is not None:
-            clauses.append(f"{ORGANIZATION_ID.name} = {_quote(organization_id)}")
+            if not isinstance(organization_id, str):
+                raise TypeError(f"organization_id must be a string such as 'org-acme', not {type(organization_id).__name__} {organization_id!r}")
+            clauses.append(f"{ORGANIZATION_ID.name} = {quoted(organization_id)}")
         if status is not None:
-            clauses.append(f"{PAYMENT_STATUS.name} = {_quote(PaymentStatus(status).value)}")
+            clauses.append(f"{PAYMENT_STATUS.name} = {quoted(PaymentStatus(status).value)}")
+        if extra is not None and not isinstance(extra, str):
+            raise TypeError(f"query must be a visibility query as a string, such as \"ExecutionStatus = 'Running'\", not {type(extra).__name__} {extra!r}")
         if extra:
             clauses.append(f"({extra})")
         return " AND ".join(clauses)
@@ -572,15 +580,23 @@ class PaymentService:
             organization_id: Only this organization's payments.
             status: Only payments in this status.
             query: Any extra visibility condition, e.g. ``"ExecutionStatus = 'Running'"``.
-            limit: At most this many.
+            limit: At most this many (None: all of them).
+
+        Raises:
+            VisibilityQueryError: the server refused the query (an unknown attribute, a value
+                not quoted); the message shows the whole query and what it may say.
+            ValueError: ``limit`` is not a whole number >= 0, or ``status`` is not a payment status.
         """
+        if limit is not None:
+            whole_number("limit", limit)
         selection = self.visibility_query(organization_id=organization_id, status=status, extra=query)
 
         async def listed(window: timedelta) -> list[PaymentStatusReport]:
             listing = self.client.list_workflows(selection, limit=limit, rpc_timeout=window)
             return [_report(execution, self.workflow_url) async for execution in listing]
 
-        reports = await self.answered(listed)
+        with refused_query_as_error(selection):
+            reports = await self.answered(listed)
         return sorted(reports, key=lambda r: r.started_at, reverse=True)
 
     async def find_by_organization(self, organization_id: str) -> list[PaymentStatusReport]:
@@ -588,9 +604,14 @@ class PaymentService:
         return await self.search(organization_id=organization_id)
 
     async def count(self, *, organization_id: str | None = None, status: PaymentStatus | str | None = None, query: str | None = None) -> int:
-        """How many payments match (the seed's ``count``), counted by the server."""
+        """How many payments match (the seed's ``count``), counted by the server.
+
+        Raises:
+            VisibilityQueryError: the server refused the query; see :meth:`search`.
+        """
         selection = self.visibility_query(organization_id=organization_id, status=status, extra=query)
-        result = await self.answered(lambda window: self.client.count_workflows(selection, rpc_timeout=window))
+        with refused_query_as_error(selection):
+            result = await self.answered(lambda window: self.client.count_workflows(selection, rpc_timeout=window))
         return result.count
 
     async def metrics(self, *, organization_id: str | None = None) -> PaymentMetrics:
@@ -618,7 +639,3 @@ def _not_found_as(payment_id: str) -> Iterator[None]:
             raise PaymentNotFoundError(f"no payment {payment_id!r} (no workflow {workflow_id_for(payment_id)})") from None
         raise
 
-
-def _quote(value: str) -> str:
-    """Quote ``value`` as a string literal of Temporal's visibility query language."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -104,3 +104,19 @@ async def test_a_web_ui_link_opens_the_workflow_through_jupyter(page, jupyter_un
         await page.screenshot(path=str(ARTIFACTS / "web-ui-through-jupyter.png"))
     finally:
         await lab.close()
+
+
+async def test_a_web_ui_link_opens_a_payment_whose_id_holds_url_characters(page) -> None:  # noqa: ANN001
+    """A "/", "?", "#" or "%" in a payment id stays part of the id in its link: the Web UI shows that payment."""
+    lab = await open_lab("browser-odd-id")
+    try:
+        unique = free_port()
+        payment_id = f"team/{unique}?x=1#%41"
+        result = await lab.pay(lab.request("12.50", payment_id=payment_id), show_link=False)
+        link = lab.link(result.payment_id)
+        assert link.url is not None and link.url.endswith(f"/workflows/payment-team%2F{unique}%3Fx%3D1%23%2541")
+        await page.goto(link.url)
+        await page.get_by_text(f"payment-{payment_id}").first.wait_for(timeout=60_000)
+        await page.get_by_text("Completed", exact=False).first.wait_for(timeout=30_000)
+    finally:
+        await lab.close()

@@ -14,6 +14,7 @@ from payments_lab.client import (
     default_config_file,
     environment_configured,
     web_ui_url,
+    workflow_url,
 )
 from payments_lab.server import EmbeddedServer
 
@@ -89,3 +90,11 @@ async def test_a_server_given_by_the_caller_wins_over_the_lab_session(dev_server
     finally:
         await connection.close()
     assert not own.running
+
+
+def test_web_ui_links_keep_each_id_in_one_path_segment() -> None:
+    assert workflow_url(None, "default", "payment-x") is None
+    assert (
+        workflow_url("http://ui", "team/a", "payment-x/y?z", "run/1")
+        == "http://ui/namespaces/team%2Fa/workflows/payment-x%2Fy%3Fz/run%2F1/history"
+    )

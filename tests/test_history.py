@@ -50,6 +50,7 @@ from payments_lab.messages import TUNED
 from payments_lab.repository import AttemptRecord, PaymentRepository
 from payments_lab.server import EmbeddedServer, find_temporal_cli
 from payments_lab.service import PaymentService
+from payments_lab.visibility import VisibilityQueryError
 from payments_lab.worker import BackgroundWorker
 from payments_lab.workflows import PaymentWorkflow
 
@@ -410,6 +411,10 @@ async def test_fetching_refuses_bad_arguments_and_unknown_workflows(client: Clie
     with pytest.raises(RPCError) as raised:
         await fetch_histories(client, [f"payment-{new_id('missing')}"], progress=False)
     assert raised.value.status is RPCStatusCode.NOT_FOUND
+    with pytest.raises(VisibilityQueryError, match=r"refused the visibility query 'Nope = 1': .*invalid search attribute: Nope"):
+        await fetch_histories(client, query="Nope = 1", progress=False)
+    with pytest.raises(TypeError, match="query must be a visibility query as a string, not int 5"):
+        await fetch_histories(client, query=5)  # type: ignore[arg-type]
 
 
 def test_a_failed_fetch_is_an_error_a_notebook_can_show() -> None:

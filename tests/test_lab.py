@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from conftest import OpenLab
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, FaultProfile
 from payments_lab.lab import Link, open_lab
+from payments_lab.service import PaymentNotFoundError
 from payments_lab.workflows import PaymentOptions
 
 
@@ -39,6 +42,30 @@ async def test_pay_and_change_faults_on_the_fly(open_test_lab: OpenLab) -> None:
     assert failed.status is PaymentStatus.FAILED and "simulated processor failure" in failed.message
     assert lab.repository.charge_count(request.payment_id) == 0
     assert lab.new_payment_id() != lab.new_payment_id()
+
+
+async def test_pay_refuses_a_currency_or_organization_that_a_request_would_ignore(open_test_lab: OpenLab) -> None:
+    lab = await open_test_lab("pay-request", ui_url="http://ui")
+    request = lab.request("10.00", "EUR")
+    with pytest.raises(ValueError, match=r"currency='USD' \(the request says 'EUR'\) would be ignored: build the request"):
+        await lab.pay(request, "USD", show_link=False)
+    with pytest.raises(ValueError, match=r"organization_id='org-b' \(the request says 'org-acme'\)"):
+        await lab.pay(request, organization_id="org-b", show_link=False)
+    with pytest.raises(PaymentNotFoundError):
+        await lab.service.status(request.payment_id)  # nothing was started
+    same = await lab.pay(request, "EUR", organization_id="org-acme", show_link=False)  # saying what it says is fine
+    assert same.status is PaymentStatus.COMPLETED and same.currency == "EUR"
+    usd = await lab.pay("3.00", "USD", organization_id="org-b", show_link=False)
+    assert usd.currency == "USD" and (await lab.service.status(usd.payment_id)).organization_id == "org-b"
+
+
+async def test_a_link_refuses_an_id_no_payment_could_have_and_quotes_the_rest(open_test_lab: OpenLab) -> None:
+    lab = await open_test_lab("links", ui_url="http://ui")
+    with pytest.raises(ValueError, match=r"payment_id is not valid text: character 4 is .+, a lone surrogate"):
+        lab.link("caf\udce9")
+    with pytest.raises(ValueError, match="payment_id must be a string, not bytes"):
+        lab.link(b"abc")  # type: ignore[arg-type]
+    assert lab.link("a b/c?d#e").url == "http://ui/namespaces/default/workflows/payment-a%20b%2Fc%3Fd%23e"
 
 
 def test_links_render_as_text_and_html() -> None:

@@ -15,7 +15,8 @@ from payments_lab.activities import PaymentActivities
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.outage import within_window
-from payments_lab.service import PaymentNotFoundError, PaymentService, QueryUnansweredError, _quote
+from payments_lab.service import PaymentNotFoundError, PaymentService, QueryUnansweredError
+from payments_lab.visibility import VisibilityQueryError, quoted
 from payments_lab.worker import BackgroundWorker
 
 
@@ -93,9 +94,43 @@ async def test_unscoped_service_sees_other_task_queues(client: Client, task_queu
 
 
 async def test_queries_quote_what_they_are_given(client: Client, task_queue: str) -> None:
-    assert _quote("it's") == "'it\\'s'"
+    assert quoted("it's") == "'it\\'s'"
     service = PaymentService(client, task_queue)
     assert await service.count(organization_id="org' OR '1'='1") == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "server_says"),
+    [
+        ("Nope = 1", "invalid search attribute: Nope"),
+        ("PaymentStatus = completed", 'did you forget to quote "completed"'),
+        ("PaymentStatus == 'x'", "syntax error"),
+    ],
+)
+async def test_a_query_the_server_refuses_is_said_with_the_whole_query_and_what_it_may_say(
+    client: Client, task_queue: str, query: str, server_says: str
+) -> None:
+    service = PaymentService(client, task_queue)
+    for ask in (service.search, service.count):
+        with pytest.raises(VisibilityQueryError) as refused:
+            await ask(query=query)
+        message = str(refused.value)
+        assert server_says in message
+        assert f"TaskQueue = '{task_queue}' AND ({query})" in message  # the query as sent, the kit's conditions included
+        assert "PaymentStatus = 'completed'" in message  # how a value is quoted
+
+
+async def test_search_refuses_arguments_of_the_wrong_kind_before_asking_the_server(client: Client, task_queue: str) -> None:
+    service = PaymentService(client, task_queue)
+    with pytest.raises(ValueError, match="limit must be a whole number >= 0, got -1"):
+        await service.search(limit=-1)
+    with pytest.raises(ValueError, match="limit must be a whole number >= 0, got '3'"):
+        await service.search(limit="3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="organization_id must be a string such as 'org-acme', not int 5"):
+        await service.search(organization_id=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="query must be a visibility query as a string"):
+        await service.count(query=5)  # type: ignore[arg-type]
+    assert await service.search(limit=0) == []
 
 
 async def test_a_result_is_asked_for_again_each_window_and_still_arrives(

@@ -14,6 +14,7 @@ from payments_lab.arguments import whole_number
 from payments_lab.gathering import gather_all
 from payments_lab.history.decoding import as_histories
 from payments_lab.outage import answered
+from payments_lab.visibility import refused_query_as_error
 
 DEFAULT_CONCURRENCY = 32
 """Histories fetched at once by :func:`fetch_histories`: enough to keep a local server busy."""
@@ -53,6 +54,8 @@ async def fetch_histories(
     Raises:
         ValueError: both or neither of ``workflows`` and ``query`` are given, an item of
             ``workflows`` is neither an id nor an (id, run id) pair, or ``concurrency`` is below 1.
+        payments_lab.visibility.VisibilityQueryError: the server refused ``query``; the message says
+            what a query may say.
         temporalio.service.RPCError: a workflow does not exist (the other fetches stop).
         payments_lab.client.TemporalUnavailableError: the server stayed unreachable, or stopped,
             longer than the kit waits (``PAYMENTS_LAB_OUTAGE_WAIT``).
@@ -62,7 +65,10 @@ async def fetch_histories(
     whole_number("concurrency", concurrency, minimum=1)
     targets: list[tuple[str, str | None]]
     if query is not None:
-        targets = await answered(client, lambda window: _listed(client, query, window))
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a visibility query as a string, not {type(query).__name__} {query!r}")
+        with refused_query_as_error(query):
+            targets = await answered(client, lambda window: _listed(client, query, window))
     elif isinstance(workflows, str):
         raise ValueError("workflows must be a list of workflow ids, not one string; use fetch_history for one")
     else:

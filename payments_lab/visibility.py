@@ -1,0 +1,51 @@
+"""Visibility queries: values quoted for the query language, and a refused query said in plain words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from temporalio.service import RPCError, RPCStatusCode
+
+from payments_lab.errors import PaymentsLabError
+from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
+
+QUERY_HELP = (
+    f"Payments carry {ORGANIZATION_ID.name}, {PAYMENT_STATUS.name} and {PAYMENT_CURRENCY.name}; Temporal's own "
+    "attributes include WorkflowId, WorkflowType, ExecutionStatus, StartTime and CloseTime. Quote values "
+    f"with single quotes (`{PAYMENT_STATUS.name} = 'completed'`), join conditions with AND / OR, "
+    "write times as ISO 8601 (`StartTime > '2026-01-31T00:00:00Z'`)."
+)
+"""What a visibility query may say, for a learner whose query was refused."""
+
+
+class VisibilityQueryError(PaymentsLabError, ValueError):
+    """The server refused a visibility query: an unknown attribute, a value not quoted, bad syntax."""
+
+
+def quoted(value: str) -> str:
+    """``value`` as a string literal of Temporal's visibility query language.
+
+    Raises:
+        TypeError: ``value`` is not a string.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"a visibility query compares strings here, not {type(value).__name__} {value!r}")
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@contextmanager
+def refused_query_as_error(query: str) -> Iterator[None]:
+    """Turn the server's refusal of ``query`` (``INVALID_ARGUMENT``) into :class:`VisibilityQueryError`.
+
+    The server's message may point at a position in the query as it was sent, with the
+    conditions the kit adds: the error shows that whole query.
+    """
+    try:
+        yield
+    except RPCError as err:
+        if err.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        raise VisibilityQueryError(
+            f"the server refused the visibility query {query!r}: {err.message}. {QUERY_HELP}"
+        ) from None
