@@ -134,8 +134,14 @@ def timeline_chart(
         ax: Axes to draw into; a new figure by default.
 
     Raises:
+        TypeError: ``history`` is not one history (a list of them, say).
         ValueError: the history is empty, or the attempts table is not one.
     """
+    if not isinstance(history, WorkflowHistory):
+        raise TypeError(
+            f"timeline_chart draws one payment's history, got {type(history).__name__}: pass one "
+            "(`histories[0]`), or draw many side by side with swimlanes_chart(histories)"
+        )
     if not history.events:
         raise ValueError(f"the history of {history.workflow_id!r} holds no events")
     if attempts is not None:

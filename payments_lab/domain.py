@@ -245,17 +245,18 @@ class PaymentRequest:
         return workflow_id_for(self.payment_id)
 
 
-_WORKFLOW_ID_PREFIX = "payment-"
+WORKFLOW_ID_PREFIX = "payment-"
+"""What a payment's workflow id starts with, before its payment id."""
 
 
 def workflow_id_for(payment_id: str) -> str:
     """Return the workflow id that runs payment ``payment_id``."""
-    return f"{_WORKFLOW_ID_PREFIX}{payment_id}"
+    return f"{WORKFLOW_ID_PREFIX}{payment_id}"
 
 
 def payment_id_of(workflow_id: str) -> str:
     """Return the payment a workflow id runs: the inverse of :func:`workflow_id_for`."""
-    return workflow_id.removeprefix(_WORKFLOW_ID_PREFIX)
+    return workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
 
 
 @dataclass(frozen=True)

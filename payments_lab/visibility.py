@@ -22,6 +22,13 @@ QUERY_HELP = (
 class VisibilityQueryError(PaymentsLabError, ValueError):
     """The server refused a visibility query: an unknown attribute, a value not quoted, bad syntax."""
 
+    def __init__(self, query: str, server_message: str) -> None:
+        super().__init__(f"the server refused the visibility query {query!r}: {server_message}. {QUERY_HELP}")
+        self.query = query
+        """The query as it was sent."""
+        self.server_message = server_message
+        """What the server said of it."""
+
 
 def quoted(value: str) -> str:
     """``value`` as a string literal of Temporal's visibility query language.
@@ -46,6 +53,4 @@ def refused_query_as_error(query: str) -> Iterator[None]:
     except RPCError as err:
         if err.status != RPCStatusCode.INVALID_ARGUMENT:
             raise
-        raise VisibilityQueryError(
-            f"the server refused the visibility query {query!r}: {err.message}. {QUERY_HELP}"
-        ) from None
+        raise VisibilityQueryError(query, err.message) from None

@@ -253,6 +253,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson05.q2, lambda lab: _cancel_once_charged, "while charge attempt 1 was running"),
     (lesson06.q1, lambda lab: lambda organization_id: "ExecutionStatus = 'Failed'", "ExecutionStatus"),
     (lesson06.q1, lambda lab: lambda organization_id: f"OrganizationId = '{organization_id}'", "PaymentStatus"),
+    (lesson06.q1, lambda lab: lambda organization_id: f"OrganizationId = {organization_id}", "The server refused your query"),
     (lesson06.q2, lambda lab: _share_of_all_organizations, "organization_id="),
     (lesson07.q1, lambda lab: PaymentWorkflowWithFraudScreen, "Nondeterminism"),
     (lesson07.q2, lambda lab: True, "patch marker"),

@@ -9,18 +9,19 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.client import Client, WorkflowHistory
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities
+from payments_lab.charts import timeline_chart
 from payments_lab.client import quiet_runtime
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.domain import PaymentRequest
@@ -31,6 +32,7 @@ from payments_lab.history import (
     EVENT_COLUMNS,
     PAYMENT_COLUMNS,
     STEP_ORDER,
+    HistoryNotFoundError,
     activity_spans,
     attempts_frame,
     attempts_per_activity,
@@ -38,6 +40,7 @@ from payments_lab.history import (
     events_frame,
     failure_text,
     fetch_histories,
+    fetch_history,
     fleet_summary,
     load_histories,
     load_history,
@@ -405,16 +408,61 @@ async def test_fetching_refuses_bad_arguments_and_unknown_workflows(client: Clie
         await fetch_histories(client, "payment-x")
     with pytest.raises(ValueError, match=r"workflow ids or \(workflow id, run id\) pairs, got \('payment-x',\)"):
         await fetch_histories(client, [("payment-x",)])  # type: ignore[list-item]
-    with pytest.raises(RPCError) as listed:  # a list pair is a pair: it reaches the server
-        await fetch_histories(client, [[f"payment-{new_id('missing')}", str(uuid.uuid4())]], progress=False)  # type: ignore[list-item]
-    assert listed.value.status is RPCStatusCode.NOT_FOUND, listed.value
-    with pytest.raises(RPCError) as raised:
+    run_id = str(uuid.uuid4())
+    with pytest.raises(HistoryNotFoundError, match=f"no run '{run_id}' of workflow 'payment-"):  # a list pair is a pair
+        await fetch_histories(client, [[f"payment-{new_id('missing')}", run_id]], progress=False)  # type: ignore[list-item]
+    with pytest.raises(HistoryNotFoundError, match="no workflow 'payment-.*' in namespace 'default'; .*lab.service.search"):
         await fetch_histories(client, [f"payment-{new_id('missing')}"], progress=False)
-    assert raised.value.status is RPCStatusCode.NOT_FOUND
     with pytest.raises(VisibilityQueryError, match=r"refused the visibility query 'Nope = 1': .*invalid search attribute: Nope"):
         await fetch_histories(client, query="Nope = 1", progress=False)
     with pytest.raises(TypeError, match="query must be a visibility query as a string, not int 5"):
         await fetch_histories(client, query=5)  # type: ignore[arg-type]
+
+
+async def test_a_payment_id_given_for_a_workflow_id_is_answered_with_the_workflow_id(client: Client, recorded: Recorded) -> None:
+    payment_id = recorded.histories["completed"].workflow_id.removeprefix("payment-")
+    with pytest.raises(HistoryNotFoundError) as missed:
+        await fetch_history(client, payment_id)
+    assert isinstance(missed.value, LookupError)
+    assert f"did you mean 'payment-{payment_id}'?" in str(missed.value)
+    assert (await fetch_history(client, f"payment-{payment_id}")).events == recorded.histories["completed"].events
+
+
+async def test_an_id_that_is_not_text_is_refused_before_the_server_is_asked(client: Client) -> None:
+    with pytest.raises(ValueError, match="workflow_id is not valid text: character 12 is .+, a lone surrogate"):
+        await fetch_history(client, "payment-caf\udce9")
+    with pytest.raises(ValueError, match="workflow_id must be a string, not bytes"):
+        await fetch_history(client, b"payment-x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="run_id must be a string, not int"):
+        await fetch_history(client, "payment-x", 5)  # type: ignore[arg-type]
+
+
+def test_tables_and_charts_say_what_they_take_when_given_something_else(recorded: Recorded) -> None:
+    with pytest.raises(TypeError, match="expected a WorkflowHistory or a list of them, got NoneType: fetch"):
+        events_frame(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got str: fetch a payment's history first"):
+        activity_spans("payment-x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expected WorkflowHistory objects, got str: fetch the histories first"):
+        payments_frame(["payment-x"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"timeline_chart draws one payment's history, got list: pass one \(`histories\[0\]`\)"):
+        timeline_chart(recorded.all)  # type: ignore[arg-type]
+
+
+def test_loading_says_which_file_or_folder_is_wrong(tmp_path: Path, recorded: Recorded) -> None:
+    with pytest.raises(FileNotFoundError, match="no folder .*: save histories there first"):
+        load_histories(tmp_path / "nowhere")
+    saved = save_history(recorded.histories["completed"], tmp_path / "one.json")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder: read it with load_history"):
+        load_histories(saved)
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "latin1.json").write_bytes(b"\xe9\xff")
+    (tmp_path / "other.json").write_text('{"events": [{"eventId": "x"}]}')
+    for name in ("broken.json", "latin1.json", "other.json"):
+        with pytest.raises(ValueError, match=f"{name} is not a workflow history in JSON .*save one with save_history"):
+            load_history(tmp_path / name)
+    with pytest.raises(ValueError, match="broken.json is not a workflow history"):
+        load_histories(tmp_path)
+    assert load_history(saved).events == recorded.histories["completed"].events
 
 
 def test_a_failed_fetch_is_an_error_a_notebook_can_show() -> None:
@@ -430,8 +478,8 @@ def test_a_failed_fetch_is_an_error_a_notebook_can_show() -> None:
     ]
     NotebookClient(notebook, timeout=60, kernel_name="python3", allow_errors=True).execute()
     errors = [output for output in notebook.cells[1].outputs if output.output_type == "error"]
-    assert [e.ename for e in errors] == ["RPCError"]
-    assert "workflow not found" in errors[0].evalue.lower() or "not found" in errors[0].evalue.lower()
+    assert [e.ename for e in errors] == ["HistoryNotFoundError"]
+    assert "no workflow 'nope'" in errors[0].evalue and "did you mean 'payment-nope'?" in errors[0].evalue
 
 
 async def test_histories_round_trip_through_json_files(recorded: Recorded, tmp_path) -> None:  # noqa: ANN001

@@ -9,8 +9,6 @@ import time
 import uuid
 from collections import Counter
 
-from temporalio.service import RPCError
-
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     ID_PREFIX,
@@ -25,6 +23,7 @@ from payments_lab.exercises.checking import (
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
 from payments_lab.service import PaymentService
+from payments_lab.visibility import VisibilityQueryError
 
 DECLINED_CARD = FaultPlan(charge=StepFaults(decline=True))
 """The processor declines the card: the payment ends ``failed``."""
@@ -80,11 +79,11 @@ async def _check_failed_query(answer: object, lab: Lab | None) -> Verdict:
         )
     try:
         found = await lab.service.search(query=query)
-    except RPCError as error:
+    except VisibilityQueryError as error:
         raise Mismatch(
             "The server refused your query.",
             expected="a valid visibility query, e.g. `OrganizationId = 'org-acme'`",
-            seen=f"{query!r}: {error.message}",
+            seen=f"{query!r}: {error.server_message}",
             where_to_look="strings in single quotes, `AND` between conditions, attribute names as registered: "
             "`OrganizationId`, `PaymentStatus`, `PaymentCurrency`",
         ) from None

@@ -46,6 +46,7 @@ from payments_lab.history.payments import (
 )
 from payments_lab.history.store import (
     DEFAULT_CONCURRENCY,
+    HistoryNotFoundError,
     fetch_histories,
     fetch_history,
     load_histories,
@@ -76,6 +77,7 @@ __all__ = [
     "AttemptRow",
     "Event",
     "FleetSummary",
+    "HistoryNotFoundError",
     "LocalActivity",
     "PaymentRow",
     "WorkflowTaskSpan",

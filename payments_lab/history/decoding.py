@@ -141,10 +141,18 @@ def as_histories(histories: WorkflowHistory | Iterable[WorkflowHistory]) -> list
     """
     if isinstance(histories, WorkflowHistory):
         return [histories]
+    if isinstance(histories, (str, bytes)) or not isinstance(histories, Iterable):
+        raise TypeError(
+            f"expected a WorkflowHistory or a list of them, got {type(histories).__name__}: fetch a payment's "
+            "history first, `await fetch_history(lab.client, 'payment-<payment id>')`"
+        )
     found = list(histories)
     for history in found:
         if not isinstance(history, WorkflowHistory):
-            raise TypeError(f"expected WorkflowHistory objects, got {type(history).__name__}")
+            raise TypeError(
+                f"expected WorkflowHistory objects, got {type(history).__name__}: fetch the histories first, "
+                "`await fetch_histories(lab.client, [workflow ids])`"
+            )
     return found
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
+from google.protobuf.json_format import ParseError
 from temporalio.client import Client, WorkflowHistory
+from temporalio.service import RPCError, RPCStatusCode
 from tqdm.auto import tqdm
 
 from payments_lab.arguments import whole_number
+from payments_lab.domain import WORKFLOW_ID_PREFIX, text_problems, workflow_id_for
+from payments_lab.errors import PaymentsLabError
 from payments_lab.gathering import gather_all
 from payments_lab.history.decoding import as_histories
 from payments_lab.outage import answered
@@ -20,14 +25,45 @@ DEFAULT_CONCURRENCY = 32
 """Histories fetched at once by :func:`fetch_histories`: enough to keep a local server busy."""
 
 
+class HistoryNotFoundError(PaymentsLabError, LookupError):
+    """No workflow (or no run of it) has the id asked for."""
+
+
 async def fetch_history(client: Client, workflow_id: str, run_id: str | None = None) -> WorkflowHistory:
     """The history of one workflow run (the latest run when ``run_id`` is None).
 
     If the server is unreachable, or stopped and silent, this waits for it (see
     :func:`payments_lab.outage.answered`).
+
+    Raises:
+        HistoryNotFoundError: no such workflow or run in the client's namespace; the message
+            says how a payment's workflow id is written.
+        ValueError: ``workflow_id`` or ``run_id`` is not text that Temporal can carry.
     """
+    for name, value in (("workflow_id", workflow_id), ("run_id", run_id)):
+        if value is None and name == "run_id":
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, not {type(value).__name__}")
+        problems = text_problems(name, value)
+        if problems:
+            raise ValueError("; ".join(problems))
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-    return await answered(client, lambda window: handle.fetch_history(rpc_timeout=window))
+    try:
+        return await answered(client, lambda window: handle.fetch_history(rpc_timeout=window))
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise HistoryNotFoundError(_not_found(client, workflow_id, run_id)) from None
+
+
+def _not_found(client: Client, workflow_id: str, run_id: str | None) -> str:
+    """Why :func:`fetch_history` found nothing, and what to try instead."""
+    what = f"no run {run_id!r} of workflow {workflow_id!r}" if run_id else f"no workflow {workflow_id!r}"
+    message = f"{what} in namespace {client.namespace!r}"
+    if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
+        return f"{message}. A payment's workflow id is {WORKFLOW_ID_PREFIX!r} + its payment id: did you mean {workflow_id_for(workflow_id)!r}?"
+    return message + "; `await lab.service.search()` lists this lab's payments"
 
 
 async def fetch_histories(
@@ -56,7 +92,7 @@ async def fetch_histories(
             ``workflows`` is neither an id nor an (id, run id) pair, or ``concurrency`` is below 1.
         payments_lab.visibility.VisibilityQueryError: the server refused ``query``; the message says
             what a query may say.
-        temporalio.service.RPCError: a workflow does not exist (the other fetches stop).
+        HistoryNotFoundError: a workflow does not exist (the other fetches stop).
         payments_lab.client.TemporalUnavailableError: the server stayed unreachable, or stopped,
             longer than the kit waits (``PAYMENTS_LAB_OUTAGE_WAIT``).
     """
@@ -117,10 +153,17 @@ def load_history(path: str | Path, workflow_id: str | None = None) -> WorkflowHi
             (recent servers write it there), else the file name without ``.json``.
 
     Raises:
-        ValueError: the file holds no events.
+        FileNotFoundError: there is no such file.
+        ValueError: the file is not a history in JSON, or holds no events.
     """
     path = Path(path)
-    history = WorkflowHistory.from_json(workflow_id or "", path.read_text())
+    try:
+        history = WorkflowHistory.from_json(workflow_id or "", path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, ParseError) as err:
+        raise ValueError(
+            f"{path} is not a workflow history in JSON ({err}): save one with save_history, the Web UI's "
+            "download, or `temporal workflow show --output json`"
+        ) from None
     if not history.events:
         raise ValueError(f"{path} holds no history events")
     if workflow_id is None:
@@ -148,5 +191,16 @@ def save_histories(histories: Iterable[WorkflowHistory], directory: str | Path) 
 
 
 def load_histories(directory: str | Path) -> list[WorkflowHistory]:
-    """Read every ``*.json`` history of ``directory``, by file name."""
-    return [load_history(path) for path in sorted(Path(directory).glob("*.json"))]
+    """Read every ``*.json`` history of ``directory``, by file name.
+
+    Raises:
+        FileNotFoundError: there is no such folder.
+        NotADirectoryError: ``directory`` is a file (read it with :func:`load_history`).
+        ValueError: a file is not a history (the message names it).
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        raise FileNotFoundError(f"no folder {str(directory)!r}: save histories there first with save_histories")
+    if not directory.is_dir():
+        raise NotADirectoryError(f"{str(directory)!r} is a file, not a folder: read it with load_history")
+    return [load_history(path) for path in sorted(directory.glob("*.json"))]
