@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_arguments(listing)
     listing.add_argument("--org", default=None, help="only this organization's payments")
     listing.add_argument("--status", default=None, help="only payments in this status")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--limit", type=_count, default=50, help="at most this many (default 50)")
     return parser
 
 

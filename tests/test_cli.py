@@ -56,6 +56,7 @@ def test_pay_declines_a_negative_amount(isolated: dict[str, str]) -> None:
         (["pay", "--org", "org-acme", "--amount", "1"], "the following arguments are required: --currency"),
         (["pay", "--org", "o", "--amount", "1", "--currency", "EUR", "--fail-charge", "-1"], "not a whole number"),
         (["list", "--status", "weird"], "unknown payment status 'weird'"),
+        (["list", "--limit", "-1"], "-1 is not a whole number >= 0"),
         (["fly"], "invalid choice: 'fly'"),
     ],
 )
