@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.confirmation_messages import (
+    AUTHENTICATED,
     CONFIRMATION_DEADLINE,
     ConfirmationInput,
     ConfirmationReceipt,
@@ -35,7 +36,7 @@ from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
-from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService
+from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService, not_found_as
 
 
 class ConfirmationRefusedError(PaymentsLabError, RuntimeError):
@@ -110,11 +111,13 @@ class Checkout:
         Raises:
             ConfirmationRefusedError: the workflow refused it (too late, already decided) or
                 has ended; the history records nothing of a refused update.
+            TypeError: ``approved`` is not True or False (nothing is sent).
         """
+        answer = CustomerAnswer(approved)
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
         try:
             # The update's own return annotation tells the SDK to decode a ConfirmationReceipt.
-            return await workflow.execute_update(ConfirmedPaymentWorkflow.confirm, CustomerAnswer(approved))
+            return await workflow.execute_update(ConfirmedPaymentWorkflow.confirm, answer)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -125,11 +128,32 @@ class Checkout:
             raise
 
     async def deliver_webhook(self, payment_id: str, event: ProcessorEvent) -> None:
-        """Deliver one processor webhook (the ``processor_webhook`` signal); redeliveries are harmless."""
+        """Deliver one processor webhook (the ``processor_webhook`` signal); redeliveries are harmless.
+
+        Raises:
+            TypeError: ``event`` is not a :class:`ProcessorEvent` (the workflow would drop it
+                unread, as a signal whose input it cannot decode).
+            ConfirmationRefusedError: the payment's workflow has ended or does not exist.
+        """
+        if not isinstance(event, ProcessorEvent):
+            raise TypeError(
+                f"event must be a ProcessorEvent, such as ProcessorEvent('evt-1', {AUTHENTICATED!r}), "
+                f"not {type(event).__name__} {event!r}"
+            )
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
-        await workflow.signal(ConfirmedPaymentWorkflow.processor_webhook, event)
+        try:
+            await workflow.signal(ConfirmedPaymentWorkflow.processor_webhook, event)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise ConfirmationRefusedError(payment_id, f"the payment's workflow has ended or does not exist ({err.message})") from None
+            raise
 
     async def state(self, payment_id: str) -> ConfirmationState:
-        """Ask the workflow where the payment is and what it heard (the ``confirmation`` query)."""
+        """Ask the workflow where the payment is and what it heard (the ``confirmation`` query).
+
+        Raises:
+            PaymentNotFoundError: no workflow runs this payment.
+        """
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
-        return await workflow.query(ConfirmedPaymentWorkflow.confirmation)
+        with not_found_as(payment_id):
+            return await workflow.query(ConfirmedPaymentWorkflow.confirmation)

@@ -51,6 +51,11 @@ class CustomerAnswer:
     approved: bool = True
     """True if the customer confirmed the payment, False if they refused it."""
 
+    def __post_init__(self) -> None:
+        # "no" is truthy: anything but a bool would confirm a payment the customer refused.
+        if not isinstance(self.approved, bool):
+            raise TypeError(f"approved must be True or False, not {type(self.approved).__name__} {self.approved!r}")
+
 
 @dataclass(frozen=True)
 class ConfirmationReceipt:
@@ -75,6 +80,13 @@ class ProcessorEvent:
     """The processor's id of this event, the same in every delivery of it."""
     type: str
     """``payment.authenticated`` or ``payment.authentication_failed``."""
+
+    def __post_init__(self) -> None:
+        # The workflow reads any type but AUTHENTICATED as a failure: a typo would refuse the payment.
+        if not isinstance(self.event_id, str) or not self.event_id:
+            raise ValueError(f"event_id must be a non-empty string, such as 'evt-1', got {self.event_id!r}")
+        if self.type not in WEBHOOK_TYPES:
+            raise ValueError(f"type must be one of {', '.join(map(repr, WEBHOOK_TYPES))}, got {self.type!r}")
 
 
 @dataclass(frozen=True)

@@ -539,7 +539,7 @@ class PaymentService:
         Raises:
             PaymentNotFoundError: no workflow runs this payment.
         """
-        with _not_found_as(payment_id):
+        with not_found_as(payment_id):
             return await self.handle(payment_id).status()
 
     async def cancel(self, payment_id: str) -> None:
@@ -548,7 +548,7 @@ class PaymentService:
         Raises:
             PaymentNotFoundError: no workflow runs this payment.
         """
-        with _not_found_as(payment_id):
+        with not_found_as(payment_id):
             await self.handle(payment_id).cancel()
 
     def visibility_query(self, *, organization_id: str | None = None, status: PaymentStatus | str | None = None, extra: str | None = None) -> str:
@@ -630,7 +630,7 @@ class PaymentService:
 
 
 @contextmanager
-def _not_found_as(payment_id: str) -> Iterator[None]:
+def not_found_as(payment_id: str) -> Iterator[None]:
     """Turn the server's NOT_FOUND for ``payment_id`` into :class:`PaymentNotFoundError`."""
     try:
         yield

@@ -23,7 +23,7 @@ from payments_lab.exercises.checking import events_of
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.messages import PaymentOptions
 from payments_lab.repository import PaymentRepository
-from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService
+from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentNotFoundError, PaymentService
 from payments_lab.worker import create_worker
 
 
@@ -142,6 +142,33 @@ async def test_faults_or_options_of_the_wrong_kind_are_refused_at_the_door(check
     handle = await checkout.start(request)
     await handle.cancel()  # nothing left waiting for the customer
     assert (await handle.result()).status is PaymentStatus.CANCELLED
+
+
+async def test_answers_and_webhooks_the_workflow_would_misread_are_refused_at_the_door(
+    checkout: Checkout, repository: PaymentRepository
+) -> None:
+    request = _request()
+    handle = await checkout.start(request)
+    await _wait_for_step(checkout, request.payment_id, "confirm")
+    # A typo was read as a failed authentication, and cancelled the payment.
+    with pytest.raises(ValueError, match="type must be one of 'payment.authenticated', 'payment.authentication_failed', got 'payment.autenticated'"):
+        ProcessorEvent("evt_3", "payment.autenticated")
+    with pytest.raises(ValueError, match="event_id must be a non-empty string"):
+        ProcessorEvent("", AUTHENTICATED)
+    # A string is a signal input the workflow cannot decode: it dropped it, and the payment kept waiting.
+    with pytest.raises(TypeError, match=r"event must be a ProcessorEvent, such as ProcessorEvent\('evt-1', 'payment.authenticated'\), not str"):
+        await checkout.deliver_webhook(request.payment_id, AUTHENTICATED)  # type: ignore[arg-type]
+    # "no" is truthy.
+    with pytest.raises(TypeError, match="approved must be True or False, not str 'no'"):
+        await checkout.confirm(request.payment_id, approved="no")  # type: ignore[arg-type]
+    state = await checkout.state(request.payment_id)
+    assert (state.step, state.decision, state.webhook_events) == ("confirm", None, ())  # nothing reached it
+    await checkout.confirm(request.payment_id, approved=False)
+    assert (await handle.result()).status is PaymentStatus.CANCELLED and repository.ledger(request.payment_id) == []
+    with pytest.raises(ConfirmationRefusedError, match="has ended or does not exist"):
+        await checkout.deliver_webhook(request.payment_id, ProcessorEvent("evt_4", AUTHENTICATED))
+    with pytest.raises(PaymentNotFoundError, match="no payment 'nowhere-1'"):
+        await checkout.state("nowhere-1")
 
 
 async def test_fifteen_minutes_without_an_answer_cancel_the_payment_with_time_skipping(
