@@ -21,6 +21,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments_lab.arguments import seconds
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.confirmation_messages import (
     AUTHENTICATED,
@@ -98,12 +99,21 @@ class Checkout:
         """Return once the payment waits for its confirmation (validated, not yet decided).
 
         Raises:
-            TimeoutError: it was not waiting within ``timeout`` seconds (declined, or already decided).
+            TimeoutError: it was not waiting within ``timeout`` seconds (declined, or already
+                decided); the message says where it was.
+            ValueError: ``timeout`` is not a number of seconds >= 0.
         """
-        async with asyncio.timeout(timeout):
-            while (state := await self.state(payment_id)).step != "confirm":
-                await asyncio.sleep(0.02)
-        return state
+        seconds("timeout", timeout)
+        last: ConfirmationState | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                while (state := await self.state(payment_id)).step != "confirm":
+                    last = state
+                    await asyncio.sleep(0.02)
+                return state
+        except TimeoutError:
+            where = f"at step {last.step!r}, status {last.status.value!r}" if last is not None else "not answering"
+            raise TimeoutError(f"payment {payment_id!r} was not waiting for a confirmation within {timeout:g} s: it was {where}") from None
 
     async def confirm(self, payment_id: str, *, approved: bool = True) -> ConfirmationReceipt:
         """Send the customer's answer (the ``confirm`` update) and return the workflow's receipt.

@@ -25,6 +25,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from payments_lab.activities import PaymentActivities
+from payments_lab.arguments import seconds
 from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
 from payments_lab.domain import PaymentRequest, PaymentResult, checked_payment_id, workflow_id_for
@@ -159,11 +160,20 @@ class Lab:
         """Return once the processor has taken the money for ``payment_id``.
 
         Raises:
-            TimeoutError: nothing was charged within ``timeout`` seconds.
+            TimeoutError: nothing was charged within ``timeout`` seconds; the message says how
+                to see where the payment is.
+            ValueError: ``timeout`` is not a number of seconds >= 0.
         """
-        async with asyncio.timeout(timeout):
-            while not self.repository.ledger(payment_id):
-                await asyncio.sleep(0.02)
+        seconds("timeout", timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.repository.ledger(payment_id):
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise TimeoutError(
+                f"payment {payment_id!r} was not charged within {timeout:g} s: "
+                f"`await lab.service.status({payment_id!r})` says where it is"
+            ) from None
 
     @property
     def running(self) -> bool:

@@ -35,7 +35,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
-from payments_lab.arguments import whole_number
+from payments_lab.arguments import positive_duration, whole_number
 from payments_lab.client import TemporalUnavailableError, workflow_url
 from payments_lab.domain import (
     PaymentRequest,
@@ -355,6 +355,11 @@ class PaymentService:
             server (see :data:`RESULT_POLL_WINDOW`).
         call_window: How long a describe, query or history request may go unanswered (see
             :data:`CALL_WINDOW`).
+
+    Raises:
+        ValueError: a duration is not a ``timedelta`` (a number of seconds, say) or is out of
+            range, or ``task_queue`` is not a non-empty string (an empty one is allowed when
+            ``scoped`` is False: such a service only finds payments).
     """
 
     def __init__(
@@ -370,9 +375,13 @@ class PaymentService:
         result_poll_window: timedelta = RESULT_POLL_WINDOW,
         call_window: timedelta = CALL_WINDOW,
     ) -> None:
-        for name, window in (("result_poll_window", result_poll_window), ("call_window", call_window)):
-            if window <= timedelta(0):
-                raise ValueError(f"{name} must be positive, got {window}")
+        if not isinstance(task_queue, str) or (scoped and not task_queue):
+            raise ValueError(f"task_queue must be the name of the workers' task queue, got {task_queue!r}")
+        positive_duration("result_poll_window", result_poll_window)
+        positive_duration("call_window", call_window)
+        positive_duration("execution_timeout", execution_timeout, optional=True)
+        if outage_wait is not None and (not isinstance(outage_wait, timedelta) or outage_wait < timedelta(0)):
+            raise ValueError(f"outage_wait must be a timedelta >= 0 or None, got {outage_wait!r}")
         self.client = client
         self.outage_wait = outage_wait
         self.result_poll_window = result_poll_window
@@ -416,7 +425,11 @@ class PaymentService:
             TemporalUnavailableError: the server did not confirm the start within the service's
                 ``call_window`` (it is gone, stopped or overloaded); the message says how to find
                 out whether the payment started.
+            ValueError: ``execution_timeout`` or ``task_timeout`` is not a positive ``timedelta``,
+                or the faults or options are of the wrong kind; nothing started.
         """
+        positive_duration("execution_timeout", execution_timeout, optional=True)
+        positive_duration("task_timeout", task_timeout, optional=True)
         try:
             handle = await self.client.start_workflow(
                 PaymentWorkflow.run,

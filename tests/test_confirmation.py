@@ -124,6 +124,13 @@ async def test_a_declined_request_never_waits(checkout: Checkout) -> None:
         await checkout.confirm(request.payment_id)
 
 
+async def test_waiting_for_a_payment_that_never_waits_says_where_it_was(checkout: Checkout) -> None:
+    request = _request("-5")
+    await (await checkout.start(request)).result()
+    with pytest.raises(TimeoutError, match=f"payment '{request.payment_id}' was not waiting for a confirmation within 0.3 s: it was at step 'done', status 'declined'"):
+        await checkout.wait_until_waiting(request.payment_id, timeout=0.3)
+
+
 async def test_the_same_payment_id_is_refused_at_the_door(checkout: Checkout) -> None:
     request = _request()
     handle = await checkout.start(request)

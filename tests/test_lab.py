@@ -68,6 +68,15 @@ async def test_a_link_refuses_an_id_no_payment_could_have_and_quotes_the_rest(op
     assert lab.link("a b/c?d#e").url == "http://ui/namespaces/default/workflows/payment-a%20b%2Fc%3Fd%23e"
 
 
+async def test_waiting_for_a_charge_that_never_comes_says_where_to_look(open_test_lab: OpenLab) -> None:
+    lab = await open_test_lab("never-charged", ui_url="http://ui")
+    declined = await lab.pay("-5", show_link=False)
+    with pytest.raises(TimeoutError, match=f"payment '{declined.payment_id}' was not charged within 0.2 s: .*service.status"):
+        await lab.wait_until_charged(declined.payment_id, timeout=0.2)
+    with pytest.raises(ValueError, match="timeout must be a number of seconds >= 0, got '1'"):
+        await lab.wait_until_charged(declined.payment_id, timeout="1")  # type: ignore[arg-type]
+
+
 def test_links_render_as_text_and_html() -> None:
     link = Link("payment-p-1", "http://ui/namespaces/default/workflows/payment-p-1")
     assert str(link) == "payment-p-1: http://ui/namespaces/default/workflows/payment-p-1"

@@ -168,11 +168,41 @@ async def test_a_window_too_short_for_the_server_still_gives_the_result(
     assert result.status is PaymentStatus.COMPLETED
 
 
-def test_the_windows_must_be_positive(client: Client) -> None:
-    with pytest.raises(ValueError, match="result_poll_window must be positive"):
+def test_the_windows_and_timeouts_must_be_durations_in_range(client: Client) -> None:
+    with pytest.raises(ValueError, match="result_poll_window must be a positive timedelta, got datetime.timedelta"):
         PaymentService(client, "q", result_poll_window=timedelta(0))
-    with pytest.raises(ValueError, match="call_window must be positive"):
+    with pytest.raises(ValueError, match="call_window must be a positive timedelta, got datetime.timedelta"):
         PaymentService(client, "q", call_window=timedelta(seconds=-1))
+    with pytest.raises(ValueError, match="call_window must be a positive timedelta, got 5"):
+        PaymentService(client, "q", call_window=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="execution_timeout must be a positive timedelta or None, got 60"):
+        PaymentService(client, "q", execution_timeout=60)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="outage_wait must be a timedelta >= 0 or None, got 120"):
+        PaymentService(client, "q", outage_wait=120)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task_queue must be the name of the workers' task queue, got 7"):
+        PaymentService(client, 7)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task_queue must be the name"):
+        PaymentService(client, "")
+    assert PaymentService(client, "", scoped=False).task_queue == ""  # finds payments, starts none
+    assert PaymentService(client, "q", outage_wait=timedelta(0)).outage_wait == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("start_options", "message"),
+    [
+        ({"task_timeout": 10}, "task_timeout must be a positive timedelta or None, got 10"),
+        ({"execution_timeout": timedelta(0)}, "execution_timeout must be a positive timedelta or None"),
+    ],
+)
+async def test_a_start_with_a_timeout_that_is_not_a_duration_starts_nothing(
+    client: Client, task_queue: str, start_options: dict[str, object], message: str
+) -> None:
+    service = PaymentService(client, task_queue)
+    refused = request()
+    with pytest.raises(ValueError, match=message):
+        await service.start(refused, **start_options)  # type: ignore[arg-type]
+    with pytest.raises(PaymentNotFoundError):
+        await service.status(refused.payment_id)
 
 
 async def test_a_request_a_live_server_leaves_unanswered_gets_its_windows_then_raises_as_it_did(client: Client) -> None:
