@@ -496,7 +496,11 @@ class PaymentService:
             WorkflowUpdateRPCTimeoutOrCancelledError: the server answers, but the first answer
                 did not come within ``rpc_timeout`` (30 s when None): no worker polls the task
                 queue, or validation is slow. The workflow may have started and runs on.
+            ValueError: ``execution_timeout`` or ``rpc_timeout`` is not a positive ``timedelta``,
+                or the faults or options are of the wrong kind; nothing started.
         """
+        positive_duration("execution_timeout", execution_timeout, optional=True)
+        positive_duration("rpc_timeout", rpc_timeout, optional=True)
         operation = WithStartWorkflowOperation(
             PaymentWorkflow.run,
             PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults)),

@@ -187,24 +187,6 @@ def test_the_windows_and_timeouts_must_be_durations_in_range(client: Client) -> 
     assert PaymentService(client, "q", outage_wait=timedelta(0)).outage_wait == timedelta(0)
 
 
-@pytest.mark.parametrize(
-    ("start_options", "message"),
-    [
-        ({"task_timeout": 10}, "task_timeout must be a positive timedelta or None, got 10"),
-        ({"execution_timeout": timedelta(0)}, "execution_timeout must be a positive timedelta or None"),
-    ],
-)
-async def test_a_start_with_a_timeout_that_is_not_a_duration_starts_nothing(
-    client: Client, task_queue: str, start_options: dict[str, object], message: str
-) -> None:
-    service = PaymentService(client, task_queue)
-    refused = request()
-    with pytest.raises(ValueError, match=message):
-        await service.start(refused, **start_options)  # type: ignore[arg-type]
-    with pytest.raises(PaymentNotFoundError):
-        await service.status(refused.payment_id)
-
-
 async def test_a_request_a_live_server_leaves_unanswered_gets_its_windows_then_raises_as_it_did(client: Client) -> None:
     # The server answers its health check, so an expired window means busy, not gone: the
     # request is made again, up to its windows, and its own error is raised, not an outage.
@@ -237,9 +219,11 @@ async def test_a_query_no_worker_answers_is_a_clear_error_and_the_server_still_d
         ({"faults": StepFaults(fail_first=1)}, r"faults must be a FaultPlan, got the faults of one step: say which"),
         ({"faults": {"charge": {"fail_first": 1}}}, r"faults must be a FaultPlan"),
         ({"options": {"charge_timeout": 5}}, r"options must be PaymentOptions"),
+        ({"execution_timeout": 60}, r"execution_timeout must be a positive timedelta or None, got 60"),
+        ({"execution_timeout": timedelta(0)}, r"execution_timeout must be a positive timedelta or None"),
     ],
 )
-async def test_a_start_with_faults_or_options_of_the_wrong_kind_is_refused_and_starts_nothing(
+async def test_a_start_with_faults_options_or_timeouts_of_the_wrong_kind_is_refused_and_starts_nothing(
     client: Client, task_queue: str, start_options: dict[str, object], message: str
 ) -> None:
     # Before, the workflow read a StepFaults as a plan without faults: the learner's failure never happened.
@@ -251,6 +235,11 @@ async def test_a_start_with_faults_or_options_of_the_wrong_kind_is_refused_and_s
         await service.start_early(refused, **start_options)  # type: ignore[arg-type]
     with pytest.raises(PaymentNotFoundError):
         await service.status(refused.payment_id)
+
+
+async def test_a_start_with_a_task_timeout_in_seconds_is_refused(client: Client, task_queue: str) -> None:
+    with pytest.raises(ValueError, match="task_timeout must be a positive timedelta or None, got 10"):
+        await PaymentService(client, task_queue).start(request(), task_timeout=10)  # type: ignore[arg-type]
 
 
 def test_a_service_refuses_default_options_of_the_wrong_kind(client: Client) -> None:
