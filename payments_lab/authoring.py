@@ -90,6 +90,12 @@ def _frame_in(error: BaseException, path: Path) -> int | None:
     return lines[-1] if lines else None
 
 
+def _raised_by_temporal(error: BaseException) -> bool:
+    """Whether ``error`` was raised inside the SDK (a decorator refusing a definition), not by the learner's code."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and "temporalio" in Path(frames[-1].filename).parts
+
+
 class WorkflowModules:
     """The folder where a lab keeps the modules written in its cells, and what they define.
 
@@ -131,20 +137,33 @@ class WorkflowModules:
             raise ValueError(f"a module name is a Python identifier starting with a letter, e.g. 'payment_v2'; got {name!r}")
         if not isinstance(source, str):
             raise ValueError(f"the source of module {name!r} must be text, got {type(source).__name__}")
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise WorkflowModuleError(
+                f"{name}, line {source.count(chr(10), 0, error.start) + 1}: {source[error.start]!r} is not valid text (a lone surrogate: a byte pasted "
+                "from a file or terminal that is not UTF-8). Retype that character and run the cell again; the "
+                "worker still runs the previous version."
+            ) from None
         revision = self._revisions.get(name, 0) + 1
         # Unique in the process, not only in this folder: every folder is on sys.path, and
         # sys.modules is one for all.
         _LAST_NUMBER[name] = number = _LAST_NUMBER.get(name, 0) + 1
         module_name = f"{name}_{number}"
         path = self.folder / f"{module_name}.py"
+        problem: tuple[str, int | None] | None = None
         try:
-            code = compile(source, str(path), "exec")
+            compile(source, str(path), "exec")
         except SyntaxError as error:
+            problem = (error.msg, error.lineno)
+        except ValueError as error:  # a NUL character: no line to point at
+            problem = (str(error), None)
+        if problem is not None:
+            message, lineno = problem
             raise WorkflowModuleError(
-                f"{name}, line {error.lineno}: {error.msg}. Correct that line and run the cell again; "
+                f"{name}{f', line {lineno}' if lineno else ''}: {message}. Correct it and run the cell again; "
                 "the worker still runs the previous version."
-            ) from None
-        del code
+            )
         self._revisions[name] = revision
         self._names.add(module_name)
         path.write_text(source, encoding="utf-8")
@@ -160,17 +179,30 @@ class WorkflowModules:
         except Exception as error:  # noqa: BLE001 - the learner's module may raise anything at import
             line = _frame_in(error, path)
             where = f", line {line}" if line else ""
+            if _raised_by_temporal(error):
+                raise WorkflowModuleError(
+                    f"{name}{where}: Temporal refused a definition ({type(error).__name__}: {error}). Change the "
+                    "decorated class or function there; the worker still runs the previous version."
+                ) from None
             raise WorkflowModuleError(
                 f"{name}{where}: importing the module raised {type(error).__name__}: {error}. Module-level code runs "
                 "at import: keep it to imports and definitions; the worker still runs the previous version."
             ) from None
-        workflows = {
-            defn_name: value
-            for value in vars(module).values()
-            if isinstance(value, type)
-            and value.__module__ == module_name
-            and (defn_name := _definition_name(value, _WORKFLOW_DEFINITION)) is not None
-        }
+        workflows: dict[str, type] = {}
+        for value in vars(module).values():
+            if not (isinstance(value, type) and value.__module__ == module_name):
+                continue
+            defn_name = _definition_name(value, _WORKFLOW_DEFINITION)
+            if defn_name is None:
+                continue
+            if defn_name in workflows:
+                sys.modules.pop(module_name, None)
+                raise WorkflowModuleError(
+                    f"{name}: {workflows[defn_name].__name__} and {value.__name__} both define workflow {defn_name!r}, "
+                    "and a worker runs one class per workflow name. Keep one, or give the other its own "
+                    "name (`@workflow.defn(name=...)`); the worker still runs the previous version."
+                )
+            workflows[defn_name] = value
         activities = {
             defn_name: value
             for value in vars(module).values()

@@ -127,8 +127,18 @@ async def test_the_same_name_loaded_again_runs_the_new_source(lab: Lab) -> None:
         ),
         ("X = 1\n", "defines no workflow and no activity"),
         ("X = {}['missing']\n", "same_name, line 1: importing the module raised KeyError"),
+        (HEAD + "        return 'caf\udce9'\n", "same_name, line 13: '\\udce9' is not valid text (a lone surrogate"),
+        (HEAD + "        return ''\n\x00", "same_name: source code string cannot contain null bytes"),
+        (
+            HEAD.replace("async def run", "def run").replace("return await super().run(input)", "return None") + "        return ''\n",
+            ": Temporal refused a definition (ValueError: Workflow run method must be an async function)",  # the line differs between Python versions
+        ),
+        (
+            HEAD + "        return ''\n" + HEAD.split("\n\n\n", 1)[1].replace("PaymentWorkflowV2", "PaymentWorkflowV3") + "        return ''\n",
+            "PaymentWorkflowV2 and PaymentWorkflowV3 both define workflow 'PaymentWorkflow'",
+        ),
     ],
-    ids=["syntax", "import", "sandbox", "no-workflow", "raises-at-import"],
+    ids=["syntax", "import", "sandbox", "no-workflow", "raises-at-import", "surrogate", "nul", "sync-run", "same-workflow-twice"],
 )
 async def test_a_module_that_cannot_run_is_one_message_and_the_worker_keeps_its_code(lab: Lab, source: str, message: str) -> None:
     await lab.load_module("same_name", HEAD + '        return "kept"\n')
