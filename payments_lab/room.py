@@ -58,7 +58,13 @@ def learner_names(count: int | None = None, names_file: str | Path | None = None
         ValueError: no learner, a name that cannot be a namespace, or a name twice.
     """
     if names_file is not None:
-        names = [line.strip() for line in Path(names_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            # utf-8-sig: Windows editors often start a UTF-8 file with a byte-order mark.
+            text = Path(names_file).read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = Path(names_file).read_bytes()[: err.start].count(b"\n") + 1
+            raise ValueError(f"{names_file}, line {line}: not UTF-8 text; save the file as UTF-8") from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         if count is None or isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 500:
             raise ValueError(f"the room needs between 1 and 500 learners, got {count!r}")

@@ -95,3 +95,13 @@ def test_learner_names_default_to_numbered_learners() -> None:
     assert learner_names(3) == ["learner-01", "learner-02", "learner-03"]
     with pytest.raises(ValueError, match="between 1 and 500"):
         learner_names(0)
+
+
+def test_a_names_file_from_a_windows_editor_or_in_latin_1(tmp_path: Path) -> None:
+    saved_by_notepad = tmp_path / "names.txt"
+    saved_by_notepad.write_bytes("\ufeffana\r\nbo\r\n\r\n".encode())  # a byte-order mark and CRLF
+    assert learner_names(names_file=saved_by_notepad) == ["ana", "bo"]
+    latin_1 = tmp_path / "latin-1.txt"
+    latin_1.write_bytes("ana\nzoé\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin-1.txt, line 2: not UTF-8 text; save the file as UTF-8"):
+        learner_names(names_file=latin_1)
