@@ -14,7 +14,6 @@ shares one repository file, whatever order they start in:
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from payments_lab.errors import PaymentsLabError
@@ -101,7 +100,8 @@ def open_repository(
     Raises:
         LedgerMismatchError: ``explicit`` differs from the lab session's file, without
             ``own_ledger``: two workers with two ledgers would charge a payment twice.
-        ValueError: the file's folder does not exist.
+        RepositoryFileError: the file cannot hold the repository (its folder does not exist,
+            it is a folder or another kind of file).
     """
     shared = shared_repository_file(address, own_server=own_server)
     path = Path(explicit) if explicit is not None else shared
@@ -113,14 +113,9 @@ def open_repository(
                 "charged by this worker and retried by another would be charged twice. Drop --db to share "
                 "the session's, or add --own-ledger for a task queue no other worker polls."
             )
-    if path is not None and not path.parent.is_dir():
-        if explicit is not None:
-            raise ValueError(f"cannot open the repository {path}: the folder {path.parent} does not exist")
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return PaymentRepository(path)
-    except sqlite3.Error as err:
-        raise ValueError(f"cannot open the repository {path}: {err}") from None
+    if explicit is None and path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the state folder, made on first use
+    return PaymentRepository(path)
 
 
 def _same_file(a: Path, b: Path) -> bool:

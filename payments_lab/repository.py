@@ -171,29 +171,52 @@ class ChargeRefusedError(PaymentsLabError, RuntimeError):
     """The payment is not in a state that can be charged (for example it was cancelled)."""
 
 
+class RepositoryFileError(PaymentsLabError, ValueError):
+    """The file given for the repository cannot hold it: no such folder, a folder, another kind of file."""
+
+
+def _file_problem(path: Path) -> str:
+    """Why SQLite could not open or use ``path``, in plain words."""
+    if path.is_dir():
+        return f"{path} is a folder; give a file in it, e.g. {path / 'payments.sqlite'}"
+    if not path.parent.is_dir():
+        return f"the folder {path.parent} does not exist; create it, or give a file in a folder that exists"
+    if path.exists():
+        return f"{path} is not a SQLite file of the kit (another kind of file?); give a new file name"
+    return f"{path} cannot be created here (no permission to write in {path.parent}?)"
+
+
 class PaymentRepository:
     """Payments, organizations, the processor's ledger, notifications and activity attempts.
 
     Args:
         path: SQLite file shared by several processes, or None to keep everything in memory.
         demo_organizations: Register :data:`DEMO_ORGANIZATIONS` if they are missing.
+
+    Raises:
+        RepositoryFileError: ``path`` cannot hold the repository; the message says why.
     """
 
     def __init__(self, path: str | Path | None = None, *, demo_organizations: bool = True) -> None:
         self.path = Path(path) if path is not None else None
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            str(self.path) if self.path else ":memory:",
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=10.0,
-        )
-        self._db.row_factory = sqlite3.Row
-        if self.path:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(
+                str(self.path) if self.path else ":memory:",
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=10.0,
+            )
+            self._db.row_factory = sqlite3.Row
+            if self.path:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:  # OperationalError included: cannot open the file
+            if self.path is None:
+                raise
+            raise RepositoryFileError(f"the payments repository cannot live in {self.path}: {_file_problem(self.path)}") from err
         if demo_organizations:
             for org_id, name in DEMO_ORGANIZATIONS.items():
                 self.register_organization(org_id, name, replace=False)

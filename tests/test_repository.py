@@ -19,6 +19,7 @@ from payments_lab.repository import (
     ChargeRefusedError,
     Notification,
     PaymentRepository,
+    RepositoryFileError,
 )
 
 
@@ -202,3 +203,16 @@ def test_attempts_written_from_many_threads_keep_their_own_keys(repository: Paym
     attempts = repository.attempts()
     assert len(attempts) == 200
     assert all(a.outcome == "completed" and a.error == f"done {a.payment_id[2:]}" for a in attempts)
+
+
+def test_a_file_that_cannot_hold_the_repository_is_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(RepositoryFileError, match="the folder .*missing does not exist; create it"):
+        PaymentRepository(tmp_path / "missing" / "payments.sqlite")
+    with pytest.raises(RepositoryFileError, match=r"is a folder; give a file in it, e\.g\. .*payments\.sqlite"):
+        PaymentRepository(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database, and it stays as it was\n" * 200)
+    with pytest.raises(RepositoryFileError, match="is not a SQLite file of the kit"):
+        PaymentRepository(notes)
+    assert notes.read_text() == "not a database, and it stays as it was\n" * 200
+    assert isinstance(RepositoryFileError("x"), ValueError)
