@@ -65,6 +65,11 @@ class PaymentOptions:
             positive_duration(name, getattr(self, name), optional=True)
         if not isinstance(self.charge_cancellation, ActivityCancellationType):
             raise ValueError(f"charge_cancellation must be an ActivityCancellationType, got {self.charge_cancellation!r}")
+        for name in ("local_validation", "local_notification"):
+            # "no" is truthy, and the workflow's converter refuses anything but a bool: the
+            # payment would never start its first step.
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     @functools.cached_property
     def retry_policy(self) -> RetryPolicy:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
+from payments_lab.confirmation_messages import AUTHENTICATED, CustomerAnswer, ProcessorEvent
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus, ValidationResult
 from payments_lab.faults import FaultPlan, StepFaults
@@ -116,3 +118,32 @@ async def test_field_decoders_refuse_what_the_sdk_refuses() -> None:
         payload({"payment_id": "p", "status": "failed", "message": "m", "amount": None}), [PaymentResult]
     )
     assert no_amount.amount is None and no_amount.status is PaymentStatus.FAILED
+
+
+ODD_VALUES: list[object] = [True, 0, 1, 2.5, float("nan"), "no", "", None, timedelta(seconds=1), Decimal("1"), [], {}]
+"""What a learner may put in any field: bools, numbers, strings, None, durations, containers."""
+
+DOOR_CLASSES: list[tuple[type, dict[str, object]]] = [
+    (PaymentOptions, {}),
+    (StepFaults, {}),
+    (FaultPlan, {}),
+    (CustomerAnswer, {}),
+    (ProcessorEvent, {"event_id": "evt-1", "type": AUTHENTICATED}),
+    (PaymentRequest, {"payment_id": "p-1", "organization_id": "org-acme", "user_id": "u", "amount": "1.00", "currency": "EUR"}),
+]
+"""Dataclasses a learner builds that cross into a workflow (input, update, signal)."""
+
+
+@pytest.mark.parametrize(("cls", "base"), DOOR_CLASSES, ids=[cls.__name__ for cls, _ in DOOR_CLASSES])
+async def test_whatever_a_learner_can_build_the_workflow_can_decode(cls: type, base: dict[str, object]) -> None:
+    """A value the door lets through but the worker's converter refuses leaves a payment pending for ever
+    (its workflow task fails again and again): so every field, given any odd value, is either refused
+    when the object is built or decodes back to an equal object."""
+    for field in dataclasses.fields(cls):
+        for odd in ODD_VALUES:
+            try:
+                built = cls(**{**base, field.name: odd})
+            except (TypeError, ValueError):
+                continue
+            back = await round_trip(built, cls)
+            assert back == built or odd != odd, f"{cls.__name__}({field.name}={odd!r}) was built but decodes as {back!r}"

@@ -387,6 +387,9 @@ async def test_a_schedule_to_close_timeout_ends_unlimited_retries(client: Client
         ({"backoff_coefficient": 0.5}, "backoff_coefficient must be >= 1, got 0.5"),
         ({"maximum_attempts": -1}, "maximum_attempts must be a whole number >= 0, got -1"),
         ({"maximum_attempts": True}, "maximum_attempts must be a whole number >= 0, got True"),
+        # A truthy string reached the workflow, whose converter refused it: the payment stayed pending.
+        ({"local_validation": "no"}, "local_validation must be True or False, got 'no'"),
+        ({"local_notification": 1}, "local_notification must be True or False, got 1"),
     ],
 )
 def test_payment_options_refuse_bad_timeouts_and_cancellation_types(fields: dict, message: str) -> None:
