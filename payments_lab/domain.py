@@ -191,19 +191,27 @@ def text_problems(name: str, value: str) -> list[str]:
     return problems
 
 
-def checked_payment_id(payment_id: object) -> str:
-    """``payment_id``, if it is an id a payment could have (what :func:`text_problems` allows).
+def checked_text(name: str, value: object) -> str:
+    """``value``, if it is text that Temporal can carry as field ``name`` (see :func:`text_problems`).
 
     Raises:
-        ValueError: it is not a string, or not text that Temporal can carry; the message
-            names every problem.
+        ValueError: it is not a string, or not such text; the message names every problem.
     """
-    if not isinstance(payment_id, str):
-        raise ValueError(f"payment_id must be a string, not {type(payment_id).__name__}")
-    problems = text_problems("payment_id", payment_id)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
+    problems = text_problems(name, value)
     if problems:
         raise ValueError("; ".join(problems))
-    return payment_id
+    return value
+
+
+def checked_payment_id(payment_id: object) -> str:
+    """``payment_id``, if it is an id a payment could have.
+
+    Raises:
+        ValueError: it is not a string, or not text that Temporal can carry.
+    """
+    return checked_text("payment_id", payment_id)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from tqdm.auto import tqdm
 
 from payments_lab.arguments import whole_number
-from payments_lab.domain import WORKFLOW_ID_PREFIX, text_problems, workflow_id_for
+from payments_lab.domain import WORKFLOW_ID_PREFIX, checked_text, workflow_id_for
 from payments_lab.errors import PaymentsLabError
 from payments_lab.gathering import gather_all
 from payments_lab.history.decoding import as_histories
@@ -40,14 +40,9 @@ async def fetch_history(client: Client, workflow_id: str, run_id: str | None = N
             says how a payment's workflow id is written.
         ValueError: ``workflow_id`` or ``run_id`` is not text that Temporal can carry.
     """
-    for name, value in (("workflow_id", workflow_id), ("run_id", run_id)):
-        if value is None and name == "run_id":
-            continue
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, not {type(value).__name__}")
-        problems = text_problems(name, value)
-        if problems:
-            raise ValueError("; ".join(problems))
+    checked_text("workflow_id", workflow_id)
+    if run_id is not None:
+        checked_text("run_id", run_id)
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     try:
         return await answered(client, lambda window: handle.fetch_history(rpc_timeout=window))
