@@ -9,6 +9,8 @@ clear :class:`ConfirmationRefusedError`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from temporalio.client import WorkflowUpdateFailedError
@@ -126,16 +128,13 @@ class Checkout:
         answer = CustomerAnswer(approved)
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
         try:
-            # The update's own return annotation tells the SDK to decode a ConfirmationReceipt.
-            return await workflow.execute_update(ConfirmedPaymentWorkflow.confirm, answer)
+            with _ended_as_refused(payment_id):
+                # The update's own return annotation tells the SDK to decode a ConfirmationReceipt.
+                return await workflow.execute_update(ConfirmedPaymentWorkflow.confirm, answer)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise ConfirmationRefusedError(payment_id, reason) from None
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                raise ConfirmationRefusedError(payment_id, f"the payment's workflow has ended or does not exist ({err.message})") from None
-            raise
 
     async def deliver_webhook(self, payment_id: str, event: ProcessorEvent) -> None:
         """Deliver one processor webhook (the ``processor_webhook`` signal); redeliveries are harmless.
@@ -151,12 +150,8 @@ class Checkout:
                 f"not {type(event).__name__} {event!r}"
             )
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
-        try:
+        with _ended_as_refused(payment_id):
             await workflow.signal(ConfirmedPaymentWorkflow.processor_webhook, event)
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                raise ConfirmationRefusedError(payment_id, f"the payment's workflow has ended or does not exist ({err.message})") from None
-            raise
 
     async def state(self, payment_id: str) -> ConfirmationState:
         """Ask the workflow where the payment is and what it heard (the ``confirmation`` query).
@@ -167,3 +162,14 @@ class Checkout:
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
         with not_found_as(payment_id):
             return await workflow.query(ConfirmedPaymentWorkflow.confirmation)
+
+
+@contextmanager
+def _ended_as_refused(payment_id: str) -> Iterator[None]:
+    """Turn the server's NOT_FOUND (the workflow has closed, or never was) into :class:`ConfirmationRefusedError`."""
+    try:
+        yield
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise ConfirmationRefusedError(payment_id, f"the payment's workflow has ended or does not exist ({err.message})") from None
+        raise
