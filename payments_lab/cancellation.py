@@ -1,9 +1,10 @@
 """When a cancellation reached a payment: which step was running, from the history and the kit's attempt log.
 
 Temporal's history says when the cancellation request arrived (its
-``WorkflowExecutionCancelRequested`` event); the kit's attempt log says which activity
-attempt was running at that moment. Lesson 05 and its exercises read both, so that a
-cancel sent too early, too late or while the wrong step ran is named for what it was.
+``WorkflowExecutionCancelRequested`` event) and which activity was scheduled and not yet
+finished at that point; the kit's attempt log says which attempt of it was running. Lesson 05
+and its exercises read both, so that a cancel sent too early, too late or while the wrong step
+ran is named for what it was.
 """
 
 from __future__ import annotations
@@ -51,11 +52,15 @@ class CancelTiming:
     """The validate, charge or notify attempt that was running at that moment, if any."""
     workflow_end: str | None
     """How the workflow ended (``completed``, ``cancelled``…), or None while it runs."""
+    scheduled: str | None = None
+    """The validate, charge or notify activity the history shows scheduled and unfinished when the request
+    arrived, even if none of its attempts was running (not started yet, or waiting between two attempts)."""
 
     @property
     def step(self) -> str | None:
-        """``validate``, ``charge`` or ``notify``: the step that was running when the request arrived."""
-        return STEPS.get(self.running.activity) if self.running else None
+        """``validate``, ``charge`` or ``notify``: the step the payment was in when the request arrived."""
+        activity = self.running.activity if self.running else self.scheduled
+        return STEPS.get(activity) if activity else None
 
     @property
     def during_charge(self) -> bool:
@@ -70,8 +75,13 @@ class CancelTiming:
                 f"No cancellation reached this payment: it had already ended ({self.workflow_end}) "
                 f"before any cancel arrived. To see a cancellation mid-charge, {SLOWER_PAYMENT}."
             )
-        if self.running is None:
+        if self.running is None and self.scheduled is None:
             return "The cancellation request arrived between two steps: no validate, charge or notify attempt was running."
+        if self.running is None:
+            return (
+                f"The cancellation request arrived in the {self.step} step, while no attempt of it was running: "
+                f"Temporal had scheduled `{self.scheduled}` and it had not started yet, or was waiting to be retried."
+            )
         outcome = self.running.outcome if self.running.ended_at else "still running"
         return (
             f"The cancellation request arrived while {self.step} attempt {self.running.attempt} was running; "
@@ -79,12 +89,28 @@ class CancelTiming:
         )
 
 
+_ACTIVITY_ENDS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity_task_canceled_event_attributes",
+}
+
+_INTERRUPTIBLE = ("validate", "charge", "notify")
+
+
 def cancel_timing(payment_id: str, history: WorkflowHistory, attempts: Sequence[AttemptRecord]) -> CancelTiming:
     """Where the payment was when the cancellation request recorded in ``history`` arrived."""
-    requested_at = workflow_end = None
+    requested_at = workflow_end = scheduled = None
+    unfinished: dict[int, str] = {}  # scheduled event id → activity type, until the activity's end is recorded
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED and requested_at is None:
             requested_at = event.event_time.ToDatetime(tzinfo=UTC)
+            scheduled = next((a for a in reversed(unfinished.values()) if STEPS.get(a) in _INTERRUPTIBLE), None)
+        elif requested_at is None and event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            unfinished[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif requested_at is None and event.event_type in _ACTIVITY_ENDS:
+            unfinished.pop(getattr(event, _ACTIVITY_ENDS[event.event_type]).scheduled_event_id, None)
         workflow_end = _CLOSED.get(event.event_type, workflow_end)
     running = None
     if requested_at is not None:
@@ -92,13 +118,13 @@ def cancel_timing(payment_id: str, history: WorkflowHistory, attempts: Sequence[
             (
                 a
                 for a in attempts
-                if STEPS.get(a.activity) in ("validate", "charge", "notify")
+                if STEPS.get(a.activity) in _INTERRUPTIBLE
                 and a.started_at <= requested_at
                 and (a.ended_at is None or a.ended_at >= requested_at)
             ),
             None,
         )
-    return CancelTiming(payment_id, requested_at, running, workflow_end)
+    return CancelTiming(payment_id, requested_at, running, workflow_end, scheduled)
 
 
 async def explain_cancel(handle: PaymentHandle, repository: PaymentRepository) -> CancelTiming:

@@ -65,6 +65,53 @@ def test_a_payment_that_ended_first_says_so_and_how_to_start_a_slower_one() -> N
     assert "still running" in str(cancel_timing("p", _history(STARTED), []))
 
 
+def _activity_event(event_id: int, event_type: int, at: float, activity: str = "", scheduled_id: int = 0) -> HistoryEvent:
+    event = _event(event_id, event_type, at)
+    if event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        event.activity_task_scheduled_event_attributes.activity_type.name = activity
+    else:
+        event.activity_task_completed_event_attributes.scheduled_event_id = scheduled_id
+    return event
+
+
+def _payment_history(cancel_at: float) -> WorkflowHistory:
+    """Validate and charge completed; send_notification scheduled at 2.0 s; a cancel request at ``cancel_at``."""
+    scheduled, completed = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+    events = [
+        _event(1, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, 0.0),
+        _activity_event(2, scheduled, 0.05, "validate_payment"),
+        _activity_event(3, completed, 0.4, scheduled_id=2),
+        _activity_event(4, scheduled, 0.45, "charge_payment"),
+        _activity_event(5, completed, 1.95, scheduled_id=4),
+        _activity_event(6, scheduled, 2.0, "send_notification"),
+        _event(7, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED, cancel_at),
+    ]
+    return WorkflowHistory("payment-p", events)
+
+
+def test_a_request_before_the_scheduled_notification_started_is_in_the_notify_step() -> None:
+    # The workflow says "notify" as soon as it has scheduled the notification; its first attempt starts
+    # a few ms later on a worker, and on a loaded machine a cancel lands in between.
+    attempts = [
+        _attempt("validate_payment", 0.1, 0.4, "completed"),
+        _attempt("charge_payment", 0.5, 1.9, "completed"),
+        _attempt("send_notification", 2.05, 2.6, "cancelled"),
+    ]
+    timing = cancel_timing("p", _payment_history(cancel_at=2.02), attempts)
+    assert timing.running is None and timing.scheduled == "send_notification" and timing.step == "notify"
+    assert not timing.during_charge
+    assert "in the notify step, while no attempt of it was running" in str(timing)
+    running = cancel_timing("p", _payment_history(cancel_at=2.1), attempts)
+    assert running.running == attempts[2] and running.step == "notify"
+
+
+def test_a_completed_activity_is_no_longer_the_step_a_request_interrupts() -> None:
+    history = _payment_history(cancel_at=2.02)
+    del history.events[5:6]  # no notification scheduled yet: charge completed, nothing else pending
+    timing = cancel_timing("p", history, [_attempt("charge_payment", 0.5, 1.9, "completed")])
+    assert timing.scheduled is None and timing.step is None and "between two steps" in str(timing)
+
+
 # The three cancellation types, on the real dev server.
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payments_lab.cancellation import cancel_timing
+from payments_lab.cancellation import CancelTiming, cancel_timing
 from payments_lab.domain import PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
@@ -136,6 +136,16 @@ q1 = Exercise(
 )
 
 
+def _charge_when_cancelled(timing: CancelTiming) -> str:
+    """What the charge was doing when the cancel arrived, from the attempt log when an attempt was running."""
+    if timing.running is None:
+        return "`WorkflowExecutionCancelRequested` while `charge_payment` was scheduled and unfinished"
+    return (
+        f"`WorkflowExecutionCancelRequested` while charge attempt {timing.running.attempt} was running "
+        f"(attempt log: it then ended {timing.running.outcome})"
+    )
+
+
 async def _check_reverse_unnotified(answer: object, lab: Lab | None) -> Verdict:
     lab = required_lab(lab)
     faults = FaultPlan(
@@ -151,13 +161,10 @@ async def _check_reverse_unnotified(answer: object, lab: Lab | None) -> Verdict:
     assert run.result is not None
     timing = cancel_timing(run.payment_id, run.history, run.attempts)
     if timing.during_charge:
-        assert timing.running is not None
         raise Mismatch(
             "Your cancel arrived while the charge was still running, before the notify step.",
             expected=expected,
-            seen=f"`WorkflowExecutionCancelRequested` while charge attempt {timing.running.attempt} was running "
-            f"(attempt log: it then ended {timing.running.outcome}); status {run.status}, "
-            f"{plural(run.notifications, 'notification')}",
+            seen=f"{_charge_when_cancelled(timing)}; status {run.status}, {plural(run.notifications, 'notification')}",
             where_to_look="a fixed wait, or waiting for the money (`wait_until_charged`), does not tell which step "
             f"runs: {watch}",
         )
@@ -178,9 +185,8 @@ async def _check_reverse_unnotified(answer: object, lab: Lab | None) -> Verdict:
     return Verdict(
         "The charge was reversed because the customer could not be told.",
         (
-            "history: `charge_payment` completed, then `WorkflowExecutionCancelRequested` while `send_notification` "
-            f"attempt {timing.running.attempt if timing.running else '?'} was running (the kit's attempt log), "
-            "then `settle_unfinished_payment`",
+            "history: `charge_payment` completed, `send_notification` scheduled, then `WorkflowExecutionCancelRequested` "
+            "before it completed, then `settle_unfinished_payment`",
             f"result: `{run.status}`; ledger {_ledger(run)}; {run.notifications} notifications sent",
             "the payment was already `completed` in the repository: `refunded` is allowed after it",
         ),
