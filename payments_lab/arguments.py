@@ -42,6 +42,17 @@ def rate(name: str, value: Any) -> float:
     return value
 
 
+def flag(name: str, value: Any) -> bool:
+    """Return ``value`` if it is True or False (a string such as ``"no"`` is truthy).
+
+    Raises:
+        ValueError: ``{name} must be True or False, got {value!r}``.
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def positive_duration(name: str, value: Any, *, optional: bool = False) -> Any:
     """Return ``value`` if it is a positive ``timedelta`` (or None, when ``optional``).
 

@@ -123,7 +123,7 @@ class Checkout:
         Raises:
             ConfirmationRefusedError: the workflow refused it (too late, already decided) or
                 has ended; the history records nothing of a refused update.
-            TypeError: ``approved`` is not True or False (nothing is sent).
+            ValueError: ``approved`` is not True or False (nothing is sent).
         """
         answer = CustomerAnswer(approved)
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)

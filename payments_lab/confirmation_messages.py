@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from payments_lab.arguments import positive_duration
+from payments_lab.arguments import flag, positive_duration
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan
 from payments_lab.messages import PaymentOptions
@@ -52,9 +52,8 @@ class CustomerAnswer:
     """True if the customer confirmed the payment, False if they refused it."""
 
     def __post_init__(self) -> None:
-        # "no" is truthy: anything but a bool would confirm a payment the customer refused.
-        if not isinstance(self.approved, bool):
-            raise TypeError(f"approved must be True or False, not {type(self.approved).__name__} {self.approved!r}")
+        # "no" is truthy: it would confirm a payment the customer refused.
+        flag("approved", self.approved)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
-from payments_lab.arguments import positive_duration, valid_retry_policy
+from payments_lab.arguments import flag, positive_duration, valid_retry_policy
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan
 
@@ -65,11 +65,9 @@ class PaymentOptions:
             positive_duration(name, getattr(self, name), optional=True)
         if not isinstance(self.charge_cancellation, ActivityCancellationType):
             raise ValueError(f"charge_cancellation must be an ActivityCancellationType, got {self.charge_cancellation!r}")
-        for name in ("local_validation", "local_notification"):
-            # "no" is truthy, and the workflow's converter refuses anything but a bool: the
-            # payment would never start its first step.
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        # The workflow's converter refuses anything but a bool here: the payment would never start.
+        flag("local_validation", self.local_validation)
+        flag("local_notification", self.local_notification)
 
     @functools.cached_property
     def retry_policy(self) -> RetryPolicy:

@@ -59,7 +59,7 @@ from payments_lab.outage import (
     within_window,
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
-from payments_lab.visibility import quoted, refused_query_as_error
+from payments_lab.visibility import checked_query, quoted, refused_query_as_error
 from payments_lab.workflows import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
 
 T = TypeVar("T")
@@ -584,8 +584,8 @@ class PaymentService:
             clauses.append(f"{ORGANIZATION_ID.name} = {quoted(organization_id)}")
         if status is not None:
             clauses.append(f"{PAYMENT_STATUS.name} = {quoted(PaymentStatus(status).value)}")
-        if extra is not None and not isinstance(extra, str):
-            raise TypeError(f"query must be a visibility query as a string, such as \"ExecutionStatus = 'Running'\", not {type(extra).__name__} {extra!r}")
+        if extra is not None:
+            checked_query(extra)
         if extra:
             clauses.append(f"({extra})")
         return " AND ".join(clauses)

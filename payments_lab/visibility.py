@@ -30,6 +30,20 @@ class VisibilityQueryError(PaymentsLabError, ValueError):
         """What the server said of it."""
 
 
+def checked_query(query: object) -> str:
+    """``query``, if it is a visibility query as a string.
+
+    Raises:
+        TypeError: it is not a string.
+    """
+    if not isinstance(query, str):
+        raise TypeError(
+            f"query must be a visibility query as a string, not {type(query).__name__} {query!r}: "
+            "e.g. \"ExecutionStatus = 'Running'\""
+        )
+    return query
+
+
 def quoted(value: str) -> str:
     """``value`` as a string literal of Temporal's visibility query language.
 

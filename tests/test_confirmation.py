@@ -166,7 +166,7 @@ async def test_answers_and_webhooks_the_workflow_would_misread_are_refused_at_th
     with pytest.raises(TypeError, match=r"event must be a ProcessorEvent, such as ProcessorEvent\('evt-1', 'payment.authenticated'\), not str"):
         await checkout.deliver_webhook(request.payment_id, AUTHENTICATED)  # type: ignore[arg-type]
     # "no" is truthy.
-    with pytest.raises(TypeError, match="approved must be True or False, not str 'no'"):
+    with pytest.raises(ValueError, match="approved must be True or False, got 'no'"):
         await checkout.confirm(request.payment_id, approved="no")  # type: ignore[arg-type]
     state = await checkout.state(request.payment_id)
     assert (state.step, state.decision, state.webhook_events) == ("confirm", None, ())  # nothing reached it

@@ -19,7 +19,7 @@ from payments_lab.errors import PaymentsLabError
 from payments_lab.gathering import gather_all
 from payments_lab.history.decoding import as_histories
 from payments_lab.outage import answered
-from payments_lab.visibility import refused_query_as_error
+from payments_lab.visibility import checked_query, refused_query_as_error
 
 DEFAULT_CONCURRENCY = 32
 """Histories fetched at once by :func:`fetch_histories`: enough to keep a local server busy."""
@@ -96,9 +96,7 @@ async def fetch_histories(
     whole_number("concurrency", concurrency, minimum=1)
     targets: list[tuple[str, str | None]]
     if query is not None:
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a visibility query as a string, not {type(query).__name__} {query!r}")
-        with refused_query_as_error(query):
+        with refused_query_as_error(checked_query(query)):
             targets = await answered(client, lambda window: _listed(client, query, window))
     elif isinstance(workflows, str):
         raise ValueError("workflows must be a list of workflow ids, not one string; use fetch_history for one")
