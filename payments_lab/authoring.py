@@ -10,12 +10,14 @@ the sandbox always imports the source the cell holds now, never a cached older o
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import keyword
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +36,9 @@ _WORKFLOW_DEFINITION = "__temporal_workflow_definition"
 _ACTIVITY_DEFINITION = "__temporal_activity_definition"
 _LAST_NUMBER: dict[str, int] = {}
 """The last number a module name was given in this process, by the name its cell gave."""
+
+IMPORT_DEADLINE = 10.0
+"""Seconds a cell's module may take to import: its top level should only import and define."""
 
 
 class WorkflowModuleError(PaymentsLabError, ValueError):
@@ -90,6 +95,59 @@ def _frame_in(error: BaseException, path: Path) -> int | None:
     return lines[-1] if lines else None
 
 
+class _ImportStopped(BaseException):
+    """Raised inside an import that ran past its deadline, to stop a loop in the module's top level."""
+
+
+class _ImportOverran(Exception):
+    """An import that did not finish within its deadline."""
+
+    def __init__(self, line: int | None, stopped: bool) -> None:
+        super().__init__(line, stopped)
+        self.line = line
+        """The module's line that was running at the deadline, if the import was in the module's own code."""
+        self.stopped = stopped
+        """Whether the import stopped once interrupted (a wait in C code cannot be)."""
+
+
+def _import_within(module_name: str, path: Path, deadline: float) -> ModuleType:
+    """Import ``module_name`` in a thread of its own, and stop waiting for it after ``deadline`` seconds.
+
+    An import blocks its thread until the module's top level has run: in the kernel's own
+    thread, ``while True: pass`` at the top of a cell's module would hang the cell until the
+    learner interrupts the kernel.
+
+    Raises:
+        _ImportOverran: the import ran past ``deadline``.
+        BaseException: whatever the module's top level raised.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["module"] = importlib.import_module(module_name)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread as it is
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name=f"import {module_name}", daemon=True)
+    thread.start()
+    thread.join(deadline)
+    if thread.is_alive() and thread.ident is not None:
+        frame, line = sys._current_frames().get(thread.ident), None
+        while frame is not None and line is None:
+            line = frame.f_lineno if Path(frame.f_code.co_filename) == path else None
+            frame = frame.f_back
+        # A Python loop sees this exception at its next bytecode; a wait inside C code never does.
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_ImportStopped))
+        thread.join(1.0)
+        sys.modules.pop(module_name, None)
+        raise _ImportOverran(line, stopped=not thread.is_alive())
+    if "error" in outcome:
+        raise outcome["error"]
+    module: ModuleType = outcome["module"]
+    return module
+
+
 def _raised_by_temporal(error: BaseException) -> bool:
     """Whether ``error`` was raised inside the SDK (a decorator refusing a definition), not by the learner's code."""
     frames = traceback.extract_tb(error.__traceback__)
@@ -102,9 +160,12 @@ class WorkflowModules:
     Args:
         folder: Where to write the files; a new temporary folder by default, removed
             by :meth:`close`.
+        import_deadline: Seconds a module may take to import before it is reported as
+            running on (a loop at its top level).
     """
 
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(self, folder: str | Path | None = None, *, import_deadline: float = IMPORT_DEADLINE) -> None:
+        self.import_deadline = import_deadline
         self._owned = folder is None
         self.folder = Path(tempfile.mkdtemp(prefix="payments-lab-modules-") if folder is None else folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -169,14 +230,26 @@ class WorkflowModules:
         path.write_text(source, encoding="utf-8")
         importlib.invalidate_caches()
         try:
-            module = importlib.import_module(module_name)
+            module = _import_within(module_name, path, self.import_deadline)
+        except _ImportOverran as overran:
+            where = f", line {overran.line}" if overran.line else ""
+            still = (
+                ""
+                if overran.stopped
+                else " It could not be stopped (it waits inside a call) and runs on in the background: restart the kernel to end it."
+            )
+            raise WorkflowModuleError(
+                f"{name}{where}: importing the module did not finish within {self.import_deadline:g} s: its module-level "
+                "code was still running (a loop or a wait at the top level?). Module-level code runs at import: keep it "
+                f"to imports and definitions, and put loops inside functions; the worker still runs the previous version.{still}"
+            ) from None
         except ImportError as error:
             missing = error.name or str(error)
             raise WorkflowModuleError(
                 f"{name}: cannot import {missing!r} ({error}). Check the spelling of the import, or install the "
                 "package; the worker still runs the previous version."
             ) from None
-        except Exception as error:  # noqa: BLE001 - the learner's module may raise anything at import
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - the learner's module may raise anything at import
             line = _frame_in(error, path)
             where = f", line {line}" if line else ""
             if _raised_by_temporal(error):

@@ -127,6 +127,7 @@ async def test_the_same_name_loaded_again_runs_the_new_source(lab: Lab) -> None:
         ),
         ("X = 1\n", "defines no workflow and no activity"),
         ("X = {}['missing']\n", "same_name, line 1: importing the module raised KeyError"),
+        ("import sys\nsys.exit(3)\n", "same_name, line 2: importing the module raised SystemExit: 3"),
         (HEAD + "        return 'caf\udce9'\n", "same_name, line 13: '\\udce9' is not valid text (a lone surrogate"),
         (HEAD + "        return ''\n\x00", "same_name: source code string cannot contain null bytes"),
         (
@@ -138,7 +139,7 @@ async def test_the_same_name_loaded_again_runs_the_new_source(lab: Lab) -> None:
             "PaymentWorkflowV2 and PaymentWorkflowV3 both define workflow 'PaymentWorkflow'",
         ),
     ],
-    ids=["syntax", "import", "sandbox", "no-workflow", "raises-at-import", "surrogate", "nul", "sync-run", "same-workflow-twice"],
+    ids=["syntax", "import", "sandbox", "no-workflow", "raises-at-import", "sys-exit", "surrogate", "nul", "sync-run", "same-workflow-twice"],
 )
 async def test_a_module_that_cannot_run_is_one_message_and_the_worker_keeps_its_code(lab: Lab, source: str, message: str) -> None:
     await lab.load_module("same_name", HEAD + '        return "kept"\n')
@@ -158,6 +159,26 @@ def test_a_module_name_must_be_an_identifier(name: object, tmp_path: object) -> 
     try:
         with pytest.raises(ValueError, match="a module name is a Python identifier"):
             modules.load(name, "X = 1")  # type: ignore[arg-type]
+    finally:
+        modules.close()
+
+
+@pytest.mark.parametrize(
+    ("top_level", "line", "stopped"),
+    [("n = 0\nwhile True: n += 1\n", 2, True), ("import time\ntime.sleep(2)\n", 2, False)],
+    ids=["python-loop", "wait-in-c"],
+)
+def test_a_module_whose_top_level_runs_on_is_reported_instead_of_hanging_the_cell(top_level: str, line: int, stopped: bool) -> None:
+    modules = WorkflowModules(import_deadline=0.3)
+    try:
+        with pytest.raises(WorkflowModuleError) as raised:
+            modules.load("runs_on", top_level)
+        message = str(raised.value)
+        assert f"runs_on, line {line}: importing the module did not finish within 0.3 s" in message, message
+        assert ("restart the kernel" in message) is not stopped, message
+        assert not [m for m in sys.modules if m.startswith("runs_on_")]
+        # The cell can be corrected and run again at once.
+        assert modules.load("runs_on", HEAD + '        return "fixed"\n').revision == 2
     finally:
         modules.close()
 
