@@ -44,12 +44,8 @@ IMPORT_DEADLINE = 10.0
 class WorkflowModuleError(PaymentsLabError, ValueError):
     """Workflow code written in a cell that cannot run: what is wrong, and what to change.
 
-    In a notebook it shows as its message alone, without the kit's own traceback.
+    In a notebook it shows as its message alone, like every :class:`PaymentsLabError`.
     """
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython shows this instead of a traceback: the message is the whole story.
-        return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
 
 
 @dataclass(frozen=True)
@@ -99,26 +95,15 @@ class _ImportStopped(BaseException):
     """Raised inside an import that ran past its deadline, to stop a loop in the module's top level."""
 
 
-class _ImportOverran(Exception):
-    """An import that did not finish within its deadline."""
-
-    def __init__(self, line: int | None, stopped: bool) -> None:
-        super().__init__(line, stopped)
-        self.line = line
-        """The module's line that was running at the deadline, if the import was in the module's own code."""
-        self.stopped = stopped
-        """Whether the import stopped once interrupted (a wait in C code cannot be)."""
-
-
-def _import_within(module_name: str, path: Path, deadline: float) -> ModuleType:
-    """Import ``module_name`` in a thread of its own, and stop waiting for it after ``deadline`` seconds.
+def _import_within(name: str, module_name: str, path: Path, deadline: float) -> ModuleType:
+    """Import ``module_name`` (version of cell module ``name``) in a thread of its own, for ``deadline`` seconds at most.
 
     An import blocks its thread until the module's top level has run: in the kernel's own
     thread, ``while True: pass`` at the top of a cell's module would hang the cell until the
     learner interrupts the kernel.
 
     Raises:
-        _ImportOverran: the import ran past ``deadline``.
+        WorkflowModuleError: the import ran past ``deadline``; the message names the line that was running.
         BaseException: whatever the module's top level raised.
     """
     outcome: dict[str, Any] = {}
@@ -141,7 +126,17 @@ def _import_within(module_name: str, path: Path, deadline: float) -> ModuleType:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_ImportStopped))
         thread.join(1.0)
         sys.modules.pop(module_name, None)
-        raise _ImportOverran(line, stopped=not thread.is_alive())
+        where = f", line {line}" if line else ""
+        still = (
+            " It could not be stopped (it waits inside a call) and runs on in the background: restart the kernel to end it."
+            if thread.is_alive()
+            else ""
+        )
+        raise WorkflowModuleError(
+            f"{name}{where}: importing the module did not finish within {deadline:g} s: its module-level code was "
+            "still running (a loop or a wait at the top level?). Module-level code runs at import: keep it to imports "
+            f"and definitions, and put loops inside functions; the worker still runs the previous version.{still}"
+        )
     if "error" in outcome:
         raise outcome["error"]
     module: ModuleType = outcome["module"]
@@ -230,19 +225,9 @@ class WorkflowModules:
         path.write_text(source, encoding="utf-8")
         importlib.invalidate_caches()
         try:
-            module = _import_within(module_name, path, self.import_deadline)
-        except _ImportOverran as overran:
-            where = f", line {overran.line}" if overran.line else ""
-            still = (
-                ""
-                if overran.stopped
-                else " It could not be stopped (it waits inside a call) and runs on in the background: restart the kernel to end it."
-            )
-            raise WorkflowModuleError(
-                f"{name}{where}: importing the module did not finish within {self.import_deadline:g} s: its module-level "
-                "code was still running (a loop or a wait at the top level?). Module-level code runs at import: keep it "
-                f"to imports and definitions, and put loops inside functions; the worker still runs the previous version.{still}"
-            ) from None
+            module = _import_within(name, module_name, path, self.import_deadline)
+        except WorkflowModuleError:
+            raise
         except ImportError as error:
             missing = error.name or str(error)
             raise WorkflowModuleError(
