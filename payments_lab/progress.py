@@ -35,9 +35,7 @@ from payments_lab.gathering import gather_all
 from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_window
 from payments_lab.search_attributes import CHECK_VERDICT, EXERCISE_ID
 from payments_lab.verdicts import WORKFLOW_TYPE
-
-PAYMENTS_QUERY = "WorkflowType = 'PaymentWorkflow'"
-"""Every payment of a namespace."""
+from payments_lab.visibility import PAYMENTS_QUERY
 
 FAILURES_QUERY = (
     f"{PAYMENTS_QUERY} AND (PaymentStatus = 'failed' OR ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated'))"

@@ -59,7 +59,7 @@ from payments_lab.outage import (
     within_window,
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
-from payments_lab.visibility import checked_query, quoted, refused_query_as_error
+from payments_lab.visibility import PAYMENTS_QUERY, checked_query, quoted, refused_query_as_error
 from payments_lab.workflows import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
 
 T = TypeVar("T")
@@ -575,7 +575,7 @@ class PaymentService:
             TypeError: ``organization_id`` or ``extra`` is not a string.
             ValueError: ``status`` is not a payment status.
         """
-        clauses = ["WorkflowType = 'PaymentWorkflow'"]
+        clauses = [PAYMENTS_QUERY]
         if self.scoped:
             clauses.append(f"TaskQueue = {quoted(self.task_queue)}")
         if organization_id is not None:

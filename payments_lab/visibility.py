@@ -10,6 +10,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from payments_lab.errors import PaymentsLabError
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 
+PAYMENT_WORKFLOW_TYPES = ("PaymentWorkflow", "ConfirmedPaymentWorkflow")
+"""The workflow types that run a payment: the seed's, and the checkout's that waits for the customer (lesson 11)."""
+
+PAYMENTS_QUERY = "WorkflowType IN (" + ", ".join(f"'{name}'" for name in PAYMENT_WORKFLOW_TYPES) + ")"
+"""Every payment of a namespace, whichever workflow runs it."""
+
 QUERY_HELP = (
     f"Payments carry {ORGANIZATION_ID.name}, {PAYMENT_STATUS.name} and {PAYMENT_CURRENCY.name}; Temporal's own "
     "attributes include WorkflowId, WorkflowType, ExecutionStatus, StartTime and CloseTime. Quote values "
