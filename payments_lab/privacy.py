@@ -49,8 +49,14 @@ class PrivateLab:
 
     async def close(self) -> None:
         """Stop the worker, the server and the codec server."""
+        if self in _OPEN:
+            _OPEN.remove(self)
         await self.lab.close()
         self.codec_server.stop()
+
+
+_OPEN: list[PrivateLab] = []
+"""The private labs this process opened and has not closed: a cell run again closes the one it opened before."""
 
 
 async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool = True) -> PrivateLab:
@@ -60,10 +66,17 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
         codec: The codec; by default the one of ``PAYMENTS_LAB_CODEC_KEY``.
         quiet: Hide the tracebacks of activity attempts that fail on purpose.
 
+    A private lab opened earlier in this process and not closed is closed first (the cell
+    that opens one was run again): one private lab at a time.
+
     Raises:
         CodecKeyError: no codec given and ``PAYMENTS_LAB_CODEC_KEY`` is missing or malformed.
     """
     codec = codec or EncryptionCodec.from_env()
+    for earlier in list(_OPEN):
+        # The cell that opened it ran again: its server, codec server and worker would run on, unreachable.
+        await earlier.close()
+        print(f"Closed the private lab opened earlier in this kernel (server {earlier.lab.connection.address}).")
     if quiet:
         quiet_logs()
     ui_port = free_port()
@@ -84,7 +97,9 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
     except BaseException:
         codec_server.stop()
         raise
-    return PrivateLab(lab, codec, codec_server, plain.client, Checkout(service), server)
+    private = PrivateLab(lab, codec, codec_server, plain.client, Checkout(service), server)
+    _OPEN.append(private)
+    return private
 
 
 def describe_payload(payload: Payload) -> str:

@@ -153,6 +153,25 @@ async def test_a_private_lab_stores_only_ciphertext_and_its_codec_server_reads_i
     assert not port_open("127.0.0.1", private.codec_server.port or 0)
 
 
+async def test_opening_a_private_lab_again_closes_the_one_opened_before(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Lesson 11's cell run twice: the first lab's server, codec server and worker must not run on, unreachable."""
+    monkeypatch.setenv(KEY_ENV, new_key())
+    first = await open_private_lab()
+    try:
+        monkeypatch.setenv(KEY_ENV, new_key())
+        second = await open_private_lab()
+    finally:
+        await first.close()  # a second close is harmless
+    try:
+        assert not first.server.running and not first.codec_server.running and not first.lab.worker.running
+        assert f"Closed the private lab opened earlier in this kernel (server {first.lab.connection.address})" in capsys.readouterr().out
+        assert second.server.running and second.codec_server.running
+        assert (await second.lab.pay("2.00", show_link=False)).status is PaymentStatus.COMPLETED
+    finally:
+        await second.close()
+    assert not second.server.running
+
+
 async def test_a_private_lab_without_a_key_says_how_to_set_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(CodecKeyError, match=KEY_ENV):

@@ -212,3 +212,19 @@ def test_every_error_the_kit_raises_on_purpose_has_one_root() -> None:
     outside = sorted(name for name, cls in errors.items() if not issubclass(cls, PaymentsLabError) and not name.endswith(".Mismatch"))
     assert outside == [], f"errors outside PaymentsLabError: {outside}"
     assert len(errors) >= 10
+
+
+def test_a_kit_error_shows_in_a_notebook_as_one_line_that_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    """A cell run again (lesson 11's confirmation sent twice) shows the refusal, not a page of the kit's frames."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell(
+            "from payments_lab.checkout import ConfirmationRefusedError\n"
+            "raise ConfirmationRefusedError('pay-1', 'already confirmed (by the customer)')"
+        )
+    finally:
+        InteractiveShell.clear_instance()
+    shown = capsys.readouterr().out.strip()
+    assert shown == "\x1b[31mConfirmationRefusedError\x1b[0m: confirmation of payment 'pay-1' refused: already confirmed (by the customer)"
