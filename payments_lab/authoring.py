@@ -10,14 +10,12 @@ the sandbox always imports the source the cell holds now, never a cached older o
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import keyword
 import re
 import shutil
 import sys
 import tempfile
-import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from payments_lab.errors import PaymentsLabError
+from payments_lab.runaway import GuardedCall
 from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker
 
 __all__ = ["LoadedModule", "WorkflowModuleError", "WorkflowModules", "deploy", "explain_worker_error"]
@@ -91,55 +90,30 @@ def _frame_in(error: BaseException, path: Path) -> int | None:
     return lines[-1] if lines else None
 
 
-class _ImportStopped(BaseException):
-    """Raised inside an import that ran past its deadline, to stop a loop in the module's top level."""
-
-
 def _import_within(name: str, module_name: str, path: Path, deadline: float) -> ModuleType:
     """Import ``module_name`` (version of cell module ``name``) in a thread of its own, for ``deadline`` seconds at most.
-
-    An import blocks its thread until the module's top level has run: in the kernel's own
-    thread, ``while True: pass`` at the top of a cell's module would hang the cell until the
-    learner interrupts the kernel.
 
     Raises:
         WorkflowModuleError: the import ran past ``deadline``; the message names the line that was running.
         BaseException: whatever the module's top level raised.
     """
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["module"] = importlib.import_module(module_name)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread as it is
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, name=f"import {module_name}", daemon=True)
-    thread.start()
-    thread.join(deadline)
-    if thread.is_alive() and thread.ident is not None:
-        frame, line = sys._current_frames().get(thread.ident), None
-        while frame is not None and line is None:
-            line = frame.f_lineno if Path(frame.f_code.co_filename) == path else None
-            frame = frame.f_back
-        # A Python loop sees this exception at its next bytecode; a wait inside C code never does.
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_ImportStopped))
-        thread.join(1.0)
+    importing = GuardedCall(importlib.import_module, module_name, name=f"import {module_name}")
+    if not importing.wait(deadline):
+        line = importing.running_line(path)
+        stopped = importing.stop()
         sys.modules.pop(module_name, None)
         where = f", line {line}" if line else ""
         still = (
-            " It could not be stopped (it waits inside a call) and runs on in the background: restart the kernel to end it."
-            if thread.is_alive()
-            else ""
+            ""
+            if stopped
+            else " It could not be stopped (it waits inside a call) and runs on in the background: restart the kernel to end it."
         )
         raise WorkflowModuleError(
             f"{name}{where}: importing the module did not finish within {deadline:g} s: its module-level code was "
             "still running (a loop or a wait at the top level?). Module-level code runs at import: keep it to imports "
             f"and definitions, and put loops inside functions; the worker still runs the previous version.{still}"
         )
-    if "error" in outcome:
-        raise outcome["error"]
-    module: ModuleType = outcome["module"]
+    module: ModuleType = importing.result()
     return module
 
 

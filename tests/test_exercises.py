@@ -14,9 +14,9 @@ from typing import Any
 
 import nbformat
 import pytest
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 
-from conftest import published_session
+from conftest import OpenLab, published_session
 from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
 from payments_lab.errors import PaymentsLabError
 from payments_lab.evolution import PaymentWorkflowWithFraudScreen
@@ -25,6 +25,7 @@ from payments_lab.exercises import (
     Exercise,
     Feedback,
     InvalidExerciseError,
+    Mismatch,
     NoSuchHintError,
     Outcome,
     ____,
@@ -41,7 +42,7 @@ from payments_lab.exercises import (
     lesson10,
     lesson11,
 )
-from payments_lab.faults import FaultPlan
+from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.history import events_frame
 from payments_lab.lab import Lab, open_lab
 from payments_lab.messages import PaymentOptions
@@ -169,6 +170,13 @@ async def _two_different_events(checkout: Any, payment_id: str) -> None:
         await checkout.deliver_webhook(payment_id, ProcessorEvent(event_id, AUTHENTICATED))
 
 
+async def _confirm_then_redeliver(checkout: Any, payment_id: str) -> None:
+    await checkout.confirm(payment_id)  # the customer decides; the webhooks then change nothing
+    event = ProcessorEvent("evt_1", AUTHENTICATED)
+    await checkout.deliver_webhook(payment_id, event)
+    await checkout.deliver_webhook(payment_id, event)
+
+
 async def _deliver_once(checkout: Any, payment_id: str) -> None:
     await checkout.deliver_webhook(payment_id, ProcessorEvent("evt_1", AUTHENTICATED))
 
@@ -206,6 +214,22 @@ async def _terminate_after_charge(lab: Lab, handle: Any) -> None:
     await handle.workflow.terminate("wrong answer")
 
 
+async def _cancelled_while_waiting(lab: Lab, handle: Any) -> None:
+    await lab.wait_until_charged(handle.payment_id)
+    raise asyncio.CancelledError()  # e.g. awaiting a task that was cancelled
+
+
+def _attempt_counted_for_ever(history: Any) -> int:
+    attempts = 0
+    while attempts >= 0:  # a condition that never changes: the kernel would freeze without the check's thread
+        attempts += 1
+    return attempts
+
+
+async def _share_as_percentage(service: Any, organization_id: str) -> float:
+    return 100 * await service.count(organization_id=organization_id, status="failed") / await service.count(organization_id=organization_id)
+
+
 async def _share_of_all_organizations(service: Any, organization_id: str) -> float:
     return await service.count(status="failed") / await service.count()
 
@@ -235,12 +259,20 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson01.q3, lambda lab: WorkflowIDConflictPolicy.TERMINATE_EXISTING, "TERMINATE_EXISTING"),
     (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=2, maximum_attempts=4), "backoff_coefficient"),
     (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=3, maximum_attempts=3), "counts every attempt"),
+    (lesson02.q1, lambda lab: RetryPolicy(initial_interval=1, backoff_coefficient=3, maximum_attempts=4), "Temporal would refuse"),  # type: ignore[arg-type]
+    (
+        lesson02.q1,
+        lambda lab: RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=3, maximum_attempts=4, non_retryable_error_types=["SimulatedOutage"]),
+        "never retries the charge's failures",
+    ),
     (lesson02.q2, lambda lab: FaultPlan.failing(charge=3), "never succeeded"),
     (lesson02.q3, lambda lab: FaultPlan.failing(notify=2), "got through on attempt 3"),
+    (lesson02.q3, lambda lab: FaultPlan(notify=StepFaults(delay=60)), "`delay` slows every attempt"),
     (lesson02.q4, lambda lab: PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=1)), "heartbeat timeout never fires"),
     (lesson02.q5, lambda lab: PaymentOptions(maximum_attempts=0, initial_interval=timedelta(milliseconds=200), charge_timeout=timedelta(seconds=1)), "charge_schedule_to_close_timeout"),
     (lesson02.q5, lambda lab: PaymentOptions(maximum_attempts=3), "maximum_attempts=0"),
     (lesson03.q1, lambda lab: _count_started_events, "ActivityTaskStarted"),
+    (lesson03.q1, lambda lab: _attempt_counted_for_ever, "was stopped"),
     (lesson03.q2, lambda lab: 3, "attempt log"),
     (lesson03.q3, lambda lab: _failure_of_failed_events, "last_failure"),
     (lesson04.q1, lambda lab: 1, "idempotency key"),
@@ -248,6 +280,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson04.q2, lambda lab: PaymentOptions(charge_timeout=timedelta(seconds=1)), "cut short a healthy charge"),
     (lesson05.q1, lambda lab: _cancel_at_once, "too early"),
     (lesson05.q1, lambda lab: _terminate_after_charge, "terminated"),
+    (lesson05.q1, lambda lab: _cancelled_while_waiting, "raised CancelledError"),
     (lesson05.q2, lambda lab: _cancel_at_once, "too early"),
     (lesson05.q2, lambda lab: _cancel_after_a_second, "while charge attempt 1 was running"),
     (lesson05.q2, lambda lab: _cancel_once_charged, "while charge attempt 1 was running"),
@@ -255,6 +288,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson06.q1, lambda lab: lambda organization_id: f"OrganizationId = '{organization_id}'", "PaymentStatus"),
     (lesson06.q1, lambda lab: lambda organization_id: f"OrganizationId = {organization_id}", "The server refused your query"),
     (lesson06.q2, lambda lab: _share_of_all_organizations, "organization_id="),
+    (lesson06.q2, lambda lab: _share_as_percentage, "that is a percentage"),
     (lesson07.q1, lambda lab: PaymentWorkflowWithFraudScreen, "Nondeterminism"),
     (lesson07.q2, lambda lab: True, "patch marker"),
     (lesson09.q1, lambda lab: _first_line_of_the_trace, "outermost call first"),
@@ -268,6 +302,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson11.q1, lambda lab: _do_nothing, "deadline timer fired"),
     (lesson11.q2, lambda lab: _two_different_events, "two different events"),
     (lesson11.q2, lambda lab: _deliver_once, "not two"),
+    (lesson11.q2, lambda lab: _confirm_then_redeliver, "confirmed by the customer, not by the webhook"),
 ]
 
 
@@ -287,6 +322,23 @@ async def test_a_wrong_answer_is_explained(exercise: Exercise, wrong: WrongAnswe
     text, rich = str(feedback), feedback._repr_html_()
     assert text.startswith("✗ Not quite · ") and "Where to look: " in text
     assert "#c62828" in rich and "Expected" in rich and "Where to look" in rich
+
+
+def test_whole_numbers_and_truth_values_of_any_kind_are_taken_and_bools_are_not_counts() -> None:
+    import numpy as np
+
+    from payments_lab.exercises.checking import truth_answer, whole_number_answer
+
+    for value in (2, np.int64(2), 2.0, np.float64(2.0)):
+        assert whole_number_answer(value, "m", expected="e", where_to_look="w") == 2
+    for wrong in (True, np.bool_(True), 2.5, "2", None):
+        with pytest.raises(Mismatch) as raised:
+            whole_number_answer(wrong, "an int, please", expected="e", where_to_look="w")
+        assert raised.value.message == "an int, please" and type(wrong).__name__ in raised.value.seen
+    assert truth_answer(np.bool_(False), "False") is False and truth_answer(True, "False") is True
+    for wrong in ("False", 0, None):
+        with pytest.raises(Mismatch, match="True or False"):
+            truth_answer(wrong, "False")
 
 
 @pytest.mark.parametrize(
@@ -571,6 +623,21 @@ async def test_a_check_that_hangs_becomes_a_verdict_about_the_lab(monkeypatch: p
     assert "did not finish within 0.2 s" in str(feedback) and "open_lab()" in str(feedback)
 
 
+async def test_an_answer_that_closes_the_lab_is_told_at_once_and_so_is_the_next_check(open_test_lab: OpenLab) -> None:
+    """A closed lab's server is gone: the check must not wait for it as for an outage (2 minutes), nor raise."""
+    lab = await open_test_lab("closed-by-answer")
+
+    async def closes_the_lab(lab: Lab, handle: Any) -> None:
+        await lab.close()
+
+    async with asyncio.timeout(30):  # the check would otherwise wait out CHECK_TIMEOUT (90 s)
+        feedback = await lesson05.q1.check_async(closes_the_lab, lab=lab)
+        assert feedback.outcome is Outcome.INCORRECT and "The lab closed during the check" in str(feedback), str(feedback)
+        again = await lesson05.q1.check_async(solution_answer(lesson05.q1, lab), lab=lab)
+    assert again.outcome is Outcome.INCORRECT and "The lab is closed" in str(again), str(again)
+    assert "lab = await open_lab()" in again.where_to_look
+
+
 @pytest.mark.parametrize(
     ("exercise", "answer"),
     [
@@ -626,3 +693,28 @@ async def test_01_q2_blames_a_slow_lab_not_a_late_right_answer(lab: Lab) -> None
     assert "(lesson 01" not in late.where_to_look, "a slow lab is not the learner's lesson to reread"
     stuck = await lesson01.q2.check_async(_current_step_that_never_returns, lab=lab)
     assert f"did not return within {lesson01.ANSWER_BOUND:g} s" in str(stuck), str(stuck)
+
+
+def test_nothing_read_from_a_table_counts_as_no_error_and_an_array_does_not_raise() -> None:
+    """Lesson 03 Q3: a learner's `None` may come back as pandas' NA or NaN; an array has no single truth value."""
+    import numpy as np
+    import pandas as pd
+
+    from payments_lab.exercises.lesson03 import _is_nothing
+
+    assert all(_is_nothing(v) for v in (None, "", float("nan"), np.float64("nan"), pd.NA, pd.NaT))
+    assert not any(_is_nothing(v) for v in ("an error", 0, np.array([]), pd.Series([], dtype=object)))
+
+
+async def test_two_overlapping_checks_of_the_early_answer_leave_the_labs_charges_as_they_were(lab: Lab) -> None:
+    """10 Q1 slows the lab's charges while it runs: a cell run again before the first check ends must not keep them slow."""
+    before = lab.fault_profile
+    answer = solution_answer(lesson10.q1, lab)
+
+    async def later() -> Feedback:
+        await asyncio.sleep(0.05)
+        return await lesson10.q1.check_async(answer, lab=lab)
+
+    first, second = await asyncio.gather(lesson10.q1.check_async(answer, lab=lab), later())
+    assert first.outcome is second.outcome is Outcome.CORRECT, (str(first), str(second))
+    assert lab.fault_profile == before

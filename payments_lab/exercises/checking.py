@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 
 from payments_lab.domain import PaymentRequest, PaymentResult
@@ -25,6 +28,7 @@ from payments_lab.lab import Lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.outage import RECOVERY_ALLOWANCE, OutageWatch, outage_wait
 from payments_lab.repository import AttemptRecord, PaymentRepository
+from payments_lab.runaway import GuardedCall
 from payments_lab.service import PaymentHandle, PaymentService
 from payments_lab.wording import plural as plural  # the lessons import it from here
 
@@ -272,6 +276,28 @@ def _describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
+async def _call_in_a_thread(function: Callable[..., Any], args: tuple[Any, ...], what: str, timeout: float) -> Any:
+    """Call a plain (not async) function of the learner's in a thread, so that a loop in it cannot freeze the kernel.
+
+    Raises:
+        Mismatch: it did not return within ``timeout`` seconds (it is stopped, if it can be).
+        BaseException: what the function raised.
+    """
+    call = GuardedCall(function, *args, name=f"learner's {what}")
+    if await call.wait_async(timeout):
+        return call.result()
+    code = getattr(function, "__code__", None)
+    line = call.running_line(Path(code.co_filename)) if code is not None else None
+    stopped = call.stop()
+    raise Mismatch(
+        f"Your {what} did not return within {timeout:g} s.",
+        expected=f"it returns within {timeout:g} s",
+        seen=f"it was still running{f' line {line} of your cell' if line else ''}, and "
+        + ("was stopped" if stopped else "could not be stopped: it waits inside a call, in the background (restart the kernel to end it)"),
+        where_to_look="a loop that never ends (a `while` whose condition never changes), or a `time.sleep`",
+    )
+
+
 async def call_learner(function: Callable[..., Any], *args: Any, what: str, timeout: float = 3.0) -> Any:
     """Call the learner's function (sync or async) and turn its failures into helpful feedback.
 
@@ -279,7 +305,10 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
         Mismatch: the function raised, or did not return within ``timeout`` seconds.
     """
     try:
-        outcome = function(*args)
+        if inspect.iscoroutinefunction(function):
+            outcome = function(*args)
+        else:
+            outcome = await _call_in_a_thread(function, args, what, timeout)
         if inspect.isawaitable(outcome):
             outcome = await asyncio.wait_for(outcome, timeout)
     except TimeoutError:
@@ -291,6 +320,17 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
         ) from None
     except Mismatch:
         raise
+    except asyncio.CancelledError as error:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the check itself is being cancelled: not the learner's doing
+        raise Mismatch(
+            f"Your {what} raised CancelledError: it cancelled itself, so it never finished its work.",
+            expected="it runs to its end",
+            seen=_describe_error(error),
+            where_to_look="an `await` on a task or a handle that was cancelled; to cancel the payment, "
+            "`await handle.cancel()` asks the workflow and returns",
+        ) from None
     except Exception as error:  # noqa: BLE001 - the learner's code may raise anything
         raise Mismatch(
             f"Your {what} raised an error.",
@@ -345,6 +385,38 @@ def expect_type(answer: object, expected_type: type, example: str) -> None:
             seen=f"{type(answer).__name__} {short_repr(answer)}",
             where_to_look=f"build it with `{example}`",
         )
+
+
+def whole_number_answer(value: object, message: str, *, expected: str, where_to_look: str) -> int:
+    """``value`` as an ``int`` if it is a whole number of any kind: an int, a numpy or pandas integer, ``3.0``.
+
+    A bool is refused: ``True`` is an int to Python, not a count to a learner.
+
+    Raises:
+        Mismatch: ``message``, with ``expected`` and ``where_to_look``, and what ``value`` was.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            return int(float(value))
+    raise Mismatch(message, expected=expected, seen=f"{type(value).__name__} {short_repr(value)}", where_to_look=where_to_look)
+
+
+def truth_answer(value: object, example: str) -> bool:
+    """``value`` as a ``bool`` if it is one, or a numpy ``bool_`` (what a pandas comparison gives).
+
+    Raises:
+        Mismatch: it is anything else (``"False"`` or ``0`` included).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise Mismatch(
+        "The answer should be True or False.",
+        expected=f"True or False, e.g. `{example}`",
+        seen=f"{type(value).__name__} {short_repr(value)}",
+        where_to_look=f"write it without quotes: `{example}`",
+    )
 
 
 def short_repr(value: object, limit: int = 80) -> str:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
+from payments_lab.arguments import valid_retry_policy
 from payments_lab.domain import PaymentResult, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
@@ -39,8 +40,30 @@ SPEED_UP = 20
 _STEP_ACTIVITIES = {"validate": "validate_payment", "charge": "charge_payment", "notify": "send_notification"}
 
 
+CHARGE_FAILURE_TYPES = ("SimulatedOutage", "ProcessorError")
+"""The error types of the charge failures this lesson makes: a policy that lists one never retries them."""
+
+
 def _policy_of(answer: object) -> RetryPolicy:
     if isinstance(answer, RetryPolicy):
+        try:
+            valid_retry_policy(answer)
+        except ValueError as error:
+            raise Mismatch(
+                "Temporal would refuse this retry policy.",
+                expected="a policy Temporal accepts: positive `timedelta` intervals, `backoff_coefficient` >= 1, "
+                "`maximum_attempts` >= 0",
+                seen=str(error),
+                where_to_look="intervals are `timedelta`s, e.g. `initial_interval=timedelta(seconds=1)`",
+            ) from None
+        never_retried = sorted(set(answer.non_retryable_error_types or ()) & set(CHARGE_FAILURE_TYPES))
+        if never_retried:
+            raise Mismatch(
+                "Your policy never retries the charge's failures.",
+                expected="the failed charge retried after 1, 3 and 9 seconds",
+                seen=f"`non_retryable_error_types` lists {', '.join(never_retried)}: the type of the charge's failures",
+                where_to_look="`non_retryable_error_types` names failures that are never retried; leave it out here",
+            )
         return answer
     if isinstance(answer, PaymentOptions):
         return answer.retry_policy
@@ -158,8 +181,9 @@ def _failed_steps(run: PaymentRun) -> list[str]:
 
 
 def _deadline_for(plan: FaultPlan) -> float:
-    """How long to wait for a payment run with the learner's plan: a planned hang never ends by itself."""
-    hangs = any(getattr(plan, step).hang_first for step in _STEP_ACTIVITIES)
+    """How long to wait for a payment run with the learner's plan: a planned hang never ends by itself, and a
+    long delay (past its step's timeout, it is retried and delayed again) is the plan's doing too."""
+    hangs = any(getattr(plan, step).hang_first or getattr(plan, step).delay >= PAYMENT_DEADLINE for step in _STEP_ACTIVITIES)
     return PAYMENT_DEADLINE if hangs else LAB_PATIENCE
 
 
@@ -168,7 +192,7 @@ def _expect_failures_not_hangs(run: PaymentRun, plan: FaultPlan, expected: str, 
     (or, with no hang planned, the lab is stuck)."""
     if run.result is None and _deadline_for(plan) == LAB_PATIENCE:
         raise lab_too_slow(
-            f"The payment did not finish within {LAB_PATIENCE:g} s, and your plan has no hang.",
+            f"The payment did not finish within {LAB_PATIENCE:g} s, and your plan has no hang and no long delay.",
             expected=expected,
             seen=seen,
         )
@@ -177,7 +201,8 @@ def _expect_failures_not_hangs(run: PaymentRun, plan: FaultPlan, expected: str, 
             f"The payment did not finish within {PAYMENT_DEADLINE:g} s.",
             expected=expected,
             seen=seen,
-            where_to_look="`hang_first` makes attempts hang until their timeout; this exercise needs failures: `fail_first`",
+            where_to_look="`hang_first` makes attempts hang until their timeout, and `delay` slows every attempt (past its "
+            "timeout, each is cut short and retried); this exercise needs failures: `fail_first`",
         )
     return run.result
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-import numbers
+
+import pandas as pd
 
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
@@ -11,12 +12,12 @@ from payments_lab.exercises.checking import (
     call_learner,
     events_of,
     expect_function,
-    expect_type,
     required_lab,
     run_payment,
     run_payments,
     short_repr,
     times,
+    whole_number_answer,
 )
 from payments_lab.faults import FaultPlan
 from payments_lab.lab import Lab
@@ -49,16 +50,12 @@ def _completed_attempt(run: PaymentRun) -> int:
 
 
 def _as_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            return int(float(value))  # a float or a numpy number that holds a whole number
-        raise Mismatch(
-            f"Your function should return a whole number, the {what}.",
-            expected="an `int`, e.g. `3`",
-            seen=f"{type(value).__name__} {short_repr(value)}",
-            where_to_look="`int(...)` turns a pandas or numpy number into an `int`",
-        )
-    return int(value)
+    return whole_number_answer(
+        value,
+        f"Your function should return a whole number, the {what}.",
+        expected="an `int`, e.g. `3`",
+        where_to_look="`int(...)` turns a pandas or numpy number into an `int`",
+    )
 
 
 async def _check_successful_attempt(answer: object, lab: Lab | None) -> Verdict:
@@ -115,7 +112,7 @@ def successful_charge_attempt(history):
 
 async def _check_started_events(answer: object, lab: Lab | None) -> Verdict:
     lab = required_lab(lab)
-    expect_type(answer, int, "1")
+    answer = whole_number_answer(answer, "The answer should be an int.", expected="an int, e.g. `1`", where_to_look="build it with `1`")
     run = await run_payment(lab, faults=FaultPlan.failing(charge=2))
     started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == CHARGE]
     attempts = run.outcomes(CHARGE)
@@ -163,7 +160,15 @@ q2 = Exercise(
 
 
 def _is_nothing(value: object) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+    """None, an empty text, or a missing value of pandas or numpy (``NaN``, ``pd.NA``, ``NaT``) read from a table."""
+    if value is None or isinstance(value, str):
+        return not value
+    if isinstance(value, float):
+        return math.isnan(value)
+    try:
+        return bool(pd.isna(value))  # a scalar; an array or a Series has no single truth value
+    except (TypeError, ValueError):
+        return False
 
 
 async def _check_previous_error(answer: object, lab: Lab | None) -> Verdict:

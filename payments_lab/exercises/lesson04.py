@@ -25,6 +25,7 @@ from payments_lab.exercises.checking import (
     seconds,
     service_of,
     times,
+    whole_number_answer,
 )
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
@@ -37,7 +38,7 @@ CHARGE = "charge_payment"
 
 
 async def _check_plain_rerun(answer: object, lab: Lab | None) -> Verdict:
-    expect_type(answer, int, "1")
+    answer = whole_number_answer(answer, "The answer should be an int.", expected="an int, e.g. `1`", where_to_look="build it with `1`")
     request = PaymentRequest(f"{ID_PREFIX}-{uuid.uuid4().hex[:8]}", "org-acme", "learner", Decimal("42.00"), "EUR")
     with tempfile.TemporaryDirectory(prefix="payments-lab-exercise-") as folder:
         database = Path(folder) / "plain.sqlite"
@@ -55,7 +56,7 @@ async def _check_plain_rerun(answer: object, lab: Lab | None) -> Verdict:
         where = (
             "the plain script sends no idempotency key: the processor cannot tell the second run from a new "
             "payment. The workflow's charge sends the payment id as key"
-            if answer < charges  # type: ignore[operator]
+            if answer < charges
             else "count the runs that reached the processor: the first one did, before it was killed"
         )
         raise Mismatch(

@@ -8,6 +8,7 @@ import numbers
 import time
 import uuid
 from collections import Counter
+from decimal import Decimal
 
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
@@ -149,6 +150,36 @@ q1 = Exercise(
 )
 
 
+def _judge_share(said: object, expected: float, what: str) -> None:
+    """Raise the feedback for a share that is not ``expected`` (described by ``what``)."""
+    if isinstance(said, bool) or not isinstance(said, (numbers.Real, Decimal)):
+        raise Mismatch(
+            "Your function should return a number: the share of failed payments.",
+            expected=f"a number between 0 and 1, here {expected:g}",
+            seen=f"{type(said).__name__} {short_repr(said)}",
+            where_to_look="divide one count by another: `await service.count(...)` returns an int",
+        )
+    if math.isclose(float(said), expected, abs_tol=1e-9):
+        return
+    if float(said) > 1 and math.isclose(float(said) / 100, expected, abs_tol=1e-9):
+        where = "that is a percentage: the share is a number between 0 and 1 (drop the `* 100`)"
+    elif float(said) > 1 or (float(said) == 1 and expected < 1):
+        where = "that is a count, not a share: divide it by the number of all the organization's payments"
+    elif math.isclose(float(said), 0.0):
+        where = (
+            "count by the payment's status, `service.count(organization_id=..., status='failed')`: the workflow "
+            "of a failed payment completed normally"
+        )
+    else:
+        where = "count only this organization's payments: pass `organization_id=` to both counts"
+    raise Mismatch(
+        f"Your function said {float(said):g}.",
+        expected=f"{expected:g}: {what}",
+        seen=f"{float(said):g}",
+        where_to_look=where,
+    )
+
+
 async def _check_failure_share(answer: object, lab: Lab | None) -> Verdict:
     lab = required_lab(lab)
     failure_share = expect_function(answer, "an async function `failure_share(service, organization_id)` that returns a number", 2)
@@ -160,29 +191,11 @@ async def _check_failure_share(answer: object, lab: Lab | None) -> Verdict:
     expected = sum(run.status == "failed" for run in mine_runs) / len(mine_runs)
     await _wait_until_visible(lab.service, {(mine, "completed"): 3, (mine, "failed"): 1, (other, "failed"): 2})
     said = await call_learner(failure_share, lab.service, mine, what="function")
-    if isinstance(said, bool) or not isinstance(said, numbers.Real):
-        raise Mismatch(
-            "Your function should return a number: the share of failed payments.",
-            expected=f"a number between 0 and 1, here {expected:g}",
-            seen=f"{type(said).__name__} {short_repr(said)}",
-            where_to_look="divide one count by another: `await service.count(...)` returns an int",
-        )
-    if not math.isclose(float(said), expected, abs_tol=1e-9):
-        if float(said) >= 1:
-            where = "that is a count, not a share: divide it by the number of all the organization's payments"
-        elif math.isclose(float(said), 0.0):
-            where = (
-                "count by the payment's status, `service.count(organization_id=..., status='failed')`: the workflow "
-                "of a failed payment completed normally"
-            )
-        else:
-            where = "count only this organization's payments: pass `organization_id=` to both counts"
-        raise Mismatch(
-            f"Your function said {float(said):g}.",
-            expected=f"{expected:g}: 1 failed payment out of {len(mine_runs)} for this organization",
-            seen=f"{float(said):g}",
-            where_to_look=where,
-        )
+    _judge_share(said, expected, f"1 failed payment out of {len(mine_runs)} for this organization")
+    # A share of every organization's payments may equal this one's by chance in a busy lab: the
+    # other organization's share (all failed) tells the two apart.
+    said_other = await call_learner(failure_share, lab.service, other, what="function")
+    _judge_share(said_other, 1.0, "2 failed payments out of 2 for another organization the check made")
     return Verdict(
         f"Your function counted through visibility: {expected:g} of the organization's payments failed.",
         (

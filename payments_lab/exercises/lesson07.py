@@ -12,13 +12,13 @@ from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     await_result,
     events_of,
-    expect_type,
     fresh_request,
     required_lab,
     run_payments,
     scheduled_activities,
     service_of,
     short_repr,
+    truth_answer,
 )
 from payments_lab.faults import FaultPlan
 from payments_lab.lab import Lab
@@ -116,7 +116,7 @@ new_version = PaymentWorkflowWithPatchedFraudScreen""",
 
 async def _check_rollback(answer: object, lab: Lab | None) -> Verdict:
     lab = required_lab(lab)
-    expect_type(answer, bool, "False")
+    answer = truth_answer(answer, "False")
     history = await _run_on_new_version(lab, PaymentWorkflowWithPatchedFraudScreen)
     (outcome,) = await replay([history], PaymentWorkflow)
     activities = scheduled_activities(history)

@@ -27,7 +27,7 @@ from payments_lab.exercises.checking import (
     required_lab,
     scheduled_activities,
     service_of,
-    short_repr,
+    whole_number_answer,
 )
 from payments_lab.lab import Lab
 from payments_lab.service import PaymentHandle
@@ -115,13 +115,12 @@ async def _check_failing_line(answer: object, lab: Lab | None) -> Verdict:
             line = await call_learner(function, stuck.history, what="function")
         expected = BUGGY_LINE + extra
         where = stuck.failure.where
-        if isinstance(line, bool) or not isinstance(line, int):
-            raise Mismatch(
-                "Your function should return the line number, an int.",
-                expected=f"{expected}",
-                seen=f"{type(line).__name__} {short_repr(line)}",
-                where_to_look="`int(...)` of the number after `line ` in the stack trace",
-            )
+        line = whole_number_answer(
+            line,
+            "Your function should return the line number, an int.",
+            expected=f"{expected}",
+            where_to_look="`int(...)` of the number after `line ` in the stack trace",
+        )
         if line != expected:
             frames = stuck.failure.frames
             first = frames[0] if frames else None

@@ -135,7 +135,7 @@ async def _check_webhook_twice(answer: object, lab: Lab | None) -> Verdict:
     state = await checkout.state(run.payment_id)
     if signaled != 2:
         raise Mismatch(
-            f"The workflow received {plural(signaled, 'webhook delivery')}, not two.",
+            f"The workflow received {signaled} webhook {'delivery' if signaled == 1 else 'deliveries'}, not two.",
             expected=expected,
             seen=_seen(run),
             where_to_look=what_to_type,
@@ -154,6 +154,13 @@ async def _check_webhook_twice(answer: object, lab: Lab | None) -> Verdict:
             expected=expected,
             seen=_seen(run) + f"; decided by {state.decided_by}",
             where_to_look=f"the event's type: `AUTHENTICATED` (`{AUTHENTICATED}`)",
+        )
+    if not (state.decided_by or "").startswith("webhook"):
+        raise Mismatch(
+            f"The payment was confirmed by the {state.decided_by}, not by the webhook.",
+            expected=expected + ", decided by the webhook",
+            seen=_seen(run) + f"; decided by the {state.decided_by}",
+            where_to_look="the webhook alone must confirm it: deliver the event, and do not call `checkout.confirm`",
         )
     return Verdict(
         "The webhook arrived twice and confirmed the payment once.",

@@ -23,6 +23,40 @@ CHECK_TIMEOUT = 90.0
 """Seconds after which a check gives up with a verdict instead of leaving its cell hanging."""
 
 
+LAB_CLOSED_GRACE = 5.0
+"""Seconds a check stopped because its lab closed may take to clean up before it is left behind."""
+
+
+def _lab_closed(during: bool) -> Mismatch:
+    return Mismatch(
+        "The lab closed during the check: its server and worker are gone."
+        if during
+        else "The lab is closed: this check needs its server and worker.",
+        expected="an open lab",
+        seen="`lab.close()` was called" + (" while the check ran (by your answer?)" if during else ""),
+        where_to_look="run `lab = await open_lab()` again, then this check; an answer must not close the lab",
+        about_the_lab=True,
+    )
+
+
+async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
+    """Await ``checking``, and stop it at once if ``lab`` closes meanwhile (a closed server would be waited for as an outage)."""
+    if lab is None:
+        return await checking
+    if not lab.running:
+        if asyncio.iscoroutine(checking):
+            checking.close()
+        raise _lab_closed(during=False)
+    task = asyncio.ensure_future(checking)
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.25)
+        if not task.done() and not lab.running:
+            task.cancel()
+            await asyncio.wait({task}, timeout=LAB_CLOSED_GRACE)
+            raise _lab_closed(during=True)
+    return task.result()
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What a checker returns for a correct answer."""
@@ -184,7 +218,7 @@ class Exercise:
             lab = await open_lab()
         try:
             try:
-                verdict = await asyncio.wait_for(self._checker(answer, lab), CHECK_TIMEOUT)
+                verdict = await asyncio.wait_for(_while_open(self._checker(answer, lab), lab), CHECK_TIMEOUT)
             except TimeoutError:
                 _log_stuck_tasks(self.label)
                 raise Mismatch(
