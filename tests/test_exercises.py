@@ -278,6 +278,12 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson04.q1, lambda lab: 1, "idempotency key"),
     (lesson04.q2, lambda lab: PaymentOptions(), "charge_heartbeat_timeout"),
     (lesson04.q2, lambda lab: PaymentOptions(charge_timeout=timedelta(seconds=1)), "cut short a healthy charge"),
+    (lesson04.q2, lambda lab: PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=1), maximum_attempts=1), "never retried"),
+    (
+        lesson04.q2,
+        lambda lab: PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=1), charge_schedule_to_close_timeout=timedelta(milliseconds=500)),
+        "ends the charge before its retry",
+    ),
     (lesson05.q1, lambda lab: _cancel_at_once, "too early"),
     (lesson05.q1, lambda lab: _terminate_after_charge, "terminated"),
     (lesson05.q1, lambda lab: _cancelled_while_waiting, "raised CancelledError"),
@@ -718,3 +724,21 @@ async def test_two_overlapping_checks_of_the_early_answer_leave_the_labs_charges
     first, second = await asyncio.gather(lesson10.q1.check_async(answer, lab=lab), later())
     assert first.outcome is second.outcome is Outcome.CORRECT, (str(first), str(second))
     assert lab.fault_profile == before
+
+
+async def test_a_workflow_class_the_sandbox_refuses_is_a_verdict_not_a_traceback(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """07 Q1: a class defined in a module that reads the clock at import fails the sandbox, as it would on a worker."""
+    import importlib
+
+    (tmp_path / "clock_at_import.py").write_text(
+        "from __future__ import annotations\n\nimport datetime\n\nfrom temporalio import workflow\n\n"
+        "from payments_lab.workflows import PaymentInput, PaymentResult, PaymentWorkflow\n\n"
+        "LOADED_AT = datetime.datetime.now()\n\n\n"
+        '@workflow.defn(name="PaymentWorkflow")\nclass ClockedPaymentWorkflow(PaymentWorkflow):\n'
+        "    @workflow.run\n    async def run(self, input: PaymentInput) -> PaymentResult:\n        return await super().run(input)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    clocked = importlib.import_module("clock_at_import").ClockedPaymentWorkflow
+    feedback = await lesson07.q1.check_async(clocked, lab=lab)
+    assert feedback.outcome is Outcome.INCORRECT and "sandbox refused this workflow class" in str(feedback), str(feedback)
+    assert "RestrictedWorkflowAccessError" in feedback.seen, feedback.seen

@@ -149,6 +149,22 @@ def _check_timeouts(options: PaymentOptions) -> None:
             seen=f"`charge_heartbeat_timeout={heartbeat!r}`",
             where_to_look=f"the charge heartbeats every {seconds(HEARTBEAT_EVERY)}; leave room for one late heartbeat",
         )
+    if options.maximum_attempts == 1:
+        raise Mismatch(
+            "With `maximum_attempts=1` the crashed charge is never retried.",
+            expected="a second charge attempt, on another worker, after the crash",
+            seen="`maximum_attempts=1`: the first attempt is the only one",
+            where_to_look="`maximum_attempts` counts every attempt, the first one included; leave it at its default",
+        )
+    limit = options.charge_schedule_to_close_timeout
+    if limit is not None and limit < SLOW_CHARGE + heartbeat + options.initial_interval:
+        raise Mismatch(
+            f"A `charge_schedule_to_close_timeout` of {seconds(limit)} ends the charge before its retry can finish.",
+            expected=f"at least {seconds(SLOW_CHARGE + heartbeat + options.initial_interval)}: a slow first attempt, "
+            "the heartbeat timeout that notices the crash, the wait before the retry",
+            seen=f"`charge_schedule_to_close_timeout={limit!r}`",
+            where_to_look="the schedule-to-close timeout bounds every attempt of the charge together; leave it out here",
+        )
 
 
 async def _check_crash_recovery(answer: object, lab: Lab | None) -> Verdict:

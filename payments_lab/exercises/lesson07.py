@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from temporalio.client import WorkflowHistory
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from payments_lab.activities import PaymentActivities
 from payments_lab.evolution import PaymentWorkflowWithPatchedFraudScreen, replay, screen_for_fraud
@@ -48,6 +49,18 @@ def _expect_workflow_class(answer: object) -> type:
             seen=f"{type(answer).__name__} {short_repr(answer)}",
             where_to_look="`from payments_lab.evolution import ...`; pass the class itself, not an instance",
         )
+    try:
+        # What a worker and a replayer do to a workflow class first: run it in a fresh sandbox.
+        SandboxedWorkflowRunner().prepare_workflow(getattr(answer, "__temporal_workflow_definition"))
+    except Exception as error:  # noqa: BLE001 - whatever the sandbox refused, say it in the feedback
+        cause = error.__cause__ or error
+        raise Mismatch(
+            "Temporal's sandbox refused this workflow class: no worker could run it.",
+            expected="a class whose module imports and runs in the sandbox, as `payments_lab.evolution`'s do",
+            seen=f"{type(cause).__name__}: {_first_line(str(cause))}",
+            where_to_look="the module that defines the class: no I/O, clock or randomness at import (`tempfile`, "
+            "`datetime.now()`…); write it in a module of its own, or with `lab.load_module` (lesson 09)",
+        ) from None
     return answer
 
 
