@@ -269,6 +269,15 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson02.q3, lambda lab: FaultPlan.failing(notify=2), "got through on attempt 3"),
     (lesson02.q3, lambda lab: FaultPlan(notify=StepFaults(delay=60)), "`delay` slows every attempt"),
     (lesson02.q4, lambda lab: PaymentOptions(charge_heartbeat_timeout=timedelta(seconds=1)), "heartbeat timeout never fires"),
+    (
+        lesson02.q4,
+        lambda lab: PaymentOptions(
+            charge_timeout=timedelta(seconds=1),
+            initial_interval=timedelta(milliseconds=100),
+            charge_schedule_to_close_timeout=timedelta(seconds=1.05),
+        ),
+        "`charge_schedule_to_close_timeout` (yours: 1.05 s) bounds every attempt together",
+    ),
     (lesson02.q5, lambda lab: PaymentOptions(maximum_attempts=0, initial_interval=timedelta(milliseconds=200), charge_timeout=timedelta(seconds=1)), "charge_schedule_to_close_timeout"),
     (lesson02.q5, lambda lab: PaymentOptions(maximum_attempts=3), "maximum_attempts=0"),
     (lesson03.q1, lambda lab: _count_started_events, "ActivityTaskStarted"),

@@ -386,7 +386,13 @@ async def _check_hung_charge(answer: object, lab: Lab | None) -> Verdict:
             f"The payment ended {run.status}: nothing was left to retry the hung attempt.",
             expected=expected,
             seen=f"{len(run.outcomes('charge_payment'))} charge attempt(s); {run.result.message}",
-            where_to_look=f"`maximum_attempts` (yours: {options.maximum_attempts}) must leave room for a retry",
+            where_to_look=(
+                f"`charge_schedule_to_close_timeout` (yours: {seconds(options.charge_schedule_to_close_timeout)}) bounds "
+                "every attempt together: it must leave room for the retry"
+                if options.charge_schedule_to_close_timeout is not None
+                and options.charge_schedule_to_close_timeout < options.charge_timeout + options.initial_interval + options.charge_timeout
+                else f"`maximum_attempts` (yours: {options.maximum_attempts}) must leave room for a retry"
+            ),
         )
     started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == "charge_payment"]
     cause = started[-1].failure if started and started[-1].failure else "?"
