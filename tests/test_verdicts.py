@@ -66,10 +66,11 @@ async def test_a_blank_is_not_recorded(ana: Lab) -> None:
 
 @dataclass(frozen=True)
 class StandIn:
-    """What recording needs of a lab: a client and a task queue."""
+    """What recording needs of a lab, a client and a task queue, and whether it is open (checks stop at once when it closes)."""
 
     client: Client
     task_queue: str
+    running: bool = True
 
 
 async def test_with_the_server_gone_a_check_still_gives_its_feedback(caplog: pytest.LogCaptureFixture) -> None:
