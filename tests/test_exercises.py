@@ -751,3 +751,28 @@ async def test_a_workflow_class_the_sandbox_refuses_is_a_verdict_not_a_traceback
     feedback = await lesson07.q1.check_async(clocked, lab=lab)
     assert feedback.outcome is Outcome.INCORRECT and "sandbox refused this workflow class" in str(feedback), str(feedback)
     assert "RestrictedWorkflowAccessError" in feedback.seen, feedback.seen
+
+
+async def test_a_check_past_its_deadline_is_stopped_not_left_running(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch for a closing lab sits between the deadline and the check: the deadline must still stop the check."""
+    import payments_lab.exercises as framework
+    from payments_lab.exercises import problem
+
+    stopped = asyncio.Event()
+
+    async def stuck(answer: object, lab: object) -> object:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.set()  # where a real check stops its payment
+            raise
+        raise AssertionError("never reached")
+
+    monkeypatch.setattr(problem, "CHECK_TIMEOUT", 0.3)
+    exercise = framework.Exercise(
+        lesson=1, number=9, title="stuck", task="t", answer="anything", checker=stuck,  # type: ignore[arg-type]
+        hints=("h",), explanation="e", solution="x = 1", answer_name="x",
+    )
+    feedback = await exercise.check_async("an answer", lab=lab)
+    assert feedback.outcome is Outcome.INCORRECT and "did not finish within 0.3 s" in str(feedback)
+    assert stopped.is_set()

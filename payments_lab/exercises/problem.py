@@ -48,12 +48,18 @@ async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
             checking.close()
         raise _lab_closed(during=False)
     task = asyncio.ensure_future(checking)
-    while not task.done():
-        await asyncio.wait({task}, timeout=0.25)
-        if not task.done() and not lab.running:
-            task.cancel()
-            await asyncio.wait({task}, timeout=LAB_CLOSED_GRACE)
-            raise _lab_closed(during=True)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.25)
+            if not task.done() and not lab.running:
+                task.cancel()
+                await asyncio.wait({task}, timeout=LAB_CLOSED_GRACE)
+                raise _lab_closed(during=True)
+    except asyncio.CancelledError:
+        # The check's own deadline (CHECK_TIMEOUT) cancels this: the check must stop too, and clean up.
+        task.cancel()
+        await asyncio.wait({task}, timeout=LAB_CLOSED_GRACE)
+        raise
     return task.result()
 
 
