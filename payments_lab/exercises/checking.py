@@ -284,8 +284,12 @@ async def _call_in_a_thread(function: Callable[..., Any], args: tuple[Any, ...],
         BaseException: what the function raised.
     """
     call = GuardedCall(function, *args, name=f"learner's {what}")
-    if await call.wait_async(timeout):
-        return call.result()
+    try:
+        if await call.wait_async(timeout):
+            return call.result()
+    except asyncio.CancelledError:
+        call.stop(grace=0)  # the check itself was stopped: so is the learner's function, where it can be
+        raise
     code = getattr(function, "__code__", None)
     line = call.running_line(Path(code.co_filename)) if code is not None else None
     stopped = call.stop()
