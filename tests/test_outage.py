@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, redirect_stderr
 from datetime import timedelta
@@ -53,7 +54,38 @@ def stop(server: EmbeddedServer) -> Callable[[], None]:
     assert server.pid is not None
     pid = server.pid
     os.kill(pid, signal.SIGSTOP)  # type: ignore[attr-defined,unused-ignore]
+    _until_stopped(pid)
     return lambda: os.kill(pid, signal.SIGCONT)  # type: ignore[attr-defined,unused-ignore]
+
+
+def _until_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Wait until every thread of ``pid`` is stopped: ``kill`` returns before they all are, and a
+    call sent meanwhile could still be answered. Linux only (/proc); elsewhere, a short pause."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = [Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()[0] for tid in os.listdir(f"/proc/{pid}/task")]
+        except OSError:  # no /proc (macOS), or a thread ended meanwhile
+            if not Path("/proc/self").exists():
+                time.sleep(0.2)
+                return
+            continue
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the server (pid {pid}) did not stop within {timeout} s of SIGSTOP")
+
+
+def _which_ended(calls: dict[str, asyncio.Future[object]]) -> str:
+    """The calls already ended, and how: a result or an exception."""
+    ended = []
+    for name, call in calls.items():
+        if call.cancelled():
+            ended.append(f"{name}: cancelled")
+        elif call.done():
+            how = repr(call.exception()) if call.exception() is not None else f"returned {call.result()!r}"
+            ended.append(f"{name}: {how}"[:300])
+    return "; ".join(ended)
 
 
 @contextmanager
@@ -169,10 +201,17 @@ async def test_waiting_calls_ride_out_a_server_stopped_with_ctrl_z() -> None:
     async with charged_payment("stopped", answer_after=2) as (server, lab, handle):
         with redirect_stderr(said):
             with stopped(server):
-                calls = (handle.result(), handle.status(), handle.progress(), lab.service.count(), lab.service.search())
-                waiting = [asyncio.ensure_future(call) for call in calls]
+                calls = {
+                    "result": handle.result(),
+                    "status": handle.status(),
+                    "progress": handle.progress(),
+                    "count": lab.service.count(),
+                    "search": lab.service.search(),
+                }
+                started = {name: asyncio.ensure_future(call) for name, call in calls.items()}
+                waiting = list(started.values())
                 await asyncio.sleep(FREEZE)
-                assert not any(w.done() for w in waiting), "no call gave up while the server was stopped"
+                assert not any(w.done() for w in waiting), f"no call may end while the server is stopped: {_which_ended(started)}"
             result, report, progress, count, found = await asyncio.wait_for(asyncio.gather(*waiting), 60)
     assert result.status is PaymentStatus.COMPLETED
     assert report.payment_id == progress.payment_id == handle.payment_id
@@ -279,10 +318,11 @@ async def test_the_room_view_and_history_fetches_ride_out_a_server_stopped_with_
         query = lab.service.visibility_query()
         with redirect_stderr(said):
             with stopped(server):
-                calls = (progress_view(lab.client), fetch_histories(lab.client, query=query, progress=False))
-                waiting = [asyncio.ensure_future(call) for call in calls]
+                reads = {"room view": progress_view(lab.client), "fetch": fetch_histories(lab.client, query=query, progress=False)}
+                started = {name: asyncio.ensure_future(read) for name, read in reads.items()}
+                waiting = list(started.values())
                 await asyncio.sleep(LONG_FREEZE)
-                assert not any(w.done() for w in waiting), "no read gave up while the server was stopped"
+                assert not any(w.done() for w in waiting), f"no read may end while the server is stopped: {_which_ended(started)}"
             view, histories = await asyncio.wait_for(asyncio.gather(*waiting), 60)
     assert [(row.learner, row.payments) for row in view.learners] == [(lab.client.namespace, 1)]
     assert [h.workflow_id for h in histories] == [handle.workflow_id]
