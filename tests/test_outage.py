@@ -8,10 +8,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, redirect_stderr
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def _until_stopped(pid: int, timeout: float = 5.0) -> None:
     raise AssertionError(f"the server (pid {pid}) did not stop within {timeout} s of SIGSTOP")
 
 
-def _which_ended(calls: dict[str, asyncio.Future[object]]) -> str:
+def _which_ended(calls: Mapping[str, asyncio.Future[Any]]) -> str:
     """The calls already ended, and how: a result or an exception."""
     ended = []
     for name, call in calls.items():
