@@ -154,28 +154,38 @@ class WorkerLog:
     LOGGER = "temporalio.worker._workflow_instance"
     """Where the Python SDK logs a failed workflow activation."""
 
+    _open = 0
+    """How many logs are started in this process: checks that overlap each keep their own records."""
+    _propagate_before: bool = True
+    """Whether the logger propagated before the first of them started: restored when the last stops."""
+
     def __init__(self) -> None:
         self.records: list[logging.LogRecord] = []
         """What was logged while started."""
         self._handler = _Keep(self.records)
-        self._propagate: bool | None = None
+        self._started = False
 
     def start(self) -> WorkerLog:
         """Keep what the worker logs from now on (does nothing if already started)."""
-        logger = logging.getLogger(self.LOGGER)
-        if self._propagate is None:
-            self._propagate = logger.propagate
+        if not self._started:
+            logger = logging.getLogger(self.LOGGER)
+            if WorkerLog._open == 0:
+                WorkerLog._propagate_before = logger.propagate
+            WorkerLog._open += 1
             logger.addHandler(self._handler)
             logger.propagate = False
+            self._started = True
         return self
 
     def stop(self) -> None:
-        """Let the worker's warnings reach the usual handlers again."""
-        logger = logging.getLogger(self.LOGGER)
-        if self._propagate is not None:
+        """Let the worker's warnings reach the usual handlers again, once no other log keeps them."""
+        if self._started:
+            logger = logging.getLogger(self.LOGGER)
             logger.removeHandler(self._handler)
-            logger.propagate = self._propagate
-            self._propagate = None
+            WorkerLog._open -= 1
+            if WorkerLog._open == 0:
+                logger.propagate = WorkerLog._propagate_before
+            self._started = False
 
     @property
     def failures(self) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +48,7 @@ from payments_lab.history import events_frame
 from payments_lab.lab import Lab, open_lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.server import EmbeddedServer
+from payments_lab.workflow_tasks import WorkerLog
 from tools.exercises import (
     EXERCISES as EXERCISE_NOTEBOOKS,
 )
@@ -776,3 +778,29 @@ async def test_a_check_past_its_deadline_is_stopped_not_left_running(lab: Lab, m
     feedback = await exercise.check_async("an answer", lab=lab)
     assert feedback.outcome is Outcome.INCORRECT and "did not finish within 0.3 s" in str(feedback)
     assert stopped.is_set()
+
+
+async def test_two_09_q2_checks_at_once_each_judge_their_own_payment(lab: Lab) -> None:
+    # A script may run two checks together: each one's stuck payment logs into every open
+    # worker log, and the right answer must not be judged by the wrong one's failures.
+    fixed = lesson09.BUGGY_SOURCE.replace("receipt['receipt_id']", "receipt['charge_id']")
+    right, wrong = await asyncio.gather(
+        lesson09.q2.check_async(fixed, lab=lab), lesson09.q2.check_async(lesson09.BUGGY_SOURCE, lab=lab)
+    )
+    assert right.outcome is Outcome.CORRECT, str(right)
+    assert wrong.outcome is Outcome.INCORRECT and "KeyError" in str(wrong), str(wrong)
+    logger = logging.getLogger(WorkerLog.LOGGER)
+    assert logger.propagate, "once both checks end, the worker's warnings reach the notebook again"
+
+
+def test_overlapping_worker_logs_put_the_logger_back_whichever_stops_first() -> None:
+    logger = logging.getLogger(WorkerLog.LOGGER)
+    for first_to_stop in (0, 1):
+        logs = [WorkerLog().start(), WorkerLog().start()]
+        assert not logger.propagate
+        logger.warning("seen by both")
+        logs[first_to_stop].stop()
+        assert not logger.propagate, "the other log still keeps the warnings"
+        logs[1 - first_to_stop].stop()
+        assert logger.propagate and not logger.handlers
+        assert [len(log.records) for log in logs] == [1, 1]

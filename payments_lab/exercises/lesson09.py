@@ -271,7 +271,9 @@ async def _outcome(stuck: _Stuck, logged: int) -> tuple[PaymentResult | None, st
     while time.monotonic() < deadline:
         if (await stuck.handle.status()).workflow_status != "running":
             return await await_result(stuck.handle, FIX_DEADLINE), None
-        again = stuck.log.failures[logged:]
+        # Another check may run at the same moment (a script's gather): its stuck payment logs
+        # into every open log, so read only this payment's failures.
+        again = [failure for failure in stuck.log.failures[logged:] if failure[0] == stuck.handle.workflow_id]
         if again:
             return None, again[-1][1]
         await asyncio.sleep(0.05)
