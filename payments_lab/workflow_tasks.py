@@ -154,38 +154,32 @@ class WorkerLog:
     LOGGER = "temporalio.worker._workflow_instance"
     """Where the Python SDK logs a failed workflow activation."""
 
-    _open = 0
-    """How many logs are started in this process: checks that overlap each keep their own records."""
     _propagate_before: bool = True
-    """Whether the logger propagated before the first of them started: restored when the last stops."""
+    """Whether the logger propagated before the first of the logs open now started: restored when
+    the last one stops (checks that overlap each keep a log of their own)."""
 
     def __init__(self) -> None:
         self.records: list[logging.LogRecord] = []
         """What was logged while started."""
         self._handler = _Keep(self.records)
-        self._started = False
 
     def start(self) -> WorkerLog:
         """Keep what the worker logs from now on (does nothing if already started)."""
-        if not self._started:
-            logger = logging.getLogger(self.LOGGER)
-            if WorkerLog._open == 0:
+        logger = logging.getLogger(self.LOGGER)
+        if self._handler not in logger.handlers:
+            if not _open_logs(logger):
                 WorkerLog._propagate_before = logger.propagate
-            WorkerLog._open += 1
             logger.addHandler(self._handler)
             logger.propagate = False
-            self._started = True
         return self
 
     def stop(self) -> None:
         """Let the worker's warnings reach the usual handlers again, once no other log keeps them."""
-        if self._started:
-            logger = logging.getLogger(self.LOGGER)
+        logger = logging.getLogger(self.LOGGER)
+        if self._handler in logger.handlers:
             logger.removeHandler(self._handler)
-            WorkerLog._open -= 1
-            if WorkerLog._open == 0:
+            if not _open_logs(logger):
                 logger.propagate = WorkerLog._propagate_before
-            self._started = False
 
     @property
     def failures(self) -> list[tuple[str, str]]:
@@ -197,6 +191,11 @@ class WorkerLog:
             text = f"{type(error).__name__}: {error}" if error is not None else record.getMessage()
             found.append((str(details.get("workflow_id", "")), text))
         return found
+
+
+def _open_logs(logger: logging.Logger) -> bool:
+    """Whether a :class:`WorkerLog` keeps what ``logger`` logs."""
+    return any(isinstance(handler, _Keep) for handler in logger.handlers)
 
 
 class _Keep(logging.Handler):
