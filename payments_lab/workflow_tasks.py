@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -148,7 +149,9 @@ class WorkerLog:
     (``Failed activation on workflow …``, with the traceback). In a notebook the worker
     runs in the kernel, so those lines would land under whichever cell happens to run;
     while started, this keeps them instead, to show them where the lesson reads them.
-    Nothing is dropped: :meth:`stop` puts the logger back as it was.
+    Nothing is dropped: :meth:`stop` puts the logger back as it was, and so does dropping
+    the last reference to a started log (a cell ``worker_log = WorkerLog().start()`` run
+    again stops the log it replaces).
     """
 
     LOGGER = "temporalio.worker._workflow_instance"
@@ -162,6 +165,7 @@ class WorkerLog:
         self.records: list[logging.LogRecord] = []
         """What was logged while started."""
         self._handler = _Keep(self.records)
+        self._stop_when_dropped: weakref.finalize | None = None
 
     def start(self) -> WorkerLog:
         """Keep what the worker logs from now on (does nothing if already started)."""
@@ -171,15 +175,14 @@ class WorkerLog:
                 WorkerLog._propagate_before = logger.propagate
             logger.addHandler(self._handler)
             logger.propagate = False
+            # The finalizer holds the handler, not the log: once nothing else holds the log, it stops.
+            self._stop_when_dropped = weakref.finalize(self, _release, logger, self._handler)
         return self
 
     def stop(self) -> None:
         """Let the worker's warnings reach the usual handlers again, once no other log keeps them."""
-        logger = logging.getLogger(self.LOGGER)
-        if self._handler in logger.handlers:
-            logger.removeHandler(self._handler)
-            if not _open_logs(logger):
-                logger.propagate = WorkerLog._propagate_before
+        if self._stop_when_dropped is not None:
+            self._stop_when_dropped()  # runs _release at most once
 
     @property
     def failures(self) -> list[tuple[str, str]]:
@@ -191,6 +194,14 @@ class WorkerLog:
             text = f"{type(error).__name__}: {error}" if error is not None else record.getMessage()
             found.append((str(details.get("workflow_id", "")), text))
         return found
+
+
+def _release(logger: logging.Logger, handler: _Keep) -> None:
+    """Stop keeping ``logger``'s records in ``handler``; the last log to stop restores ``propagate``."""
+    if handler in logger.handlers:
+        logger.removeHandler(handler)
+        if not _open_logs(logger):
+            logger.propagate = WorkerLog._propagate_before
 
 
 def _open_logs(logger: logging.Logger) -> bool:

@@ -804,3 +804,17 @@ def test_overlapping_worker_logs_put_the_logger_back_whichever_stops_first() -> 
         logs[1 - first_to_stop].stop()
         assert logger.propagate and not logger.handlers
         assert [len(log.records) for log in logs] == [1, 1]
+
+
+def test_a_worker_log_nobody_holds_any_more_stops_itself() -> None:
+    # Lesson 09's first cell, `worker_log = WorkerLog().start()`, run twice: the second log
+    # replaces the first in the notebook, and the first must not keep the warnings for good.
+    logger = logging.getLogger(WorkerLog.LOGGER)
+    worker_log = WorkerLog().start()
+    worker_log = WorkerLog().start()
+    assert len(logger.handlers) == 1, "the log the cell replaced stopped"
+    logger.warning("seen by the log in use")
+    assert [record.getMessage() for record in worker_log.records] == ["seen by the log in use"]
+    worker_log.stop()
+    worker_log.stop()  # stopping twice is harmless
+    assert logger.propagate and not logger.handlers
