@@ -22,6 +22,7 @@ from pathlib import Path
 
 from payments_lab.activities import send_notifications
 from payments_lab.domain import Payment, PaymentRequest, PaymentResult, PaymentStatus, validate_request
+from payments_lab.errors import PaymentsLabError
 from payments_lab.repository import PaymentRepository
 
 CHARGED_LINE = "charged, waiting for the processor's answer"
@@ -119,7 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     request = PaymentRequest(args.payment_id, args.org, args.user, args.amount, args.currency)
     repository = PaymentRepository(args.db)
     key = request.payment_id if args.idempotent else None
-    result = pay_plainly(repository, request, processor_delay=args.delay, idempotency_key=key, announce=True)
+    try:
+        result = pay_plainly(repository, request, processor_delay=args.delay, idempotency_key=key, announce=True)
+    except PaymentsLabError as error:
+        # Run again on a payment that already ended, the script stops at its first write: say
+        # so in one line, since the lesson reads this output, not a traceback.
+        print(f"refused: {error}", flush=True)
+        return 2
     print(f"{result.status.value}: {result.message}", flush=True)
     return 0 if result.success else 1
 

@@ -55,3 +55,14 @@ def test_the_lesson_helper_kills_after_the_charge_then_runs_again(tmp_path: Path
     assert run_plain_script(db, request, delay=30, kill_after_charge=True) == f"{CHARGED_LINE}\n(killed)"
     assert run_plain_script(db, request).endswith("completed: Payment processed successfully")
     assert PaymentRepository(db).charge_count("p-9") == 2
+
+
+def test_the_script_run_again_on_a_completed_payment_refuses_in_one_line(tmp_path: Path) -> None:
+    # Lesson 04's re-run cell run once more: the payment is completed, the script stops at its
+    # first write, charges nothing, and says why without a traceback.
+    db = tmp_path / "plain.sqlite"
+    request = PaymentRequest("p-9", "org-globex", "u", "4.20", "USD")
+    assert run_plain_script(db, request).endswith("completed: Payment processed successfully")
+    again = run_plain_script(db, request)
+    assert again == "refused: payment p-9 cannot go from completed to processing", again
+    assert PaymentRepository(db).charge_count("p-9") == 1
