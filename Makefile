@@ -31,7 +31,7 @@ test: bytecode
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 bench: bytecode
-	@for script in bench/throughput.py bench/throughput_attribution.py bench/latency.py bench/dispatch_stall.py bench/history_flatten.py bench/retry_gaps.py bench/lessons_nbval.py bench/faults.py bench/room.py; do \
+	@for script in bench/throughput.py bench/throughput_attribution.py bench/latency.py bench/dispatch_stall.py bench/history_flatten.py bench/retry_gaps.py bench/lessons_nbval.py bench/faults.py bench/room.py bench/search_attribute_cache.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; done
 	@echo "== bench/history_flatten.py --histories 10000 (minutes: 10,000 payments run first)"; \
 		$(BIN)/python bench/history_flatten.py --histories 10000

@@ -154,11 +154,19 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
             ) from err
 
 
+SEARCH_ATTRIBUTES_USABLE_WITHIN = 15.0
+"""Seconds a search attribute just added may take to be usable. A cluster caches a namespace's
+search attributes: until its cache refreshes (2 s by default), a workflow started with the new
+one is refused (see :data:`payments_lab.server.SEARCH_ATTRIBUTE_CACHE_SETTING`)."""
+
+
 async def ensure_search_attributes(client: Client) -> None:
-    """Register the kit's search attributes on the client's namespace if they are missing.
+    """Register the kit's search attributes on the client's namespace if they are missing, and
+    return once the server accepts them.
 
     Raises:
-        RuntimeError: they are missing and this client may not add them (Temporal Cloud).
+        RuntimeError: they are missing and this client may not add them (Temporal Cloud), or
+            they were added but the server did not accept them in time.
     """
     try:
         listed = await client.operator_service.list_search_attributes(
@@ -186,6 +194,29 @@ async def ensure_search_attributes(client: Client) -> None:
             f"not be added ({err.message}). Add them once with `temporal operator search-attribute "
             "create --name NAME --type Keyword` (or in Temporal Cloud's namespace settings)."
         ) from err
+    await _until_usable(client, sorted(missing))
+
+
+async def _until_usable(client: Client, names: list[str], timeout: float = SEARCH_ATTRIBUTES_USABLE_WITHIN) -> None:
+    """Wait until a visibility query naming ``names`` is accepted: the server knows them then."""
+    query = " AND ".join(f"{name} = ''" for name in names)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client.count_workflows(query)
+            return
+        except RPCError as err:
+            if err.status is RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server has no visibility queries
+                return
+            if err.status is not RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"The search attributes {', '.join(names)} were added to the namespace {client.namespace!r} "
+                    f"but the server still refuses them after {timeout:.0f} s ({err.message}). Run this again in a "
+                    "minute; if it persists, check them with `temporal operator search-attribute list`."
+                ) from err
+        await asyncio.sleep(0.2)
 
 
 async def connect(

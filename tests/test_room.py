@@ -61,8 +61,11 @@ def test_a_room_gives_each_learner_a_namespace_of_their_own(isolated: dict[str, 
 
 
 def test_a_room_prepares_an_existing_cluster(isolated: dict[str, str]) -> None:
-    """A separately started server stands in for a cluster: namespaces and search attributes are added there."""
-    cluster = EmbeddedServer(ui=False).start()
+    """A separately started server stands in for a cluster: namespaces and search attributes are added there.
+
+    It caches search attributes as a production cluster does, so the learner's payment right
+    after the room is prepared would be refused if the room returned before they were usable."""
+    cluster = EmbeddedServer(ui=False, cache_search_attributes=True).start()
     try:
         names = Path(isolated["PAYMENTS_LAB_STATE_DIR"]).parent / "names.txt"
         names.write_text("ana\nbo\n\n")

@@ -66,6 +66,9 @@ def test_the_command_line_binds_loopback_and_registers_search_attributes(tmp_pat
     assert "history.transferProcessorMaxPollRPS=1000" in command
     assert "transferProcessorMaxPollRPS" not in " ".join(EmbeddedServer(transfer_reads_per_second=None, port=1).command())
     assert "--headless" in " ".join(EmbeddedServer(ui=False, port=1).command())
+    assert "forceSearchAttributes" not in command, "the CLI's read-through of search attributes is kept"
+    cached = " ".join(EmbeddedServer(cache_search_attributes=True, port=1).command())
+    assert "system.forceSearchAttributesCacheRefreshOnRead=false" in cached
 
 
 def test_a_port_taken_before_the_server_binds_it_is_chosen_again(monkeypatch: pytest.MonkeyPatch) -> None:
