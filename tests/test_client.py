@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from pathlib import Path
 
 import pytest
-from google.protobuf.duration_pb2 import Duration
-from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError, RPCStatusCode
 
 from conftest import published_session
 from payments_lab.client import (
     TemporalUnavailableError,
     connect,
     default_config_file,
-    ensure_search_attributes,
     environment_configured,
     web_ui_url,
     workflow_url,
 )
-from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.server import EmbeddedServer
 
 
@@ -106,36 +98,3 @@ def test_web_ui_links_keep_each_id_in_one_path_segment() -> None:
         workflow_url("http://ui", "team/a", "payment-x/y?z", "run/1")
         == "http://ui/namespaces/team%2Fa/workflows/payment-x%2Fy%3Fz/run%2F1/history"
     )
-
-
-async def test_search_attributes_added_to_a_namespace_are_usable_once_ensured() -> None:
-    # A production cluster caches a namespace's search attributes: for about 2 s after they are
-    # added, a workflow started with them is refused. A room on an existing cluster adds them,
-    # and a learner starts a payment right after: the start must be accepted.
-    with EmbeddedServer(ui=False, cache_search_attributes=True) as cluster:
-        namespace = f"ns-{uuid.uuid4().hex[:8]}"
-        admin = (await connect(address=cluster.address)).client
-        await admin.workflow_service.register_namespace(
-            RegisterNamespaceRequest(namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400))
-        )
-        learner = (await connect(address=cluster.address, namespace=namespace)).client
-        for _ in range(100):  # a namespace just registered takes a moment to be found, as prepare_namespaces knows
-            try:
-                await ensure_search_attributes(learner)
-                break
-            except RPCError as err:
-                if err.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                await asyncio.sleep(0.1)
-        attributes = TypedSearchAttributes(
-            [
-                SearchAttributePair(ORGANIZATION_ID, "org-acme"),
-                SearchAttributePair(PAYMENT_CURRENCY, "EUR"),
-                SearchAttributePair(PAYMENT_STATUS, "pending"),
-            ]
-        )
-        handle = await learner.start_workflow(
-            "NoWorkerHere", id=f"sa-{uuid.uuid4().hex[:8]}", task_queue="nobody", search_attributes=attributes
-        )
-        assert (await handle.describe()).typed_search_attributes.get(ORGANIZATION_ID) == "org-acme"
-        await handle.terminate()

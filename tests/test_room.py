@@ -6,12 +6,16 @@ import json
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from payments_lab.client import connect
 from payments_lab.processes import free_port, processes_marked
-from payments_lab.room import learner_names
+from payments_lab.room import learner_names, prepare_namespaces
+from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.server import EmbeddedServer
 
 
@@ -108,3 +112,26 @@ def test_a_names_file_from_a_windows_editor_or_in_latin_1(tmp_path: Path) -> Non
     latin_1.write_bytes("ana\nzoé\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin-1.txt, line 2: not UTF-8 text; save the file as UTF-8"):
         learner_names(names_file=latin_1)
+
+
+async def test_a_learner_can_pay_as_soon_as_the_room_has_prepared_a_caching_cluster() -> None:
+    # A production cluster caches a namespace's search attributes: for about 2 s after they are
+    # added, a workflow started with them is refused. A room on an existing cluster adds them
+    # (ensure_search_attributes), and a learner starts a payment right after: it must be accepted.
+    with EmbeddedServer(ui=False, cache_search_attributes=True) as cluster:
+        namespace = f"ns-{uuid.uuid4().hex[:8]}"
+        admin = (await connect(address=cluster.address)).client
+        assert await prepare_namespaces(admin, [namespace]) == [namespace]
+        learner = (await connect(address=cluster.address, namespace=namespace)).client
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(ORGANIZATION_ID, "org-acme"),
+                SearchAttributePair(PAYMENT_CURRENCY, "EUR"),
+                SearchAttributePair(PAYMENT_STATUS, "pending"),
+            ]
+        )
+        handle = await learner.start_workflow(
+            "NoWorkerHere", id=f"sa-{uuid.uuid4().hex[:8]}", task_queue="nobody", search_attributes=attributes
+        )
+        assert (await handle.describe()).typed_search_attributes.get(ORGANIZATION_ID) == "org-acme"
+        await handle.terminate()
