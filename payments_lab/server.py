@@ -46,12 +46,10 @@ True: every read of the search attributes and of a namespace's search-attribute 
 the database, so one added by hand is usable at once. False: the server caches them, and a
 search attribute just added to a namespace is refused for up to ``system.namespaceCacheRefreshInterval``
 (2 s): "Namespace … has no mapping defined for search attribute …" (measured: about 2 s on
-the dev server with it false, none with it true). The kit keeps the CLI's true. A profile put
-the reads at about 1.7 ms of the server's CPU per kit payment (1 ms for a bare workflow), but
-side by side (``bench/search_attribute_cache.py``, three runs) a caching server ran the kit's
-payments at 0.97, 1.08 and 1.06 times the read-through server's rate, and bare temporalio's at
-0.99, 1.12 and 1.01: within the noise, and no help to the kit's ratio to bare temporalio.
-False is how a production cluster behaves, for tests that stand in for one."""
+the dev server with it false, none with it true). The kit keeps the CLI's true: caching them
+gave no gain that held over side-by-side runs (``bench/search_attribute_cache.py``; figures in
+the README's Performance table). False is how a production cluster behaves, for tests that
+stand in for one."""
 
 
 class TemporalNotFoundError(PaymentsLabError, RuntimeError):
