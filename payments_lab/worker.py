@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from payments_lab import processes
 from payments_lab.activities import PaymentActivities
+from payments_lab.bytecode import compile_once
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.faults import NO_FAULTS, FaultProfile, checked_fault_profile
 from payments_lab.verdicts import ExerciseCheckWorkflow
@@ -56,10 +57,12 @@ def create_worker(
             worker before any worker may take it (short for crash demonstrations).
         max_concurrent_activities: Activity attempts run at once.
     """
+    workflow_classes = list(dict.fromkeys([*workflows, ExerciseCheckWorkflow]))
+    compile_once(workflow_classes)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(dict.fromkeys([*workflows, ExerciseCheckWorkflow])),
+        workflows=workflow_classes,
         activities=[*activities.all, *extra_activities],
         identity=activities.identity,
         max_concurrent_activities=max_concurrent_activities,
