@@ -84,6 +84,10 @@ class TemporalUnavailableError(PaymentsLabError, RuntimeError):
     """No Temporal server could be found or reached."""
 
 
+class SearchAttributesError(PaymentsLabError, RuntimeError):
+    """The namespace lacks the kit's search attributes and they could not be added, or the server does not take them yet."""
+
+
 def workflow_url(ui_url: str | None, namespace: str, workflow_id: str, run_id: str | None = None) -> str | None:
     """Link to one workflow in the Web UI at ``ui_url`` (None without a Web UI)."""
     if not ui_url:
@@ -165,12 +169,12 @@ async def ensure_search_attributes(client: Client) -> None:
     return once the server accepts them.
 
     Raises:
-        RuntimeError: they are missing and this client may not add them (Temporal Cloud), or
-            they were added but the server did not accept them in time.
+        SearchAttributesError: they are missing and this client may not add them (Temporal
+            Cloud), or they were added but the server did not accept them in time.
     """
     try:
         listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=client.namespace)
+            ListSearchAttributesRequest(namespace=client.namespace), retry=True
         )
         existing = set(listed.custom_attributes)
     except RPCError as err:
@@ -184,12 +188,14 @@ async def ensure_search_attributes(client: Client) -> None:
     if not missing:
         return
     try:
+        # retry=True: adding them changes the namespace, which a cluster rate-limits (a room
+        # prepares many at once); an attribute that already exists is skipped, so a retry is safe.
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing), retry=True
         )
     except RPCError as err:
         names = ", ".join(f"{name} (Keyword)" for name in missing)
-        raise RuntimeError(
+        raise SearchAttributesError(
             f"The namespace {client.namespace!r} lacks the search attributes {names} and they could "
             f"not be added ({err.message}). Add them once with `temporal operator search-attribute "
             "create --name NAME --type Keyword` (or in Temporal Cloud's namespace settings)."
@@ -211,7 +217,7 @@ async def _until_usable(client: Client, names: list[str], timeout: float = SEARC
             if err.status is not RPCStatusCode.INVALID_ARGUMENT:
                 raise
             if time.monotonic() > deadline:
-                raise RuntimeError(
+                raise SearchAttributesError(
                     f"The search attributes {', '.join(names)} were added to the namespace {client.namespace!r} "
                     f"but the server still refuses them after {timeout:.0f} s ({err.message}). Run this again in a "
                     "minute; if it persists, check them with `temporal operator search-attribute list`."

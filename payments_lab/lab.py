@@ -29,6 +29,7 @@ from payments_lab.arguments import seconds
 from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
 from payments_lab.domain import PaymentRequest, PaymentResult, checked_payment_id, workflow_id_for
+from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile
 from payments_lab.ledger import open_repository
 from payments_lab.repository import PaymentRepository
@@ -38,6 +39,10 @@ from payments_lab.worker import BackgroundWorker, WorkerProcess, new_task_queue
 from payments_lab.workflows import PaymentOptions
 
 _LABS: dict[str, Lab] = {}
+
+
+class WorkerElsewhereError(PaymentsLabError, RuntimeError):
+    """What was asked needs the lab's worker in this kernel, and it runs in a process of its own."""
 
 
 def quiet_logs() -> None:
@@ -150,7 +155,7 @@ class Lab:
     @fault_profile.setter
     def fault_profile(self, profile: FaultProfile) -> None:
         if self.activities is None:
-            raise RuntimeError(
+            raise WorkerElsewhereError(
                 "this lab's worker runs in its own process: set lab.worker.fault_profile, "
                 "then restart it with `await lab.worker.stop()` and lab.worker.start()"
             )
@@ -279,10 +284,10 @@ class Lab:
             WorkflowModuleError: the source does not compile, import or pass the worker's
                 validation; the message says what to change, and the worker keeps the code
                 it had.
-            RuntimeError: the lab's worker runs in a process of its own.
+            WorkerElsewhereError: the lab's worker runs in a process of its own.
         """
         if not isinstance(self.worker, BackgroundWorker):
-            raise RuntimeError("load_module needs the lab's worker in this kernel: open the lab without worker_process=True")
+            raise WorkerElsewhereError("load_module needs the lab's worker in this kernel: open the lab without worker_process=True")
         if self.modules is None:
             self.modules = WorkflowModules()
         return await deploy(self.worker if restart_worker else None, self.modules, name, source)

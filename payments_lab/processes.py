@@ -13,6 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
+from payments_lab.errors import PaymentsLabError
+
+
+class ProcessError(PaymentsLabError, RuntimeError):
+    """A process the kit started (a server, a worker, simulated learners) did not start or failed; its log is quoted."""
+
+
 # Linux only: the child asks the kernel to SIGKILL it when its parent dies, then becomes
 # the real program (the request survives exec). Done in a tiny Python launcher rather
 # than in preexec_fn, which is unsafe in a multi-threaded parent such as a Jupyter kernel.
@@ -183,7 +190,7 @@ class ChildProcess:
         """Start ``command`` and return once ``ready()`` says so.
 
         Raises:
-            RuntimeError: the process exited or was not ready in time; its log is quoted.
+            ProcessError: the process exited or was not ready in time; its log is quoted.
         """
         self._drop_log()
         fd, name = tempfile.mkstemp(prefix="payments-lab-", suffix=".log")
@@ -195,7 +202,7 @@ class ChildProcess:
             if self._process.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_tail()
                 self.kill()
-                raise RuntimeError(
+                raise ProcessError(
                     f"{self.what} did not start (exit code {self._process.returncode}). Its log ends with:\n{tail}"
                 )
             time.sleep(0.05)

@@ -21,6 +21,10 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments_lab.client import TemporalUnavailableError, _client, ensure_search_attributes
+from payments_lab.errors import PaymentsLabError
+from payments_lab.outage import is_unreachable
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 RETENTION = timedelta(days=3)
@@ -88,44 +92,97 @@ def learners(names: Sequence[str], address: str, ui_url: str | None) -> list[Lea
     return [Learner(name, address, ui_url) for name in names]
 
 
+class RoomPreparationError(PaymentsLabError, RuntimeError):
+    """A learner's namespace could not be created on the cluster, or never became usable."""
+
+
+PREPARED_AT_ONCE = 10
+"""Namespaces whose search attributes are added and awaited at the same time."""
+
+_REFUSED_TO_CLIENTS = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.UNIMPLEMENTED)
+"""How a cluster that keeps namespace creation to its operators (Temporal Cloud) says no."""
+
+
 async def prepare_namespaces(client: Client, names: Sequence[str]) -> list[str]:
     """Register each learner's namespace on an existing cluster, and the kit's search attributes in it.
+
+    Running it again is safe: what is ready is kept, what is missing is added.
 
     Returns:
         The namespaces that were created (the others existed already).
 
     Raises:
-        RuntimeError: a namespace or the search attributes could not be added (Temporal Cloud:
-            create them in the Cloud console, then run the room with ``--address`` again).
+        RoomPreparationError: a namespace or the search attributes could not be added (Temporal
+            Cloud: create them in the Cloud console, then run the room with ``--address`` again).
+        TemporalUnavailableError: the server stopped answering; the message says how far it got.
     """
-    from payments_lab.client import _client, ensure_search_attributes
+    created: list[str] = []
+    ready: list[str] = []
+    try:
+        for name in names:
+            if await _register(client, name):
+                created.append(name)
+        # On a production cluster a namespace's new search attributes are refused for ~2 s
+        # (its cache): the namespaces wait for theirs side by side, not one after another.
+        at_once = asyncio.Semaphore(PREPARED_AT_ONCE)
 
-    created = []
-    for name in names:
-        try:
-            await client.workflow_service.register_namespace(
-                RegisterNamespaceRequest(
-                    namespace=name,
-                    workflow_execution_retention_period=Duration(seconds=int(RETENTION.total_seconds())),
-                )
-            )
-            created.append(name)
-        except RPCError as err:
-            if err.status is not RPCStatusCode.ALREADY_EXISTS:
-                raise RuntimeError(
-                    f"could not create the namespace {name!r} ({err.message}). On Temporal Cloud, create the "
-                    "learners' namespaces in the Cloud console (or with tcld), then run this again."
-                ) from err
-    for name in names:
-        learner_client = await _client(client.service_client.config.target_host, name)
-        for _ in range(60):  # a namespace just created takes a moment to reach every service
-            try:
-                await ensure_search_attributes(learner_client)
-                break
-            except RPCError as err:
-                if err.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                await asyncio.sleep(0.5)
-        else:
-            raise RuntimeError(f"the namespace {name!r} was created but never became usable")
+        async def make_usable(name: str) -> None:
+            async with at_once:
+                await _make_usable(client, name)
+                ready.append(name)
+
+        await asyncio.gather(*(make_usable(name) for name in names))
+    except RPCError as err:
+        if not is_unreachable(err):
+            raise
+        raise TemporalUnavailableError(
+            f"The Temporal server at {client.service_client.config.target_host} stopped answering while the room was "
+            f"being prepared ({err.message}): {len(ready)} of {len(names)} learners' namespaces are ready. Run the same "
+            "command again once it answers: what is ready is kept."
+        ) from err
     return created
+
+
+async def _register(client: Client, name: str) -> bool:
+    """Create the namespace ``name``; False if it existed already."""
+    try:
+        # retry=True: a cluster limits namespace creation (frontend.rps.namespaceReplicationInducingAPIs,
+        # 20 per second by default) and refuses the rest with RESOURCE_EXHAUSTED; Temporal's client
+        # waits and tries again, as for an outage of a few seconds.
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=name,
+                workflow_execution_retention_period=Duration(seconds=int(RETENTION.total_seconds())),
+            ),
+            retry=True,
+        )
+        return True
+    except RPCError as err:
+        if err.status is RPCStatusCode.ALREADY_EXISTS:
+            return False
+        if is_unreachable(err):
+            raise
+        cloud = (
+            " On Temporal Cloud, which keeps namespace creation to its console, create the learners' namespaces there "
+            "(or with tcld) first."
+            if err.status in _REFUSED_TO_CLIENTS
+            else ""
+        )
+        raise RoomPreparationError(
+            f"could not create the namespace {name!r} ({err.message}). Run this again: the namespaces already "
+            f"prepared are kept.{cloud}"
+        ) from err
+
+
+async def _make_usable(client: Client, name: str) -> None:
+    """Register the kit's search attributes in the namespace ``name``, once it reaches every service."""
+    learner_client = await _client(client.service_client.config.target_host, name)
+    for _ in range(60):  # a namespace just created takes a moment to reach every service
+        try:
+            await ensure_search_attributes(learner_client)
+            return
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            await asyncio.sleep(0.5)
+    raise RoomPreparationError(f"the namespace {name!r} was created but did not become usable within 30 s: run this again")

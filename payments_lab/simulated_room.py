@@ -195,13 +195,13 @@ class SimulatedRoomProcess(processes.ChildProcess):
         """Return once every learner is done.
 
         Raises:
-            RuntimeError: the simulation failed; its log is quoted.
+            ProcessError: the simulation failed; its log is quoted.
         """
         while self.running:
             await asyncio.sleep(poll)
         code = self._process.returncode if self._process is not None else None
         if code != 0:
-            raise RuntimeError(f"{self.what} failed (exit code {code}). Its log ends with:\n{self.log_tail()}")
+            raise processes.ProcessError(f"{self.what} failed (exit code {code}). Its log ends with:\n{self.log_tail()}")
 
 
 def _main(address: str, plan: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from payments_lab.client import connect
+from payments_lab.client import TemporalUnavailableError, connect
 from payments_lab.processes import free_port, processes_marked
 from payments_lab.room import learner_names, prepare_namespaces
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
@@ -135,3 +135,29 @@ async def test_a_learner_can_pay_as_soon_as_the_room_has_prepared_a_caching_clus
         )
         assert (await handle.describe()).typed_search_attributes.get(ORGANIZATION_ID) == "org-acme"
         await handle.terminate()
+
+
+async def test_a_room_larger_than_the_cluster_lets_namespaces_be_created_at_once_is_prepared() -> None:
+    # A cluster creates at most 20 namespaces a second (frontend.rps.namespaceReplicationInducingAPIs)
+    # and refuses the rest with RESOURCE_EXHAUSTED: a room of 60 learners ran into it at the 45th.
+    with EmbeddedServer(ui=False, cache_search_attributes=True) as cluster:
+        admin = (await connect(address=cluster.address)).client
+        names = [f"ns-{n:02d}-{uuid.uuid4().hex[:6]}" for n in range(60)]
+        assert await prepare_namespaces(admin, names) == names
+        last = (await connect(address=cluster.address, namespace=names[-1])).client
+        assert (await last.count_workflows(f"{PAYMENT_STATUS.name} = 'pending'")).count == 0
+
+
+async def test_a_cluster_gone_during_the_room_s_preparation_is_one_clear_error_and_running_it_again_finishes(tmp_path: Path) -> None:
+    cluster = EmbeddedServer(ui=False, db_file=tmp_path / "cluster.sqlite").start()
+    try:
+        admin = (await connect(address=cluster.address)).client
+        names = [f"ns-{n}-{uuid.uuid4().hex[:6]}" for n in range(3)]
+        cluster.stop()
+        with pytest.raises(TemporalUnavailableError, match=r"stopped answering while the room was being prepared .*: 0 of 3 .* Run the same command again"):
+            await prepare_namespaces(admin, names)
+        cluster.start()
+        assert await prepare_namespaces(admin, names) == names
+        assert await prepare_namespaces(admin, names) == [], "prepared already: nothing created twice"
+    finally:
+        cluster.stop()

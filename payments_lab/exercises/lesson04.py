@@ -31,6 +31,7 @@ from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.plain import run_plain_script
+from payments_lab.processes import ProcessError
 from payments_lab.repository import PaymentRepository
 from payments_lab.worker import BackgroundWorker, WorkerProcess, new_task_queue
 
@@ -194,7 +195,7 @@ async def _check_crash_recovery(answer: object, lab: Lab | None) -> Verdict:
                 request, faults=FaultPlan(charge=StepFaults(delay=PROCESSOR_DELAY))
             )
             if not await _wait_for(lambda: repository.ledger(request.payment_id), 10):
-                raise RuntimeError("the check's worker process never charged its payment; its log ends with:\n" + doomed.log_tail())
+                raise ProcessError("the check's worker process never charged its payment; its log ends with:\n" + doomed.log_tail())
             doomed.kill()
             await survivor.start()  # another worker, in this process, takes over
             # The server's own timers fire up to ~0.5 s late, and heartbeats are throttled: some slack.
