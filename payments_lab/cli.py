@@ -541,7 +541,7 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code."""
     args = build_parser().parse_args(argv)
-    from payments_lab.client import TemporalUnavailableError
+    from payments_lab.client import NamespaceNotFoundError, TemporalUnavailableError
     from payments_lab.server import TemporalNotFoundError
     from payments_lab.service import PaymentNotFoundError
 
@@ -556,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (TemporalUnavailableError, TemporalNotFoundError, PaymentNotFoundError) as err:
+    except (TemporalUnavailableError, TemporalNotFoundError, PaymentNotFoundError, NamespaceNotFoundError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except PaymentsLabError as err:  # anything else the kit refused, in its own words

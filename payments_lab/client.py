@@ -14,16 +14,19 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import os
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import ListNamespacesRequest
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -82,6 +85,10 @@ def web_ui_url(address: str, namespace: str) -> str | None:
 
 class TemporalUnavailableError(PaymentsLabError, RuntimeError):
     """No Temporal server could be found or reached."""
+
+
+class NamespaceNotFoundError(PaymentsLabError, LookupError):
+    """The namespace the environment configuration names does not exist on its server."""
 
 
 class SearchAttributesError(PaymentsLabError, RuntimeError):
@@ -244,6 +251,8 @@ async def connect(
     Raises:
         TemporalUnavailableError: nothing was found and ``start_server`` is false, or the
             server found does not answer.
+        NamespaceNotFoundError: the environment configuration names a namespace its server
+            does not have; the message names the nearest ones it has.
     """
     if address:
         client = await _client(address, namespace or "default")
@@ -254,8 +263,13 @@ async def connect(
         config = ClientConfig.load_client_connect_config()
         config.setdefault("target_host", "localhost:7233")
         client = await _client(**config)
-        await ensure_search_attributes(client)
         target = config["target_host"]
+        try:
+            await ensure_search_attributes(client)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            raise NamespaceNotFoundError(await _missing_namespace_message(client, target)) from None
         return Connection(client, f"Temporal environment configuration ({target})", web_ui_url(target, client.namespace))
     session = read_session()
     if session is not None:
@@ -267,6 +281,24 @@ async def connect(
             "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one."
         )
     return await _connect_embedded(EmbeddedServer(), "embedded dev server")
+
+
+async def _missing_namespace_message(client: Client, target: str) -> str:
+    """What to say of a configured namespace the server does not have, with the nearest ones it has."""
+    message = (
+        f"The Temporal server at {target} has no namespace {client.namespace!r}, which TEMPORAL_NAMESPACE (or your "
+        "Temporal profile) names. Check it against the line your facilitator handed out"
+    )
+    try:
+        listed = await client.workflow_service.list_namespaces(ListNamespacesRequest(page_size=1000), timeout=timedelta(seconds=5))
+    except RPCError:  # a cluster may not let this client list them (Temporal Cloud)
+        return message + "."
+    names = [entry.namespace_info.name for entry in listed.namespaces if entry.namespace_info.name != "temporal-system"]
+    near = difflib.get_close_matches(client.namespace, names, n=3, cutoff=0.6)
+    if near:
+        quoted = [repr(name) for name in near]
+        return message + ": did you mean " + (", ".join(quoted[:-1]) + " or " if len(quoted) > 1 else "") + quoted[-1] + "?"
+    return message + "; this server has " + ", ".join(repr(name) for name in sorted(names)[:10]) + ("…" if len(names) > 10 else "") + "."
 
 
 async def _connect_embedded(server: EmbeddedServer, source: str) -> Connection:

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import published_session
 from payments_lab.client import (
+    NamespaceNotFoundError,
     TemporalUnavailableError,
     connect,
     default_config_file,
@@ -34,6 +35,17 @@ async def test_temporal_address_from_the_environment(dev_server: EmbeddedServer,
     assert connection.source.startswith("Temporal environment configuration")
     assert connection.address == dev_server.address and connection.server is None
     await connection.client.count_workflows("OrganizationId = 'x'")  # the search attributes exist
+
+
+async def test_a_namespace_mistyped_in_the_environment_is_named_with_the_nearest_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    with EmbeddedServer(ui=False, namespaces=["learner-07", "learner-08", "learner-17"]) as room:
+        monkeypatch.setenv("TEMPORAL_ADDRESS", room.address)
+        monkeypatch.setenv("TEMPORAL_NAMESPACE", "learner-O7")  # a letter O for the zero
+        with pytest.raises(NamespaceNotFoundError, match=r"has no namespace 'learner-O7', which TEMPORAL_NAMESPACE .* did you mean .*'learner-07'.*\?$"):
+            await connect()
+        monkeypatch.setenv("TEMPORAL_NAMESPACE", "workshop")
+        with pytest.raises(NamespaceNotFoundError, match=r"this server has 'default', 'learner-07', 'learner-08', 'learner-17'\.$"):
+            await connect()
 
 
 async def test_a_profile_from_a_config_file(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
