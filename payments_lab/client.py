@@ -159,10 +159,16 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                     "If it was stopped with Ctrl-Z, `fg` in its terminal resumes it; otherwise its "
                     "machine may be out of CPU or memory."
                 ) from err
+            no_port = "" if target_host.rpartition(":")[2].isdigit() else " No port was given: a Temporal server usually listens on 7233."
             raise TemporalUnavailableError(
-                f"Could not reach a Temporal server at {target_host} ({err}). Is it running? "
+                f"Could not reach a Temporal server at {target_host} ({err}).{no_port} Is it running? "
                 "Unset TEMPORAL_ADDRESS to let the kit start its own."
             ) from err
+        except ValueError as err:  # the SDK refuses the address before trying it
+            raise TemporalUnavailableError(
+                f"{target_host!r} is not an address a Temporal client can use ({err}). Give host:port, such as "
+                "127.0.0.1:7233 or <namespace>.<account>.tmprl.cloud:7233, in TEMPORAL_ADDRESS (or --address)."
+            ) from None
 
 
 SEARCH_ATTRIBUTES_USABLE_WITHIN = 15.0

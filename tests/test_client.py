@@ -17,6 +17,7 @@ from payments_lab.client import (
     web_ui_url,
     workflow_url,
 )
+from payments_lab.processes import port_open
 from payments_lab.server import EmbeddedServer
 
 
@@ -80,6 +81,19 @@ async def test_without_a_server_the_message_names_the_fixes() -> None:
         await connect(start_server=False)
     with pytest.raises(TemporalUnavailableError, match="Could not reach a Temporal server at 127.0.0.1:1"):
         await connect(address="127.0.0.1:1")
+
+
+@pytest.mark.parametrize(("address", "why"), [("exa mple:7233", "invalid international domain name"), ("127.0.0.1:99999", "invalid port number")])
+async def test_an_address_no_client_can_use_is_one_clear_error(address: str, why: str) -> None:
+    with pytest.raises(TemporalUnavailableError, match=rf"'{address}' is not an address a Temporal client can use \(.*{why}\)\. Give host:port"):
+        await connect(address=address)
+
+
+async def test_an_address_without_a_port_says_which_port_temporal_uses() -> None:
+    if port_open("127.0.0.1", 80):
+        pytest.skip("something listens on port 80 here: the address without a port would reach it")
+    with pytest.raises(TemporalUnavailableError, match="No port was given: a Temporal server usually listens on 7233"):
+        await connect(address="127.0.0.1")
 
 
 def test_web_ui_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
