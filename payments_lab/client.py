@@ -159,6 +159,12 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                     "If it was stopped with Ctrl-Z, `fg` in its terminal resumes it; otherwise its "
                     "machine may be out of CPU or memory."
                 ) from err
+            if "InvalidContentType" in str(err):  # TLS spoken to a server without it (rustls)
+                raise TemporalUnavailableError(
+                    f"The Temporal server at {target_host} does not use TLS, and this client did: TEMPORAL_API_KEY "
+                    "(or TEMPORAL_TLS, or a profile's api_key or tls) turns TLS on. For a local or room server, unset them; "
+                    "to keep an API key without TLS, set TEMPORAL_TLS=false."
+                ) from err
             no_port = "" if target_host.rpartition(":")[2].isdigit() else " No port was given: a Temporal server usually listens on 7233."
             raise TemporalUnavailableError(
                 f"Could not reach a Temporal server at {target_host} ({err}).{no_port} Is it running? "
@@ -266,7 +272,13 @@ async def connect(
     if server is not None:
         return await _connect_embedded(server, "embedded dev server of the caller")
     if environment_configured():
-        config = ClientConfig.load_client_connect_config()
+        try:
+            config = ClientConfig.load_client_connect_config()
+        except RuntimeError as err:  # the SDK's ConfigError: a profile or a file it cannot read
+            raise TemporalUnavailableError(
+                f"Temporal's environment configuration could not be read ({err}). Check TEMPORAL_PROFILE and "
+                f"TEMPORAL_CONFIG_FILE (by default {default_config_file()}), or unset them to let the kit start its own server."
+            ) from None
         config.setdefault("target_host", "localhost:7233")
         client = await _client(**config)
         target = config["target_host"]

@@ -49,6 +49,22 @@ async def test_a_namespace_mistyped_in_the_environment_is_named_with_the_nearest
             await connect()
 
 
+async def test_an_api_key_spoken_to_a_server_without_tls_names_the_fix(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_server.address)
+    monkeypatch.setenv("TEMPORAL_API_KEY", "a-cloud-key")  # an API key turns TLS on; the dev server has none
+    with pytest.raises(TemporalUnavailableError, match=r"does not use TLS, and this client did: TEMPORAL_API_KEY .* TEMPORAL_TLS=false"):
+        await connect()
+
+
+async def test_a_profile_that_does_not_exist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "temporal.toml"
+    config.write_text('[profile.lab]\naddress = "127.0.0.1:7233"\n')
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config))
+    monkeypatch.setenv("TEMPORAL_PROFILE", "workshop")
+    with pytest.raises(TemporalUnavailableError, match=r"could not be read \(Profile 'workshop' not found\)\. Check TEMPORAL_PROFILE"):
+        await connect()
+
+
 async def test_a_profile_from_a_config_file(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "temporal.toml"
     config.write_text(f'[profile.lab]\naddress = "{dev_server.address}"\nnamespace = "default"\n')
