@@ -170,7 +170,9 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                 f"Could not reach a Temporal server at {target_host} ({err}).{no_port} Is it running? "
                 "Unset TEMPORAL_ADDRESS to let the kit start its own."
             ) from err
-        except ValueError as err:  # the SDK refuses the address before trying it
+        except ValueError as err:
+            if "invalid target URL" not in str(err):  # the SDK refusing the address before trying it
+                raise
             raise TemporalUnavailableError(
                 f"{target_host!r} is not an address a Temporal client can use ({err}). Give host:port, such as "
                 "127.0.0.1:7233 or <namespace>.<account>.tmprl.cloud:7233, in TEMPORAL_ADDRESS (or --address)."
