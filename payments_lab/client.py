@@ -281,9 +281,20 @@ async def connect(
                 f"Temporal's environment configuration could not be read ({err}). Check TEMPORAL_PROFILE and "
                 f"TEMPORAL_CONFIG_FILE (by default {default_config_file()}), or unset them to let the kit start its own server."
             ) from None
+        no_address = "target_host" not in config
         config.setdefault("target_host", "localhost:7233")
-        client = await _client(**config)
         target = config["target_host"]
+        try:
+            client = await _client(**config)
+        except TemporalUnavailableError as err:
+            if not no_address:
+                raise
+            given = ", ".join(name for name in _ENV_VARS if os.environ.get(name)) or str(default_config_file())
+            raise TemporalUnavailableError(
+                f"Temporal's environment configuration ({given}) names no server address, so the kit tried {target}, "
+                f"where no Temporal server answers. Set TEMPORAL_ADDRESS too (a room's line has it), or unset {given} "
+                "to let the kit start its own server."
+            ) from err
         try:
             await ensure_search_attributes(client)
         except RPCError as err:

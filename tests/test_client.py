@@ -65,6 +65,15 @@ async def test_a_profile_that_does_not_exist_is_one_clear_error(monkeypatch: pyt
         await connect()
 
 
+async def test_a_namespace_without_an_address_says_the_address_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    if port_open("127.0.0.1", 7233):
+        pytest.skip("a Temporal server listens on localhost:7233 here")
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "learner-07")  # half of a room's line pasted
+    with pytest.raises(TemporalUnavailableError, match=r"\(TEMPORAL_NAMESPACE\) names no server address, so the kit tried localhost:7233.* Set TEMPORAL_ADDRESS too"):
+        await connect()
+
+
 async def test_a_profile_from_a_config_file(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "temporal.toml"
     config.write_text(f'[profile.lab]\naddress = "{dev_server.address}"\nnamespace = "default"\n')
