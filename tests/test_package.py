@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import payments_lab
 
@@ -26,3 +28,19 @@ def test_unknown_names_raise_attribute_error() -> None:
         assert "not_a_thing" in str(err)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_what_the_kit_raises_at_run_time_derives_from_its_root_error() -> None:
+    # A RuntimeError raised on purpose is a refusal or a failure with advice: as a PaymentsLabError
+    # the CLI prints it as one line and a notebook as one red line, instead of a page of frames.
+    package = Path(payments_lab.__file__).parent
+    bare = [
+        f"{path.relative_to(package)}:{node.lineno}"
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Raise)
+        and isinstance(node.exc, ast.Call)
+        and isinstance(node.exc.func, ast.Name)
+        and node.exc.func.id == "RuntimeError"
+    ]
+    assert bare == [], "raise a PaymentsLabError subclass (see payments_lab/errors.py) instead of RuntimeError at " + ", ".join(bare)
