@@ -391,13 +391,18 @@ def _print_room(learners: list, out: Path | None) -> None:
 
 
 async def _prepare_room(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from payments_lab.client import connect, web_ui_url
     from payments_lab.room import learners, prepare_namespaces
 
     names = _room_learners(args)
     connection = await connect(address=args.address)
+    # A cluster creates about 20 namespaces a second: a large room takes a while, so say so.
+    print(f"Preparing {len(names)} learners' namespaces on {args.address}...", file=sys.stderr, flush=True)
     try:
-        created = await prepare_namespaces(connection.client, names)
+        with tqdm(total=len(names), desc="namespaces ready", unit="namespace", file=sys.stderr, disable=None) as bar:
+            created = await prepare_namespaces(connection.client, names, on_ready=lambda _: bar.update())
     finally:
         await connection.close()
     print(f"Room of {len(names)} learners on {args.address}: {len(created)} namespaces created, "

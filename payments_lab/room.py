@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -103,10 +103,15 @@ _REFUSED_TO_CLIENTS = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNAUTHENTI
 """How a cluster that keeps namespace creation to its operators (Temporal Cloud) says no."""
 
 
-async def prepare_namespaces(client: Client, names: Sequence[str]) -> list[str]:
+async def prepare_namespaces(client: Client, names: Sequence[str], on_ready: Callable[[str], None] | None = None) -> list[str]:
     """Register each learner's namespace on an existing cluster, and the kit's search attributes in it.
 
     Running it again is safe: what is ready is kept, what is missing is added.
+
+    Args:
+        client: A client of the cluster.
+        names: The learners' namespaces.
+        on_ready: Called with each namespace once it is ready (a progress bar's update).
 
     Returns:
         The namespaces that were created (the others existed already).
@@ -130,6 +135,8 @@ async def prepare_namespaces(client: Client, names: Sequence[str]) -> list[str]:
             async with at_once:
                 await _make_usable(client, name)
                 ready.append(name)
+                if on_ready is not None:
+                    on_ready(name)
 
         await asyncio.gather(*(make_usable(name) for name in names))
     except RPCError as err:

@@ -76,6 +76,7 @@ def test_a_room_prepares_an_existing_cluster(isolated: dict[str, str]) -> None:
         prepared = kit("room", "--names", str(names), "--address", cluster.address, env=isolated)
         assert prepared.returncode == 0, prepared.stderr
         assert "2 namespaces created, 0 already there" in prepared.stdout
+        assert prepared.stderr.startswith(f"Preparing 2 learners' namespaces on {cluster.address}...")
         again = kit("room", "--names", str(names), "--address", cluster.address, env=isolated)
         assert "0 namespaces created, 2 already there" in again.stdout
         line = next(line for line in prepared.stdout.splitlines() if line.startswith("bo: "))
