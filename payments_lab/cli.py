@@ -398,7 +398,7 @@ async def _prepare_room(args: argparse.Namespace) -> int:
 
     names = _room_learners(args)
     connection = await connect(address=args.address)
-    # A cluster creates about 20 namespaces a second: a large room takes a while, so say so.
+    # A frontend creates at most 20 namespaces a second by default: a large room takes a while, so say so.
     print(f"Preparing {len(names)} learners' namespaces on {args.address}...", file=sys.stderr, flush=True)
     try:
         with tqdm(total=len(names), desc="namespaces ready", unit="namespace", file=sys.stderr, disable=None) as bar:

@@ -154,7 +154,7 @@ async def _register(client: Client, name: str) -> bool:
     """Create the namespace ``name``; False if it existed already."""
     try:
         # retry=True: a cluster limits namespace creation (frontend.rps.namespaceReplicationInducingAPIs,
-        # 20 per second by default) and refuses the rest with RESOURCE_EXHAUSTED; Temporal's client
+        # 20 per second per frontend by default) and refuses the rest with RESOURCE_EXHAUSTED; Temporal's client
         # waits and tries again, as for an outage of a few seconds.
         await client.workflow_service.register_namespace(
             RegisterNamespaceRequest(

@@ -139,7 +139,7 @@ async def test_a_learner_can_pay_as_soon_as_the_room_has_prepared_a_caching_clus
 
 
 async def test_a_room_larger_than_the_cluster_lets_namespaces_be_created_at_once_is_prepared() -> None:
-    # A cluster creates at most 20 namespaces a second (frontend.rps.namespaceReplicationInducingAPIs)
+    # A frontend creates at most 20 namespaces a second (frontend.rps.namespaceReplicationInducingAPIs)
     # and refuses the rest with RESOURCE_EXHAUSTED: a room of 60 learners ran into it at the 45th.
     with EmbeddedServer(ui=False, cache_search_attributes=True) as cluster:
         admin = (await connect(address=cluster.address)).client
