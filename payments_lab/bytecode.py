@@ -72,7 +72,7 @@ def compile_once(workflows: Sequence[type]) -> None:
     """Keep the compiled code of the modules that define ``workflows``, for every later import of them.
 
     Args:
-        workflows: Workflow classes a worker or replayer is about to run in the sandbox.
+        workflows: Workflow classes a worker is about to run in the sandbox.
     """
     names: set[str] = set()
     for cls in workflows:
