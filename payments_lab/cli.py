@@ -337,6 +337,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _worker(args: argparse.Namespace) -> int:
+    from payments_lab import processes
     from payments_lab.activities import PaymentActivities
     from payments_lab.faults import FaultProfile
     from payments_lab.lab import quiet_logs
@@ -354,9 +355,7 @@ async def _worker(args: argparse.Namespace) -> int:
                 activities,
                 sticky_queue_schedule_to_start_timeout=timedelta(seconds=1 if args.crash_friendly else 10),
             )
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
+            processes.call_on_stop_signals(asyncio.get_running_loop(), lambda: asyncio.ensure_future(worker.shutdown()))
             print(
                 f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()}), "
                 f"ledger {repository.path or 'in memory'}",
@@ -444,7 +443,7 @@ def _room(args: argparse.Namespace) -> int:
               "can read and change every learner's namespace. Use a trusted network only.", file=sys.stderr)
     _print_room(learners(names, f"{host}:{args.port}", ui_url), args.out)
     print("Each learner sets their line's variables before starting JupyterLab. Ctrl-C stops the room.", flush=True)
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    for stop_signal in processes.stop_signals():
         signal.signal(stop_signal, _interrupt)
     try:
         while server.running:
@@ -499,7 +498,7 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
     print(f"Temporal Web UI: {server.ui_url}")
     print(f"Payments ledger: {repository_file} (shared by every notebook, worker and command of this session)")
     jupyter_process = None
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    for stop_signal in processes.stop_signals():
         signal.signal(stop_signal, _interrupt)
     try:
         if jupyter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from payments_lab.errors import PaymentsLabError
 
 
@@ -20,9 +23,9 @@ class ProcessError(PaymentsLabError, RuntimeError):
     """A process the kit started (a server, a worker, simulated learners) did not start or failed; its log is quoted."""
 
 
-# Linux only: the child asks the kernel to SIGKILL it when its parent dies, then becomes
-# the real program (the request survives exec). Done in a tiny Python launcher rather
-# than in preexec_fn, which is unsafe in a multi-threaded parent such as a Jupyter kernel.
+# Linux: the child asks the kernel to SIGKILL it when its parent dies, then becomes the real
+# program (the request survives exec). Done in a tiny Python launcher rather than in
+# preexec_fn, which is unsafe in a multi-threaded parent such as a Jupyter kernel.
 _LAUNCHER = """
 import ctypes, os, signal, sys
 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -31,10 +34,47 @@ if os.getppid() != int(sys.argv[1]):
 os.execv(sys.argv[2], sys.argv[2:])
 """
 
+# Elsewhere (macOS, Windows) no kernel does that: a Python watchdog stays between the parent and
+# the program, kills the program once the parent is gone (psutil tells a dead parent from a new
+# process that reused its pid), and passes a stop request on.
+_WATCHDOG = """
+import os, signal, subprocess, sys
+import psutil
+try:
+    parent = psutil.Process(int(sys.argv[1]))
+except psutil.NoSuchProcess:
+    sys.exit(0)  # the parent is already gone
+program = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=sys.stdout, stderr=sys.stderr)
+def pass_on(signum, frame):
+    if program.poll() is None:
+        program.send_signal(signum)
+if sys.platform == "win32":
+    signal.signal(signal.SIGBREAK, lambda signum, frame: None)  # the program got the same Ctrl-Break
+else:
+    signal.signal(signal.SIGINT, pass_on)
+    signal.signal(signal.SIGTERM, pass_on)
+while program.poll() is None:
+    if not parent.is_running():
+        program.kill()
+        break
+    try:
+        program.wait(0.2)
+    except subprocess.TimeoutExpired:
+        pass
+code = program.wait()
+if code < 0:  # ended by a signal: end the same way, so that the parent reads the same exit code
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
 
-def tied_to_parent_supported() -> bool:
-    """Whether children can be tied to their parent's life (Linux)."""
-    return sys.platform.startswith("linux")
+WATCHDOG_ENV = "PAYMENTS_LAB_CHILD_WATCHDOG"
+"""Set to ``1`` to tie children to their parent with the watchdog on Linux too (the tests do, to run
+the way macOS and Windows run)."""
+
+
+def _uses_watchdog() -> bool:
+    return not sys.platform.startswith("linux") or os.environ.get(WATCHDOG_ENV) == "1"
 
 
 def spawn(
@@ -46,13 +86,21 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start ``args`` as a child that is killed when this process dies, however it dies.
 
-    The child gets its own session, so a Ctrl-C or a kernel interrupt aimed at this
-    process does not reach it; stop it with :func:`stop`. Its output goes to ``log``,
-    never to this process's own stdout and stderr (a notebook would show it anywhere).
+    On Linux the child is the program itself, which the kernel kills with its parent
+    (``PR_SET_PDEATHSIG``). Elsewhere a small watchdog process runs the program, kills it once
+    the parent is gone and passes :func:`stop` on; :func:`kill` ends both.
+
+    The child gets its own session (a process group of its own on Windows), so a Ctrl-C or a
+    kernel interrupt aimed at this process does not reach it; stop it with :func:`stop`. Its
+    output goes to ``log``, never to this process's own stdout and stderr (a notebook would
+    show it anywhere).
     """
     argv = [os.fspath(a) for a in args]
-    if tied_to_parent_supported():
-        argv = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *argv]
+    launcher = _WATCHDOG if _uses_watchdog() else _LAUNCHER
+    argv = [sys.executable, "-c", launcher, str(os.getpid()), *argv]
+    own_group = 0  # POSIX: start_new_session below
+    if sys.platform == "win32":
+        own_group = subprocess.CREATE_NEW_PROCESS_GROUP  # Windows ignores start_new_session
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -61,21 +109,67 @@ def spawn(
         env=env,
         cwd=cwd,
         start_new_session=True,
+        creationflags=own_group,
     )
 
 
-def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0, sig: int = signal.SIGINT) -> int | None:
-    """Ask ``process`` to stop with ``sig``, kill it after ``grace`` seconds; return its exit code."""
-    if process.poll() is None:
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` and what it started at once, as a crash would (``kill -9``)."""
+    if process.poll() is not None:
+        return
+    if sys.platform == "win32":
         try:
-            process.send_signal(sig)
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            for descendant in psutil.Process(process.pid).children(recursive=True):
+                descendant.kill()
+        except psutil.Error:
+            pass  # ended meanwhile
+        process.kill()
+    else:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: the watchdog and its program
         except ProcessLookupError:
             pass
+    process.wait()
+
+
+def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0, sig: int = signal.SIGINT) -> int | None:
+    """Ask ``process`` to stop with ``sig``, kill it after ``grace`` seconds; return its exit code.
+
+    On Windows, where only a console's Ctrl-C and Ctrl-Break can be sent, a stop is Ctrl-Break to
+    the child's process group (the Temporal CLI takes it as an interrupt); without a console to
+    send it through, the child is killed.
+    """
+    if process.poll() is None:
+        try:
+            if sys.platform == "win32":
+                process.send_signal(signal.CTRL_BREAK_EVENT)
+            else:
+                process.send_signal(sig)
+            process.wait(timeout=grace)
+        except (subprocess.TimeoutExpired, OSError):
+            kill(process)
     return process.returncode
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that ask a kit process to stop here: SIGINT and SIGTERM, and on Windows SIGBREAK
+    (the Ctrl-Break that :func:`stop` sends there)."""
+    if sys.platform == "win32":
+        return (signal.SIGINT, signal.SIGTERM, signal.SIGBREAK)
+    return (signal.SIGINT, signal.SIGTERM)
+
+
+def call_on_stop_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """Have ``loop`` run ``callback`` when a stop signal (:func:`stop_signals`) arrives.
+
+    Windows' event loop has no ``add_signal_handler``: there a plain signal handler hands the
+    callback over to the loop.
+    """
+    for sig in stop_signals():
+        try:
+            loop.add_signal_handler(sig, callback)
+        except NotImplementedError:
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(callback))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -95,44 +189,35 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
 
 
 def listens_on(pid: int, port: int) -> bool | None:
-    """Whether process ``pid`` itself listens on TCP ``port``; None where this cannot be told (not Linux).
+    """Whether process ``pid``, or a process it started, listens on TCP ``port``; None where the system does not say.
 
     A port that accepts connections may belong to anything: a port found free can be taken
     before the process meant for it binds it, and then that process exits while something
-    else answers (CI saw a lab connect to an HTTP server this way).
+    else answers (CI saw a lab connect to an HTTP server this way). Its children count
+    because a watchdog (see :func:`spawn`) runs the program as its child outside Linux.
     """
-    listening: set[str] = set()
     try:
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            with open(table) as rows:
-                next(rows)  # header
-                for row in rows:
-                    fields = row.split()
-                    # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket's inode.
-                    if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
-                        listening.add(fields[9])
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
         return None
-    for fd in fds:
+    for member in family:
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue  # closed meanwhile
-        if target.startswith("socket:[") and target[8:-1] in listening:
+            sockets = member.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue  # ended meanwhile
+        except psutil.AccessDenied:
+            return None
+        if any(s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == port for s in sockets):
             return True
     return False
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether process ``pid`` exists (without signalling it: on Windows ``os.kill(pid, 0)`` kills)."""
+    return psutil.pid_exists(pid)
 
 
 def processes_marked(marker: str) -> list[int]:
@@ -215,9 +300,8 @@ class ChildProcess:
 
     def kill(self) -> None:
         """Kill the process at once, as a crash would (``kill -9``); its log is kept for reading."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        if self._process is not None:
+            kill(self._process)
 
     def terminate(self, grace: float = 10.0) -> None:
         """Stop the process (SIGINT, then SIGKILL after ``grace`` seconds) and remove its log.

@@ -44,3 +44,19 @@ def test_what_the_kit_raises_at_run_time_derives_from_its_root_error() -> None:
         and node.exc.func.id == "RuntimeError"
     ]
     assert bare == [], "raise a PaymentsLabError subclass (see payments_lab/errors.py) instead of RuntimeError at " + ", ".join(bare)
+
+
+def test_no_process_is_probed_with_a_signal() -> None:
+    # On Windows os.kill(pid, 0) is no probe: "any other value for sig will cause the process to be
+    # unconditionally killed by the TerminateProcess API" (Python's os.kill documentation).
+    package = Path(payments_lab.__file__).parent
+    probes = [
+        f"{path.relative_to(package)}:{node.lineno}"
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and ast.unparse(node.func) == "os.kill"
+        and len(node.args) == 2
+        and ast.unparse(node.args[1]) == "0"
+    ]
+    assert probes == [], "use processes.pid_alive (psutil) instead of os.kill(pid, 0) at " + ", ".join(probes)

@@ -1,0 +1,103 @@
+"""Tests of child processes: tied to their parent, stopped gracefully, killed with what they started."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from payments_lab import processes
+from payments_lab.processes import WATCHDOG_ENV
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
+
+# A program that says it is ready, then reports the signal that stopped it and exits with code 3.
+_PROGRAM = textwrap.dedent(
+    """
+    import signal, sys, time
+    def stopped(signum, frame):
+        print("stopped by", signal.Signals(signum).name, flush=True)
+        sys.exit(3)
+    signal.signal(signal.SIGINT, stopped)
+    signal.signal(signal.SIGTERM, stopped)
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def _start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tie: str) -> tuple[subprocess.Popen[bytes], object]:
+    monkeypatch.setenv(WATCHDOG_ENV, "1" if tie == "watchdog" else "0")
+    log = (tmp_path / "log").open("wb")
+    child = processes.spawn([sys.executable, "-c", _PROGRAM], log=log)
+    deadline = time.monotonic() + 20
+    while b"ready" not in (tmp_path / "log").read_bytes():
+        assert time.monotonic() < deadline and child.poll() is None, (tmp_path / "log").read_text()
+        time.sleep(0.05)
+    return child, log
+
+
+@posix_only
+@pytest.mark.parametrize("tie", ["kernel", "watchdog"])
+def test_a_stop_reaches_the_program_and_its_exit_code_comes_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tie: str) -> None:
+    child, log = _start(tmp_path, monkeypatch, tie)
+    family = [child.pid, *(c.pid for c in psutil.Process(child.pid).children(recursive=True))]
+    assert len(family) == (2 if tie == "watchdog" else 1)
+    assert processes.stop(child, grace=10, sig=signal.SIGTERM) == 3
+    log.close()  # type: ignore[attr-defined]
+    assert "stopped by SIGTERM" in (tmp_path / "log").read_text(), "the watchdog passes the stop on"
+    assert not any(processes.pid_alive(pid) for pid in family)
+
+
+@posix_only
+@pytest.mark.parametrize("tie", ["kernel", "watchdog"])
+def test_kill_ends_the_program_and_its_watchdog_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tie: str) -> None:
+    child, log = _start(tmp_path, monkeypatch, tie)
+    family = [child.pid, *(c.pid for c in psutil.Process(child.pid).children(recursive=True))]
+    processes.kill(child)
+    log.close()  # type: ignore[attr-defined]
+    assert child.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 5
+    while any(processes.pid_alive(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in family):
+        assert time.monotonic() < deadline, "a killed child left its program running"
+        time.sleep(0.05)
+    assert "stopped by" not in (tmp_path / "log").read_text(), "a kill gives no chance to stop cleanly"
+
+
+def test_a_stop_signal_reaches_an_event_loop_without_add_signal_handler() -> None:
+    """Windows' event loop cannot add signal handlers: the plain handler must hand the callback to the loop."""
+    script = textwrap.dedent(
+        """
+        import asyncio, os, signal
+        from payments_lab import processes
+
+        class WindowsLikeLoop(asyncio.SelectorEventLoop):
+            def add_signal_handler(self, sig, callback, *args):
+                raise NotImplementedError
+
+        async def main():
+            stopped = asyncio.Event()
+            processes.call_on_stop_signals(asyncio.get_running_loop(), stopped.set)
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(stopped.wait(), 5)
+            print("stopped through the loop")
+
+        loop = WindowsLikeLoop()
+        loop.run_until_complete(main())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped through the loop"
+
+
+def test_pid_alive_tells_a_running_process_from_an_ended_one() -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert processes.pid_alive(psutil.Process().pid)
+    assert not processes.pid_alive(int(ended.stdout))
