@@ -8,7 +8,10 @@ variable ``PAYMENTS_LAB_CODEC_KEY`` (32 random bytes, base64), which every clien
 and codec server of a lab must share.
 
 What a codec never touches: search attributes (the server must read them to index them),
-workflow ids and types, task queues, timer summaries. None of those may hold personal data.
+workflow ids and types, task queues, the names of activities, signals and updates. None of
+those may hold personal data. Summaries (a timer's) are payloads, so encrypted; failure
+messages and stack traces are not payloads, and are encrypted only because this lab's
+failure converter encodes them too.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ workflow validates the payment, then waits for a confirmation from either side:
   validator refuses a confirmation that comes too late without writing anything to the
   history;
 - the processor's webhook arrives as the ``processor_webhook`` **signal**: the processor
-  only needs its delivery acknowledged, and it delivers at least once, so the workflow
+  only needs the server to accept the message, and it delivers at least once, so the workflow
   ignores an event id it has already seen.
 
 The wait has a deadline, a durable timer: with no answer within it (15 minutes by default)

@@ -137,6 +137,9 @@ async def test_a_private_lab_stores_only_ciphertext_and_its_codec_server_reads_i
         assert stored and all(p.metadata["encoding"] == b"binary/encrypted" for _, p in stored)
         raw = stored_bytes(history)
         assert b"card ending 4242" not in raw and b"49.90" not in raw
+        deadline = next(e for e in history.events if e.HasField("timer_started_event_attributes"))
+        assert deadline.user_metadata.summary.metadata["encoding"] == b"binary/encrypted", "a summary is a payload: encrypted"
+        assert b"confirmation deadline" not in raw
         started = await decrypted(stored[0][1], private.codec)
         assert started["request"]["amount"] == "49.90" and started["request"]["description"] == "card ending 4242"  # type: ignore[index]
 
