@@ -24,6 +24,7 @@ import os
 import secrets
 from collections.abc import Iterable, Mapping
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
@@ -136,7 +137,7 @@ class EncryptionCodec(PayloadCodec):
         data = payload.data
         try:
             plain = self._aes.decrypt(data[:_NONCE_BYTES], data[_NONCE_BYTES:], None)
-        except Exception as err:  # cryptography raises InvalidTag, with no message
+        except (InvalidTag, ValueError) as err:  # a wrong tag (altered), or too few bytes left for a nonce (cut short)
             raise PayloadDecryptionError("payload could not be decrypted: its bytes were altered") from err
         return Payload.FromString(plain)
 

@@ -27,7 +27,7 @@ from payments_lab.arguments import rate, whole_number
 from payments_lab.currencies import minor_units
 from payments_lab.domain import PaymentRequest, PaymentResult, coerce_amount
 from payments_lab.faults import FaultPlan, StepFaults
-from payments_lab.messages import PaymentOptions
+from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.repository import DEMO_ORGANIZATIONS
 from payments_lab.service import PaymentService
 
@@ -252,13 +252,15 @@ async def run_fleet(
             by default. The same token on the same server makes every payment a duplicate.
 
     Raises:
-        ValueError: ``concurrency`` is below 1.
+        ValueError: ``concurrency`` is below 1, or ``options`` are not :class:`PaymentOptions`.
     """
     if isinstance(plan, int) and not isinstance(plan, bool):
         plan = FleetPlan(count=plan)
     if not isinstance(plan, FleetPlan):
         raise TypeError(f"plan must be a FleetPlan or a number of payments, not {type(plan).__name__}")
     whole_number("concurrency", concurrency, minimum=1)
+    # A mistake in the options would otherwise come back as one "error" row per payment, and no exception.
+    options = checked_payment_options(options, service.options)
     planned = plan_fleet(plan, run_token=run_token)
     outcomes: list[FleetPayment | None] = [None] * len(planned)
     semaphore = asyncio.Semaphore(concurrency)

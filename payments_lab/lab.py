@@ -30,8 +30,9 @@ from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
 from payments_lab.domain import PaymentRequest, PaymentResult, checked_payment_id, workflow_id_for
 from payments_lab.errors import PaymentsLabError
-from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile
+from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
 from payments_lab.ledger import open_repository
+from payments_lab.messages import checked_payment_options
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
@@ -342,26 +343,35 @@ async def open_lab(
         return existing
     if worker_process and db_file is None:
         raise ValueError("worker_process=True needs a db_file: the worker process shares the repository through it")
+    # Refused before anything starts: a refusal must leave no server or worker running behind it.
+    options = checked_payment_options(options, PaymentOptions())
+    fault_profile = checked_fault_profile(fault_profile)
     if quiet:
         quiet_logs()
     show_figures_inline()
     connection = await connect(server=server)
-    repository = (
-        PaymentRepository(db_file)
-        if db_file is not None
-        else open_repository(connection.address, own_server=connection.server is not None)
-    )
-    task_queue = new_task_queue(name)
-    activities: PaymentActivities | None = None
-    worker: BackgroundWorker | WorkerProcess
-    if worker_process:
-        worker = WorkerProcess(
-            connection.address, task_queue, db_file, namespace=connection.namespace, fault_profile=fault_profile  # type: ignore[arg-type]
-        ).start()
-    else:
-        activities = PaymentActivities(repository, fault_profile=fault_profile)
-        worker = await BackgroundWorker(connection.client, task_queue, activities).start()
-    service = PaymentService(connection.client, task_queue, options=options or PaymentOptions(), ui_url=connection.ui_url)
+    worker: BackgroundWorker | WorkerProcess | None = None
+    try:
+        repository = (
+            PaymentRepository(db_file)
+            if db_file is not None
+            else open_repository(connection.address, own_server=connection.server is not None)
+        )
+        task_queue = new_task_queue(name)
+        activities: PaymentActivities | None = None
+        if worker_process:
+            worker = WorkerProcess(
+                connection.address, task_queue, db_file, namespace=connection.namespace, fault_profile=fault_profile  # type: ignore[arg-type]
+            ).start()
+        else:
+            activities = PaymentActivities(repository, fault_profile=fault_profile)
+            worker = await BackgroundWorker(connection.client, task_queue, activities).start()
+        service = PaymentService(connection.client, task_queue, options=options, ui_url=connection.ui_url)
+    except BaseException:
+        if worker is not None:
+            await worker.stop()
+        await connection.close()
+        raise
     lab = Lab(name, connection, repository, activities, worker, service)
     _LABS[name] = lab
     return lab

@@ -81,8 +81,10 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
         quiet_logs()
     ui_port = free_port()
     codec_server = CodecServer(codec, allowed_origins=[f"http://{HOST}:{ui_port}", f"http://localhost:{ui_port}"]).start()
+    server = EmbeddedServer(ui_port=ui_port, ui_codec_endpoint=codec_server.url)
+    plain: Connection | None = None
+    worker: BackgroundWorker | None = None
     try:
-        server = EmbeddedServer(ui_port=ui_port, ui_codec_endpoint=codec_server.url)
         plain = await connect(server=server)
         config = plain.client.config()  # a copy: the plain client keeps its converter
         config["data_converter"] = encrypted_converter(codec)
@@ -95,6 +97,12 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
         service = PaymentService(private_client, task_queue, ui_url=connection.ui_url)
         lab = Lab("private", connection, repository, activities, worker, service)
     except BaseException:
+        # Whatever had started stops: a cell run again would otherwise find them running on, unreachable.
+        if worker is not None:
+            await worker.stop()
+        if plain is not None:
+            await plain.close()  # stops the server it started
+        server.stop()
         codec_server.stop()
         raise
     private = PrivateLab(lab, codec, codec_server, plain.client, Checkout(service), server)

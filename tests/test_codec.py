@@ -58,6 +58,9 @@ async def test_another_key_or_altered_bytes_are_refused_with_a_reason() -> None:
     tampered = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1]))
     with pytest.raises(PayloadDecryptionError, match="altered"):
         await codec.decode([tampered])
+    cut_short = Payload(metadata=dict(sealed.metadata), data=sealed.data[:5])
+    with pytest.raises(PayloadDecryptionError, match="altered"):
+        await codec.decode([cut_short])
 
 
 @pytest.mark.parametrize(

@@ -113,5 +113,7 @@ async def test_run_fleet_refuses_bad_arguments(client: Client, task_queue: str) 
         await run_fleet(service, "3")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="run_token 'a b'"):
         await run_fleet(service, 3, run_token="a b")
+    with pytest.raises(ValueError, match="options must be PaymentOptions"):  # not three "error" rows
+        await run_fleet(service, 3, options={"maximum_attempts": 5}, progress=False)  # type: ignore[arg-type]
     empty = await run_fleet(service, 0, progress=False)
     assert len(empty) == 0 and empty.status_counts == {}

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psutil
 import pytest
 
 from conftest import OpenLab
 from payments_lab.domain import PaymentStatus
+from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan, FaultProfile
 from payments_lab.lab import Link, open_lab
+from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentNotFoundError
 from payments_lab.workflows import PaymentOptions
 
@@ -106,3 +109,35 @@ async def test_a_lab_with_a_worker_process_survives_its_crash(open_test_lab: Ope
     finally:
         await lab.close()
     assert not lab.worker.running
+
+
+async def test_a_refused_option_starts_nothing(tmp_path) -> None:  # noqa: ANN001
+    """A refusal in open_lab's cell must not leave a server or worker behind: the cell is run again, fixed."""
+    server = EmbeddedServer(ui=False)
+    with pytest.raises(ValueError, match="options must be PaymentOptions"):
+        await open_lab("refused", options={"maximum_attempts": 5}, server=server)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fault_profile must be a FaultProfile"):
+        await open_lab("refused", fault_profile=FaultPlan(), server=server)  # type: ignore[arg-type]
+    assert not server.running and server.pid is None, "refused before the server started"
+    (tmp_path / "ledger").mkdir()
+    with pytest.raises(PaymentsLabError):
+        await open_lab("refused", db_file=tmp_path / "ledger", server=server)  # a folder, not a file: refused after connecting
+    assert not server.running, "what had started was stopped"
+
+
+async def test_a_private_lab_that_fails_to_open_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    from payments_lab import privacy
+    from payments_lab.codec import KEY_ENV, new_key
+
+    monkeypatch.setenv(KEY_ENV, new_key())
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PaymentsLabError("refused after the worker started")
+
+    monkeypatch.setattr(privacy, "PaymentService", refuse)
+    with pytest.raises(PaymentsLabError, match="after the worker started"):
+        await privacy.open_private_lab()
+    after = [child for child in psutil.Process().children(recursive=True) if child.pid not in before and child.is_running()]
+    assert [child.name() for child in after if child.status() != psutil.STATUS_ZOMBIE] == []
+    assert privacy._OPEN == []
