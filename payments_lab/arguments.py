@@ -8,6 +8,8 @@ from typing import Any
 
 from temporalio.common import RetryPolicy
 
+from payments_lab.errors import InvalidArgumentError
+
 
 def whole_number(name: str, value: Any, *, minimum: int = 0) -> int:
     """Return ``value`` if it is a whole number (not a bool) of at least ``minimum``.
@@ -16,7 +18,7 @@ def whole_number(name: str, value: Any, *, minimum: int = 0) -> int:
         ValueError: ``{name} must be a whole number >= {minimum}, got {value!r}``.
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return value
 
 
@@ -27,7 +29,7 @@ def seconds(name: str, value: Any) -> float:
         ValueError: ``{name} must be a number of seconds >= 0, got {value!r}``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a number of seconds >= 0, got {value!r}")
     return value
 
 
@@ -38,7 +40,7 @@ def rate(name: str, value: Any) -> float:
         ValueError: ``{name} must be a share between 0 and 1, got {value!r}``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a share between 0 and 1, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a share between 0 and 1, got {value!r}")
     return value
 
 
@@ -49,7 +51,7 @@ def flag(name: str, value: Any) -> bool:
         ValueError: ``{name} must be True or False, got {value!r}``.
     """
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
     return value
 
 
@@ -62,7 +64,7 @@ def positive_duration(name: str, value: Any, *, optional: bool = False) -> Any:
     if optional and value is None:
         return value
     if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise ValueError(f"{name} must be a positive timedelta{' or None' if optional else ''}, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive timedelta{' or None' if optional else ''}, got {value!r}")
     return value
 
 
@@ -74,16 +76,16 @@ def valid_retry_policy(policy: Any) -> RetryPolicy:
         ValueError: a field is out of range; the message names it.
     """
     if not isinstance(policy, RetryPolicy):
-        raise TypeError(f"policy must be a temporalio.common.RetryPolicy, not {type(policy).__name__}")
+        raise InvalidArgumentError(f"policy must be a temporalio.common.RetryPolicy, not {type(policy).__name__}")
     positive_duration("initial_interval", policy.initial_interval)
     positive_duration("maximum_interval", policy.maximum_interval, optional=True)
     if policy.maximum_interval is not None and policy.maximum_interval < policy.initial_interval:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"maximum_interval ({policy.maximum_interval}) must not be shorter than "
             f"initial_interval ({policy.initial_interval})"
         )
     coefficient = policy.backoff_coefficient
     if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float)) or not coefficient >= 1:
-        raise ValueError(f"backoff_coefficient must be >= 1, got {coefficient!r}")
+        raise InvalidArgumentError(f"backoff_coefficient must be >= 1, got {coefficient!r}")
     whole_number("maximum_attempts", policy.maximum_attempts)
     return policy

@@ -25,7 +25,7 @@ from typing import Any
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.runaway import GuardedCall
 from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker
 
@@ -164,9 +164,9 @@ class WorkflowModules:
                 no workflow and no activity.
         """
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
-            raise ValueError(f"a module name is a Python identifier starting with a letter, e.g. 'payment_v2'; got {name!r}")
+            raise InvalidArgumentError(f"a module name is a Python identifier starting with a letter, e.g. 'payment_v2'; got {name!r}")
         if not isinstance(source, str):
-            raise ValueError(f"the source of module {name!r} must be text, got {type(source).__name__}")
+            raise InvalidArgumentError(f"the source of module {name!r} must be text, got {type(source).__name__}")
         try:
             source.encode("utf-8")
         except UnicodeEncodeError as error:

@@ -29,6 +29,7 @@ from temporalio.common import RetryPolicy
 
 from payments_lab.arguments import whole_number
 from payments_lab.domain import Step
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.history import (
     ATTEMPT_COLUMNS,
     STEP_ORDER,
@@ -102,10 +103,10 @@ def _second(time: pd.Timestamp, origin: pd.Timestamp) -> float:
 
 def _check_attempts(attempts: pd.DataFrame) -> None:
     if not isinstance(attempts, pd.DataFrame):
-        raise TypeError(f"attempts must be the table of attempts_frame(), not {type(attempts).__name__}")
+        raise InvalidArgumentError(f"attempts must be the table of attempts_frame(), not {type(attempts).__name__}")
     missing = set(ATTEMPT_COLUMNS) - set(attempts.columns)
     if missing:
-        raise ValueError(f"the attempts table lacks {sorted(missing)}: build it with attempts_frame(records, histories)")
+        raise InvalidArgumentError(f"the attempts table lacks {sorted(missing)}: build it with attempts_frame(records, histories)")
 
 
 def _visible(widths: np.ndarray | float, extent: float) -> np.ndarray:
@@ -138,12 +139,12 @@ def timeline_chart(
         ValueError: the history is empty, or the attempts table is not one.
     """
     if not isinstance(history, WorkflowHistory):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"timeline_chart draws one payment's history, got {type(history).__name__}: pass one "
             "(`histories[0]`), or draw many side by side with swimlanes_chart(histories)"
         )
     if not history.events:
-        raise ValueError(f"the history of {history.workflow_id!r} holds no events")
+        raise InvalidArgumentError(f"the history of {history.workflow_id!r} holds no events")
     if attempts is not None:
         _check_attempts(attempts)
     spans = activity_spans(history)
@@ -296,14 +297,14 @@ def retry_chart(
         & ((attempts["step"] == activity) | (attempts["activity_type"] == activity))
     ]
     if mine.empty:
-        raise ValueError(f"no {activity!r} attempt of payment {payment_id!r} in the attempts table")
+        raise InvalidArgumentError(f"no {activity!r} attempt of payment {payment_id!r} in the attempts table")
     mine = mine[mine["execution"] == mine["execution"].min()].sort_values("attempt")
     if policy is not None:
         configured = [pd.Timedelta(retry_delay(policy, int(n))) for n in mine["attempt"]]
     elif mine["configured_gap"].notna().all():
         configured = list(mine["configured_gap"])
     else:
-        raise ValueError(
+        raise InvalidArgumentError(
             "the attempts table does not know the retry policy: build it with "
             "attempts_frame(records, histories) or pass policy="
         )
@@ -388,11 +389,11 @@ def swimlanes_chart(
         ValueError: no history, ``limit`` below 1, or an unknown ``align``.
     """
     if align not in ("start", "clock"):
-        raise ValueError(f"align must be 'start' or 'clock', got {align!r}")
+        raise InvalidArgumentError(f"align must be 'start' or 'clock', got {align!r}")
     whole_number("limit", limit, minimum=1)
     every = [h for h in as_histories(histories) if h.events]
     if not every:
-        raise ValueError("no history to draw")
+        raise InvalidArgumentError("no history to draw")
     if attempts is not None:
         _check_attempts(attempts)
     shown = every[:limit]
@@ -476,7 +477,7 @@ def fleet_dashboard(summary: FleetSummary | WorkflowHistory | Iterable[WorkflowH
     if not isinstance(summary, FleetSummary):
         summary = fleet_summary(as_histories(summary))
     if summary.total == 0:
-        raise ValueError("no payment to show")
+        raise InvalidArgumentError("no payment to show")
     figure = Figure(figsize=(15, 4.8), layout="constrained")
     outcomes_ax, latency_ax, attempts_ax = figure.subplots(1, 3)
 

@@ -35,7 +35,7 @@ from payments_lab.confirmation_messages import (
     ProcessorEvent,
 )
 from payments_lab.domain import PaymentRequest, PaymentStatus
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
@@ -115,7 +115,7 @@ class Checkout:
                 return state
         except TimeoutError:
             where = f"at step {last.step!r}, status {last.status.value!r}" if last is not None else "not answering"
-            raise TimeoutError(f"payment {payment_id!r} was not waiting for a confirmation within {timeout:g} s: it was {where}") from None
+            raise WaitTimedOutError(f"payment {payment_id!r} was not waiting for a confirmation within {timeout:g} s: it was {where}") from None
 
     async def confirm(self, payment_id: str, *, approved: bool = True) -> ConfirmationReceipt:
         """Send the customer's answer (the ``confirm`` update) and return the workflow's receipt.
@@ -145,7 +145,7 @@ class Checkout:
             ConfirmationRefusedError: the payment's workflow has ended or does not exist.
         """
         if not isinstance(event, ProcessorEvent):
-            raise TypeError(
+            raise InvalidArgumentError(
                 f"event must be a ProcessorEvent, such as ProcessorEvent('evt-1', {AUTHENTICATED!r}), "
                 f"not {type(event).__name__} {event!r}"
             )

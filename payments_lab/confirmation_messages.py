@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from payments_lab.arguments import flag, positive_duration
 from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.faults import FaultPlan
 from payments_lab.messages import PaymentOptions
 
@@ -83,9 +84,9 @@ class ProcessorEvent:
     def __post_init__(self) -> None:
         # The workflow reads any type but AUTHENTICATED as a failure: a typo would refuse the payment.
         if not isinstance(self.event_id, str) or not self.event_id:
-            raise ValueError(f"event_id must be a non-empty string, such as 'evt-1', got {self.event_id!r}")
+            raise InvalidArgumentError(f"event_id must be a non-empty string, such as 'evt-1', got {self.event_id!r}")
         if self.type not in WEBHOOK_TYPES:
-            raise ValueError(f"type must be one of {', '.join(map(repr, WEBHOOK_TYPES))}, got {self.type!r}")
+            raise InvalidArgumentError(f"type must be one of {', '.join(map(repr, WEBHOOK_TYPES))}, got {self.type!r}")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
 
 from payments_lab.currencies import minor_units
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 
 MAX_AMOUNT = Decimal("1000000")
 """Largest amount accepted for one payment, in major units of its currency."""
@@ -78,7 +78,7 @@ class PaymentStatus(str, Enum):
                 if status.value == value.strip().lower():
                     return status
         shown = preview(value) if isinstance(value, str) else type(value).__name__
-        raise ValueError(f"unknown payment status {shown}; use one of: {', '.join(s.value for s in cls)}")
+        raise InvalidArgumentError(f"unknown payment status {shown}; use one of: {', '.join(s.value for s in cls)}")
 
     @property
     def is_final(self) -> bool:
@@ -126,9 +126,9 @@ def coerce_amount(value: Decimal | str | int) -> Decimal:
         ValueError: ``value`` is a string that is not a number.
     """
     if isinstance(value, bool):  # before int: a bool is an int to Python
-        raise TypeError(f"amount must be a Decimal or a string such as '12.50', not bool {value!r}")
+        raise InvalidArgumentError(f"amount must be a Decimal or a string such as '12.50', not bool {value!r}")
     if isinstance(value, float):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"amount must be a Decimal or a string such as '12.50', not float {value!r}: a float cannot hold cents exactly"
         )
     if isinstance(value, Decimal):
@@ -139,12 +139,12 @@ def coerce_amount(value: Decimal | str | int) -> Decimal:
         try:
             amount = Decimal(value.strip())
         except InvalidOperation:
-            raise ValueError(f"amount {preview(value)} is not a number; write it like '12.50'") from None
+            raise InvalidArgumentError(f"amount {preview(value)} is not a number; write it like '12.50'") from None
     else:
-        raise TypeError(f"amount must be a Decimal or a string such as '12.50', not {type(value).__name__}")
+        raise InvalidArgumentError(f"amount must be a Decimal or a string such as '12.50', not {type(value).__name__}")
     if amount.is_snan():
         # A signalling NaN raises on any comparison: refuse it here rather than anywhere later.
-        raise ValueError("amount sNaN (a signalling NaN) is not a number; write it like '12.50'")
+        raise InvalidArgumentError("amount sNaN (a signalling NaN) is not a number; write it like '12.50'")
     return amount
 
 
@@ -158,7 +158,7 @@ def preview(text: str, limit: int = 40) -> str:
 def _require_str(name: str, value: object) -> None:
     if not isinstance(value, str):
         # Never format the value itself: a huge int cannot even be turned into text.
-        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+        raise InvalidArgumentError(f"{name} must be a string, not {type(value).__name__}")
 
 
 def text_problems(name: str, value: str) -> list[str]:
@@ -198,10 +198,10 @@ def checked_text(name: str, value: object) -> str:
         ValueError: it is not a string, or not such text; the message names every problem.
     """
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
+        raise InvalidArgumentError(f"{name} must be a string, not {type(value).__name__}")
     problems = text_problems(name, value)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InvalidArgumentError("; ".join(problems))
     return value
 
 

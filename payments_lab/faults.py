@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 
 from payments_lab.arguments import rate, seconds, whole_number
+from payments_lab.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class StepFaults:
         whole_number("hang_first", self.hang_first)
         seconds("delay", self.delay)
         if not isinstance(self.decline, bool):
-            raise ValueError(f"decline must be True or False, got {self.decline!r}")
+            raise InvalidArgumentError(f"decline must be True or False, got {self.decline!r}")
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,14 @@ class FaultPlan:
         for step in ("validate", "charge", "notify"):
             value = getattr(self, step)
             if not isinstance(value, StepFaults):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{step} must be a StepFaults, got {value!r}: e.g. FaultPlan({step}=StepFaults(fail_first=2)), "
                     f"or FaultPlan.failing({step}=2)"
                 )
         for step in ("validate", "notify"):
             if getattr(self, step).decline:
                 # Only the processor declines, at the charge: elsewhere the flag would do nothing.
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"decline is the processor's answer to a charge, not a {step} fault: use "
                     "FaultPlan(charge=StepFaults(decline=True)); validation declines a request that breaks a "
                     "payment rule (e.g. an unknown organization)"
@@ -97,8 +98,8 @@ def checked_fault_plan(faults: object) -> FaultPlan:
     if isinstance(faults, FaultPlan):
         return faults
     if isinstance(faults, StepFaults):
-        raise ValueError(f"faults must be a FaultPlan, got the faults of one step: say which, e.g. FaultPlan(charge={faults!r})")
-    raise ValueError(f"faults must be a FaultPlan, e.g. FaultPlan.failing(charge=2), got {faults!r}")
+        raise InvalidArgumentError(f"faults must be a FaultPlan, got the faults of one step: say which, e.g. FaultPlan(charge={faults!r})")
+    raise InvalidArgumentError(f"faults must be a FaultPlan, e.g. FaultPlan.failing(charge=2), got {faults!r}")
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,11 @@ def checked_fault_profile(profile: object) -> FaultProfile:
     if isinstance(profile, FaultProfile):
         return profile
     if isinstance(profile, FaultPlan):
-        raise ValueError(
+        raise InvalidArgumentError(
             "fault_profile must be a FaultProfile (faults of every payment: a failure rate, a latency), got a "
             "FaultPlan, the faults of one payment: pass it to that payment, lab.start(request, faults=...)"
         )
-    raise ValueError(f"fault_profile must be a FaultProfile, e.g. FaultProfile(charge_failure_rate=0.2), got {profile!r}")
+    raise InvalidArgumentError(f"fault_profile must be a FaultProfile, e.g. FaultProfile(charge_failure_rate=0.2), got {profile!r}")
 
 
 NO_FAULTS = FaultProfile(charge_failure_rate=0.0, charge_latency=0.0)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from payments_lab.arguments import rate, whole_number
 from payments_lab.currencies import minor_units
 from payments_lab.domain import PaymentRequest, PaymentResult, coerce_amount
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.repository import DEMO_ORGANIZATIONS
@@ -68,29 +69,29 @@ class FleetPlan:
         rate("charge_failure_rate", self.charge_failure_rate)
         rate("decline_rate", self.decline_rate)
         if self.charge_failure_rate + self.decline_rate > 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"charge_failure_rate + decline_rate must not exceed 1, got "
                 f"{self.charge_failure_rate} + {self.decline_rate}"
             )
         failures = self.max_charge_failures
         whole_number("max_charge_failures", failures, minimum=1)
         if isinstance(self.organizations, str) or not self.organizations:
-            raise ValueError("organizations must be a non-empty tuple of organization ids")
+            raise InvalidArgumentError("organizations must be a non-empty tuple of organization ids")
         if isinstance(self.currencies, str) or not self.currencies:
-            raise ValueError("currencies must be a non-empty tuple of ISO 4217 codes")
+            raise InvalidArgumentError("currencies must be a non-empty tuple of ISO 4217 codes")
         unknown = [c for c in self.currencies if minor_units(c) is None]
         if unknown:
-            raise ValueError(f"currencies {unknown} are not ISO 4217 codes")
+            raise InvalidArgumentError(f"currencies {unknown} are not ISO 4217 codes")
         object.__setattr__(self, "organizations", tuple(self.organizations))
         object.__setattr__(self, "currencies", tuple(self.currencies))
         object.__setattr__(self, "min_amount", coerce_amount(self.min_amount))
         object.__setattr__(self, "max_amount", coerce_amount(self.max_amount))
         if not self.min_amount > 0:
-            raise ValueError(f"min_amount must be greater than zero, got {self.min_amount}")
+            raise InvalidArgumentError(f"min_amount must be greater than zero, got {self.min_amount}")
         if self.max_amount < self.min_amount:
-            raise ValueError(f"max_amount ({self.max_amount}) must not be below min_amount ({self.min_amount})")
+            raise InvalidArgumentError(f"max_amount ({self.max_amount}) must not be below min_amount ({self.min_amount})")
         if not _PREFIX_PATTERN.fullmatch(self.prefix):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"prefix {self.prefix!r} may only use letters, digits, '.', '_' and '-' "
                 "(at most 41 characters, starting with a letter or digit)"
             )
@@ -112,7 +113,7 @@ def _amount(draw: random.Random, plan: FleetPlan, currency: str) -> Decimal:
     low = math.ceil(plan.min_amount * scale)
     high = math.floor(plan.max_amount * scale)
     if high < low:
-        raise ValueError(f"no {currency} amount with {decimals} decimals lies between {plan.min_amount} and {plan.max_amount}")
+        raise InvalidArgumentError(f"no {currency} amount with {decimals} decimals lies between {plan.min_amount} and {plan.max_amount}")
     return Decimal(draw.randint(low, high)).scaleb(-decimals)
 
 
@@ -125,7 +126,7 @@ def plan_fleet(plan: FleetPlan, *, run_token: str | None = None) -> list[Planned
     """
     token = run_token if run_token is not None else uuid.uuid4().hex[:6]
     if not _PREFIX_PATTERN.fullmatch(token):
-        raise ValueError(f"run_token {token!r} may only use letters, digits, '.', '_' and '-'")
+        raise InvalidArgumentError(f"run_token {token!r} may only use letters, digits, '.', '_' and '-'")
     planned = []
     for index in range(plan.count):
         draw = random.Random(f"{plan.seed}:{index}")
@@ -257,7 +258,7 @@ async def run_fleet(
     if isinstance(plan, int) and not isinstance(plan, bool):
         plan = FleetPlan(count=plan)
     if not isinstance(plan, FleetPlan):
-        raise TypeError(f"plan must be a FleetPlan or a number of payments, not {type(plan).__name__}")
+        raise InvalidArgumentError(f"plan must be a FleetPlan or a number of payments, not {type(plan).__name__}")
     whole_number("concurrency", concurrency, minimum=1)
     # A mistake in the options would otherwise come back as one "error" row per payment, and no exception.
     options = checked_payment_options(options, service.options)

@@ -29,7 +29,7 @@ from payments_lab.arguments import seconds
 from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
 from payments_lab.domain import PaymentRequest, PaymentResult, checked_payment_id, workflow_id_for
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
 from payments_lab.ledger import open_repository
 from payments_lab.messages import checked_payment_options
@@ -176,7 +176,7 @@ class Lab:
                 while not self.repository.ledger(payment_id):
                     await asyncio.sleep(0.02)
         except TimeoutError:
-            raise TimeoutError(
+            raise WaitTimedOutError(
                 f"payment {payment_id!r} was not charged within {timeout:g} s: "
                 f"`await lab.service.status({payment_id!r})` says where it is"
             ) from None
@@ -307,7 +307,7 @@ def _refuse_other_fields(request: PaymentRequest, **given: str | None) -> None:
     other = {name: value for name, value in given.items() if value is not None and value != getattr(request, name)}
     if other:
         said = ", ".join(f"{name}={value!r} (the request says {getattr(request, name)!r})" for name, value in other.items())
-        raise ValueError(
+        raise InvalidArgumentError(
             f"lab.pay(request, ...) pays the request as it is, and {said} would be ignored: build the "
             "request with them, e.g. lab.request(amount, currency, organization_id=...)"
         )
@@ -342,7 +342,7 @@ async def open_lab(
     if existing is not None and existing.running:
         return existing
     if worker_process and db_file is None:
-        raise ValueError("worker_process=True needs a db_file: the worker process shares the repository through it")
+        raise InvalidArgumentError("worker_process=True needs a db_file: the worker process shares the repository through it")
     # Refused before anything starts: a refusal must leave no server or worker running behind it.
     options = checked_payment_options(options, PaymentOptions())
     fault_profile = checked_fault_profile(fault_profile)

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.history import activity_spans, payments_frame, workflow_task_spans
 
 BREAKDOWN_PARTS = (
@@ -83,9 +84,9 @@ async def compare_latency(
         ValueError: no runner, or counts below 1.
     """
     if not runners:
-        raise ValueError("runners must name at least one way to run a payment")
+        raise InvalidArgumentError("runners must name at least one way to run a payment")
     if rounds < 1 or per_round < 1 or warmup < 0 or spacing < 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"rounds and per_round must be >= 1, warmup and spacing >= 0, got {rounds}, {per_round}, {warmup}, {spacing}"
         )
     for run in runners.values():
@@ -135,7 +136,7 @@ def time_breakdown(history: WorkflowHistory) -> pd.Series:
     """
     payment = payments_frame(history).iloc[0]
     if pd.isna(payment["closed_at"]):
-        raise ValueError(f"{history.workflow_id} has not ended: there is no total to break down yet")
+        raise InvalidArgumentError(f"{history.workflow_id} has not ended: there is no total to break down yet")
     tasks = workflow_task_spans(history)
     spans = activity_spans(history)
     waiting = (tasks["started_at"] - tasks["scheduled_at"]).sum() + spans["schedule_to_start"].sum()
@@ -166,7 +167,7 @@ def answer_times(history: WorkflowHistory) -> pd.Series:
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
     }
     if not events or events[-1].event_type not in closing:
-        raise ValueError(f"{history.workflow_id} has not ended: there is no end to measure yet")
+        raise InvalidArgumentError(f"{history.workflow_id} has not ended: there is no end to measure yet")
     start = events[0].event_time.ToNanoseconds()
     end = (events[-1].event_time.ToNanoseconds() - start) / 1e6
     answered = next(
@@ -179,7 +180,7 @@ def answer_times(history: WorkflowHistory) -> pd.Series:
 def breakdown_chart(breakdowns: Mapping[str, pd.Series]) -> Figure:
     """One horizontal bar per way of running a payment, split by :func:`time_breakdown`."""
     if not breakdowns:
-        raise ValueError("breakdowns must hold at least one time_breakdown")
+        raise InvalidArgumentError("breakdowns must hold at least one time_breakdown")
     frame = pd.DataFrame(breakdowns).T.reindex(columns=list(BREAKDOWN_PARTS)).fillna(0)
     figure = Figure(figsize=(10, 1.4 + 0.6 * len(frame)), layout="constrained")
     ax = figure.subplots()

@@ -15,6 +15,7 @@ from temporalio.workflow import ActivityCancellationType
 
 from payments_lab.arguments import flag, positive_duration, valid_retry_policy
 from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.faults import FaultPlan
 
 
@@ -64,7 +65,7 @@ class PaymentOptions:
         for name in ("charge_heartbeat_timeout", "charge_schedule_to_close_timeout"):
             positive_duration(name, getattr(self, name), optional=True)
         if not isinstance(self.charge_cancellation, ActivityCancellationType):
-            raise ValueError(f"charge_cancellation must be an ActivityCancellationType, got {self.charge_cancellation!r}")
+            raise InvalidArgumentError(f"charge_cancellation must be an ActivityCancellationType, got {self.charge_cancellation!r}")
         # The workflow's converter refuses anything but a bool here: the payment would never start.
         flag("local_validation", self.local_validation)
         flag("local_notification", self.local_notification)
@@ -139,7 +140,7 @@ def checked_payment_options(options: object, default: PaymentOptions) -> Payment
         return default
     if isinstance(options, PaymentOptions):
         return options
-    raise ValueError(
+    raise InvalidArgumentError(
         f"options must be PaymentOptions, e.g. TUNED or PaymentOptions(charge_timeout=timedelta(seconds=5)), got {options!r}"
     )
 

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.client import TemporalUnavailableError
+from payments_lab.errors import InvalidArgumentError
 
 T = TypeVar("T")
 
@@ -107,7 +108,7 @@ def outage_wait() -> timedelta:
     except ValueError:
         seconds = -1.0
     if not seconds >= 0:  # also refuses NaN
-        raise ValueError(f"PAYMENTS_LAB_OUTAGE_WAIT must be a number of seconds >= 0, got {text!r}")
+        raise InvalidArgumentError(f"PAYMENTS_LAB_OUTAGE_WAIT must be a number of seconds >= 0, got {text!r}")
     return timedelta(seconds=seconds)
 
 

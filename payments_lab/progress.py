@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from temporalio.api.workflowservice.v1 import ListNamespacesRequest
 from temporalio.client import Client
 
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.gathering import gather_all
 from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_window
 from payments_lab.search_attributes import CHECK_VERDICT, EXERCISE_ID
@@ -101,11 +102,11 @@ class StuckRules:
 
     def __post_init__(self) -> None:
         if isinstance(self.red_streak, bool) or not isinstance(self.red_streak, int) or self.red_streak < 1:
-            raise ValueError(f"red_streak must be a whole number >= 1, got {self.red_streak!r}")
+            raise InvalidArgumentError(f"red_streak must be a whole number >= 1, got {self.red_streak!r}")
         for name in ("no_green_for", "idle_for"):
             value = getattr(self, name)
             if not isinstance(value, timedelta) or value <= timedelta(0):
-                raise ValueError(f"{name} must be a positive timedelta, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be a positive timedelta, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -390,7 +391,7 @@ async def room_view(
             the kit waits (``PAYMENTS_LAB_OUTAGE_WAIT``).
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+        raise InvalidArgumentError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
     from payments_lab.exercises import all_exercises
 
     course = [e.id for e in all_exercises()]
@@ -451,7 +452,7 @@ async def watch_room(
         ValueError: ``every`` is not positive.
     """
     if not every > 0:
-        raise ValueError(f"every must be a positive number of seconds, got {every!r}")
+        raise InvalidArgumentError(f"every must be a positive number of seconds, got {every!r}")
     done = asyncio.ensure_future(until) if until is not None else None
     view = await room_view(client, namespaces, rules=rules)
     try:

@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from payments_lab.domain import Payment, PaymentStatus
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 
 DEMO_ORGANIZATIONS: dict[str, str] = {
     "org-acme": "Acme Corporation",
@@ -260,7 +260,7 @@ class PaymentRepository:
     def register_organization(self, organization_id: str, name: str | None = None, *, replace: bool = True) -> Organization:
         """Make ``organization_id`` known, so its payments pass validation."""
         if not isinstance(organization_id, str) or not organization_id.strip():
-            raise ValueError("organization_id must be a non-blank string")
+            raise InvalidArgumentError(f"organization_id must be a non-blank string such as 'org-acme', got {organization_id!r}")
         organization = Organization(organization_id, name or organization_id)
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         self._write(f"{verb} INTO organizations (id, name) VALUES (?, ?)", (organization.id, organization.name))
@@ -447,7 +447,7 @@ class PaymentRepository:
             The status the payment ended with.
         """
         if status not in (PaymentStatus.CANCELLED, PaymentStatus.FAILED):
-            raise ValueError(f"status must be cancelled or failed, not {status.value}")
+            raise InvalidArgumentError(f"status must be cancelled or failed, not {status.value}")
         with self._transaction() as db:
             rows = db.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchall()
             stored = self._payment(rows[0]) if rows else None

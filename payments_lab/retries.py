@@ -9,6 +9,7 @@ import pandas as pd
 from temporalio.common import RetryPolicy
 
 from payments_lab.arguments import valid_retry_policy, whole_number
+from payments_lab.errors import InvalidArgumentError
 
 DEFAULT_MAXIMUM_INTERVAL_FACTOR = 100
 """Without a maximum interval, Temporal caps each wait at this many initial intervals."""
@@ -74,19 +75,19 @@ def retry_schedule(
     """
     valid_retry_policy(policy)
     if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
-        raise ValueError(f"attempts must be a whole number >= 1 or None, got {attempts!r}")
+        raise InvalidArgumentError(f"attempts must be a whole number >= 1 or None, got {attempts!r}")
     if attempt_duration < timedelta(0):
-        raise ValueError(f"attempt_duration must not be negative, got {attempt_duration!r}")
+        raise InvalidArgumentError(f"attempt_duration must not be negative, got {attempt_duration!r}")
     if schedule_to_close is not None and schedule_to_close <= timedelta(0):
-        raise ValueError(f"schedule_to_close must be a positive timedelta or None, got {schedule_to_close!r}")
+        raise InvalidArgumentError(f"schedule_to_close must be a positive timedelta or None, got {schedule_to_close!r}")
     limits = [n for n in (attempts, policy.maximum_attempts or None) if n is not None]
     if not limits and schedule_to_close is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             "the policy allows unlimited attempts (maximum_attempts=0) and no schedule_to_close was "
             "given: pass attempts=N to list the first N"
         )
     if not limits and schedule_to_close / policy.initial_interval > _MAX_LISTED_ATTEMPTS:  # type: ignore[operator]
-        raise ValueError(
+        raise InvalidArgumentError(
             f"up to {schedule_to_close // policy.initial_interval:,} attempts fit before schedule_to_close: "  # type: ignore[operator]
             "pass attempts=N to list the first N"
         )
@@ -127,7 +128,7 @@ def compare_gaps(attempts: pd.DataFrame) -> pd.DataFrame:
     needed = {"payment_id", "step", "attempt", "gap_before", "configured_gap"}
     missing = needed - set(attempts.columns)
     if missing:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the attempts table lacks {sorted(missing)}: build it with attempts_frame(records, histories)"
         )
     retries = attempts[(attempts["attempt"] > 1) & attempts["gap_before"].notna() & attempts["configured_gap"].notna()]

@@ -22,7 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.client import TemporalUnavailableError, _client, ensure_search_attributes
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.outage import is_unreachable
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -67,23 +67,23 @@ def learner_names(count: int | None = None, names_file: str | Path | None = None
             text = Path(names_file).read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as err:
             line = Path(names_file).read_bytes()[: err.start].count(b"\n") + 1
-            raise ValueError(f"{names_file}, line {line}: not UTF-8 text; save the file as UTF-8") from None
+            raise InvalidArgumentError(f"{names_file}, line {line}: not UTF-8 text; save the file as UTF-8") from None
         names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         if count is None or isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 500:
-            raise ValueError(f"the room needs between 1 and 500 learners, got {count!r}")
+            raise InvalidArgumentError(f"the room needs between 1 and 500 learners, got {count!r}")
         names = [f"learner-{n:02d}" for n in range(1, count + 1)]
     if not names:
-        raise ValueError(f"{names_file} names no learner (one name per line)")
+        raise InvalidArgumentError(f"{names_file} names no learner (one name per line)")
     for name in names:
         if not _NAME.fullmatch(name) or name == "default":
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{name!r} cannot be a learner's namespace: use letters, digits, '.', '_' and '-' "
                 "(at most 63 characters, starting with a letter or digit; not 'default')"
             )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"learners named twice: {', '.join(repeated)}")
+        raise InvalidArgumentError(f"learners named twice: {', '.join(repeated)}")
     return names
 
 

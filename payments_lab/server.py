@@ -73,7 +73,7 @@ def find_binary(name: str, *, env_var: str | None = None) -> Path:
         path = Path(os.environ[env_var])
         if path.is_file():
             return path
-        raise TemporalNotFoundError(f"{env_var}={path} does not point to a file")
+        raise TemporalNotFoundError(f"{env_var}={path} does not point to a file: point it at the binary, or unset it")
     folders = [Path(sysconfig.get_path("scripts")), Path(sys.executable).parent]
     for folder in folders:
         for candidate in _executable_names(name):

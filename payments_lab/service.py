@@ -45,7 +45,7 @@ from payments_lab.domain import (
     payment_id_of,
     workflow_id_for,
 )
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import checked_payment_options
 from payments_lab.outage import (
@@ -376,12 +376,12 @@ class PaymentService:
         call_window: timedelta = CALL_WINDOW,
     ) -> None:
         if not isinstance(task_queue, str) or (scoped and not task_queue):
-            raise ValueError(f"task_queue must be the name of the workers' task queue, got {task_queue!r}")
+            raise InvalidArgumentError(f"task_queue must be the name of the workers' task queue, got {task_queue!r}")
         positive_duration("result_poll_window", result_poll_window)
         positive_duration("call_window", call_window)
         positive_duration("execution_timeout", execution_timeout, optional=True)
         if outage_wait is not None and (not isinstance(outage_wait, timedelta) or outage_wait < timedelta(0)):
-            raise ValueError(f"outage_wait must be a timedelta >= 0 or None, got {outage_wait!r}")
+            raise InvalidArgumentError(f"outage_wait must be a timedelta >= 0 or None, got {outage_wait!r}")
         self.client = client
         self.outage_wait = outage_wait
         self.result_poll_window = result_poll_window
@@ -580,7 +580,7 @@ class PaymentService:
             clauses.append(f"TaskQueue = {quoted(self.task_queue)}")
         if organization_id is not None:
             if not isinstance(organization_id, str):
-                raise TypeError(f"organization_id must be a string such as 'org-acme', not {type(organization_id).__name__} {organization_id!r}")
+                raise InvalidArgumentError(f"organization_id must be a string such as 'org-acme', not {type(organization_id).__name__} {organization_id!r}")
             clauses.append(f"{ORGANIZATION_ID.name} = {quoted(organization_id)}")
         if status is not None:
             clauses.append(f"{PAYMENT_STATUS.name} = {quoted(PaymentStatus(status).value)}")
@@ -653,6 +653,10 @@ def not_found_as(payment_id: str) -> Iterator[None]:
         yield
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            raise PaymentNotFoundError(f"no payment {payment_id!r} (no workflow {workflow_id_for(payment_id)})") from None
+            raise PaymentNotFoundError(
+                f"no payment {payment_id!r} (no workflow {workflow_id_for(payment_id)}) on this server and namespace: "
+                "check the id (service.search() lists the payments it knows); a payment started on another "
+                "server or namespace is not visible here, and a server started again without a db file has forgotten its payments"
+            ) from None
         raise
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from payments_lab import processes
 from payments_lab.activities import PaymentActivities
 from payments_lab.client import connect
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.exercises import Exercise, Feedback, all_exercises
 from payments_lab.faults import FaultPlan
 from payments_lab.lab import Lab, quiet_logs
@@ -66,18 +67,18 @@ class SimulatedLearner:
 
     def __post_init__(self) -> None:
         if self.behaviour not in ("passing", "stuck", "idle"):
-            raise ValueError(f"behaviour must be 'passing', 'stuck' or 'idle', got {self.behaviour!r}")
+            raise InvalidArgumentError(f"behaviour must be 'passing', 'stuck' or 'idle', got {self.behaviour!r}")
         known = {e.id for e in all_exercises()}
         unknown = [e for e in self.exercises if e not in known]
         if unknown:
-            raise ValueError(f"{self.name}: no exercise {', '.join(unknown)} (ids look like '02.q2')")
+            raise InvalidArgumentError(f"{self.name}: no exercise {', '.join(unknown)} (ids look like '02.q2')")
         wrong = [e for e in (*self.red_first, *(self.exercises[-1:] if self.behaviour == "stuck" else ())) if e not in WRONG_ANSWERS]
         if wrong:
-            raise ValueError(f"{self.name}: no wrong answer is known for {', '.join(wrong)}; choose among {', '.join(WRONG_ANSWERS)}")
+            raise InvalidArgumentError(f"{self.name}: no wrong answer is known for {', '.join(wrong)}; choose among {', '.join(WRONG_ANSWERS)}")
         if self.behaviour == "stuck" and not self.exercises:
-            raise ValueError(f"{self.name}: a stuck learner needs an exercise to be stuck on")
+            raise InvalidArgumentError(f"{self.name}: a stuck learner needs an exercise to be stuck on")
         if self.think < 0 or self.attempts < 1:
-            raise ValueError(f"{self.name}: think must be >= 0 and attempts >= 1, got {self.think!r} and {self.attempts!r}")
+            raise InvalidArgumentError(f"{self.name}: think must be >= 0 and attempts >= 1, got {self.think!r} and {self.attempts!r}")
 
 
 DEMO_ROOM: tuple[SimulatedLearner, ...] = (

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 from temporalio import workflow
 
+from payments_lab.errors import InvalidArgumentError
+
 if TYPE_CHECKING:
     from temporalio.client import Client
 
@@ -81,7 +83,7 @@ async def record_verdict(
         ValueError: ``verdict`` is not one of :data:`VERDICTS` (a bug of the caller, not of the server).
     """
     if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+        raise InvalidArgumentError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
     from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
     from payments_lab.search_attributes import CHECK_VERDICT, EXERCISE_ID

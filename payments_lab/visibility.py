@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 
 PAYMENT_WORKFLOW_TYPES = ("PaymentWorkflow", "ConfirmedPaymentWorkflow")
@@ -43,7 +43,7 @@ def checked_query(query: object) -> str:
         TypeError: it is not a string.
     """
     if not isinstance(query, str):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"query must be a visibility query as a string, not {type(query).__name__} {query!r}: "
             "e.g. \"ExecutionStatus = 'Running'\""
         )
@@ -57,7 +57,7 @@ def quoted(value: str) -> str:
         TypeError: ``value`` is not a string.
     """
     if not isinstance(value, str):
-        raise TypeError(f"a visibility query compares strings here, not {type(value).__name__} {value!r}")
+        raise InvalidArgumentError(f"a visibility query compares strings here, not {type(value).__name__} {value!r}")
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

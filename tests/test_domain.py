@@ -12,8 +12,10 @@ from payments_lab.domain import (
     Payment,
     PaymentRequest,
     PaymentStatus,
+    coerce_amount,
     validate_request,
 )
+from payments_lab.errors import InvalidArgumentError
 
 
 def request(**changes: object) -> PaymentRequest:
@@ -228,3 +230,12 @@ def test_a_kit_error_shows_in_a_notebook_as_one_line_that_says_what_to_do(capsys
         InteractiveShell.clear_instance()
     shown = capsys.readouterr().out.strip()
     assert shown == "\x1b[31mConfirmationRefusedError\x1b[0m: confirmation of payment 'pay-1' refused: already confirmed (by the customer)"
+
+
+def test_a_refused_argument_shows_as_one_line_and_is_still_the_builtin_error() -> None:
+    """lab.request(12.5) in a notebook: one red line naming the fix, not a page of the kit's frames."""
+    with pytest.raises(InvalidArgumentError) as refused:
+        coerce_amount(12.5)
+    assert isinstance(refused.value, TypeError) and isinstance(refused.value, ValueError)
+    (line,) = refused.value._render_traceback_()
+    assert "InvalidArgumentError" in line and "a float cannot hold cents exactly" in line

@@ -31,8 +31,8 @@ def test_unknown_names_raise_attribute_error() -> None:
 
 
 def test_what_the_kit_raises_at_run_time_derives_from_its_root_error() -> None:
-    # A RuntimeError raised on purpose is a refusal or a failure with advice: as a PaymentsLabError
-    # the CLI prints it as one line and a notebook as one red line, instead of a page of frames.
+    # An error raised on purpose is a refusal or a failure with advice: as a PaymentsLabError the CLI
+    # prints it as one line and a notebook as one red line, instead of a page of the kit's frames.
     package = Path(payments_lab.__file__).parent
     bare = [
         f"{path.relative_to(package)}:{node.lineno}"
@@ -41,9 +41,11 @@ def test_what_the_kit_raises_at_run_time_derives_from_its_root_error() -> None:
         if isinstance(node, ast.Raise)
         and isinstance(node.exc, ast.Call)
         and isinstance(node.exc.func, ast.Name)
-        and node.exc.func.id == "RuntimeError"
+        and node.exc.func.id in ("RuntimeError", "ValueError", "TypeError", "TimeoutError")
+        # The data converter's refusals reach Temporal, which reports them in a failure, never a notebook.
+        and path.name != "converter.py"
     ]
-    assert bare == [], "raise a PaymentsLabError subclass (see payments_lab/errors.py) instead of RuntimeError at " + ", ".join(bare)
+    assert bare == [], "raise a PaymentsLabError subclass (see payments_lab/errors.py), e.g. InvalidArgumentError, at " + ", ".join(bare)
 
 
 def test_no_process_is_probed_with_a_signal() -> None:

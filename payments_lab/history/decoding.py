@@ -16,6 +16,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.wording import retry_state_words
 
 # Event types as plain numbers: ``EventType.EVENT_TYPE_…`` looks its name up at every access
@@ -111,7 +112,7 @@ def event_type_name(event_type: int) -> str:
     try:
         return EVENT_TYPE_NAMES[event_type]
     except KeyError:
-        raise ValueError(f"unknown event type {event_type!r}") from None
+        raise InvalidArgumentError(f"unknown event type {event_type!r}") from None
 
 
 def failure_text(failure: Failure) -> str:
@@ -142,14 +143,14 @@ def as_histories(histories: WorkflowHistory | Iterable[WorkflowHistory]) -> list
     if isinstance(histories, WorkflowHistory):
         return [histories]
     if isinstance(histories, (str, bytes)) or not isinstance(histories, Iterable):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"expected a WorkflowHistory or a list of them, got {type(histories).__name__}: fetch a payment's "
             "history first, `await fetch_history(lab.client, 'payment-<payment id>')`"
         )
     found = list(histories)
     for history in found:
         if not isinstance(history, WorkflowHistory):
-            raise TypeError(
+            raise InvalidArgumentError(
                 f"expected WorkflowHistory objects, got {type(history).__name__}: fetch the histories first, "
                 "`await fetch_histories(lab.client, [workflow ids])`"
             )

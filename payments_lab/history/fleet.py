@@ -10,6 +10,7 @@ import pandas as pd
 from temporalio.client import WorkflowHistory
 
 from payments_lab.domain import PaymentStatus
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.history.payments import PAYMENT_COLUMNS, STEP_ORDER, payments_frame
 
 LATENCY_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
@@ -61,7 +62,7 @@ def fleet_summary(histories: WorkflowHistory | Iterable[WorkflowHistory] | pd.Da
     payments = histories if isinstance(histories, pd.DataFrame) else payments_frame(histories)
     missing = set(PAYMENT_COLUMNS) - set(payments.columns)
     if missing:
-        raise ValueError(f"the payments table lacks {sorted(missing)}: build it with payments_frame(histories)")
+        raise InvalidArgumentError(f"the payments table lacks {sorted(missing)}: build it with payments_frame(histories)")
     status = payments["payment_status"].fillna(payments["workflow_status"])
     counts = status.value_counts()
     # Ties in the order of the payment life-cycle, so the same fleet always reads the same.

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from payments_lab.arguments import whole_number
 from payments_lab.domain import WORKFLOW_ID_PREFIX, checked_text, workflow_id_for
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.gathering import gather_all
 from payments_lab.history.decoding import as_histories
 from payments_lab.outage import answered
@@ -92,14 +92,14 @@ async def fetch_histories(
             longer than the kit waits (``PAYMENTS_LAB_OUTAGE_WAIT``).
     """
     if (workflows is None) == (query is None):
-        raise ValueError("pass either workflows (ids or (id, run id) pairs) or a visibility query, not both")
+        raise InvalidArgumentError("pass either workflows (ids or (id, run id) pairs) or a visibility query, not both")
     whole_number("concurrency", concurrency, minimum=1)
     targets: list[tuple[str, str | None]]
     if query is not None:
         with refused_query_as_error(checked_query(query)):
             targets = await answered(client, lambda window: _listed(client, query, window))
     elif isinstance(workflows, str):
-        raise ValueError("workflows must be a list of workflow ids, not one string; use fetch_history for one")
+        raise InvalidArgumentError("workflows must be a list of workflow ids, not one string; use fetch_history for one")
     else:
         targets = [_target(w) for w in workflows or ()]
     semaphore = asyncio.Semaphore(concurrency)
@@ -121,7 +121,7 @@ def _target(workflow: object) -> tuple[str, str | None]:
     # A list pair too: what a DataFrame's ``values.tolist()`` gives.
     if isinstance(workflow, (tuple, list)) and len(workflow) == 2 and all(isinstance(part, str) for part in workflow):
         return workflow[0], workflow[1]
-    raise ValueError(f"workflows must hold workflow ids or (workflow id, run id) pairs, got {workflow!r}")
+    raise InvalidArgumentError(f"workflows must hold workflow ids or (workflow id, run id) pairs, got {workflow!r}")
 
 
 async def _listed(client: Client, query: str, window: timedelta) -> list[tuple[str, str | None]]:
@@ -153,12 +153,12 @@ def load_history(path: str | Path, workflow_id: str | None = None) -> WorkflowHi
     try:
         history = WorkflowHistory.from_json(workflow_id or "", path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, ParseError) as err:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{path} is not a workflow history in JSON ({err}): save one with save_history, the Web UI's "
             "download, or `temporal workflow show --output json`"
         ) from None
     if not history.events:
-        raise ValueError(f"{path} holds no history events")
+        raise InvalidArgumentError(f"{path} holds no history events")
     if workflow_id is None:
         recorded = history.events[0].workflow_execution_started_event_attributes.workflow_id
         history = WorkflowHistory(recorded or path.stem, history.events)
@@ -176,10 +176,10 @@ def save_histories(histories: Iterable[WorkflowHistory], directory: str | Path) 
     ids = [h.workflow_id for h in histories]
     duplicates = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
     if duplicates:
-        raise ValueError(f"several runs of {duplicates}: save them one by one with save_history")
+        raise InvalidArgumentError(f"several runs of {duplicates}: save them one by one with save_history")
     for workflow_id in ids:
         if not workflow_id or "/" in workflow_id or workflow_id in (".", ".."):
-            raise ValueError(f"workflow id {workflow_id!r} cannot be a file name: save it with save_history")
+            raise InvalidArgumentError(f"workflow id {workflow_id!r} cannot be a file name: save it with save_history")
     return [save_history(h, directory / f"{h.workflow_id}.json") for h in histories]
 
 
