@@ -32,12 +32,11 @@ from payments_lab.domain import PaymentRequest, PaymentResult, checked_payment_i
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
 from payments_lab.ledger import open_repository
-from payments_lab.messages import checked_payment_options
+from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
 from payments_lab.worker import BackgroundWorker, WorkerProcess, new_task_queue
-from payments_lab.workflows import PaymentOptions
 
 _LABS: dict[str, Lab] = {}
 

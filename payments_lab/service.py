@@ -47,7 +47,7 @@ from payments_lab.domain import (
 )
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.faults import FaultPlan, checked_fault_plan
-from payments_lab.messages import checked_payment_options
+from payments_lab.messages import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, checked_payment_options
 from payments_lab.outage import (
     BUSY_SERVER_WINDOWS,
     CALL_WINDOW,
@@ -60,7 +60,7 @@ from payments_lab.outage import (
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.visibility import PAYMENTS_QUERY, checked_query, quoted, refused_query_as_error
-from payments_lab.workflows import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, PaymentWorkflow
+from payments_lab.workflows import PaymentWorkflow
 
 T = TypeVar("T")
 

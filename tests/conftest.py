@@ -27,10 +27,10 @@ from payments_lab.client import connect, ensure_search_attributes, quiet_runtime
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.lab import Lab, open_lab, quiet_logs
 from payments_lab.links import UiRoute
+from payments_lab.messages import PaymentOptions
 from payments_lab.processes import free_port, spawn, stop
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer, LabSession, clear_session, find_test_server, write_session
-from payments_lab.workflows import PaymentOptions
 
 matplotlib.use("Agg")  # tests draw charts headless, once for all of them
 quiet_logs()

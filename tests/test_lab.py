@@ -12,9 +12,9 @@ from payments_lab.domain import PaymentStatus
 from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan, FaultProfile
 from payments_lab.lab import Link, open_lab
+from payments_lab.messages import PaymentOptions
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentNotFoundError
-from payments_lab.workflows import PaymentOptions
 
 
 async def test_opening_twice_returns_the_same_lab(open_test_lab: OpenLab) -> None:

@@ -18,12 +18,12 @@ from payments_lab.activities import PaymentActivities, SettleInput
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.history import activity_spans, attempts_per_activity
-from payments_lab.messages import TUNED
+from payments_lab.messages import TUNED, PaymentOptions
 from payments_lab.repository import PaymentRepository
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentService
 from payments_lab.worker import BackgroundWorker
-from payments_lab.workflows import PaymentOptions, PaymentWorkflow
+from payments_lab.workflows import PaymentWorkflow
 
 
 def request(amount: str = "12.50", **changes: object) -> PaymentRequest:
