@@ -253,6 +253,10 @@ def _rolled_back() -> str:
 
 WrongAnswer = Callable[[Lab], Any]
 
+
+async def _start_nothing(lab: Lab, request: object) -> None:
+    return None
+
 WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson01.q1, lambda lab: lab.request("-5", "EUR"), "not because of its organization"),
     (lesson01.q1, lambda lab: lab.request("25.00", "EUR"), "was not declined"),
@@ -313,6 +317,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson09.q2, lambda lab: _fixed_with_a_settling_timer(), "non-determinism"),
     (lesson09.q2, lambda lab: _rolled_back(), "rollback"),
     (lesson10.q1, lambda lab: _pay_and_wait, "without the `answer` update"),
+    (lesson10.q1, lambda lab: _start_nothing, "No payment was started"),
     (lesson10.q1, lambda lab: _answer_after_the_end, "after the payment had ended"),
     (lesson10.q2, lambda lab: _the_early_answer, "early answer (`processing`)"),
     (lesson11.q1, lambda lab: _confirm_by_webhook, "not by the customer's update"),

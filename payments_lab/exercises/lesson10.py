@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -13,6 +12,7 @@ from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     Event,
+    await_result,
     call_learner,
     events_of,
     expect_function,
@@ -24,7 +24,7 @@ from payments_lab.exercises.checking import (
 from payments_lab.faults import FaultPlan, FaultProfile, StepFaults
 from payments_lab.lab import Lab
 from payments_lab.messages import TUNED, PaymentAnswer
-from payments_lab.service import EarlyStart, PaymentHandle
+from payments_lab.service import EarlyStart, PaymentNotFoundError, not_found_as
 
 SLOW_CHARGE = 1.0
 """Seconds the processor takes to answer a charge in Q1: an answer that waited for the end comes after it."""
@@ -39,18 +39,6 @@ END_WITHIN = 5.0
 def _update_events(events: list[Event]) -> str:
     names = [e.name for e in events if e.name.startswith("WorkflowExecutionUpdate")]
     return ", ".join(f"`{n}`" for n in names) or "no update event"
-
-
-async def _end(handle: PaymentHandle) -> PaymentResult | None:
-    """Wait for the payment to end (it must not outlive the check); None if it would not."""
-    try:
-        return await asyncio.wait_for(handle.result(), END_WITHIN)
-    except Exception:  # noqa: BLE001 - whatever happened, the payment must not linger
-        try:
-            await handle.workflow.terminate("stopped by an exercise check")
-        except Exception:  # noqa: BLE001 - it may have ended meanwhile
-            pass
-        return None
 
 
 _SLOWED: dict[int, tuple[FaultProfile, int]] = {}
@@ -85,8 +73,9 @@ async def _check_answer_first(answer: object, lab: Lab | None) -> Verdict:
         returned = await call_learner(function, lab, request, what="function", timeout=LEARNER_TIMEOUT)
         handle = lab.service.handle(request.payment_id)
         try:
-            status = (await handle.workflow.describe()).status
-        except Exception:  # noqa: BLE001 - no such workflow
+            with not_found_as(request.payment_id):
+                status = (await handle.workflow.describe()).status
+        except PaymentNotFoundError:  # only this: a server away is the lab's trouble, not the answer's
             status = None
         if status is None:
             raise Mismatch(
@@ -96,7 +85,7 @@ async def _check_answer_first(answer: object, lab: Lab | None) -> Verdict:
                 where_to_look="pass the `request` your function receives to `lab.service.start_early(...)`",
             )
         running_at_return = status is WorkflowExecutionStatus.RUNNING
-        result = await _end(handle)
+        result = await await_result(handle, END_WITHIN, terminate=True)
     events = events_of(await handle.history())
     expected = "a `PaymentAnswer` with `accepted=True`, returned while the charge still runs; `WorkflowExecutionUpdateCompleted` before the charge started"
     if first_index(events, "WorkflowExecutionUpdateCompleted") is None:
@@ -184,7 +173,7 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
     try:
         returned = await call_learner(function, started, what="function", timeout=LEARNER_TIMEOUT)
     finally:
-        result = await _end(started.handle)
+        result = await await_result(started.handle, END_WITHIN, terminate=True)
     events = events_of(await started.handle.history())
     answered = first_index(events, "WorkflowExecutionUpdateCompleted")
     settled = first_index(events, "ActivityTaskScheduled", "settle_unfinished_payment")
