@@ -34,7 +34,7 @@ from payments_lab.confirmation_messages import (
     CustomerAnswer,
     ProcessorEvent,
 )
-from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.domain import PaymentRequest, PaymentStatus, Step
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import PaymentOptions, checked_payment_options
@@ -109,7 +109,7 @@ class Checkout:
         last: ConfirmationState | None = None
         try:
             async with asyncio.timeout(timeout):
-                while (state := await self.state(payment_id)).step != "confirm":
+                while (state := await self.state(payment_id)).step != Step.CONFIRM:
                     last = state
                     await asyncio.sleep(0.02)
                 return state

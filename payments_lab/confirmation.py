@@ -123,7 +123,7 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
             if ended is not None:
                 return ended
 
-            self._advance("confirm", PaymentStatus.PENDING, "waiting for the customer's confirmation")
+            self._advance(Step.CONFIRM.value, PaymentStatus.PENDING, "waiting for the customer's confirmation")
             try:
                 # A durable timer: it is on the server, and fires even if every worker is down meanwhile.
                 await workflow.wait_condition(

@@ -43,11 +43,13 @@ _DESCRIPTION_CONTROLS_ALLOWED = frozenset("\t\n\r")
 class Step(StrEnum):
     """The steps of a payment, in the order they run.
 
-    ``settle`` ends a payment that will not complete (refunding it if it was charged);
-    ``done`` is where the ``progress`` query says a payment that has ended is.
+    ``confirm`` is a payment waiting for its customer (lesson 11's workflow), the one step
+    that runs no activity; ``settle`` ends a payment that will not complete (refunding it if
+    it was charged); ``done`` is where the ``progress`` query says a payment that has ended is.
     """
 
     VALIDATE = "validate"
+    CONFIRM = "confirm"
     CHARGE = "charge"
     NOTIFY = "notify"
     SETTLE = "settle"

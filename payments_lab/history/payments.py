@@ -27,8 +27,8 @@ from payments_lab.history.tables import ActivitySpan, spans_of
 from payments_lab.repository import AttemptRecord
 from payments_lab.retries import retry_delay
 
-STEP_ORDER = tuple(step.value for step in Step if step is not Step.DONE)
-"""The payment's steps in the order they run, for tables and charts."""
+STEP_ORDER = tuple(step.value for step in Step if step not in (Step.CONFIRM, Step.DONE))
+"""The payment's steps that run an activity, in the order they run, for tables and charts."""
 
 _PAYMENT_STATUS = "PaymentStatus"
 """The search attribute the payment workflow sets to its status."""
