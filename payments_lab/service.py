@@ -127,8 +127,9 @@ class PaymentStatusReport:
 
     @property
     def is_failed(self) -> bool:
-        """Whether the payment ended without completing (declined, failed, cancelled, refunded)."""
-        return self.payment_status is not None and self.payment_status.is_final and not self.is_completed
+        """Whether the payment failed: its charge did not go through (declined by validation, cancelled or
+        refunded are other endings). The same ``failed`` as :attr:`PaymentMetrics.failed` counts."""
+        return self.payment_status is PaymentStatus.FAILED
 
     @property
     def execution_time(self) -> timedelta | None:
@@ -154,7 +155,8 @@ class PaymentMetrics:
 
     @property
     def failed(self) -> int:
-        """Payments that failed (charge gave up or was declined by the processor)."""
+        """Payments that failed: the charge gave up, or the processor refused the card (a payment that
+        validation refuses ends ``declined``, counted apart)."""
         return self.by_status.get(PaymentStatus.FAILED.value, 0)
 
     @property
