@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from temporalio.api.workflowservice.v1 import ListNamespacesRequest
 from temporalio.client import Client
 
+from payments_lab.arguments import positive_duration, whole_number
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.gathering import gather_all
 from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_window
@@ -101,12 +102,9 @@ class StuckRules:
     """A learner with no payment and no check for this long is idle."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.red_streak, bool) or not isinstance(self.red_streak, int) or self.red_streak < 1:
-            raise InvalidArgumentError(f"red_streak must be a whole number >= 1, got {self.red_streak!r}")
-        for name in ("no_green_for", "idle_for"):
-            value = getattr(self, name)
-            if not isinstance(value, timedelta) or value <= timedelta(0):
-                raise InvalidArgumentError(f"{name} must be a positive timedelta, got {value!r}")
+        whole_number("red_streak", self.red_streak, minimum=1)
+        positive_duration("no_green_for", self.no_green_for)
+        positive_duration("idle_for", self.idle_for)
 
 
 @dataclass(frozen=True)
@@ -321,22 +319,6 @@ async def _count(client: Client, query: str, window: timedelta) -> int:
     return (await client.count_workflows(query, rpc_timeout=window)).count
 
 
-async def learner_progress(client: Client, course: Sequence[str] | None = None) -> LearnerProgress:
-    """The progress of the learner whose namespace ``client`` uses.
-
-    Waits through a server outage, a stopped server included (:func:`payments_lab.outage.answered`).
-
-    Args:
-        client: Client of the learner's namespace.
-        course: Exercise ids in course order; by default every exercise of the kit.
-    """
-    if course is None:
-        from payments_lab.exercises import all_exercises
-
-        course = [e.id for e in all_exercises()]
-    return await ride_out(lambda: _learner_progress(client, course), address=_address(client))
-
-
 async def _learner_progress(client: Client, course: Sequence[str]) -> LearnerProgress:
     """One learner's progress, read without riding out an outage: the caller does, once for all."""
     reads: list[Awaitable[Any]] = [
@@ -390,8 +372,7 @@ async def room_view(
         payments_lab.client.TemporalUnavailableError: the server stayed unreachable longer than
             the kit waits (``PAYMENTS_LAB_OUTAGE_WAIT``).
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidArgumentError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+    whole_number("concurrency", concurrency, minimum=1)
     from payments_lab.exercises import all_exercises
 
     course = [e.id for e in all_exercises()]
