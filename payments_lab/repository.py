@@ -97,7 +97,9 @@ class Organization:
     """An organization that may pay."""
 
     id: str
+    """Its id, e.g. ``org-acme``: what a payment request's ``organization_id`` names."""
     name: str
+    """Its name, for people."""
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,17 @@ class LedgerEntry:
     entry_id: str
     """Id of the movement, e.g. ``ch_3f9a…`` for a charge, ``re_…`` for a refund."""
     payment_id: str
+    """The payment the money moved for."""
     kind: str
     """``"charge"`` or ``"refund"``."""
     amount: Decimal
+    """How much moved, in ``currency``."""
     currency: str
+    """ISO 4217 code."""
     idempotency_key: str | None
     """Key the caller sent; a second charge with the same key charges nothing."""
     created_at: datetime
+    """When the processor recorded it (UTC)."""
 
 
 @dataclass(frozen=True)
@@ -131,11 +137,15 @@ class Notification:
     """A notification the notify step sent (the kit records instead of sending)."""
 
     payment_id: str
+    """The payment it tells about."""
     channel: str
     """``"email"`` or ``"webhook"``."""
     recipient: str
+    """Who it went to: the user, or the organization's webhook."""
     message: str
+    """What it said: how the payment ended."""
     sent_at: datetime
+    """When it was sent (UTC)."""
 
 
 @dataclass(frozen=True)
@@ -147,17 +157,28 @@ class AttemptRecord:
     """
 
     payment_id: str
+    """The payment."""
     activity: str
+    """The activity type, e.g. ``charge_payment`` (its step: :data:`payments_lab.activities.STEPS`)."""
     attempt: int
+    """Temporal's attempt number, from 1."""
     workflow_id: str
+    """The workflow that ran it."""
     run_id: str
+    """The workflow run that ran it."""
     worker: str
+    """``pid@host`` of the worker that ran it."""
     started_at: datetime
+    """When the attempt began (UTC)."""
     ended_at: datetime | None
+    """When it ended; None while it runs, or if its worker died during it."""
     outcome: str
     """``"running"`` (or the worker died during it), ``"completed"``, ``"failed"``, ``"cancelled"``."""
     error: str | None = None
+    """What a failed attempt raised."""
     due_at: datetime | None = None
+    """When the server scheduled this attempt to run (after the retry's back-off): the gap to
+    ``started_at`` is how long it waited for a worker."""
     """The time the server scheduled this attempt for (for a retry: the previous failure's
     arrival plus the backoff), as the activity was told; it started ``started_at``, after
     the timer fired and the attempt travelled to the worker."""

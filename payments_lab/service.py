@@ -102,16 +102,23 @@ class PaymentStatusReport:
     """One payment as Temporal sees it (the seed's ``getWorkflowStatus``)."""
 
     payment_id: str
+    """The payment."""
     workflow_id: str
+    """Its workflow, ``payment-<payment id>``."""
     run_id: str
+    """The workflow's run."""
     workflow_status: str
     """``running``, ``completed``, ``failed``, ``cancelled``, ``terminated`` or ``timed out``."""
     payment_status: PaymentStatus | None
     """The payment's status, from its search attribute."""
     organization_id: str | None
+    """The organization that pays, from its search attribute."""
     task_queue: str
+    """The task queue its workers poll."""
     started_at: datetime
+    """When the workflow started."""
     closed_at: datetime | None
+    """When it ended; None while it runs."""
     ui_url: str | None = None
     """Link to the workflow in the Web UI."""
 

@@ -1,0 +1,1 @@
+"""Maintainers' tools: run, clean and check the notebooks (``python -m tools.notebooks``), check the exercises."""
