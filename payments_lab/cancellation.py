@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.workflow import ActivityCancellationType
 
 from payments_lab.activities import STEPS
 from payments_lab.domain import PaymentRequest
 from payments_lab.faults import FaultPlan, StepFaults
+from payments_lab.history.decoding import ACTIVITY_CLOSED, EVENT_TYPE_NAMES, WORKFLOW_CLOSED, events_of
 from payments_lab.messages import PaymentOptions
 from payments_lab.repository import AttemptRecord, PaymentRepository
 from payments_lab.service import PaymentHandle, PaymentService
@@ -30,15 +30,6 @@ SLOWER_PAYMENT = (
     "`PaymentOptions(charge_timeout=timedelta(minutes=15))`"
 )
 """How to start a payment whose charge is still running ten minutes later."""
-
-_CLOSED = {
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed out",
-}
-
 
 @dataclass(frozen=True)
 class CancelTiming:
@@ -89,29 +80,29 @@ class CancelTiming:
         )
 
 
-_ACTIVITY_ENDS = {
-    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
-    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
-    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
-    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity_task_canceled_event_attributes",
-}
-
 _INTERRUPTIBLE = ("validate", "charge", "notify")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_ACTIVITY_ENDS = frozenset(EVENT_TYPE_NAMES[event_type] for event_type in ACTIVITY_CLOSED)
+
+WORKFLOW_CLOSED_WORDS = {EVENT_TYPE_NAMES[event_type]: word for event_type, word in WORKFLOW_CLOSED.items()}
+"""How a workflow ended, by the readable name of its closing event."""
 
 
 def cancel_timing(payment_id: str, history: WorkflowHistory, attempts: Sequence[AttemptRecord]) -> CancelTiming:
     """Where the payment was when the cancellation request recorded in ``history`` arrived."""
     requested_at = workflow_end = scheduled = None
     unfinished: dict[int, str] = {}  # scheduled event id → activity type, until the activity's end is recorded
-    for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED and requested_at is None:
-            requested_at = event.event_time.ToDatetime(tzinfo=UTC)
+    for event in events_of(history):
+        if event.event_type == "WorkflowExecutionCancelRequested" and requested_at is None:
+            requested_at = _EPOCH + timedelta(microseconds=event.time // 1000)  # as the event's own timestamp reads
             scheduled = next((a for a in reversed(unfinished.values()) if STEPS.get(a) in _INTERRUPTIBLE), None)
-        elif requested_at is None and event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            unfinished[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
-        elif requested_at is None and event.event_type in _ACTIVITY_ENDS:
-            unfinished.pop(getattr(event, _ACTIVITY_ENDS[event.event_type]).scheduled_event_id, None)
-        workflow_end = _CLOSED.get(event.event_type, workflow_end)
+        elif requested_at is None and event.event_type == "ActivityTaskScheduled" and event.activity_type:
+            unfinished[event.event_id] = event.activity_type
+        elif requested_at is None and event.event_type in _ACTIVITY_ENDS and event.scheduled_event_id is not None:
+            unfinished.pop(event.scheduled_event_id, None)
+        workflow_end = WORKFLOW_CLOSED_WORDS.get(event.event_type, workflow_end)
     running = None
     if requested_at is not None:
         running = next(
@@ -149,12 +140,9 @@ class CancellationRun:
     """How the payment ended."""
 
 
-_CANCEL_EVENTS = {
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED: "WorkflowExecutionCancelRequested",
-    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED: "ActivityTaskCancelRequested",
-    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "ActivityTaskCanceled",
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "WorkflowExecutionCanceled",
-}
+_CANCEL_EVENTS = frozenset(
+    {"WorkflowExecutionCancelRequested", "ActivityTaskCancelRequested", "ActivityTaskCanceled", "WorkflowExecutionCanceled"}
+)
 
 
 async def cancel_during_charge(
@@ -184,13 +172,10 @@ async def cancel_during_charge(
             await asyncio.sleep(0.05)
     history = await handle.history()
     events = []
-    for event in history.events:
+    for event in events_of(history):
         if event.event_type in _CANCEL_EVENTS:
-            events.append(_CANCEL_EVENTS[event.event_type])
-        elif (
-            event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-            and event.activity_task_scheduled_event_attributes.activity_type.name == "settle_unfinished_payment"
-        ):
+            events.append(event.event_type)
+        elif event.event_type == "ActivityTaskScheduled" and event.activity_type == "settle_unfinished_payment":
             events.append("ActivityTaskScheduled (settle)")
     attempts = repository.attempts(request.payment_id)
     charge = [a for a in attempts if a.activity == "charge_payment"][-1]

@@ -15,6 +15,7 @@ from temporalio.client import WorkflowHistory
 
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.history import activity_spans, payments_frame, workflow_task_spans
+from payments_lab.history.decoding import WORKFLOW_CLOSED
 
 BREAKDOWN_PARTS = (
     "waiting for a worker",
@@ -158,15 +159,7 @@ def answer_times(history: WorkflowHistory) -> pd.Series:
         ValueError: the workflow has not ended.
     """
     events = history.events
-    closing = {
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
-    }
-    if not events or events[-1].event_type not in closing:
+    if not events or events[-1].event_type not in WORKFLOW_CLOSED:
         raise InvalidArgumentError(f"{history.workflow_id} has not ended: there is no end to measure yet")
     start = events[0].event_time.ToNanoseconds()
     end = (events[-1].event_time.ToNanoseconds() - start) / 1e6

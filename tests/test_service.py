@@ -245,3 +245,11 @@ async def test_a_start_with_a_task_timeout_in_seconds_is_refused(client: Client,
 def test_a_service_refuses_default_options_of_the_wrong_kind(client: Client) -> None:
     with pytest.raises(ValueError, match="options must be PaymentOptions"):
         PaymentService(client, "payments", options={"charge_timeout": 5})  # type: ignore[arg-type]
+
+
+def test_a_workflow_status_reads_the_same_from_visibility_and_from_a_history() -> None:
+    """describe() and a history's closing event must name an ending with the same word (tables, charts, checks mix them)."""
+    from payments_lab.history.decoding import WORKFLOW_CLOSED
+    from payments_lab.service import _WORKFLOW_STATUS_NAMES
+
+    assert set(WORKFLOW_CLOSED.values()) == set(_WORKFLOW_STATUS_NAMES.values()) - {"running"}
