@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from payments_lab.domain import (
+    ActivityType,
     ChargeResult,
     InvalidTransitionError,
     NotificationResult,
@@ -84,15 +85,6 @@ class SettleInput:
     """``cancelled`` or ``failed``; it becomes ``refunded`` if money had been taken."""
     reason: str
     """Why, in plain words."""
-
-
-STEPS: dict[str, str] = {
-    "validate_payment": Step.VALIDATE.value,
-    "charge_payment": Step.CHARGE.value,
-    "send_notification": Step.NOTIFY.value,
-    "settle_unfinished_payment": Step.SETTLE.value,
-}
-"""The step each activity type performs."""
 
 
 def send_notifications(repository: PaymentRepository, request: PaymentRequest, result: PaymentResult) -> NotificationResult:
@@ -215,7 +207,7 @@ class PaymentActivities:
         if activity.info().attempt <= faults.hang_first:
             await self._hang()
 
-    @activity.defn(name="validate_payment")
+    @activity.defn(name=ActivityType.VALIDATE)
     async def validate_payment(self, input: ValidateInput) -> ValidationResult:
         """Check the request's rules; a broken rule is a normal, non-retried result."""
         request = input.request
@@ -227,7 +219,7 @@ class PaymentActivities:
                 activity.logger.info("Payment %s declined: %s", request.payment_id, result.message)
             return result
 
-    @activity.defn(name="charge_payment")
+    @activity.defn(name=ActivityType.CHARGE)
     async def charge_payment(self, input: ChargeInput) -> ChargeResult:
         """Charge the payment once, however many times this activity runs.
 
@@ -284,7 +276,7 @@ class PaymentActivities:
             success=True, message=message, charge_id=outcome.entry.entry_id, already_charged=not outcome.created
         )
 
-    @activity.defn(name="send_notification")
+    @activity.defn(name=ActivityType.NOTIFY)
     async def send_notification(self, input: NotifyInput) -> NotificationResult:
         """Send the email and the webhook (recorded in the repository, not really sent)."""
         request, result = input.request, input.result
@@ -293,7 +285,7 @@ class PaymentActivities:
             await self._before_work(Step.NOTIFY, input.faults)
             return send_notifications(self.repository, request, result)
 
-    @activity.defn(name="settle_unfinished_payment")
+    @activity.defn(name=ActivityType.SETTLE)
     async def settle_unfinished_payment(self, input: SettleInput) -> PaymentStatus:
         """End a cancelled or failed payment; refund it if the processor had taken money."""
         async with self._attempt(input.payment_id):

@@ -17,8 +17,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import WorkflowHistory
 from temporalio.workflow import ActivityCancellationType
 
-from payments_lab.activities import STEPS
-from payments_lab.domain import PaymentRequest
+from payments_lab.domain import STEPS, ActivityType, PaymentRequest
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.history.decoding import ACTIVITY_CLOSED, EVENT_TYPE_NAMES, WORKFLOW_CLOSED, events_of
 from payments_lab.messages import PaymentOptions
@@ -175,11 +174,11 @@ async def cancel_during_charge(
     for event in events_of(history):
         if event.event_type in _CANCEL_EVENTS:
             events.append(event.event_type)
-        elif event.event_type == "ActivityTaskScheduled" and event.activity_type == "settle_unfinished_payment":
+        elif event.event_type == "ActivityTaskScheduled" and event.activity_type == ActivityType.SETTLE:
             events.append("ActivityTaskScheduled (settle)")
     attempts = repository.attempts(request.payment_id)
-    charge = [a for a in attempts if a.activity == "charge_payment"][-1]
-    settle = [a for a in attempts if a.activity == "settle_unfinished_payment"]
+    charge = [a for a in attempts if a.activity == ActivityType.CHARGE][-1]
+    settle = [a for a in attempts if a.activity == ActivityType.SETTLE]
     return CancellationRun(
         payment_id=request.payment_id,
         cancellation_type=cancellation.name,

@@ -188,7 +188,7 @@ def _money_json(repository, payment_id: str) -> dict[str, object]:  # noqa: ANN0
 
 
 async def _attempts_json(handle) -> dict[str, int]:  # noqa: ANN001
-    from payments_lab.activities import STEPS
+    from payments_lab.domain import STEPS
     from payments_lab.history import attempts_per_activity
 
     history = await handle.history()

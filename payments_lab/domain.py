@@ -56,6 +56,24 @@ class Step(StrEnum):
     DONE = "done"
 
 
+class ActivityType(StrEnum):
+    """The payment's activity types, as the history and the Web UI name them; each performs a :class:`Step`."""
+
+    VALIDATE = "validate_payment"
+    CHARGE = "charge_payment"
+    NOTIFY = "send_notification"
+    SETTLE = "settle_unfinished_payment"
+
+
+STEPS: dict[str, str] = {
+    ActivityType.VALIDATE: Step.VALIDATE.value,
+    ActivityType.CHARGE: Step.CHARGE.value,
+    ActivityType.NOTIFY: Step.NOTIFY.value,
+    ActivityType.SETTLE: Step.SETTLE.value,
+}
+"""The step each activity type performs."""
+
+
 class PaymentStatus(str, Enum):
     """Where a payment is in its life-cycle.
 

@@ -159,7 +159,7 @@ class AttemptRecord:
     payment_id: str
     """The payment."""
     activity: str
-    """The activity type, e.g. ``charge_payment`` (its step: :data:`payments_lab.activities.STEPS`)."""
+    """The activity type, e.g. ``charge_payment`` (its step: :data:`payments_lab.domain.STEPS`)."""
     attempt: int
     """Temporal's attempt number, from 1."""
     workflow_id: str

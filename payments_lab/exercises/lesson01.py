@@ -9,7 +9,7 @@ from typing import cast
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from payments_lab.domain import PaymentRequest, PaymentStatus, Step
+from payments_lab.domain import ActivityType, PaymentRequest, PaymentStatus, Step
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
@@ -62,7 +62,7 @@ async def _check_unknown_organization(answer: object, lab: Lab | None) -> Verdic
             "and change only `organization_id=`",
         )
     activities = scheduled_activities(run.history)
-    if activities != ["validate_payment"] or run.outcomes("validate_payment") != ["completed"] or run.charges:
+    if activities != [ActivityType.VALIDATE] or run.outcomes(ActivityType.VALIDATE) != ["completed"] or run.charges:
         raise Mismatch(
             "The payment was declined, but more happened than validation.",
             expected="one validate attempt, no charge",

@@ -8,7 +8,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 
 from payments_lab.arguments import valid_retry_policy
-from payments_lab.domain import PaymentResult, PaymentStatus
+from payments_lab.domain import ActivityType, PaymentResult, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
@@ -37,7 +37,7 @@ EXPECTED_WAITS = (1.0, 3.0, 9.0)
 SPEED_UP = 20
 """Question 1 runs the learner's policy on the server this many times faster."""
 
-_STEP_ACTIVITIES = {"validate": "validate_payment", "charge": "charge_payment", "notify": "send_notification"}
+_STEP_ACTIVITIES = {"validate": ActivityType.VALIDATE, "charge": ActivityType.CHARGE, "notify": ActivityType.NOTIFY}
 
 
 CHARGE_FAILURE_TYPES = ("SimulatedOutage", "ProcessorError")
@@ -120,13 +120,13 @@ async def _check_waits(answer: object, lab: Lab | None) -> Verdict:
         maximum_attempts=policy.maximum_attempts,
     )
     run = await run_payment(lab, faults=FaultPlan.failing(charge=10), options=fast)
-    attempts = [a for a in run.attempts if a.activity == "charge_payment"]
+    attempts = [a for a in run.attempts if a.activity == ActivityType.CHARGE]
     gaps_ok = all(
         later.started_at - earlier.ended_at >= timedelta(seconds=0.8 * wait / SPEED_UP)
         for earlier, later, wait in zip(attempts, attempts[1:], EXPECTED_WAITS)
         if earlier.ended_at is not None
     )
-    stopped = [e for e in run.events if e.name == "ActivityTaskFailed" and e.activity_type == "charge_payment"]
+    stopped = [e for e in run.events if e.name == "ActivityTaskFailed" and e.activity_type == ActivityType.CHARGE]
     if len(attempts) != 4 or not gaps_ok or run.status != PaymentStatus.FAILED.value or run.charges:
         raise Mismatch(
             "The schedule is right on paper, but the server did something else.",
@@ -211,7 +211,7 @@ async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
     lab = required_lab(lab)
     expect_type(answer, FaultPlan, "FaultPlan.failing(charge=...)")
     run = await run_payment(lab, faults=answer, deadline=_deadline_for(answer))  # type: ignore[arg-type]
-    charge = run.outcomes("charge_payment")
+    charge = run.outcomes(ActivityType.CHARGE)
     seen = f"charge attempts {run.describe_attempts('charge_payment')}; payment {run.status}"
     expected = "charge attempts failed, failed, completed; payment completed, charged once"
     result = _expect_failures_not_hangs(run, answer, expected, seen)  # type: ignore[arg-type]
@@ -239,7 +239,7 @@ async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
             message = f"The charge failed {failures} time{'s' if failures != 1 else ''}, not twice."
             where = "`FaultPlan.failing(charge=N)`, or `FaultPlan(charge=StepFaults(fail_first=N))`"
         raise Mismatch(message, expected=expected, seen=seen, where_to_look=where)
-    started = [e for e in run.events if e.name == "ActivityTaskStarted" and e.activity_type == "charge_payment"]
+    started = [e for e in run.events if e.name == "ActivityTaskStarted" and e.activity_type == ActivityType.CHARGE]
     return Verdict(
         "The charge failed twice and succeeded on its third attempt.",
         (
@@ -277,7 +277,7 @@ async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> 
     lab = required_lab(lab)
     expect_type(answer, FaultPlan, "FaultPlan.failing(notify=...)")
     run = await run_payment(lab, faults=answer, deadline=_deadline_for(answer))  # type: ignore[arg-type]
-    notify = run.outcomes("send_notification")
+    notify = run.outcomes(ActivityType.NOTIFY)
     expected = (
         f"the notification fails on all {CHECK_OPTIONS.maximum_attempts} attempts, and the payment still completes"
     )
@@ -299,7 +299,7 @@ async def _check_notification_never_arrives(answer: object, lab: Lab | None) -> 
             where_to_look="`fail_first` must cover every attempt the retry policy allows: "
             f"{CHECK_OPTIONS.maximum_attempts} (`PaymentOptions.maximum_attempts`)",
         )
-    failed = [e for e in run.events if e.name == "ActivityTaskFailed" and e.activity_type == "send_notification"]
+    failed = [e for e in run.events if e.name == "ActivityTaskFailed" and e.activity_type == ActivityType.NOTIFY]
     return Verdict(
         "The payment completed although no notification got through: the workflow catches the notify step's failure.",
         (
@@ -394,7 +394,7 @@ async def _check_hung_charge(answer: object, lab: Lab | None) -> Verdict:
                 else f"`maximum_attempts` (yours: {options.maximum_attempts}) must leave room for a retry"
             ),
         )
-    started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == "charge_payment"]
+    started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == ActivityType.CHARGE]
     cause = started[-1].failure if started and started[-1].failure else "?"
     return Verdict(
         "Temporal gave up on the hung attempt at its timeout, and the retry completed the payment.",
@@ -453,7 +453,7 @@ async def _check_bounded_retries(answer: object, lab: Lab | None) -> Verdict:
     right_on_paper = bound is not None and _on_paper(bound.total_seconds(), BOUND_DEADLINE)
     deadline = LAB_PATIENCE if right_on_paper else BOUND_DEADLINE
     run = await run_payment(lab, faults=FaultPlan.failing(charge=1_000_000), options=options, deadline=deadline)
-    attempts = len(run.outcomes("charge_payment"))
+    attempts = len(run.outcomes(ActivityType.CHARGE))
     if run.result is None and right_on_paper:
         raise lab_too_slow(
             f"Your bound ends the retries in time, but the payment was still running after {LAB_PATIENCE:g} s.",
@@ -471,7 +471,7 @@ async def _check_bounded_retries(answer: object, lab: Lab | None) -> Verdict:
             where_to_look=where,
         )
     # The deadline can also land while an attempt runs (a loaded server): the charge then ends TimedOut.
-    failed = [e for e in run.events if e.name in ("ActivityTaskFailed", "ActivityTaskTimedOut") and e.activity_type == "charge_payment"]
+    failed = [e for e in run.events if e.name in ("ActivityTaskFailed", "ActivityTaskTimedOut") and e.activity_type == ActivityType.CHARGE]
     state = failed[-1].retry_state if failed else None
     if run.result.status is not PaymentStatus.FAILED or state != "timeout":
         raise Mismatch(

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from payments_lab.domain import ActivityType
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     PaymentRun,
@@ -22,8 +23,6 @@ from payments_lab.exercises.checking import (
 from payments_lab.faults import FaultPlan
 from payments_lab.lab import Lab
 
-CHARGE = "charge_payment"
-
 _STARTED_EVENT = (
     "the history holds one `ActivityTaskStarted` event per activity, written when its last attempt ends; "
     "its `attempt` is that attempt's number (column `attempt` of `events_frame(history)`)"
@@ -36,12 +35,12 @@ def _completed_attempt(run: PaymentRun) -> int:
     Raises:
         Mismatch: the charge never completed (the payment missed the check's deadline: an overloaded lab).
     """
-    completed = next((a.attempt for a in run.attempts if a.activity == CHARGE and a.outcome == "completed"), None)
+    completed = next((a.attempt for a in run.attempts if a.activity == ActivityType.CHARGE and a.outcome == "completed"), None)
     if completed is None:
         raise Mismatch(
             "The check's own payment did not complete in time, so your function could not be checked.",
             expected="the check's payment completes within a few seconds",
-            seen=f"payment {run.status}; charge attempts: {run.describe_attempts(CHARGE)}",
+            seen=f"payment {run.status}; charge attempts: {run.describe_attempts(ActivityType.CHARGE)}",
             where_to_look="run the check again; if it persists, ask your facilitator: the lab is overloaded, "
             "your answer is not at fault",
             about_the_lab=True,
@@ -114,8 +113,8 @@ async def _check_started_events(answer: object, lab: Lab | None) -> Verdict:
     lab = required_lab(lab)
     answer = whole_number_answer(answer, "The answer should be an int.", expected="an int, e.g. `1`", where_to_look="build it with `1`")
     run = await run_payment(lab, faults=FaultPlan.failing(charge=2))
-    started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == CHARGE]
-    attempts = run.outcomes(CHARGE)
+    started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == ActivityType.CHARGE]
+    attempts = run.outcomes(ActivityType.CHARGE)
     if answer != len(started):
         where = (
             "Temporal writes `ActivityTaskStarted` once, when the last attempt ends; earlier attempts are not "
@@ -132,7 +131,7 @@ async def _check_started_events(answer: object, lab: Lab | None) -> Verdict:
         (
             f"history of a payment whose charge failed twice: {len(started)} `ActivityTaskStarted` for the charge, "
             f"recording attempt {started[-1].attempt}",
-            f"attempt log: {len(attempts)} charge attempts ({run.describe_attempts(CHARGE)}): intermediate attempts "
+            f"attempt log: {len(attempts)} charge attempts ({run.describe_attempts(ActivityType.CHARGE)}): intermediate attempts "
             "live only there",
         ),
     )
@@ -175,7 +174,7 @@ async def _check_previous_error(answer: object, lab: Lab | None) -> Verdict:
     lab = required_lab(lab)
     function = expect_function(answer, "a function `previous_charge_error(history)` that returns a string or None", 1)
     retried, straight = await run_payments(lab, [{"faults": FaultPlan.failing(charge=1)}, {}])
-    started = [e for e in events_of(retried.history) if e.name == "ActivityTaskStarted" and e.activity_type == CHARGE]
+    started = [e for e in events_of(retried.history) if e.name == "ActivityTaskStarted" and e.activity_type == ActivityType.CHARGE]
     # The failure's own message: the kit's tables put its error type in front of it, which is fine too.
     error = (started[-1].failure_message or "") if started else ""
     said = await call_learner(function, retried.history, what="function")

@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from payments_lab.activities import PaymentActivities
-from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.domain import ActivityType, PaymentRequest, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     ID_PREFIX,
@@ -34,8 +34,6 @@ from payments_lab.plain import run_plain_script
 from payments_lab.processes import ProcessError
 from payments_lab.repository import PaymentRepository
 from payments_lab.worker import BackgroundWorker, WorkerProcess, new_task_queue
-
-CHARGE = "charge_payment"
 
 
 async def _check_plain_rerun(answer: object, lab: Lab | None) -> Verdict:
@@ -113,7 +111,7 @@ HEARTBEAT_EVERY = timedelta(seconds=0.5)
 
 
 def _has_charge_attempt(repository: PaymentRepository, payment_id: str, attempt: int) -> bool:
-    return any(a.activity == CHARGE and a.attempt == attempt for a in repository.attempts(payment_id))
+    return any(a.activity == ActivityType.CHARGE and a.attempt == attempt for a in repository.attempts(payment_id))
 
 
 async def _wait_for(condition: Callable[[], object], timeout: float) -> bool:
@@ -212,12 +210,12 @@ async def _check_crash_recovery(answer: object, lab: Lab | None) -> Verdict:
         raise Mismatch(
             f"Nobody retried the charge within {seconds(RETRY_WITHIN)} of the crash.",
             expected=f"a second charge attempt, on the other worker, within {seconds(RETRY_WITHIN)}",
-            seen=f"charge attempts {run.describe_attempts(CHARGE)} (the check then stopped the payment)",
+            seen=f"charge attempts {run.describe_attempts(ActivityType.CHARGE)} (the check then stopped the payment)",
             where_to_look="ask your facilitator if this happens again: the server was slower than usual",
             about_the_lab=True,
         )
-    attempts = [a for a in run.attempts if a.activity == CHARGE]
-    started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == CHARGE]
+    attempts = [a for a in run.attempts if a.activity == ActivityType.CHARGE]
+    started = [e for e in events_of(run.history) if e.name == "ActivityTaskStarted" and e.activity_type == ActivityType.CHARGE]
     if run.result.status is not PaymentStatus.COMPLETED or run.charges != 1:
         raise Mismatch(
             "The charge was retried, but the payment did not end well.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from payments_lab.cancellation import CancelTiming, cancel_timing
-from payments_lab.domain import PaymentStatus
+from payments_lab.domain import ActivityType, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
@@ -92,8 +92,8 @@ async def _check_cancel_after_charge(answer: object, lab: Lab | None) -> Verdict
     )
     assert run.result is not None
     events = run.events
-    cancel_requested = first_index(events, "ActivityTaskCancelRequested", "charge_payment")
-    settled = first_index(events, "ActivityTaskScheduled", "settle_unfinished_payment")
+    cancel_requested = first_index(events, "ActivityTaskCancelRequested", ActivityType.CHARGE)
+    settled = first_index(events, "ActivityTaskScheduled", ActivityType.SETTLE)
     stopped_then_settled = cancel_requested is not None and settled is not None and cancel_requested < settled
     if run.result.status is not PaymentStatus.REFUNDED or run.charges != 1 or run.refunds != 1 or not stopped_then_settled:
         raise Mismatch(

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowHistory
 
 from payments_lab.activities import PaymentActivities
 from payments_lab.authoring import WorkflowModuleError, WorkflowModules, deploy
-from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus
+from payments_lab.domain import ActivityType, PaymentRequest, PaymentResult, PaymentStatus
 from payments_lab.evolution import replay
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
@@ -183,7 +183,7 @@ def _notification_input(history: WorkflowHistory) -> bytes:
     for event in history.events:
         if event.HasField("activity_task_scheduled_event_attributes"):
             attributes = event.activity_task_scheduled_event_attributes
-            if attributes.activity_type.name == "send_notification" and attributes.input.payloads:
+            if attributes.activity_type.name == ActivityType.NOTIFY and attributes.input.payloads:
                 return attributes.input.payloads[0].data
     return b""
 
@@ -241,7 +241,7 @@ async def _check_fix_forward(answer: object, lab: Lab | None) -> Verdict:
             ),
             where_to_look="the line the stack trace names: which key does `receipt` have?",
         )
-    if charges != 1 or activities.count("charge_payment") != 1:
+    if charges != 1 or activities.count(ActivityType.CHARGE) != 1:
         raise Mismatch(
             "The payment completed, but it was charged more than once.",
             expected="one charge in the ledger, `charge_payment` scheduled once",

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from temporalio.client import WorkflowExecutionStatus
 
-from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus
+from payments_lab.domain import ActivityType, PaymentRequest, PaymentResult, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     Event,
@@ -118,7 +118,7 @@ async def _check_answer_first(answer: object, lab: Lab | None) -> Verdict:
             where_to_look="`started = await lab.service.start_early(request, options=TUNED)`, then `return started.answer`",
         )
     completed = first_index(events, "WorkflowExecutionUpdateCompleted")
-    charge_started = first_index(events, "ActivityTaskStarted", "charge_payment")
+    charge_started = first_index(events, "ActivityTaskStarted", ActivityType.CHARGE)
     if charge_started is not None and completed is not None and completed > charge_started:
         raise Mismatch(
             "The answer came after the charge had started.",
@@ -176,7 +176,7 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
         result = await await_result(started.handle, END_WITHIN, terminate=True)
     events = events_of(await started.handle.history())
     answered = first_index(events, "WorkflowExecutionUpdateCompleted")
-    settled = first_index(events, "ActivityTaskScheduled", "settle_unfinished_payment")
+    settled = first_index(events, "ActivityTaskScheduled", ActivityType.SETTLE)
     if answered is None or settled is None or answered > settled:
         raise Mismatch(
             "The check's payment did not run as planned (answer, then a declined charge settled).",

@@ -12,8 +12,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
-from payments_lab.activities import STEPS
-from payments_lab.domain import Step, payment_id_of
+from payments_lab.domain import STEPS, Step, payment_id_of
 from payments_lab.history.decoding import (
     UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
     WORKFLOW_CLOSED,

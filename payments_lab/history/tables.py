@@ -9,7 +9,7 @@ import pandas as pd
 from temporalio.client import WorkflowHistory
 from temporalio.common import RetryPolicy
 
-from payments_lab.activities import STEPS
+from payments_lab.domain import STEPS
 from payments_lab.history.decoding import (
     ACTIVITY_CLOSED,
     ACTIVITY_TASK_SCHEDULED,
