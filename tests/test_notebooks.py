@@ -1,10 +1,10 @@
-"""The committed notebooks are run to the end and clean (nbval compares their outputs)."""
+"""The committed notebooks are run to the end and clean (nbval compares their outputs), and lessons keep the style guide."""
 
 from __future__ import annotations
 
 import pytest
 
-from tools.notebooks import notebook_paths, problems
+from tools.notebooks import is_lesson, notebook_paths, problems, style_problems
 
 
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
@@ -16,3 +16,11 @@ def test_lessons_are_numbered_from_00() -> None:
     lessons = [p.name for p in notebook_paths() if p.parent.name == "notebooks"]
     assert lessons and lessons[0].startswith("00-")
     assert all(name[:2].isdigit() and name[2] == "-" for name in lessons)
+
+
+def test_every_lesson_keeps_the_style_guide() -> None:
+    """Every code cell of a lesson is short and followed by a sentence saying what it did."""
+    lessons = [p for p in notebook_paths() if is_lesson(p)]
+    found = [f"{p.name}: {problem}" for p in lessons for problem in style_problems(p)]
+    assert len(lessons) >= 12
+    assert not found, "lessons break the style guide:\n" + "\n".join(found)

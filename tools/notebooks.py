@@ -3,13 +3,15 @@
 ``run`` executes notebooks in place (as "Restart kernel and run all" would) and cleans
 them; ``clean`` keeps outputs and execution counts but drops what changes on every run
 and means nothing to a reader (timings, widget state); ``check`` fails if a notebook is
-not clean or was not run to the end. Committed notebooks are run and clean, so a reader on
-GitHub sees results, and nbval has outputs to compare.
+not clean or was not run to the end, or if a lesson breaks the style guide (short code
+cells, each followed by a sentence: :func:`style_problems`). Committed notebooks are run
+and clean, so a reader on GitHub sees results, and nbval has outputs to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,12 +24,54 @@ NOTEBOOKS = ROOT / "notebooks"
 
 _KEPT_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 _KEPT_CELL_METADATA = ("tags",)
+MAX_CODE_LINES = 8
+"""Non-blank lines a lesson's code cell may have (the style of the Python Data Science Handbook)."""
 
 
 def notebook_paths(paths: Iterable[str | Path] = ()) -> list[Path]:
     """The given notebooks, or every notebook under ``notebooks/``."""
     chosen = [Path(p) for p in paths] or sorted(NOTEBOOKS.rglob("*.ipynb"))
     return [p for p in chosen if ".ipynb_checkpoints" not in p.parts]
+
+
+def is_lesson(path: Path) -> bool:
+    """Whether ``path`` is a numbered lesson, ``notebooks/NN-*.ipynb`` (not an exercise or a facilitator's notebook)."""
+    return path.parent.name == "notebooks" and path.name[:2].isdigit() and path.name[2:3] == "-"
+
+
+def _is_string_listing(source: str) -> bool:
+    """Whether a cell only assigns a string: source code shown to the reader (lesson 09's ``V2``), not code to read as steps."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return (
+        len(body) == 1
+        and isinstance(body[0], ast.Assign)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    )
+
+
+def style_problems(path: Path) -> list[str]:
+    """Where a lesson breaks the style guide: a code cell over ``MAX_CODE_LINES`` non-blank lines, or not followed by a sentence.
+
+    Every code cell of a lesson is short and followed by a markdown cell that says what just
+    happened. Notebooks that are not lessons (exercises, facilitator's) have no such rule.
+    """
+    if not is_lesson(path):
+        return []
+    cells = nbformat.read(path, as_version=4).cells
+    found = []
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        lines = sum(1 for line in cell.source.splitlines() if line.strip())
+        if lines > MAX_CODE_LINES and not _is_string_listing(cell.source):
+            found.append(f"code cell {i} has {lines} lines (at most {MAX_CODE_LINES}): split it")
+        if i + 1 == len(cells) or cells[i + 1].cell_type != "markdown":
+            found.append(f"code cell {i} is not followed by a markdown cell saying what it did")
+    return found
 
 
 def needs_run(path: Path) -> bool:
@@ -97,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "clean":
             nbformat.write(clean(nbformat.read(path, as_version=4)), path)
         else:
-            for problem in problems(path):
+            for problem in problems(path) + style_problems(path):
                 print(f"{path.relative_to(ROOT)}: {problem}")
                 failed = True
     return 1 if failed else 0
