@@ -383,7 +383,7 @@ def _print_room(learners: list, out: Path | None) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for learner in learners:
             (out / f"{learner.name}.env").write_text(
-                "".join(f"export {key}={value}\n" for key, value in learner.environment.items())
+                "".join(f"export {key}={value}\n" for key, value in learner.environment.items()), encoding="utf-8"
             )
     for learner in learners:
         print(learner.line())

@@ -408,7 +408,7 @@ def write_session(session: LabSession) -> Path:
     path = session_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(session), indent=2))
+    tmp.write_text(json.dumps(asdict(session), indent=2), encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -416,7 +416,7 @@ def write_session(session: LabSession) -> Path:
 def read_session() -> LabSession | None:
     """The published lab session, if its server is still up."""
     try:
-        session = LabSession(**json.loads(session_file().read_text()))
+        session = LabSession(**json.loads(session_file().read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
     return session if session.alive else None
@@ -426,7 +426,7 @@ def clear_session(pid: int | None = None) -> None:
     """Remove the session file (only if it belongs to ``pid``, when given)."""
     path = session_file()
     try:
-        if pid is not None and json.loads(path.read_text()).get("pid") != pid:
+        if pid is not None and json.loads(path.read_text(encoding="utf-8")).get("pid") != pid:
             return
         path.unlink()
     except (OSError, ValueError):

@@ -133,7 +133,7 @@ def save_history(history: WorkflowHistory, path: str | Path) -> Path:
     """Write ``history`` as JSON, the format of ``temporal workflow show --output json``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(history.to_json())
+    path.write_text(history.to_json(), encoding="utf-8")
     return path
 
 
