@@ -267,13 +267,15 @@ class WorkflowModules:
         return list(chosen.values())
 
     def _in_use(self, loaded: LoadedModule | None) -> list[LoadedModule]:
-        modules = {**self._current}
-        if loaded is not None:
-            modules[loaded.name] = loaded
-        return list(modules.values())
+        """The modules in use, the one loaded last at the end: where two define a workflow or an
+        activity of the same name, the later one wins (a fix loaded again under its first name
+        included)."""
+        modules = [module for module in self._current.values() if loaded is None or module.name != loaded.name]
+        return [*modules, loaded] if loaded is not None else modules
 
     def commit(self, loaded: LoadedModule) -> None:
-        """Put ``loaded`` in use, in place of the earlier version of its name."""
+        """Put ``loaded`` in use, in place of the earlier version of its name, as the module loaded last."""
+        self._current.pop(loaded.name, None)
         self._current[loaded.name] = loaded
 
     def discard(self, loaded: LoadedModule) -> None:

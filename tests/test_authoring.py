@@ -211,3 +211,12 @@ async def test_the_kits_workflow_still_replays_histories_of_the_seam(lab: Lab) -
     result = await lab.pay("8.00", show_link=False)
     (outcome,) = await replay([await lab.service.handle(result.payment_id).history()], PaymentWorkflow)
     assert outcome.ok, outcome.error
+
+
+async def test_the_module_loaded_last_runs_even_under_a_name_loaded_before(lab: Lab) -> None:
+    """payment_v2, then payment_v3 (same workflow), then payment_v2 again: the last one loaded must run, not v3."""
+    await lab.load_module("payment_v2", HEAD + '        return "v2, first"\n')
+    await lab.load_module("payment_v3", HEAD + '        return "v3"\n')
+    await lab.load_module("payment_v2", HEAD + '        return "v2, again"\n')
+    result = await lab.pay("3.00", show_link=False)
+    assert b"v2, again" in notification_text(await lab.service.handle(result.payment_id).history())
