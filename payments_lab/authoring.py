@@ -10,6 +10,7 @@ the sandbox always imports the source the cell holds now, never a cached older o
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import keyword
 import re
@@ -336,18 +337,30 @@ async def deploy(worker: BackgroundWorker | None, modules: WorkflowModules, name
             validation in the sandbox.
     """
     loaded = modules.load(name, source)
-    try:
-        for cls in loaded.workflows.values():
-            # What the worker does to each workflow class when it is built: import its
-            # module in a fresh sandbox and create the workflow, with fake details.
-            SandboxedWorkflowRunner().prepare_workflow(getattr(cls, _WORKFLOW_DEFINITION))
+
+    async def put_in_use() -> None:
+        try:
+            for cls in loaded.workflows.values():
+                # What the worker does to each workflow class when it is built: import its
+                # module in a fresh sandbox and create the workflow, with fake details.
+                SandboxedWorkflowRunner().prepare_workflow(getattr(cls, _WORKFLOW_DEFINITION))
+            if worker is not None:
+                await worker.restart(
+                    workflows=modules.workflows_with(loaded, DEFAULT_WORKFLOWS), extra_activities=modules.activities_with(loaded)
+                )
+        except Exception as error:  # noqa: BLE001 - whatever the worker refused, say why in one message
+            modules.discard(loaded)
+            raise explain_worker_error(error, loaded) from None
         if worker is not None:
-            await worker.restart(
-                workflows=modules.workflows_with(loaded, DEFAULT_WORKFLOWS), extra_activities=modules.activities_with(loaded)
-            )
-    except Exception as error:  # noqa: BLE001 - whatever the worker refused, say why in one message
-        modules.discard(loaded)
-        raise explain_worker_error(error, loaded) from None
-    if worker is not None:
-        modules.commit(loaded)
+            modules.commit(loaded)
+
+    # An interrupted cell (Jupyter cancels its task) must not stop the worker half-way: the lab would
+    # have no worker at all. The deployment runs to its end in a task of its own; the cell stops waiting.
+    deployment = asyncio.ensure_future(put_in_use())
+    try:
+        await asyncio.shield(deployment)
+    except asyncio.CancelledError:
+        # Its outcome (the new version in use, or the one before) is the lab's state; nobody awaits it now.
+        deployment.add_done_callback(lambda done: done.cancelled() or done.exception())
+        raise
     return loaded

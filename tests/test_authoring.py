@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from datetime import timedelta
@@ -13,6 +14,7 @@ from payments_lab.authoring import WorkflowModuleError, WorkflowModules
 from payments_lab.domain import PaymentStatus
 from payments_lab.evolution import replay
 from payments_lab.exercises.checking import events_of, scheduled_activities
+from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
 from payments_lab.workflow_tasks import WorkerLog, pending_task, task_failures, wait_for_task_failure
 from payments_lab.workflows import PaymentWorkflow
@@ -220,3 +222,22 @@ async def test_the_module_loaded_last_runs_even_under_a_name_loaded_before(lab: 
     await lab.load_module("payment_v2", HEAD + '        return "v2, again"\n')
     result = await lab.pay("3.00", show_link=False)
     assert b"v2, again" in notification_text(await lab.service.handle(result.payment_id).history())
+
+
+async def test_an_interrupted_load_module_leaves_the_lab_with_a_worker(lab: Lab) -> None:
+    """The stop button cancels the cell's task mid-restart: the worker must still end up running, payments completing."""
+    slow = await lab.start(lab.request("9.00"), faults=FaultPlan(charge=StepFaults(delay=2)), show_link=False)
+    while not lab.repository.attempts(slow.payment_id):
+        await asyncio.sleep(0.02)
+    cell = asyncio.create_task(lab.load_module("payment_v2", FIXED))
+    await asyncio.sleep(0.05)
+    cell.cancel()  # what Jupyter's interrupt does to a cell's top-level await
+    with pytest.raises(asyncio.CancelledError):
+        await cell
+    async with asyncio.timeout(20):
+        while not lab.worker.running:
+            await asyncio.sleep(0.05)
+    assert (await asyncio.wait_for(lab.pay("5.00", show_link=False), 20)).status is PaymentStatus.COMPLETED
+    assert (await asyncio.wait_for(slow.result(), 30)).status is PaymentStatus.COMPLETED
+    assert lab.repository.charge_count(slow.payment_id) == 1
+    await lab.load_module("payment_v2", FIXED)  # and the next load is not refused
