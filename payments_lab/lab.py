@@ -301,6 +301,14 @@ class Lab:
         await self.connection.close()
 
 
+async def _close_quietly(lab: Lab, patience: float = 10.0) -> None:
+    """Close a lab that no longer runs; what cannot be stopped within ``patience`` seconds is left."""
+    try:
+        await asyncio.wait_for(lab.close(), patience)
+    except Exception as error:  # noqa: BLE001 - it is being replaced: say what happened, never stop the new one
+        logging.getLogger(__name__).warning("The lab %r could not be closed cleanly: %s", lab.name, error)
+
+
 def _refuse_other_fields(request: PaymentRequest, **given: str | None) -> None:
     """Refuse a field given beside ``request`` that says something else than the request does."""
     other = {name: value for name, value in given.items() if value is not None and value != getattr(request, name)}
@@ -340,6 +348,10 @@ async def open_lab(
     existing = _LABS.get(name)
     if existing is not None and existing.running:
         return existing
+    if existing is not None:
+        # Its server stopped (or its worker did): close what is left, or its worker would poll a dead
+        # address for the kernel's life, the SDK's errors landing under whichever cell runs.
+        await _close_quietly(existing)
     if worker_process and db_file is None:
         raise InvalidArgumentError("worker_process=True needs a db_file: the worker process shares the repository through it")
     # Refused before anything starts: a refusal must leave no server or worker running behind it.

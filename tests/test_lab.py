@@ -141,3 +141,19 @@ async def test_a_private_lab_that_fails_to_open_leaves_nothing_running(monkeypat
     after = [child for child in psutil.Process().children(recursive=True) if child.pid not in before and child.is_running()]
     assert [child.name() for child in after if child.status() != psutil.STATUS_ZOMBIE] == []
     assert privacy._OPEN == []
+
+
+async def test_opening_a_lab_whose_server_died_closes_the_old_one_first() -> None:
+    """The first cell run again after the lab's server died: the old worker must not poll a dead address for ever."""
+    old = await open_lab("server-died", server=EmbeddedServer(ui=False))
+    assert old.connection.server is not None
+    await old.pay("1.00", show_link=False)  # its worker polls
+    old.connection.server.kill()
+    assert not old.running
+    new = await open_lab("server-died", server=EmbeddedServer(ui=False))
+    try:
+        assert new is not old and new.running
+        assert not old.worker.running, "the old lab's worker was stopped"
+        assert (await new.pay("2.00", show_link=False)).status is PaymentStatus.COMPLETED
+    finally:
+        await new.close()
