@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -19,7 +20,19 @@ from pathlib import PurePath
 from temporalio.api.enums.v1 import PendingWorkflowTaskState, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHandle, WorkflowHistory
 
-__all__ = ["Frame", "PendingTask", "TaskFailure", "WorkerLog", "pending_task", "task_failures", "wait_for_task_failure"]
+from payments_lab.errors import PaymentsLabError
+from payments_lab.history.decoding import WORKFLOW_CLOSED
+
+__all__ = [
+    "Frame",
+    "NoTaskFailureError",
+    "PendingTask",
+    "TaskFailure",
+    "WorkerLog",
+    "pending_task",
+    "task_failures",
+    "wait_for_task_failure",
+]
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>[^\n]+)\n(?P<code>[^\n]*)')
 
@@ -128,18 +141,48 @@ async def pending_task(handle: WorkflowHandle) -> PendingTask | None:
     return PendingTask(task.attempt, state)
 
 
+class NoTaskFailureError(PaymentsLabError, TimeoutError):
+    """The workflow task that was awaited did not fail: the workflow ended, or it is still running
+    without a recorded failure; the message says which, and what it means."""
+
+
 async def wait_for_task_failure(handle: WorkflowHandle, *, timeout: float = 15.0, after: int = 0) -> TaskFailure:
     """Return the first ``WorkflowTaskFailed`` event after event ``after``, once the server has written it.
 
     Raises:
-        TimeoutError: no workflow task failed within ``timeout`` seconds.
+        NoTaskFailureError: the workflow ended first (its code got past that point: fixed code
+            is deployed), or no workflow task failed within ``timeout`` seconds.
     """
-    async with asyncio.timeout(timeout):
-        while True:
-            failures = [f for f in task_failures(await handle.fetch_history()) if f.event_id > after]
-            if failures:
-                return failures[0]
-            await asyncio.sleep(0.05)
+    deadline = time.monotonic() + timeout
+    while True:
+        history = await handle.fetch_history()
+        failures = [f for f in task_failures(history) if f.event_id > after]
+        if failures:
+            return failures[0]
+        ended = WORKFLOW_CLOSED.get(history.events[-1].event_type) if history.events else None
+        if ended is not None:
+            raise NoTaskFailureError(
+                f"No workflow task of {handle.id} failed: the workflow ended {ended}. The worker runs code that "
+                "gets past that point (a fix deployed with lab.load_module stays in use): load the buggy version "
+                "again to see the failure"
+            )
+        if time.monotonic() > deadline:
+            raise NoTaskFailureError(_still_running(handle.id, timeout, await pending_task(handle), history))
+        await asyncio.sleep(0.05)
+
+
+def _still_running(workflow_id: str, timeout: float, pending: PendingTask | None, history: WorkflowHistory) -> str:
+    """Where a workflow stands whose workflow task was expected to fail and did not."""
+    said = f"No workflow task of {workflow_id} failed within {timeout:g} s; it is still running"
+    timed_out = sum(e.HasField("workflow_task_timed_out_event_attributes") for e in history.events)
+    if pending is not None and (pending.attempt > 1 or timed_out):
+        # A task retried with no failure written: its attempts ran out of time, the sign of code that
+        # never returns (the worker logs "[TMPRL1101] Potential deadlock detected" after 2 s).
+        return (
+            f"{said}, its workflow task on attempt {pending.attempt} without a recorded failure: its code "
+            "may never return (a loop, a blocking call). The worker's log names the line"
+        )
+    return f"{said}, waiting on an activity or a timer: the failing code has not been reached yet"
 
 
 class WorkerLog:

@@ -16,7 +16,13 @@ from payments_lab.evolution import replay
 from payments_lab.exercises.checking import events_of, scheduled_activities
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
-from payments_lab.workflow_tasks import WorkerLog, pending_task, task_failures, wait_for_task_failure
+from payments_lab.workflow_tasks import (
+    NoTaskFailureError,
+    WorkerLog,
+    pending_task,
+    task_failures,
+    wait_for_task_failure,
+)
 from payments_lab.workflows import PaymentWorkflow
 
 HEAD = '''from __future__ import annotations
@@ -241,3 +247,16 @@ async def test_an_interrupted_load_module_leaves_the_lab_with_a_worker(lab: Lab)
     assert (await asyncio.wait_for(slow.result(), 30)).status is PaymentStatus.COMPLETED
     assert lab.repository.charge_count(slow.payment_id) == 1
     await lab.load_module("payment_v2", FIXED)  # and the next load is not refused
+
+
+async def test_waiting_for_a_failure_that_does_not_come_says_why_in_one_line(lab: Lab) -> None:
+    """Lesson 09's wait run again after the fix, or on a payment that has not reached the bug: never a bare TimeoutError."""
+    await lab.load_module("payment_v2", FIXED)
+    done = await lab.start(lab.request("4.00"), show_link=False)
+    with pytest.raises(NoTaskFailureError, match="the workflow ended completed"):
+        await wait_for_task_failure(done.workflow)
+    slow = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=3)), show_link=False)
+    with pytest.raises(NoTaskFailureError, match="within 0.5 s; it is still running, waiting on an activity") as waited:
+        await wait_for_task_failure(slow.workflow, timeout=0.5)
+    assert isinstance(waited.value, TimeoutError) and len(waited.value._render_traceback_()) == 1
+    assert (await slow.result()).status is PaymentStatus.COMPLETED
