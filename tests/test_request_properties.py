@@ -116,7 +116,7 @@ def build(fields: dict[str, Any]) -> PaymentRequest | str:
     try:
         return PaymentRequest(**fields)
     except (ValueError, TypeError) as err:
-        assert isinstance(err, (ValueError, TypeError)) and type(err).__module__ in ("builtins", "payments_lab.domain"), f"refused with a {type(err).__name__}"
+        assert isinstance(err, (ValueError, TypeError)) and type(err).__module__ in ("builtins", "payments_lab.domain", "payments_lab.errors"), f"refused with a {type(err).__name__}"
         message = str(err)
         assert message and "\n" not in message and "\r" not in message
         assert message.isprintable(), f"unprintable message {message!r}"
