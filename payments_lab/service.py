@@ -60,6 +60,7 @@ from payments_lab.outage import (
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.visibility import PAYMENTS_QUERY, checked_query, quoted, refused_query_as_error
+from payments_lab.workflow_tasks import until_task_fails
 from payments_lab.workflows import PaymentWorkflow
 
 T = TypeVar("T")
@@ -276,7 +277,19 @@ class PaymentHandle:
             )
 
     async def _result(self) -> PaymentResult:
-        return await result_in_windows(self.workflow, self.service.client, self.service.result_poll_window)
+        # Temporal's result() waits as long as workflow code keeps failing its task (the "hung
+        # cell"): stop waiting, with the error, once an attempt fails with the code deployed now.
+        waiting = asyncio.ensure_future(result_in_windows(self.workflow, self.service.client, self.service.result_poll_window))
+        failing = asyncio.ensure_future(until_task_fails(self.workflow))
+        try:
+            await asyncio.wait({waiting, failing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, failing):
+                task.cancel()
+            await asyncio.gather(waiting, failing, return_exceptions=True)
+        if waiting.done() and not waiting.cancelled():
+            return waiting.result()
+        raise failing.result()
 
     async def input(self) -> PaymentInput:
         """The workflow's input, read back from the first event of its history."""

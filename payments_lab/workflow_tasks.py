@@ -13,12 +13,14 @@ import asyncio
 import logging
 import re
 import time
+import traceback
 import weakref
 from dataclasses import dataclass
 from pathlib import PurePath
 
 from temporalio.api.enums.v1 import PendingWorkflowTaskState, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.service import RPCError
 
 from payments_lab.errors import PaymentsLabError
 from payments_lab.history.decoding import WORKFLOW_CLOSED
@@ -29,8 +31,10 @@ __all__ = [
     "PendingTask",
     "TaskFailure",
     "WorkerLog",
+    "WorkflowTaskFailingError",
     "pending_task",
     "task_failures",
+    "until_task_fails",
     "wait_for_task_failure",
 ]
 
@@ -259,3 +263,106 @@ class _Keep(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._records.append(record)
+
+
+class WorkflowTaskFailingError(PaymentsLabError, RuntimeError):
+    """A workflow's code failed its workflow task with the code deployed now: its result would wait for a fix.
+
+    The workflow is still running and loses nothing: Temporal retries the task, more slowly
+    each time, and a fix deployed later carries it on from where it stopped.
+    """
+
+
+FAILING_CHECK_EVERY = 5.0
+"""Seconds between two looks at the pending workflow task of a workflow awaited in another process's worker."""
+
+
+async def until_task_fails(handle: WorkflowHandle, *, every: float = FAILING_CHECK_EVERY) -> WorkflowTaskFailingError:
+    """Wait until an attempt of ``handle``'s workflow task fails with the code deployed now; return the error to raise.
+
+    A worker in this process logs each failed activation (:attr:`WorkerLog.LOGGER`): that is
+    seen at once. A worker elsewhere is watched through ``describe()`` every ``every``
+    seconds: once the pending task's attempt has gone up twice while waiting, an attempt made
+    after the wait began has failed too (the first may have started before a fix). Waits for
+    ever while the workflow makes progress; the caller cancels it once the result is in.
+    """
+    loop = asyncio.get_running_loop()
+    seen = asyncio.Event()
+    failed = _FailedActivations(handle.id, loop, seen)
+    logger = logging.getLogger(WorkerLog.LOGGER)
+    logger.addHandler(failed)
+    try:
+        first_attempt: int | None = None
+        while True:
+            try:
+                await asyncio.wait_for(seen.wait(), every)
+            except TimeoutError:
+                pass
+            if failed.records:
+                return _failing_error(handle.id, _logged_failure(failed.records[-1]))
+            try:
+                pending = await pending_task(handle)
+                if pending is None or pending.attempt < 2:
+                    first_attempt = None
+                    continue
+                if first_attempt is None:
+                    first_attempt = pending.attempt
+                    continue
+                if pending.attempt >= first_attempt + 2:
+                    return _failing_error(handle.id, _recorded_failure(await handle.fetch_history(), pending.attempt))
+            except RPCError:
+                continue  # the server is away: the result's own wait rides the outage out
+    finally:
+        logger.removeHandler(failed)
+
+
+def _failing_error(workflow_id: str, what: str) -> WorkflowTaskFailingError:
+    return WorkflowTaskFailingError(
+        f"{workflow_id}: {what}. The workflow is still running and nothing was lost: Temporal retries the task, "
+        "more slowly each time. Fix the workflow code (await lab.load_module(name, source)), then await the result again"
+    )
+
+
+def _logged_failure(record: logging.LogRecord) -> str:
+    error = record.exc_info[1] if record.exc_info else None
+    if error is None:
+        return f"its workflow task failed with the code deployed now ({record.getMessage()})"
+    where = ""
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = f" ({PurePath(last.filename).name}, line {last.lineno}, in {last.name})"
+    return f"its workflow task failed with the code deployed now: {type(error).__name__}: {error}{where}"
+
+
+def _recorded_failure(history: WorkflowHistory, attempt: int) -> str:
+    failures = task_failures(history)
+    if not failures:
+        return (
+            f"its workflow task keeps running out of time (attempt {attempt}) without a recorded failure: "
+            "its code may never return (a loop, a blocking call)"
+        )
+    last = failures[-1]
+    where = f" ({last.where})" if last.where else ""
+    return (
+        f"its workflow task keeps failing (attempt {attempt}); the failure the history recorded first: "
+        f"{last.error_type or last.cause}: {last.message}{where}"
+    )
+
+
+class _FailedActivations(logging.Handler):
+    """Keeps the failed activations a worker of this process logs for one workflow, and says so to a loop."""
+
+    def __init__(self, workflow_id: str, loop: asyncio.AbstractEventLoop, seen: asyncio.Event) -> None:
+        super().__init__(logging.DEBUG)
+        self.workflow_id = workflow_id
+        self.records: list[logging.LogRecord] = []
+        self._loop = loop
+        self._seen = seen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        details = getattr(record, "temporal_workflow", {}) or {}
+        if details.get("workflow_id") == self.workflow_id:
+            self.records.append(record)
+            # Workflow code runs in the worker's threads: hand the news to the waiting loop.
+            self._loop.call_soon_threadsafe(self._seen.set)

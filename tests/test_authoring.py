@@ -19,8 +19,10 @@ from payments_lab.lab import Lab
 from payments_lab.workflow_tasks import (
     NoTaskFailureError,
     WorkerLog,
+    WorkflowTaskFailingError,
     pending_task,
     task_failures,
+    until_task_fails,
     wait_for_task_failure,
 )
 from payments_lab.workflows import PaymentWorkflow
@@ -260,3 +262,33 @@ async def test_waiting_for_a_failure_that_does_not_come_says_why_in_one_line(lab
         await wait_for_task_failure(slow.workflow, timeout=0.5)
     assert isinstance(waited.value, TimeoutError) and len(waited.value._render_traceback_()) == 1
     assert (await slow.result()).status is PaymentStatus.COMPLETED
+
+
+async def test_awaiting_a_payment_whose_code_fails_its_task_says_so_instead_of_hanging(lab: Lab) -> None:
+    """The "hung cell": Temporal's result() waits while the task keeps failing; the kit's stops, with the error and its line."""
+    loaded = await lab.load_module("payment_v2", BUGGY)
+    request = lab.request("42.00")
+    handle = await lab.start(request, task_timeout=SHORT_TASK, show_link=False)
+    with pytest.raises(WorkflowTaskFailingError, match=rf"KeyError: 'receipt_id' \({loaded.path.name}, line 14") as failing:
+        await asyncio.wait_for(handle.result(), 20)
+    assert "still running and nothing was lost" in str(failing.value) and len(failing.value._render_traceback_()) == 1
+    assert (await handle.status()).workflow_status == "running" and lab.repository.charge_count(request.payment_id) == 1
+    await lab.load_module("payment_v2", FIXED)
+    assert (await asyncio.wait_for(handle.result(), 30)).status is PaymentStatus.COMPLETED
+    assert lab.repository.charge_count(request.payment_id) == 1
+
+
+async def test_a_worker_elsewhere_failing_the_task_is_seen_through_describe(lab: Lab) -> None:
+    """No log to read when the worker runs in another process: the pending task's attempts tell."""
+    await lab.load_module("payment_v2", BUGGY)
+    handle = await lab.start(lab.request("43.00"), task_timeout=SHORT_TASK, show_link=False)
+    worker_logger = logging.getLogger(WorkerLog.LOGGER)
+    level = worker_logger.level
+    worker_logger.setLevel(logging.ERROR)  # as if the worker's warnings were written in another process
+    try:
+        error = await asyncio.wait_for(until_task_fails(handle.workflow, every=0.5), 30)
+    finally:
+        worker_logger.setLevel(level)
+    assert "keeps failing (attempt" in str(error) and "KeyError: 'receipt_id'" in str(error) and "line 14" in str(error)
+    await lab.load_module("payment_v2", FIXED)
+    assert (await asyncio.wait_for(handle.result(), 30)).status is PaymentStatus.COMPLETED

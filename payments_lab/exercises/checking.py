@@ -31,6 +31,7 @@ from payments_lab.repository import AttemptRecord, PaymentRepository
 from payments_lab.runaway import GuardedCall
 from payments_lab.service import PaymentHandle, PaymentService
 from payments_lab.wording import plural as plural  # the lessons import it from here
+from payments_lab.workflow_tasks import WorkflowTaskFailingError
 
 CHECK_OPTIONS = PaymentOptions(
     initial_interval=timedelta(milliseconds=50),
@@ -173,7 +174,7 @@ async def await_result(
 ) -> PaymentResult | None:
     """The payment's result, or None if it ended without one (terminated) or not within ``deadline`` seconds.
 
-    A payment still running then is stopped: cancelled (it settles, refunding what it
+    A payment still running then, or whose workflow task fails with the code deployed, is stopped: cancelled (it settles, refunding what it
     took) and, if that takes more than ``stop_grace`` seconds, or at once with
     ``terminate``, terminated. Time the server spent unreachable does not count: the
     deadline starts again once it is back, with :data:`~payments_lab.outage.RECOVERY_ALLOWANCE`
@@ -187,8 +188,8 @@ async def await_result(
                 return await asyncio.wait_for(handle.result(), window)
             except WorkflowFailureError:
                 return None  # terminated, or failed for a reason its history tells
-            except TimeoutError:
-                pass
+            except (TimeoutError, WorkflowTaskFailingError):
+                pass  # not ended in time, or its code fails its task: it will not end by itself
         if watch.saw_outage and time.monotonic() < give_up:
             # The server was away: no verdict on the payment. Once it answers, wait again,
             # and give the workers time to find it back.
