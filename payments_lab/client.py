@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import functools
+import logging
 import os
 import sys
 import time
@@ -29,7 +30,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.api.workflowservice.v1 import ListNamespacesRequest
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.converter import DATA_CONVERTER
@@ -41,12 +42,55 @@ from payments_lab.server import EmbeddedServer, read_session
 _ENV_VARS = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE")
 
 
+CORE_LOGGER = "temporalio.core"
+"""The Python logger the SDK's core (its Rust part) logs to. Left to itself the core writes to the
+process's standard output, which a notebook shows under whichever cell runs."""
+
+UNREACHABLE_SAID_EVERY = 300.0
+"""Seconds between two lines saying that a worker cannot reach its server."""
+
+
 @functools.cache
 def quiet_runtime() -> Runtime:
-    """A Temporal runtime that logs only errors, so notebooks are not flooded with warnings."""
+    """A Temporal runtime that logs only errors, through Python logging, so notebooks are not flooded.
+
+    A worker whose server went away retries its polls for ever, and the core logs an error for
+    each retry past the 15th (about 30 lines a minute): those become one line every
+    :data:`UNREACHABLE_SAID_EVERY` seconds; a call that waits for the server says so itself
+    (:mod:`payments_lab.outage`).
+    """
+    logger = logging.getLogger(CORE_LOGGER)
+    logger.addFilter(_UnreachableServerRetries())
+    forwarding = LogForwardingConfig(logger=logger, append_target_to_name=False)
     return Runtime(
-        telemetry=TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")))
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"), forwarding=forwarding)
+        )
     )
+
+
+class _UnreachableServerRetries(logging.Filter):
+    """Turns the core's errors for calls retried against an unreachable server into one line now and then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said_at: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log = getattr(record, "temporal_log", None)
+        if log is None or log.target != "temporalio_client::retry" or "Unavailable" not in str(log.fields):
+            return True
+        now = time.monotonic()
+        if self._said_at is not None and now - self._said_at < UNREACHABLE_SAID_EVERY:
+            return False
+        self._said_at = now
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = (
+            "A Temporal worker of this process cannot reach its server and keeps trying "
+            f"({log.message}); this is said again in {UNREACHABLE_SAID_EVERY / 60:g} minutes if it lasts.",
+            (),
+        )
+        return True
 
 
 def default_config_file() -> Path:

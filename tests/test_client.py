@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -149,3 +150,28 @@ def test_web_ui_links_keep_each_id_in_one_path_segment() -> None:
         workflow_url("http://ui", "team/a", "payment-x/y?z", "run/1")
         == "http://ui/namespaces/team%2Fa/workflows/payment-x%2Fy%3Fz/run%2F1/history"
     )
+
+
+def test_a_worker_that_cannot_reach_its_server_says_so_once_not_thirty_times_a_minute() -> None:
+    """The core logs each poll retried past the 15th; a notebook got ~30 such lines a minute under any cell."""
+    from types import SimpleNamespace
+
+    from payments_lab.client import CORE_LOGGER, _UnreachableServerRetries
+
+    def core_log(target: str, message: str, error: str) -> logging.LogRecord:
+        entry = SimpleNamespace(target=target, message=message, fields={"error": error})
+        return logging.getLogger(CORE_LOGGER).makeRecord(
+            CORE_LOGGER, logging.ERROR, "(sdk-core)", 0, message, (), None, extra={"temporal_log": entry}
+        )
+
+    unreachable = 'Status { code: Unavailable, message: "tcp connect error" }'
+    quiet = _UnreachableServerRetries()
+    first = core_log("temporalio_client::retry", "gRPC call poll_workflow_task_queue retried 16 times", unreachable)
+    assert quiet.filter(first) and first.levelno == logging.WARNING
+    assert "cannot reach its server and keeps trying" in first.getMessage()
+    assert not quiet.filter(core_log("temporalio_client::retry", "gRPC call poll_activity_task_queue retried 17 times", unreachable))
+    other = core_log("temporalio_sdk_core::worker", "something else went wrong", "")
+    assert quiet.filter(other) and other.levelno == logging.ERROR, "any other error of the core still shows"
+    refused = core_log("temporalio_client::retry", "gRPC call start_workflow retried 3 times", "Status { code: PermissionDenied }")
+    assert quiet.filter(refused), "only an unreachable server is said once"
+
