@@ -167,7 +167,8 @@ class WorkflowModules:
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
             raise InvalidArgumentError(f"a module name is a Python identifier starting with a letter, e.g. 'payment_v2'; got {name!r}")
         if not isinstance(source, str):
-            raise InvalidArgumentError(f"the source of module {name!r} must be text, got {type(source).__name__}")
+            hint = ": decode it (source.decode('utf-8')), or read the file with open(path).read()" if isinstance(source, bytes) else ""
+            raise InvalidArgumentError(f"the source of module {name!r} must be text, got {type(source).__name__}{hint}")
         try:
             source.encode("utf-8")
         except UnicodeEncodeError as error:

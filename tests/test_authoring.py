@@ -167,8 +167,11 @@ async def test_a_module_that_cannot_run_is_one_message_and_the_worker_keeps_its_
 def test_a_module_name_must_be_an_identifier(name: object, tmp_path: object) -> None:
     modules = WorkflowModules(tmp_path)  # type: ignore[arg-type]
     try:
-        with pytest.raises(ValueError, match="a module name is a Python identifier"):
+        with pytest.raises(ValueError, match="a module name is a Python identifier") as refused:
             modules.load(name, "X = 1")  # type: ignore[arg-type]
+        assert len(refused.value._render_traceback_()) == 1, "one red line in a notebook"  # type: ignore[attr-defined]
+        with pytest.raises(ValueError, match=r"must be text, got bytes: decode it \(source.decode\('utf-8'\)\)"):
+            modules.load("payment_v2", b"X = 1")  # type: ignore[arg-type]
     finally:
         modules.close()
 

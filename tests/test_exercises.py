@@ -46,7 +46,7 @@ from payments_lab.exercises import (
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.history import events_frame
 from payments_lab.lab import Lab, open_lab
-from payments_lab.messages import PaymentOptions
+from payments_lab.messages import TUNED, PaymentOptions
 from payments_lab.server import EmbeddedServer
 from payments_lab.workflow_tasks import WorkerLog
 from tools.exercises import (
@@ -257,6 +257,10 @@ WrongAnswer = Callable[[Lab], Any]
 async def _start_nothing(lab: Lab, request: object) -> None:
     return None
 
+
+async def _start_without_await(lab: Lab, request: object) -> object:
+    return lab.service.start_early(request, options=TUNED)  # type: ignore[arg-type]
+
 WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson01.q1, lambda lab: lab.request("-5", "EUR"), "not because of its organization"),
     (lesson01.q1, lambda lab: lab.request("25.00", "EUR"), "was not declined"),
@@ -318,6 +322,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson09.q2, lambda lab: _rolled_back(), "rollback"),
     (lesson10.q1, lambda lab: _pay_and_wait, "without the `answer` update"),
     (lesson10.q1, lambda lab: _start_nothing, "No payment was started"),
+    (lesson10.q1, lambda lab: _start_without_await, "without awaiting it"),
     (lesson10.q1, lambda lab: _answer_after_the_end, "after the payment had ended"),
     (lesson10.q2, lambda lab: _the_early_answer, "early answer (`processing`)"),
     (lesson11.q1, lambda lab: _confirm_by_webhook, "not by the customer's update"),

@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import numbers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -316,6 +316,8 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
             outcome = await _call_in_a_thread(function, args, what, timeout)
         if inspect.isawaitable(outcome):
             outcome = await asyncio.wait_for(outcome, timeout)
+        if inspect.iscoroutine(outcome):
+            raise _never_awaited(outcome, what)
     except TimeoutError:
         raise Mismatch(
             f"Your {what} did not return within {timeout:g} s.",
@@ -344,6 +346,19 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
             where_to_look="the error message, then the hint",
         ) from None
     return outcome
+
+
+def _never_awaited(coroutine: Coroutine[Any, Any, Any], what: str) -> Mismatch:
+    """The verdict on a function that returned a call it did not await: the call never ran."""
+    name = getattr(coroutine, "__qualname__", "the call")
+    coroutine.close()  # it never runs: no "was never awaited" warning on top of the verdict
+    short = name.rsplit(".", 1)[-1]
+    return Mismatch(
+        f"Your {what} returned `{name}(...)` without awaiting it, so that call never ran.",
+        expected=f"what `await {short}(...)` gives",
+        seen=f"a coroutine of `{name}`, never awaited",
+        where_to_look=f"add `await` before the call: `return await ...{short}(...)`",
+    )
 
 
 def expect_function(answer: object, what: str, parameters: int) -> Callable[..., Any]:
