@@ -46,12 +46,15 @@ class WorkerElsewhereError(PaymentsLabError, RuntimeError):
 
 
 def quiet_logs() -> None:
-    """Hide the tracebacks of activity attempts that fail on purpose.
+    """Hide the tracebacks of activity attempts that fail on purpose, and the sandbox's echo of a refused call.
 
     ``temporalio.worker`` stays audible: a workflow bug shows up only there.
     """
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     logging.getLogger("temporalio.workflow").setLevel(logging.ERROR)
+    # "__call__ on random.random restricted": said again by the error the access raises, which the
+    # worker logs and the kit reports (a refused module, a failing workflow task).
+    logging.getLogger("temporalio.worker.workflow_sandbox._restrictions").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)

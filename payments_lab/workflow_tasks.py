@@ -17,6 +17,7 @@ import traceback
 import weakref
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import ClassVar
 
 from temporalio.api.enums.v1 import PendingWorkflowTaskState, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHandle, WorkflowHistory
@@ -193,7 +194,8 @@ class WorkerLog:
     """The warnings a worker logs when workflow code raises, kept to be read in a cell.
 
     The worker logs each failed activation on ``temporalio.worker._workflow_instance``
-    (``Failed activation on workflow …``, with the traceback). In a notebook the worker
+    (``Failed activation on workflow …``, with the traceback), and code that does not return
+    within 2 s on ``temporalio.worker._workflow`` (``[TMPRL1101] Potential deadlock``). In a notebook the worker
     runs in the kernel, so those lines would land under whichever cell happens to run;
     while started, this keeps them instead, to show them where the lesson reads them.
     Nothing is dropped: :meth:`stop` puts the logger back as it was, and so does dropping
@@ -204,8 +206,11 @@ class WorkerLog:
     LOGGER = "temporalio.worker._workflow_instance"
     """Where the Python SDK logs a failed workflow activation."""
 
-    _propagate_before: bool = True
-    """Whether the logger propagated before the first of the logs open now started: restored when
+    DEADLOCK_LOGGER = "temporalio.worker._workflow"
+    """Where it logs an activation it gave up on (code that did not return: a potential deadlock), by run id."""
+
+    _propagate_before: ClassVar[dict[str, bool]] = {}
+    """Whether each logger propagated before the first of the logs open now started: restored when
     the last one stops (checks that overlap each keep a log of their own)."""
 
     def __init__(self) -> None:
@@ -216,14 +221,15 @@ class WorkerLog:
 
     def start(self) -> WorkerLog:
         """Keep what the worker logs from now on (does nothing if already started)."""
-        logger = logging.getLogger(self.LOGGER)
-        if self._handler not in logger.handlers:
-            if not _open_logs(logger):
-                WorkerLog._propagate_before = logger.propagate
-            logger.addHandler(self._handler)
-            logger.propagate = False
+        loggers = [logging.getLogger(name) for name in (self.LOGGER, self.DEADLOCK_LOGGER)]
+        if self._handler not in loggers[0].handlers:
+            for logger in loggers:
+                if not _open_logs(logger):
+                    WorkerLog._propagate_before[logger.name] = logger.propagate
+                logger.addHandler(self._handler)
+                logger.propagate = False
             # The finalizer holds the handler, not the log: once nothing else holds the log, it stops.
-            self._stop_when_dropped = weakref.finalize(self, _release, logger, self._handler)
+            self._stop_when_dropped = weakref.finalize(self, _release, loggers, self._handler)
         return self
 
     def stop(self) -> None:
@@ -233,22 +239,32 @@ class WorkerLog:
 
     @property
     def failures(self) -> list[tuple[str, str]]:
-        """``(workflow id, "KeyError: 'receipt_id'")`` for each failed activation logged, in order."""
+        """``(workflow id, "KeyError: 'receipt_id'")`` for each failed activation logged, in order; for
+        code that did not return, the run id and ``"_DeadlockError: [TMPRL1101] Potential deadlock…"``."""
         found = []
         for record in self.records:
-            details = getattr(record, "temporal_workflow", {}) or {}
             error = record.exc_info[1] if record.exc_info else None
             text = f"{type(error).__name__}: {error}" if error is not None else record.getMessage()
-            found.append((str(details.get("workflow_id", "")), text))
+            found.append((_workflow_or_run_id(record), text))
         return found
 
 
-def _release(logger: logging.Logger, handler: _Keep) -> None:
-    """Stop keeping ``logger``'s records in ``handler``; the last log to stop restores ``propagate``."""
-    if handler in logger.handlers:
-        logger.removeHandler(handler)
-        if not _open_logs(logger):
-            logger.propagate = WorkerLog._propagate_before
+def _workflow_or_run_id(record: logging.LogRecord) -> str:
+    """The workflow id a failed activation's record names, or the run id a deadlock's record names."""
+    details = getattr(record, "temporal_workflow", {}) or {}
+    if details.get("workflow_id"):
+        return str(details["workflow_id"])
+    args = record.args if isinstance(record.args, tuple) else ()
+    return str(args[0]) if record.name == WorkerLog.DEADLOCK_LOGGER and args else ""
+
+
+def _release(loggers: list[logging.Logger], handler: _Keep) -> None:
+    """Stop keeping the loggers' records in ``handler``; the last log to stop restores ``propagate``."""
+    for logger in loggers:
+        if handler in logger.handlers:
+            logger.removeHandler(handler)
+            if not _open_logs(logger):
+                logger.propagate = WorkerLog._propagate_before.get(logger.name, True)
 
 
 def _open_logs(logger: logging.Logger) -> bool:
@@ -273,6 +289,9 @@ class WorkflowTaskFailingError(PaymentsLabError, RuntimeError):
     """
 
 
+DEADLOCK_CODE = "TMPRL1101"
+"""How the Python SDK names a workflow task whose code did not return within its deadlock timeout (2 s)."""
+
 FAILING_CHECK_EVERY = 5.0
 """Seconds between two looks at the pending workflow task of a workflow awaited in another process's worker."""
 
@@ -288,9 +307,11 @@ async def until_task_fails(handle: WorkflowHandle, *, every: float = FAILING_CHE
     """
     loop = asyncio.get_running_loop()
     seen = asyncio.Event()
-    failed = _FailedActivations(handle.id, loop, seen)
-    logger = logging.getLogger(WorkerLog.LOGGER)
-    logger.addHandler(failed)
+    run_id = handle.result_run_id or handle.run_id or handle.first_execution_run_id
+    failed = _FailedActivations({handle.id, *([run_id] if run_id else [])}, loop, seen)
+    loggers = [logging.getLogger(name) for name in (WorkerLog.LOGGER, WorkerLog.DEADLOCK_LOGGER)]
+    for logger in loggers:
+        logger.addHandler(failed)
     try:
         first_attempt: int | None = None
         while True:
@@ -313,7 +334,8 @@ async def until_task_fails(handle: WorkflowHandle, *, every: float = FAILING_CHE
             except RPCError:
                 continue  # the server is away: the result's own wait rides the outage out
     finally:
-        logger.removeHandler(failed)
+        for logger in loggers:
+            logger.removeHandler(failed)
 
 
 def _failing_error(workflow_id: str, what: str) -> WorkflowTaskFailingError:
@@ -327,6 +349,11 @@ def _logged_failure(record: logging.LogRecord) -> str:
     error = record.exc_info[1] if record.exc_info else None
     if error is None:
         return f"its workflow task failed with the code deployed now ({record.getMessage()})"
+    if DEADLOCK_CODE in str(error):
+        return (
+            f"its code did not return within the worker's 2 s ({DEADLOCK_CODE}, potential deadlock): a loop that "
+            "never ends, or a blocking call, in the workflow code deployed now"
+        )
     where = ""
     frames = traceback.extract_tb(error.__traceback__)
     if frames:
@@ -353,16 +380,15 @@ def _recorded_failure(history: WorkflowHistory, attempt: int) -> str:
 class _FailedActivations(logging.Handler):
     """Keeps the failed activations a worker of this process logs for one workflow, and says so to a loop."""
 
-    def __init__(self, workflow_id: str, loop: asyncio.AbstractEventLoop, seen: asyncio.Event) -> None:
+    def __init__(self, ids: set[str], loop: asyncio.AbstractEventLoop, seen: asyncio.Event) -> None:
         super().__init__(logging.DEBUG)
-        self.workflow_id = workflow_id
+        self.ids = ids
         self.records: list[logging.LogRecord] = []
         self._loop = loop
         self._seen = seen
 
     def emit(self, record: logging.LogRecord) -> None:
-        details = getattr(record, "temporal_workflow", {}) or {}
-        if details.get("workflow_id") == self.workflow_id:
+        if _workflow_or_run_id(record) in self.ids:
             self.records.append(record)
             # Workflow code runs in the worker's threads: hand the news to the waiting loop.
             self._loop.call_soon_threadsafe(self._seen.set)

@@ -247,6 +247,20 @@ def _fixed_with_a_settling_timer() -> str:
     return fixed.replace(run, "        await workflow.sleep(0.1)\n" + run)
 
 
+def _fixed_but_stalling() -> str:
+    """The right key, after code that keeps the workflow task 3 s (past the worker's 2 s deadlock timeout)."""
+    fixed = lesson09.BUGGY_SOURCE.replace("receipt['receipt_id']", "receipt['charge_id']")
+    stall = (
+        "        with workflow.unsafe.sandbox_unrestricted():\n"
+        "            import time\n"
+        "            until = time.monotonic() + 3\n"
+        "            while time.monotonic() < until:\n"
+        "                pass\n"
+    )
+    line = "        receipt = "
+    return fixed.replace(line, stall + line, 1)
+
+
 def _rolled_back() -> str:
     return lesson09.BUGGY_SOURCE.rsplit("        return f", 1)[0] + "        return charge.message\n"
 
@@ -320,6 +334,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson09.q2, lambda lab: lesson09.BUGGY_SOURCE, "KeyError"),
     (lesson09.q2, lambda lab: _fixed_with_a_settling_timer(), "non-determinism"),
     (lesson09.q2, lambda lab: _rolled_back(), "rollback"),
+    (lesson09.q2, lambda lab: _fixed_but_stalling(), "does not return"),
     (lesson10.q1, lambda lab: _pay_and_wait, "without the `answer` update"),
     (lesson10.q1, lambda lab: _start_nothing, "No payment was started"),
     (lesson10.q1, lambda lab: _start_without_await, "without awaiting it"),
@@ -340,8 +355,14 @@ def test_every_exercise_has_a_wrong_answer_tested() -> None:
 @pytest.mark.parametrize(
     ("exercise", "wrong", "clue"), WRONG_ANSWERS, ids=[f"{_id(e)}-{clue}" for e, _, clue in WRONG_ANSWERS]
 )
-async def test_a_wrong_answer_is_explained(exercise: Exercise, wrong: WrongAnswer, clue: str, lab: Lab) -> None:
+async def test_a_wrong_answer_is_explained(
+    exercise: Exercise, wrong: WrongAnswer, clue: str, lab: Lab, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     feedback = await exercise.check_async(wrong(lab), lab=lab)
+    printed = capsys.readouterr()
+    # A traceback would reach the cell printed, or logged (pytest keeps log records from reaching stderr).
+    logged = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.exc_info]
+    assert "Traceback" not in printed.out + printed.err and not logged, f"a traceback under the check's cell: {logged}"
     assert feedback.outcome is Outcome.INCORRECT, str(feedback)
     assert feedback.message and feedback.expected and feedback.seen and feedback.where_to_look
     assert clue in str(feedback), str(feedback)

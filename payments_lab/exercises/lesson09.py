@@ -32,7 +32,7 @@ from payments_lab.exercises.checking import (
 from payments_lab.lab import Lab
 from payments_lab.service import PaymentHandle
 from payments_lab.worker import BackgroundWorker
-from payments_lab.workflow_tasks import TaskFailure, WorkerLog, wait_for_task_failure
+from payments_lab.workflow_tasks import DEADLOCK_CODE, TaskFailure, WorkerLog, wait_for_task_failure
 
 BUGGY_SOURCE = '''from __future__ import annotations
 from temporalio import workflow
@@ -239,7 +239,7 @@ async def _check_fix_forward(answer: object, lab: Lab | None) -> Verdict:
                 if still_failing
                 else f"status {result.status.value if result else 'still running (the check terminated it)'}"
             ),
-            where_to_look="the line the stack trace names: which key does `receipt` have?",
+            where_to_look=_where_to_look(still_failing),
         )
     if charges != 1 or activities.count(ActivityType.CHARGE) != 1:
         raise Mismatch(
@@ -265,6 +265,18 @@ async def _check_fix_forward(answer: object, lab: Lab | None) -> Verdict:
     )
 
 
+def _where_to_look(still_failing: str | None) -> str:
+    """Where to look for what made the fixed version fail its task again."""
+    if still_failing and DEADLOCK_CODE in still_failing:
+        return "your code does not return: a loop that never ends, or a blocking call (the worker gives up after 2 s)"
+    if still_failing and "RestrictedWorkflowAccessError" in still_failing:
+        return (
+            "the sandbox refused a call: use `workflow.now()`, `workflow.random()` or `workflow.uuid4()`, "
+            "and put any I/O in an activity"
+        )
+    return "the line the stack trace names: which key does `receipt` have?"
+
+
 async def _outcome(stuck: _Stuck, logged: int) -> tuple[PaymentResult | None, str | None]:
     """The payment's result once it ends, or the failure the worker logged again after the fix."""
     deadline = time.monotonic() + FIX_DEADLINE
@@ -273,7 +285,8 @@ async def _outcome(stuck: _Stuck, logged: int) -> tuple[PaymentResult | None, st
             return await await_result(stuck.handle, FIX_DEADLINE), None
         # Another check may run at the same moment (a script's gather): its stuck payment logs
         # into every open log, so read only this payment's failures.
-        again = [failure for failure in stuck.log.failures[logged:] if failure[0] == stuck.handle.workflow_id]
+        ids = {stuck.handle.workflow_id, stuck.handle.workflow.result_run_id}
+        again = [failure for failure in stuck.log.failures[logged:] if failure[0] in ids]
         if again:
             return None, again[-1][1]
         await asyncio.sleep(0.05)
