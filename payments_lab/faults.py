@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from payments_lab.arguments import rate, seconds, whole_number
+from payments_lab.arguments import flag, rate, seconds, whole_number
 from payments_lab.errors import InvalidArgumentError
 
 
@@ -39,8 +39,7 @@ class StepFaults:
         whole_number("fail_first", self.fail_first)
         whole_number("hang_first", self.hang_first)
         seconds("delay", self.delay)
-        if not isinstance(self.decline, bool):
-            raise InvalidArgumentError(f"decline must be True or False, got {self.decline!r}")
+        flag("decline", self.decline)
 
 
 @dataclass(frozen=True)

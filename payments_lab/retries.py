@@ -8,7 +8,7 @@ from datetime import timedelta
 import pandas as pd
 from temporalio.common import RetryPolicy
 
-from payments_lab.arguments import valid_retry_policy, whole_number
+from payments_lab.arguments import positive_duration, valid_retry_policy, whole_number
 from payments_lab.errors import InvalidArgumentError
 
 DEFAULT_MAXIMUM_INTERVAL_FACTOR = 100
@@ -78,8 +78,7 @@ def retry_schedule(
         raise InvalidArgumentError(f"attempts must be a whole number >= 1 or None, got {attempts!r}")
     if attempt_duration < timedelta(0):
         raise InvalidArgumentError(f"attempt_duration must not be negative, got {attempt_duration!r}")
-    if schedule_to_close is not None and schedule_to_close <= timedelta(0):
-        raise InvalidArgumentError(f"schedule_to_close must be a positive timedelta or None, got {schedule_to_close!r}")
+    positive_duration("schedule_to_close", schedule_to_close, optional=True)
     limits = [n for n in (attempts, policy.maximum_attempts or None) if n is not None]
     if not limits and schedule_to_close is None:
         raise InvalidArgumentError(
