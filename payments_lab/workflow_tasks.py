@@ -363,11 +363,13 @@ def _logged_failure(record: logging.LogRecord) -> str:
 
 
 def _recorded_failure(history: WorkflowHistory, attempt: int) -> str:
-    failures = task_failures(history)
+    # Only a failure since the last task that completed holds the workflow back now.
+    completed = [e.event_id for e in history.events if e.HasField("workflow_task_completed_event_attributes")]
+    failures = [f for f in task_failures(history) if f.event_id > max(completed, default=0)]
     if not failures:
         return (
             f"its workflow task keeps running out of time (attempt {attempt}) without a recorded failure: "
-            "its code may never return (a loop, a blocking call)"
+            "its code may never return (a loop, a blocking call), or the workers that take it keep stopping"
         )
     last = failures[-1]
     where = f" ({last.where})" if last.where else ""
