@@ -23,6 +23,8 @@ LEARNERS = os.environ.get("PAYMENTS_LAB_HUB_LEARNERS", "learner-01,learner-02,le
 HUB_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_PORT", "8000"))
 TEMPORAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_TEMPORAL_PORT", "7233"))
 UI_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_UI_PORT", "8233"))
+PROXY_API_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_PROXY_API_PORT", "8001"))  # JupyterHub's defaults, for the
+INTERNAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_INTERNAL_PORT", "8081"))  # proxy's API and the hub's own API
 HOMES = os.environ.get("PAYMENTS_LAB_HUB_HOMES", "/tmp/payments-lab-hub/{username}")
 
 names = Path("learners.txt")
@@ -30,6 +32,8 @@ names.write_text("\n".join(LEARNERS) + "\n")
 
 c.JupyterHub.ip = "127.0.0.1"  # put the hub behind your HTTPS proxy, or set its ip for the room's network
 c.JupyterHub.port = HUB_PORT
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PROXY_API_PORT}"
+c.JupyterHub.hub_port = INTERNAL_PORT
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allowed_users = set(LEARNERS)
 # Each learner's server runs as the hub's own user: no system account per learner.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -88,7 +90,7 @@ async def _execute(hub: str, user: str, token: str, code: str, timeout: float = 
 
 
 async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: Path) -> None:
-    hub_port, temporal_port, ui_port = free_port(), free_port(), free_port()
+    hub_port, temporal_port, ui_port, proxy_api_port, internal_port = (free_port() for _ in range(5))
     token = secrets.token_hex(16)
     mark = uuid.uuid4().hex
     env = {
@@ -97,6 +99,9 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
         "PAYMENTS_LAB_HUB_PORT": str(hub_port),
         "PAYMENTS_LAB_HUB_TEMPORAL_PORT": str(temporal_port),
         "PAYMENTS_LAB_HUB_UI_PORT": str(ui_port),
+        # Not JupyterHub's fixed 8001 and 8081: another hub on the machine (CI saw one) must not break this one.
+        "PAYMENTS_LAB_HUB_PROXY_API_PORT": str(proxy_api_port),
+        "PAYMENTS_LAB_HUB_INTERNAL_PORT": str(internal_port),
         "PAYMENTS_LAB_HUB_HOMES": str(tmp_path / "homes" / "{username}"),
         "PAYMENTS_LAB_HUB_ADMIN_TOKEN": token,
         "PAYMENTS_LAB_MARK": mark,
@@ -143,4 +148,8 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
         except subprocess.TimeoutExpired:
             hub_process.kill()
         log.close()
-    assert await asyncio.to_thread(leftovers, mark, 20) == [], "the hub left a server, a kernel or the room behind"
+        left = await asyncio.to_thread(leftovers, mark, 20)
+        for pid in left:  # a hub that failed to start leaves its proxy running: never leave it to the next test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert left == [], "the hub left a server, a kernel, its proxy or the room behind"
