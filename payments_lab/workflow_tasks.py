@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import time
 import traceback
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import ClassVar
@@ -296,15 +298,30 @@ FAILING_CHECK_EVERY = 5.0
 """Seconds between two looks at the pending workflow task of a workflow awaited in another process's worker."""
 
 
-async def until_task_fails(handle: WorkflowHandle, *, every: float = FAILING_CHECK_EVERY) -> WorkflowTaskFailingError:
+WAITING_SAID_AFTER = 15.0
+"""Seconds a wait on a failing workflow task goes on before it says what it waits for: a task
+retried for a long time gets its next attempt minutes apart, and the cell would look hung."""
+
+
+async def until_task_fails(
+    handle: WorkflowHandle,
+    *,
+    every: float = FAILING_CHECK_EVERY,
+    say: Callable[[str], None] | None = None,
+) -> WorkflowTaskFailingError:
     """Wait until an attempt of ``handle``'s workflow task fails with the code deployed now; return the error to raise.
 
     A worker in this process logs each failed activation (:attr:`WorkerLog.LOGGER`): that is
     seen at once. A worker elsewhere is watched through ``describe()`` every ``every``
     seconds: once the pending task's attempt has gone up twice while waiting, an attempt made
     after the wait began has failed too (the first may have started before a fix). Waits for
-    ever while the workflow makes progress; the caller cancels it once the result is in.
+    ever while the workflow makes progress; the caller cancels it once the result is in. A wait
+    on a task already failing says once, after :data:`WAITING_SAID_AFTER` seconds, what it waits
+    for (``say``; standard error by default).
     """
+    tell = say or _say
+    started = time.monotonic()
+    said = False
     loop = asyncio.get_running_loop()
     seen = asyncio.Event()
     run_id = handle.result_run_id or handle.run_id or handle.first_execution_run_id
@@ -328,7 +345,15 @@ async def until_task_fails(handle: WorkflowHandle, *, every: float = FAILING_CHE
                     continue
                 if first_attempt is None:
                     first_attempt = pending.attempt
-                    continue
+                if not said and time.monotonic() - started >= WAITING_SAID_AFTER:
+                    said = True
+                    if not _failures_since_completed(await handle.fetch_history()):
+                        continue  # retried for another reason (a worker that died): nothing to say
+                    tell(
+                        f"{handle.id} is waiting on its workflow task, which failed before (attempt {pending.attempt}): "
+                        "Temporal tries it again more slowly each time, up to 10 minutes apart by default. This waits "
+                        "for the next attempt; interrupt the kernel to stop waiting (the workflow waits on)."
+                    )
                 if pending.attempt >= first_attempt + 2:
                     return _failing_error(handle.id, _recorded_failure(await handle.fetch_history(), pending.attempt))
             except RPCError:
@@ -336,6 +361,10 @@ async def until_task_fails(handle: WorkflowHandle, *, every: float = FAILING_CHE
     finally:
         for logger in loggers:
             logger.removeHandler(failed)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _failing_error(workflow_id: str, what: str) -> WorkflowTaskFailingError:
@@ -362,10 +391,14 @@ def _logged_failure(record: logging.LogRecord) -> str:
     return f"its workflow task failed with the code deployed now: {type(error).__name__}: {error}{where}"
 
 
-def _recorded_failure(history: WorkflowHistory, attempt: int) -> str:
-    # Only a failure since the last task that completed holds the workflow back now.
+def _failures_since_completed(history: WorkflowHistory) -> list[TaskFailure]:
+    """The task failures after the last workflow task that completed: what holds the workflow back now."""
     completed = [e.event_id for e in history.events if e.HasField("workflow_task_completed_event_attributes")]
-    failures = [f for f in task_failures(history) if f.event_id > max(completed, default=0)]
+    return [f for f in task_failures(history) if f.event_id > max(completed, default=0)]
+
+
+def _recorded_failure(history: WorkflowHistory, attempt: int) -> str:
+    failures = _failures_since_completed(history)
     if not failures:
         return (
             f"its workflow task keeps running out of time (attempt {attempt}) without a recorded failure: "

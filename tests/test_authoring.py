@@ -295,3 +295,22 @@ async def test_a_worker_elsewhere_failing_the_task_is_seen_through_describe(lab:
     assert "keeps failing (attempt" in str(error) and "KeyError: 'receipt_id'" in str(error) and "line 14" in str(error)
     await lab.load_module("payment_v2", FIXED)
     assert (await asyncio.wait_for(handle.result(), 30)).status is PaymentStatus.COMPLETED
+
+
+async def test_a_long_wait_on_a_failing_task_says_what_it_waits_for(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run late, a cell awaiting a task retried minutes apart must not sit silent: it says once what it waits for."""
+    import payments_lab.workflow_tasks as workflow_tasks
+
+    monkeypatch.setattr(workflow_tasks, "WAITING_SAID_AFTER", 1.0)
+    await lab.load_module("payment_v2", BUGGY)
+    handle = await lab.start(lab.request("44.00"), task_timeout=timedelta(seconds=20), show_link=False)
+    await wait_for_task_failure(handle.workflow)
+    lines: list[str] = []
+    waiting = asyncio.ensure_future(until_task_fails(handle.workflow, every=0.3, say=lines.append))
+    async with asyncio.timeout(10):
+        while not lines:
+            await asyncio.sleep(0.1)
+    waiting.cancel()
+    assert len(lines) == 1 and "which failed before (attempt" in lines[0] and "interrupt the kernel" in lines[0]
+    await lab.load_module("payment_v2", FIXED)
+    assert (await asyncio.wait_for(handle.result(), 60)).status is PaymentStatus.COMPLETED
