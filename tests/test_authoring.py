@@ -305,11 +305,18 @@ async def test_a_long_wait_on_a_failing_task_says_what_it_waits_for(lab: Lab, mo
     await lab.load_module("payment_v2", BUGGY)
     handle = await lab.start(lab.request("44.00"), task_timeout=timedelta(seconds=20), show_link=False)
     await wait_for_task_failure(handle.workflow)
+    # Wait past the second attempt, which fails at once and then holds the task for 20 s: the
+    # wait below starts, as a cell run late does, after the last failure it could have seen.
+    async with asyncio.timeout(20):
+        while (pending := await pending_task(handle.workflow)) is None or pending.attempt < 2 or pending.state != "started":
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
     lines: list[str] = []
     waiting = asyncio.ensure_future(until_task_fails(handle.workflow, every=0.3, say=lines.append))
     async with asyncio.timeout(10):
         while not lines:
             await asyncio.sleep(0.1)
+    assert not waiting.done(), "no attempt failed during the wait: it goes on, having said why"
     waiting.cancel()
     assert len(lines) == 1 and "which failed before (attempt" in lines[0] and "interrupt the kernel" in lines[0]
     await lab.load_module("payment_v2", FIXED)
