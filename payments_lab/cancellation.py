@@ -18,6 +18,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.workflow import ActivityCancellationType
 
 from payments_lab.domain import STEPS, ActivityType, PaymentRequest
+from payments_lab.errors import WaitTimedOutError
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.history.decoding import ACTIVITY_CLOSED, EVENT_TYPE_NAMES, WORKFLOW_CLOSED, events_of
 from payments_lab.messages import PaymentOptions
@@ -162,13 +163,20 @@ async def cancel_during_charge(
         faults=FaultPlan(charge=StepFaults(delay=answer_after)),
         options=PaymentOptions(charge_cancellation=cancellation),
     )
-    async with asyncio.timeout(answer_after + 30):
-        while not repository.ledger(request.payment_id):
-            await asyncio.sleep(0.02)
-        await handle.cancel()
-        result = await handle.result()
-        while any(a.ended_at is None for a in repository.attempts(request.payment_id)):
-            await asyncio.sleep(0.05)
+    limit = answer_after + 30
+    try:
+        async with asyncio.timeout(limit):
+            while not repository.ledger(request.payment_id):
+                await asyncio.sleep(0.02)
+            await handle.cancel()
+            result = await handle.result()
+            while any(a.ended_at is None for a in repository.attempts(request.payment_id)):
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise WaitTimedOutError(
+            f"payment {request.payment_id!r} was not charged, cancelled and stopped within {limit:g} s: is a worker "
+            f"polling {service.task_queue!r}? `await lab.service.status({request.payment_id!r})` says where it is"
+        ) from None
     history = await handle.history()
     events = []
     for event in events_of(history):

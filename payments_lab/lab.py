@@ -17,6 +17,7 @@ import html
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -28,7 +29,7 @@ from payments_lab.activities import PaymentActivities
 from payments_lab.arguments import seconds
 from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
-from payments_lab.domain import PaymentRequest, PaymentResult, checked_payment_id, workflow_id_for
+from payments_lab.domain import STEPS, PaymentRequest, PaymentResult, Step, checked_payment_id, workflow_id_for
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
 from payments_lab.ledger import open_repository
@@ -39,6 +40,9 @@ from payments_lab.service import PaymentHandle, PaymentService
 from payments_lab.worker import BackgroundWorker, WorkerProcess, new_task_queue
 
 _LABS: dict[str, Lab] = {}
+
+_ACTIVITY_OF_STEP = {step: activity for activity, step in STEPS.items()}
+"""The activity type that performs each step that runs one."""
 
 
 class WorkerElsewhereError(PaymentsLabError, RuntimeError):
@@ -172,14 +176,41 @@ class Lab:
                 to see where the payment is.
             ValueError: ``timeout`` is not a number of seconds >= 0.
         """
+        await self._wait_until(lambda: bool(self.repository.ledger(payment_id)), payment_id, f"payment {payment_id!r} was not charged", timeout)
+
+    async def wait_until_step(self, payment_id: str, step: Step | str, timeout: float = 30.0) -> None:
+        """Return once an attempt of ``step`` (``"validate"``, ``"charge"``…) has begun for ``payment_id``.
+
+        It reads the attempt log, which every attempt writes as it starts: a cell can then act
+        while that step runs (cancel during a slow validation, kill a worker mid-charge).
+
+        Raises:
+            TimeoutError: no attempt of ``step`` began within ``timeout`` seconds; the message says
+                how to see where the payment is.
+            ValueError: ``step`` is not a step that runs an activity, or ``timeout`` is not a
+                number of seconds >= 0.
+        """
+        activity = _ACTIVITY_OF_STEP.get(str(step))
+        if activity is None:
+            raise InvalidArgumentError(f"step must be one of {', '.join(map(repr, _ACTIVITY_OF_STEP))}, got {step!r}")
+        await self._wait_until(
+            lambda: any(a.activity == activity for a in self.repository.attempts(payment_id)),
+            payment_id,
+            f"no {step} attempt of payment {payment_id!r} began",
+            timeout,
+        )
+
+    async def _wait_until(self, reached: Callable[[], bool], payment_id: str, missed: str, timeout: float) -> None:
+        """Poll ``reached`` until it is true; ``missed`` begins the error's sentence if it never is."""
+        checked_payment_id(payment_id)
         seconds("timeout", timeout)
         try:
             async with asyncio.timeout(timeout):
-                while not self.repository.ledger(payment_id):
+                while not reached():
                     await asyncio.sleep(0.02)
         except TimeoutError:
             raise WaitTimedOutError(
-                f"payment {payment_id!r} was not charged within {timeout:g} s: "
+                f"{missed} within {timeout:g} s: "
                 f"`await lab.service.status({payment_id!r})` says where it is"
             ) from None
 

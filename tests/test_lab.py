@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from conftest import OpenLab
-from payments_lab.domain import PaymentStatus
+from payments_lab.domain import PaymentStatus, Step
 from payments_lab.errors import PaymentsLabError
-from payments_lab.faults import FaultPlan, FaultProfile
+from payments_lab.faults import FaultPlan, FaultProfile, StepFaults
 from payments_lab.lab import Link, open_lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.server import EmbeddedServer
@@ -90,7 +90,6 @@ def test_links_render_as_text_and_html() -> None:
 async def test_a_lab_with_a_worker_process_survives_its_crash(open_test_lab: OpenLab, tmp_path) -> None:  # noqa: ANN001
     import pytest
 
-    from payments_lab.faults import StepFaults
 
     with pytest.raises(ValueError, match="needs a db_file"):
         await open_lab("crash", worker_process=True)
@@ -157,3 +156,18 @@ async def test_opening_a_lab_whose_server_died_closes_the_old_one_first() -> Non
         assert (await new.pay("2.00", show_link=False)).status is PaymentStatus.COMPLETED
     finally:
         await new.close()
+
+
+async def test_wait_until_step_returns_once_the_step_began_and_says_when_it_never_does(open_test_lab: OpenLab) -> None:
+    lab = await open_test_lab("until-step", ui_url="http://ui")
+    slow = await lab.start(lab.request("6.00"), faults=FaultPlan(validate=StepFaults(delay=30)), show_link=False)
+    await lab.wait_until_step(slow.payment_id, "validate", timeout=10)
+    assert [a.activity for a in lab.repository.attempts(slow.payment_id)] == ["validate_payment"]
+    with pytest.raises(TimeoutError, match=f"no charge attempt of payment '{slow.payment_id}' began within 0.2 s: .*service.status"):
+        await lab.wait_until_step(slow.payment_id, Step.CHARGE, timeout=0.2)
+    await slow.cancel()
+    assert (await slow.result()).status is PaymentStatus.CANCELLED
+    with pytest.raises(ValueError, match="step must be one of 'validate', 'charge', 'notify', 'settle', got 'done'"):
+        await lab.wait_until_step(slow.payment_id, "done")
+    with pytest.raises(ValueError, match="payment_id must be"):
+        await lab.wait_until_step(slow, "validate")  # type: ignore[arg-type]
