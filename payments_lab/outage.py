@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.client import TemporalUnavailableError
 from payments_lab.errors import InvalidArgumentError
+from payments_lab.wording import duration_words
 
 T = TypeVar("T")
 
@@ -148,7 +149,7 @@ async def silence_as_outage(client: Client, within: timedelta = HEALTH_CHECK_WIN
     if await knock(address) is False:
         return RPCError(f"nothing accepts connections at {address}", RPCStatusCode.UNAVAILABLE, b"")
     if not await answers(client, within):
-        return RPCError(f"it {NOT_ANSWERING} within {_duration(within)}", RPCStatusCode.UNAVAILABLE, b"")
+        return RPCError(f"it {NOT_ANSWERING} within {duration_words(within)}", RPCStatusCode.UNAVAILABLE, b"")
     return None
 
 
@@ -266,11 +267,11 @@ async def ride_out(
                 if bound > timedelta(0):
                     tell(
                         f"Temporal server at {address} unreachable ({err.message}); waiting up to "
-                        f"{_duration(bound)} for it to come back…"
+                        f"{duration_words(bound)} for it to come back…"
                     )
             if now >= deadline:
                 raise TemporalUnavailableError(
-                    f"The Temporal server at {address} has been unreachable for {_duration(bound)}. "
+                    f"The Temporal server at {address} has been unreachable for {duration_words(bound)}. "
                     + (_RESUME if silent else _RESTART)
                     + " Wait longer with PAYMENTS_LAB_OUTAGE_WAIT=<seconds>."
                 ) from err
@@ -294,11 +295,3 @@ _RESUME = (
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
-    if seconds >= 60 and seconds % 60 == 0:
-        minutes = int(seconds // 60)
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    return f"{seconds:g} s"

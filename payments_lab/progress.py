@@ -38,6 +38,7 @@ from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_
 from payments_lab.search_attributes import CHECK_VERDICT, EXERCISE_ID
 from payments_lab.verdicts import WORKFLOW_TYPE
 from payments_lab.visibility import PAYMENTS_QUERY
+from payments_lab.wording import rough_duration_words
 
 FAILURES_QUERY = (
     f"{PAYMENTS_QUERY} AND (PaymentStatus = 'failed' OR ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated'))"
@@ -60,15 +61,6 @@ def exercise_label(exercise_id: str) -> str:
     """``02.q2`` → ``02·Q2``."""
     lesson, _, question = exercise_id.partition(".")
     return f"{lesson}·{question.upper()}" if question else exercise_id
-
-
-def _duration(span: timedelta) -> str:
-    seconds = span.total_seconds()
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)
@@ -177,11 +169,11 @@ class LearnerProgress:
         if last is None:
             return "idle: no activity yet"
         if now - last >= rules.idle_for:
-            return f"idle: no activity for over {_duration(rules.idle_for)}"
+            return f"idle: no activity for over {rough_duration_words(rules.idle_for)}"
         if self.checks:
             since = self.last_green or self.checks[0].at
             if now - since >= rules.no_green_for:
-                return f"stuck: no green check for over {_duration(rules.no_green_for)}"
+                return f"stuck: no green check for over {rough_duration_words(rules.no_green_for)}"
         return None
 
 
@@ -222,7 +214,7 @@ class RoomView:
             }
             if times:
                 last = p.last_activity
-                row["last activity"] = f"{_duration(self.at - last)} ago" if last else "never"
+                row["last activity"] = f"{rough_duration_words(self.at - last)} ago" if last else "never"
             rows.append(row)
         return pd.DataFrame(rows).set_index("learner") if rows else pd.DataFrame()
 

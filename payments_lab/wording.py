@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.exceptions import RetryState
 
 
@@ -26,3 +28,26 @@ def retry_state_words(state: int) -> str:
 def plural(count: int, noun: str) -> str:
     """``1 charge``, ``2 charges``, ``0 charges``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def seconds_words(span: timedelta) -> str:
+    """``1 s``, ``0.5 s``, ``90 s``: a duration in seconds, so that two of them compare at a glance (exercise feedback)."""
+    return f"{span.total_seconds():g} s"
+
+
+def duration_words(span: timedelta) -> str:
+    """``5 minutes``, ``1 minute``, ``90 s``, ``0.5 s``: a duration as a message to a person states it."""
+    total = span.total_seconds()
+    if total >= 60 and total % 60 == 0:
+        return plural(int(total // 60), "minute")
+    return seconds_words(span)
+
+
+def rough_duration_words(span: timedelta) -> str:
+    """``45 s``, ``12 min``, ``1.5 h``: how long ago, or for how long, to the unit that matters (a dashboard)."""
+    total = span.total_seconds()
+    if total < 90:
+        return f"{total:.0f} s"
+    if total < 5400:
+        return f"{total / 60:.0f} min"
+    return f"{total / 3600:.1f} h"

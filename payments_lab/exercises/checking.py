@@ -382,7 +382,7 @@ def expect_function(answer: object, what: str, parameters: int) -> Callable[...,
         signature.bind(*range(parameters))
     except TypeError:
         raise Mismatch(
-            f"The function should take {parameters} argument{'s' if parameters > 1 else ''}.",
+            f"The function should take {plural(parameters, 'argument')}.",
             expected=what,
             seen=f"{getattr(answer, '__name__', 'a function')}{signature}",
             where_to_look="the parameters in the task",
@@ -443,12 +443,6 @@ def short_repr(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut to ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def seconds(value: timedelta) -> str:
-    """``1 s``, ``0.5 s``, ``1.25 s``: a duration as people write it."""
-    total = value.total_seconds()
-    return f"{total:g} s"
 
 
 def times(count: int) -> str:

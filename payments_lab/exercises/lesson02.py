@@ -22,7 +22,6 @@ from payments_lab.exercises.checking import (
     lab_too_slow,
     required_lab,
     run_payment,
-    seconds,
     short_repr,
     times,
 )
@@ -30,6 +29,7 @@ from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.retries import maximum_interval, retry_schedule
+from payments_lab.wording import plural, seconds_words
 
 EXPECTED_WAITS = (1.0, 3.0, 9.0)
 """Seconds between the attempts of question 1."""
@@ -99,10 +99,10 @@ async def _check_waits(answer: object, lab: Lab | None) -> Verdict:
                 f"`maximum_attempts=4` (yours is {policy.maximum_attempts})"
             )
         elif not math.isclose(waits[0], EXPECTED_WAITS[0]):
-            where = f"`initial_interval` is the first wait (yours is {seconds(policy.initial_interval)})"
+            where = f"`initial_interval` is the first wait (yours is {seconds_words(policy.initial_interval)})"
         elif any(math.isclose(w, maximum_interval(policy).total_seconds()) for w in waits[1:]):
             where = (
-                f"`maximum_interval` caps every wait (yours is {seconds(maximum_interval(policy))}): "
+                f"`maximum_interval` caps every wait (yours is {seconds_words(maximum_interval(policy))}): "
                 "it must be at least 9 s"
             )
         else:
@@ -236,7 +236,7 @@ async def _check_fail_twice(answer: object, lab: Lab | None) -> Verdict:
             message = "The card was declined: a business answer, which Temporal does not retry."
             where = "`decline=True` is not a failure; `fail_first` is"
         else:
-            message = f"The charge failed {failures} time{'s' if failures != 1 else ''}, not twice."
+            message = f"The charge failed {plural(failures, 'time')}, not twice."
             where = "`FaultPlan.failing(charge=N)`, or `FaultPlan(charge=StepFaults(fail_first=N))`"
         raise Mismatch(message, expected=expected, seen=seen, where_to_look=where)
     started = [e for e in run.events if e.name == "ActivityTaskStarted" and e.activity_type == ActivityType.CHARGE]
@@ -372,9 +372,9 @@ async def _check_hung_charge(answer: object, lab: Lab | None) -> Verdict:
                 "so the heartbeat timeout never fires; `charge_timeout`, the start-to-close timeout, bounds one attempt"
             )
         elif options.charge_timeout.total_seconds() >= HANG_DEADLINE:
-            where = f"`charge_timeout` is the start-to-close timeout of one charge attempt (yours: {seconds(options.charge_timeout)})"
+            where = f"`charge_timeout` is the start-to-close timeout of one charge attempt (yours: {seconds_words(options.charge_timeout)})"
         else:
-            where = f"after the timeout, Temporal waits `initial_interval` (yours: {seconds(options.initial_interval)}) before the retry"
+            where = f"after the timeout, Temporal waits `initial_interval` (yours: {seconds_words(options.initial_interval)}) before the retry"
         raise Mismatch(
             f"The payment was still charging {HANG_DEADLINE:g} s after it started.",
             expected=expected,
@@ -387,7 +387,7 @@ async def _check_hung_charge(answer: object, lab: Lab | None) -> Verdict:
             expected=expected,
             seen=f"{len(run.outcomes('charge_payment'))} charge attempt(s); {run.result.message}",
             where_to_look=(
-                f"`charge_schedule_to_close_timeout` (yours: {seconds(options.charge_schedule_to_close_timeout)}) bounds "
+                f"`charge_schedule_to_close_timeout` (yours: {seconds_words(options.charge_schedule_to_close_timeout)}) bounds "
                 "every attempt together: it must leave room for the retry"
                 if options.charge_schedule_to_close_timeout is not None
                 and options.charge_schedule_to_close_timeout < options.charge_timeout + options.initial_interval + options.charge_timeout
@@ -463,7 +463,7 @@ async def _check_bounded_retries(answer: object, lab: Lab | None) -> Verdict:
     if run.result is None:
         where = "`charge_timeout` bounds one attempt, and each attempt here fails at once; the bound on all attempts together is `charge_schedule_to_close_timeout`"
         if options.charge_schedule_to_close_timeout is not None:
-            where = f"your `charge_schedule_to_close_timeout` is {seconds(options.charge_schedule_to_close_timeout)}: it must end the retries within {BOUND_DEADLINE:g} s"
+            where = f"your `charge_schedule_to_close_timeout` is {seconds_words(options.charge_schedule_to_close_timeout)}: it must end the retries within {BOUND_DEADLINE:g} s"
         raise Mismatch(
             f"The charge was still being retried {BOUND_DEADLINE:g} s after the payment started.",
             expected=expected,

@@ -22,7 +22,6 @@ from payments_lab.exercises.checking import (
     expect_type,
     fresh_request,
     required_lab,
-    seconds,
     service_of,
     times,
     whole_number_answer,
@@ -33,6 +32,7 @@ from payments_lab.messages import PaymentOptions
 from payments_lab.plain import run_plain_script
 from payments_lab.processes import ProcessError
 from payments_lab.repository import PaymentRepository
+from payments_lab.wording import seconds_words
 from payments_lab.worker import BackgroundWorker, WorkerProcess, new_task_queue
 
 
@@ -127,8 +127,8 @@ async def _wait_for(condition: Callable[[], object], timeout: float) -> bool:
 def _check_timeouts(options: PaymentOptions) -> None:
     if options.charge_timeout < SLOW_CHARGE:
         raise Mismatch(
-            f"A charge_timeout of {seconds(options.charge_timeout)} would cut short a healthy charge.",
-            expected=f"`charge_timeout` of at least {seconds(SLOW_CHARGE)}: the processor may take that long",
+            f"A charge_timeout of {seconds_words(options.charge_timeout)} would cut short a healthy charge.",
+            expected=f"`charge_timeout` of at least {seconds_words(SLOW_CHARGE)}: the processor may take that long",
             seen=f"`charge_timeout={options.charge_timeout!r}`",
             where_to_look="the start-to-close timeout cannot tell a slow charge from a dead worker; "
             "a heartbeat timeout can",
@@ -137,16 +137,16 @@ def _check_timeouts(options: PaymentOptions) -> None:
     if heartbeat is None:
         raise Mismatch(
             "Without a heartbeat timeout, the server only notices the dead worker when `charge_timeout` ends.",
-            expected=f"a retry within {seconds(RETRY_WITHIN)} of the crash",
-            seen=f"`charge_heartbeat_timeout=None`: the retry would wait {seconds(options.charge_timeout)}",
+            expected=f"a retry within {seconds_words(RETRY_WITHIN)} of the crash",
+            seen=f"`charge_heartbeat_timeout=None`: the retry would wait {seconds_words(options.charge_timeout)}",
             where_to_look="`charge_heartbeat_timeout`: the charge heartbeats, so a silent charge means a dead worker",
         )
     if heartbeat < 2 * HEARTBEAT_EVERY:
         raise Mismatch(
-            f"A heartbeat timeout of {seconds(heartbeat)} would time out healthy charges.",
-            expected=f"a heartbeat timeout of at least {seconds(2 * HEARTBEAT_EVERY)}",
+            f"A heartbeat timeout of {seconds_words(heartbeat)} would time out healthy charges.",
+            expected=f"a heartbeat timeout of at least {seconds_words(2 * HEARTBEAT_EVERY)}",
             seen=f"`charge_heartbeat_timeout={heartbeat!r}`",
-            where_to_look=f"the charge heartbeats every {seconds(HEARTBEAT_EVERY)}; leave room for one late heartbeat",
+            where_to_look=f"the charge heartbeats every {seconds_words(HEARTBEAT_EVERY)}; leave room for one late heartbeat",
         )
     if options.maximum_attempts == 1:
         raise Mismatch(
@@ -158,8 +158,8 @@ def _check_timeouts(options: PaymentOptions) -> None:
     limit = options.charge_schedule_to_close_timeout
     if limit is not None and limit < SLOW_CHARGE + heartbeat + options.initial_interval:
         raise Mismatch(
-            f"A `charge_schedule_to_close_timeout` of {seconds(limit)} ends the charge before its retry can finish.",
-            expected=f"at least {seconds(SLOW_CHARGE + heartbeat + options.initial_interval)}: a slow first attempt, "
+            f"A `charge_schedule_to_close_timeout` of {seconds_words(limit)} ends the charge before its retry can finish.",
+            expected=f"at least {seconds_words(SLOW_CHARGE + heartbeat + options.initial_interval)}: a slow first attempt, "
             "the heartbeat timeout that notices the crash, the wait before the retry",
             seen=f"`charge_schedule_to_close_timeout={limit!r}`",
             where_to_look="the schedule-to-close timeout bounds every attempt of the charge together; leave it out here",
@@ -174,9 +174,9 @@ async def _check_crash_recovery(answer: object, lab: Lab | None) -> Verdict:
     heartbeat: timedelta = options.charge_heartbeat_timeout  # type: ignore[assignment]
     if heartbeat + options.initial_interval > RETRY_WITHIN:
         raise Mismatch(
-            f"With these options the retry comes up to {seconds(heartbeat + options.initial_interval)} after the crash.",
-            expected=f"a retry within {seconds(RETRY_WITHIN)} of the crash",
-            seen=f"`charge_heartbeat_timeout` {seconds(heartbeat)} + `initial_interval` {seconds(options.initial_interval)}",
+            f"With these options the retry comes up to {seconds_words(heartbeat + options.initial_interval)} after the crash.",
+            expected=f"a retry within {seconds_words(RETRY_WITHIN)} of the crash",
+            seen=f"`charge_heartbeat_timeout` {seconds_words(heartbeat)} + `initial_interval` {seconds_words(options.initial_interval)}",
             where_to_look="the server gives up on the dead attempt once its heartbeats have been missing for "
             "`charge_heartbeat_timeout`, then waits `initial_interval` before the retry",
         )
@@ -208,8 +208,8 @@ async def _check_crash_recovery(answer: object, lab: Lab | None) -> Verdict:
             repository.close()
     if not retried or run.result is None:
         raise Mismatch(
-            f"Nobody retried the charge within {seconds(RETRY_WITHIN)} of the crash.",
-            expected=f"a second charge attempt, on the other worker, within {seconds(RETRY_WITHIN)}",
+            f"Nobody retried the charge within {seconds_words(RETRY_WITHIN)} of the crash.",
+            expected=f"a second charge attempt, on the other worker, within {seconds_words(RETRY_WITHIN)}",
             seen=f"charge attempts {run.describe_attempts(ActivityType.CHARGE)} (the check then stopped the payment)",
             where_to_look="ask your facilitator if this happens again: the server was slower than usual",
             about_the_lab=True,
@@ -227,7 +227,7 @@ async def _check_crash_recovery(answer: object, lab: Lab | None) -> Verdict:
     return Verdict(
         "Another worker took over the charge soon after the crash, and the payment was charged once.",
         (
-            f"on paper: the retry comes at most {seconds(heartbeat + options.initial_interval)} after the crash "
+            f"on paper: the retry comes at most {seconds_words(heartbeat + options.initial_interval)} after the crash "
             "(heartbeat timeout, then the first retry interval)",
             f"attempt log: charge attempt 1 never ended (its worker process was killed); attempt "
             f"{attempts[-1].attempt} {attempts[-1].outcome} on the other worker",
@@ -243,8 +243,8 @@ q2 = Exercise(
     number=2,
     title="Notice a dead worker quickly",
     task=f"A worker is killed (`kill -9`) in the middle of a charge. Write payment options under which another "
-    f"worker retries the charge **within {seconds(RETRY_WITHIN)}** of the crash, while a healthy charge may still "
-    f"take up to {seconds(SLOW_CHARGE)}.",
+    f"worker retries the charge **within {seconds_words(RETRY_WITHIN)}** of the crash, while a healthy charge may still "
+    f"take up to {seconds_words(SLOW_CHARGE)}.",
     answer="a `PaymentOptions`",
     checker=_check_crash_recovery,
     hints=(
