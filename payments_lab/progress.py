@@ -36,7 +36,7 @@ from payments_lab.errors import InvalidArgumentError
 from payments_lab.gathering import gather_all
 from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_window
 from payments_lab.search_attributes import CHECK_VERDICT, EXERCISE_ID
-from payments_lab.verdicts import WORKFLOW_TYPE
+from payments_lab.verdicts import WORKFLOW_TYPE, CheckOutcome
 from payments_lab.visibility import PAYMENTS_QUERY
 from payments_lab.wording import rough_duration_words
 
@@ -79,7 +79,7 @@ class CheckRecord:
     @property
     def passed(self) -> bool:
         """Whether the check was green."""
-        return self.verdict == "correct"
+        return self.verdict == CheckOutcome.CORRECT
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import uuid
 from datetime import timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
@@ -30,7 +31,15 @@ if TYPE_CHECKING:
 WORKFLOW_TYPE = "ExerciseCheck"
 """Workflow type of check records: ``WorkflowType = 'ExerciseCheck'`` finds them."""
 
-VERDICTS = ("correct", "incorrect")
+class CheckOutcome(StrEnum):
+    """How an exercise check ended: the feedback's colour and heading, and a record's verdict."""
+
+    CORRECT = "correct"
+    INCORRECT = "incorrect"
+    NOT_ATTEMPTED = "not attempted"
+
+
+VERDICTS = (CheckOutcome.CORRECT, CheckOutcome.INCORRECT)
 """The verdicts a record may carry; "not attempted" is not recorded (a practice notebook run top to
 bottom checks every blank at once, which says nothing of where the learner is)."""
 

@@ -23,12 +23,12 @@ from payments_lab.errors import PaymentsLabError
 from payments_lab.evolution import PaymentWorkflowWithFraudScreen
 from payments_lab.exercises import (
     LESSONS,
+    CheckOutcome,
     Exercise,
     Feedback,
     InvalidExerciseError,
     Mismatch,
     NoSuchHintError,
-    Outcome,
     ____,
     all_exercises,
     contains_blank,
@@ -113,7 +113,7 @@ def test_every_lesson_with_exercises_has_them_named_in_order() -> None:
 @pytest.mark.parametrize("exercise", EXERCISES, ids=_id)
 async def test_the_solution_passes(exercise: Exercise, lab: Lab) -> None:
     feedback = await exercise.check_async(solution_answer(exercise, lab), lab=lab)
-    assert feedback.outcome is Outcome.CORRECT, str(feedback)
+    assert feedback.outcome is CheckOutcome.CORRECT, str(feedback)
     assert feedback.passed and feedback.verified
     assert str(feedback).startswith("✓ Correct · ") and "#2e7d32" in feedback._repr_html_()
     assert_deterministic(feedback, lab)
@@ -123,7 +123,7 @@ async def test_the_solution_passes(exercise: Exercise, lab: Lab) -> None:
 async def test_the_blank_is_not_attempted(exercise: Exercise) -> None:
     # No lab: an unanswered exercise must not start a server, let alone run anything.
     for feedback in (await exercise.check_async(____), await exercise.check_async()):
-        assert feedback.outcome is Outcome.NOT_ATTEMPTED
+        assert feedback.outcome is CheckOutcome.NOT_ATTEMPTED
         assert "Not attempted" in str(feedback) and "____" in feedback.message and "hint()" in feedback.message
         assert not feedback.passed and feedback.expected is None
 
@@ -138,7 +138,7 @@ async def test_the_practice_version_of_the_solution_is_not_attempted(exercise: E
     namespace: dict[str, Any] = {"____": ____}
     exec(practice, namespace)  # noqa: S102 - a cell of the kit's own notebook
     feedback = await exercise.check_async(namespace[exercise.answer_name])
-    assert feedback.outcome is Outcome.NOT_ATTEMPTED
+    assert feedback.outcome is CheckOutcome.NOT_ATTEMPTED
 
 
 # Plausible wrong answers: each fails, with what was expected, what was seen, and where to look.
@@ -363,7 +363,7 @@ async def test_a_wrong_answer_is_explained(
     # A traceback would reach the cell printed, or logged (pytest keeps log records from reaching stderr).
     logged = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.exc_info]
     assert "Traceback" not in printed.out + printed.err and not logged, f"a traceback under the check's cell: {logged}"
-    assert feedback.outcome is Outcome.INCORRECT, str(feedback)
+    assert feedback.outcome is CheckOutcome.INCORRECT, str(feedback)
     assert feedback.message and feedback.expected and feedback.seen and feedback.where_to_look
     assert clue in str(feedback), str(feedback)
     assert f"(lesson {exercise.lesson:02d}" in feedback.where_to_look, "a wrong answer points to its lesson"
@@ -403,7 +403,7 @@ def test_whole_numbers_and_truth_values_of_any_kind_are_taken_and_bools_are_not_
 )
 async def test_an_answer_of_the_wrong_kind_says_what_kind_is_expected(exercise: Exercise, answer: Any, seen: str, lab: Lab) -> None:
     feedback = await exercise.check_async(answer, lab=lab)
-    assert feedback.outcome is Outcome.INCORRECT
+    assert feedback.outcome is CheckOutcome.INCORRECT
     assert feedback.expected and feedback.where_to_look and feedback.seen and seen in feedback.seen, str(feedback)
 
 
@@ -412,7 +412,7 @@ async def test_an_error_in_the_learners_code_is_feedback_not_a_traceback(lab: La
         raise KeyError("attempt")
 
     feedback = await lesson03.q1.check_async(broken, lab=lab)
-    assert feedback.outcome is Outcome.INCORRECT
+    assert feedback.outcome is CheckOutcome.INCORRECT
     assert feedback.seen == "KeyError: 'attempt'" and "raised an error" in feedback.message
 
 
@@ -481,7 +481,7 @@ async def test_every_hint_names_what_the_learner_types(exercise: Exercise) -> No
 
 
 def test_feedback_escapes_html_and_shows_code() -> None:
-    feedback = Feedback("Lesson 09 · Q1 · <b>", Outcome.INCORRECT, "Use `a < b`", expected="x", seen="<script>", where_to_look="y")
+    feedback = Feedback("Lesson 09 · Q1 · <b>", CheckOutcome.INCORRECT, "Use `a < b`", expected="x", seen="<script>", where_to_look="y")
     rich = feedback._repr_html_()
     assert "<code>a &lt; b</code>" in rich and "&lt;script&gt;" in rich and "<script>" not in rich and "&lt;b&gt;" in rich
 
@@ -512,7 +512,7 @@ def test_check_is_synchronous_outside_an_event_loop() -> None:
     solution notebooks, run by nbval, prove that. It is not tested here, where patching
     the session's loop would change it for every later test.
     """
-    assert lesson04.q1.check().outcome is Outcome.NOT_ATTEMPTED
+    assert lesson04.q1.check().outcome is CheckOutcome.NOT_ATTEMPTED
     feedback = lesson04.q1.check(2)
     assert feedback.passed, str(feedback)
     assert "2 charges for one payment" in str(feedback)
@@ -667,7 +667,7 @@ async def test_a_check_that_hangs_becomes_a_verdict_about_the_lab(monkeypatch: p
         hints=("h",), explanation="e", solution="x = 1", answer_name="x", needs_lab=False,
     )
     feedback = await exercise.check_async("an answer")
-    assert feedback.outcome is Outcome.INCORRECT
+    assert feedback.outcome is CheckOutcome.INCORRECT
     assert "did not finish within 0.2 s" in str(feedback) and "open_lab()" in str(feedback)
 
 
@@ -680,9 +680,9 @@ async def test_an_answer_that_closes_the_lab_is_told_at_once_and_so_is_the_next_
 
     async with asyncio.timeout(30):  # the check would otherwise wait out CHECK_TIMEOUT (90 s)
         feedback = await lesson05.q1.check_async(closes_the_lab, lab=lab)
-        assert feedback.outcome is Outcome.INCORRECT and "The lab closed during the check" in str(feedback), str(feedback)
+        assert feedback.outcome is CheckOutcome.INCORRECT and "The lab closed during the check" in str(feedback), str(feedback)
         again = await lesson05.q1.check_async(solution_answer(lesson05.q1, lab), lab=lab)
-    assert again.outcome is Outcome.INCORRECT and "The lab is closed" in str(again), str(again)
+    assert again.outcome is CheckOutcome.INCORRECT and "The lab is closed" in str(again), str(again)
     assert "lab = await open_lab()" in again.where_to_look
 
 
@@ -705,7 +705,7 @@ async def test_a_deadline_is_judged_on_the_options_not_on_a_busy_labs_wall_clock
     started = time.monotonic()
     feedback = await exercise.check_async(answer, lab=lab)
     assert time.monotonic() - started > lesson02.HANG_DEADLINE, "the payment really ran past the deadline"
-    assert feedback.outcome is Outcome.CORRECT, str(feedback)
+    assert feedback.outcome is CheckOutcome.CORRECT, str(feedback)
 
 
 def test_options_past_the_deadline_on_paper_are_wrong() -> None:
@@ -737,7 +737,7 @@ async def test_01_q2_blames_a_slow_lab_not_a_late_right_answer(lab: Lab) -> None
     answer from after the charge is a verdict about the lab, and a function that never returns is
     still stopped (at ANSWER_BOUND) and called wrong."""
     late = await lesson01.q2.check_async(_current_step_answered_late, lab=lab)
-    assert late.outcome is Outcome.INCORRECT and "lab is too slow to tell" in str(late), str(late)
+    assert late.outcome is CheckOutcome.INCORRECT and "lab is too slow to tell" in str(late), str(late)
     assert "(lesson 01" not in late.where_to_look, "a slow lab is not the learner's lesson to reread"
     stuck = await lesson01.q2.check_async(_current_step_that_never_returns, lab=lab)
     assert f"did not return within {lesson01.ANSWER_BOUND:g} s" in str(stuck), str(stuck)
@@ -764,7 +764,7 @@ async def test_two_overlapping_checks_of_the_early_answer_leave_the_labs_charges
         return await lesson10.q1.check_async(answer, lab=lab)
 
     first, second = await asyncio.gather(lesson10.q1.check_async(answer, lab=lab), later())
-    assert first.outcome is second.outcome is Outcome.CORRECT, (str(first), str(second))
+    assert first.outcome is second.outcome is CheckOutcome.CORRECT, (str(first), str(second))
     assert lab.fault_profile == before
 
 
@@ -782,7 +782,7 @@ async def test_a_workflow_class_the_sandbox_refuses_is_a_verdict_not_a_traceback
     monkeypatch.syspath_prepend(str(tmp_path))
     clocked = importlib.import_module("clock_at_import").ClockedPaymentWorkflow
     feedback = await lesson07.q1.check_async(clocked, lab=lab)
-    assert feedback.outcome is Outcome.INCORRECT and "sandbox refused this workflow class" in str(feedback), str(feedback)
+    assert feedback.outcome is CheckOutcome.INCORRECT and "sandbox refused this workflow class" in str(feedback), str(feedback)
     assert "RestrictedWorkflowAccessError" in feedback.seen, feedback.seen
 
 
@@ -807,7 +807,7 @@ async def test_a_check_past_its_deadline_is_stopped_not_left_running(lab: Lab, m
         hints=("h",), explanation="e", solution="x = 1", answer_name="x",
     )
     feedback = await exercise.check_async("an answer", lab=lab)
-    assert feedback.outcome is Outcome.INCORRECT and "did not finish within 0.3 s" in str(feedback)
+    assert feedback.outcome is CheckOutcome.INCORRECT and "did not finish within 0.3 s" in str(feedback)
     assert stopped.is_set()
 
 
@@ -818,8 +818,8 @@ async def test_two_09_q2_checks_at_once_each_judge_their_own_payment(lab: Lab) -
     right, wrong = await asyncio.gather(
         lesson09.q2.check_async(fixed, lab=lab), lesson09.q2.check_async(lesson09.BUGGY_SOURCE, lab=lab)
     )
-    assert right.outcome is Outcome.CORRECT, str(right)
-    assert wrong.outcome is Outcome.INCORRECT and "KeyError" in str(wrong), str(wrong)
+    assert right.outcome is CheckOutcome.CORRECT, str(right)
+    assert wrong.outcome is CheckOutcome.INCORRECT and "KeyError" in str(wrong), str(wrong)
     logger = logging.getLogger(WorkerLog.LOGGER)
     assert logger.propagate, "once both checks end, the worker's warnings reach the notebook again"
 

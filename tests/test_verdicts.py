@@ -11,12 +11,12 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from payments_lab.client import connect
-from payments_lab.exercises import Outcome, lesson01, lesson04
+from payments_lab.exercises import lesson01, lesson04
 from payments_lab.lab import Lab
 from payments_lab.progress import check_records
 from payments_lab.server import EmbeddedServer
 from payments_lab.simulated_room import answer, open_learner_lab
-from payments_lab.verdicts import WORKFLOW_TYPE, record_verdict
+from payments_lab.verdicts import WORKFLOW_TYPE, CheckOutcome, record_verdict
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ async def test_a_check_records_its_verdict_in_the_learners_namespace(ana: Lab) -
     before = len(await check_records(ana.client))
     red = await lesson01.q1.check_async(answer(lesson01.q1, ana, wrong=True), lab=ana)
     green = await lesson01.q1.check_async(answer(lesson01.q1, ana), lab=ana)
-    assert (red.outcome, green.outcome) == (Outcome.INCORRECT, Outcome.CORRECT)
+    assert (red.outcome, green.outcome) == (CheckOutcome.INCORRECT, CheckOutcome.CORRECT)
 
     records = (await check_records(ana.client))[before:]
     assert [(r.exercise, r.verdict) for r in records] == [("01.q1", "incorrect"), ("01.q1", "correct")]
@@ -60,7 +60,7 @@ async def test_the_labs_worker_completes_each_record(ana: Lab) -> None:
 async def test_a_blank_is_not_recorded(ana: Lab) -> None:
     before = len(await check_records(ana.client))
     blank = await lesson01.q1.check_async(lab=ana)
-    assert blank.outcome is Outcome.NOT_ATTEMPTED
+    assert blank.outcome is CheckOutcome.NOT_ATTEMPTED
     assert len(await check_records(ana.client)) == before
 
 
@@ -79,7 +79,7 @@ async def test_with_the_server_gone_a_check_still_gives_its_feedback(caplog: pyt
     server.stop()
     with caplog.at_level(logging.WARNING, logger="payments_lab.verdicts"):
         feedback = await lesson04.q1.check_async(2, lab=StandIn(client, "gone"))  # type: ignore[arg-type]
-    assert feedback.outcome is Outcome.CORRECT
+    assert feedback.outcome is CheckOutcome.CORRECT
     (warning,) = [r for r in caplog.records if r.name == "payments_lab.verdicts"]
     assert "04.q1 was not recorded" in warning.getMessage() and "feedback stands" in warning.getMessage()
 

@@ -29,7 +29,8 @@ import importlib
 from payments_lab.exercises.blanks import Blank, ____, contains_blank
 from payments_lab.exercises.errors import InvalidExerciseError, Mismatch, NoSuchHintError
 from payments_lab.exercises.problem import CHECK_TIMEOUT, MODULE_ALIAS, Checker, Exercise, Verdict
-from payments_lab.exercises.view import Feedback, Hint, Outcome, Solution, Task
+from payments_lab.exercises.view import Feedback, Hint, Solution, Task
+from payments_lab.verdicts import CheckOutcome
 
 __all__ = [
     "CHECK_TIMEOUT",
@@ -43,7 +44,7 @@ __all__ = [
     "InvalidExerciseError",
     "Mismatch",
     "NoSuchHintError",
-    "Outcome",
+    "CheckOutcome",
     "Solution",
     "Task",
     "Verdict",

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from payments_lab.exercises.blanks import ____, contains_blank
 from payments_lab.exercises.errors import InvalidExerciseError, Mismatch, NoSuchHintError
-from payments_lab.exercises.view import Feedback, Hint, Outcome, Solution, Task
+from payments_lab.exercises.view import Feedback, Hint, Solution, Task
+from payments_lab.verdicts import CheckOutcome
 
 if TYPE_CHECKING:
     from payments_lab.lab import Lab
@@ -214,7 +215,7 @@ class Exercise:
         if contains_blank(answer):
             return Feedback(
                 self.label,
-                Outcome.NOT_ATTEMPTED,
+                CheckOutcome.NOT_ATTEMPTED,
                 f"Replace `____` with your answer ({self.answer}), then run the check again. "
                 f"Stuck? `{self.typed_name}.hint()`",
             )
@@ -240,14 +241,14 @@ class Exercise:
                 where += f" (lesson {self.lesson:02d}" + (f", “{self.section}”)" if self.section else ")")
             feedback = Feedback(
                 self.label,
-                Outcome.INCORRECT,
+                CheckOutcome.INCORRECT,
                 mismatch.message,
                 expected=mismatch.expected,
                 seen=mismatch.seen,
                 where_to_look=where,
             )
         else:
-            feedback = Feedback(self.label, Outcome.CORRECT, verdict.message, verified=verdict.verified)
+            feedback = Feedback(self.label, CheckOutcome.CORRECT, verdict.message, verified=verdict.verified)
         await _record(self, feedback, lab)
         return feedback
 

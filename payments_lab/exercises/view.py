@@ -5,30 +5,20 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from enum import Enum
 
-__all__ = ["Feedback", "Hint", "Outcome", "Solution", "Task"]
+from payments_lab.verdicts import CheckOutcome
 
-
-class Outcome(str, Enum):
-    """The verdict of a check."""
-
-    CORRECT = "correct"
-    INCORRECT = "incorrect"
-    NOT_ATTEMPTED = "not attempted"
-
-    def __str__(self) -> str:
-        return self.value
+__all__ = ["Feedback", "Hint", "Solution", "Task"]
 
 
-_HEADINGS = {Outcome.CORRECT: "Correct", Outcome.INCORRECT: "Not quite", Outcome.NOT_ATTEMPTED: "Not attempted"}
+_HEADINGS = {CheckOutcome.CORRECT: "Correct", CheckOutcome.INCORRECT: "Not quite", CheckOutcome.NOT_ATTEMPTED: "Not attempted"}
 _COLOURS = {
     # (border, background, heading) — readable on JupyterLab's light and dark themes.
-    Outcome.CORRECT: ("#2e7d32", "rgba(46, 125, 50, 0.10)", "#2e7d32"),
-    Outcome.INCORRECT: ("#c62828", "rgba(198, 40, 40, 0.08)", "#c62828"),
-    Outcome.NOT_ATTEMPTED: ("#9e9e9e", "rgba(158, 158, 158, 0.12)", "#757575"),
+    CheckOutcome.CORRECT: ("#2e7d32", "rgba(46, 125, 50, 0.10)", "#2e7d32"),
+    CheckOutcome.INCORRECT: ("#c62828", "rgba(198, 40, 40, 0.08)", "#c62828"),
+    CheckOutcome.NOT_ATTEMPTED: ("#9e9e9e", "rgba(158, 158, 158, 0.12)", "#757575"),
 }
-_MARKS = {Outcome.CORRECT: "✓", Outcome.INCORRECT: "✗", Outcome.NOT_ATTEMPTED: "○"}
+_MARKS = {CheckOutcome.CORRECT: "✓", CheckOutcome.INCORRECT: "✗", CheckOutcome.NOT_ATTEMPTED: "○"}
 
 
 def inline_html(text: str) -> str:
@@ -97,7 +87,7 @@ class Feedback:
 
     exercise: str
     """Which exercise, e.g. ``Lesson 02 · Q2 · A charge that fails twice, then succeeds``."""
-    outcome: Outcome
+    outcome: CheckOutcome
     """Correct, incorrect or not attempted."""
     message: str
     """The verdict in one or two sentences."""
@@ -113,7 +103,7 @@ class Feedback:
     @property
     def passed(self) -> bool:
         """Whether the answer is correct."""
-        return self.outcome is Outcome.CORRECT
+        return self.outcome is CheckOutcome.CORRECT
 
     def _rows(self) -> list[tuple[str, str]]:
         labelled = (("Expected", self.expected), ("Seen", self.seen), ("Where to look", self.where_to_look))
