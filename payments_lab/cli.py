@@ -179,12 +179,8 @@ def _report_json(report) -> dict[str, object]:  # noqa: ANN001
 
 def _money_json(repository, payment_id: str) -> dict[str, object]:  # noqa: ANN001
     """What the processor's ledger holds for one payment: the proof of "never charged twice"."""
-    ledger = repository.ledger(payment_id)
-    return {
-        "charges": sum(1 for entry in ledger if entry.kind == "charge"),
-        "refunds": sum(1 for entry in ledger if entry.kind == "refund"),
-        "kept": str(repository.balance(payment_id)),
-    }
+    summary = repository.ledger_summary(payment_id)
+    return {"charges": summary.charges, "refunds": summary.refunds, "kept": str(summary.kept)}
 
 
 async def _attempts_json(handle) -> dict[str, int]:  # noqa: ANN001

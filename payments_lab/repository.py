@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,6 +120,30 @@ class LedgerEntry:
     """Key the caller sent; a second charge with the same key charges nothing."""
     created_at: datetime
     """When the processor recorded it (UTC)."""
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    """What the ledger holds for one payment: the proof of "never charged twice"."""
+
+    charges: int
+    """Charges taken (more than one is a double charge)."""
+    refunds: int
+    """Refunds given back."""
+    kept: Decimal
+    """Money kept: the charges minus the refunds."""
+
+    @classmethod
+    def of(cls, entries: Iterable[LedgerEntry]) -> LedgerSummary:
+        """Sum up ``entries``, all of one payment."""
+        charges = refunds = 0
+        kept = Decimal(0)
+        for entry in entries:
+            if entry.kind == "charge":
+                charges, kept = charges + 1, kept + entry.amount
+            else:
+                refunds, kept = refunds + 1, kept - entry.amount
+        return cls(charges, refunds, kept)
 
 
 @dataclass(frozen=True)
@@ -448,10 +472,11 @@ class PaymentRepository:
 
     def balance(self, payment_id: str) -> Decimal:
         """Money kept for ``payment_id``: its charges minus its refunds."""
-        total = Decimal(0)
-        for entry in self.ledger(payment_id):
-            total += entry.amount if entry.kind == "charge" else -entry.amount
-        return total
+        return self.ledger_summary(payment_id).kept
+
+    def ledger_summary(self, payment_id: str) -> LedgerSummary:
+        """Charges, refunds and money kept for ``payment_id``."""
+        return LedgerSummary.of(self.ledger(payment_id))
 
     def settle_unfinished(self, payment_id: str, status: PaymentStatus, reason: str) -> PaymentStatus:
         """End a payment that will not complete, refunding it if money was taken.
@@ -478,22 +503,21 @@ class PaymentRepository:
                 self._entry(r)
                 for r in db.execute("SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq", (payment_id,))
             ]
-            charges = [e for e in entries if e.kind == "charge"]
-            kept = sum((e.amount if e.kind == "charge" else -e.amount for e in entries), Decimal(0))
-            if kept > 0:
+            summary = LedgerSummary.of(entries)
+            if summary.kept > 0:
                 self._insert_entry(
                     db,
                     LedgerEntry(
                         entry_id=f"re_{uuid.uuid4().hex[:16]}",
                         payment_id=payment_id,
                         kind="refund",
-                        amount=kept,
-                        currency=charges[0].currency,
+                        amount=summary.kept,
+                        currency=next(e.currency for e in entries if e.kind == "charge"),
                         idempotency_key=f"refund:{payment_id}:{len(entries)}",
                         created_at=_now(),
                     ),
                 )
-            final = PaymentStatus.REFUNDED if charges else status
+            final = PaymentStatus.REFUNDED if summary.charges else status
             if stored is not None:
                 self._save(db, stored.transition(final, reason))
             return final

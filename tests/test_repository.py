@@ -17,6 +17,7 @@ from payments_lab.repository import (
     DEMO_ORGANIZATIONS,
     AttemptRecord,
     ChargeRefusedError,
+    LedgerSummary,
     Notification,
     PaymentRepository,
     RepositoryFileError,
@@ -139,12 +140,25 @@ def test_settle_refunds_what_was_taken(repository: PaymentRepository) -> None:
     assert repository.settle_unfinished("p-1", PaymentStatus.CANCELLED, "stop") is PaymentStatus.REFUNDED
     assert [e.kind for e in repository.ledger("p-1")] == ["charge", "refund"]
     assert repository.balance("p-1") == 0
+    assert repository.ledger_summary("p-1") == LedgerSummary(charges=1, refunds=1, kept=Decimal("0.00"))
     assert repository.find_by_id("p-1").status is PaymentStatus.REFUNDED  # type: ignore[union-attr]
     # Settling again (a retry whose first completion was lost) takes nothing more back,
     # and says the same thing.
     assert repository.settle_unfinished("p-1", PaymentStatus.CANCELLED, "again") is PaymentStatus.REFUNDED
     assert repository.settle_unfinished("p-1", PaymentStatus.FAILED, "again") is PaymentStatus.REFUNDED
     assert len(repository.ledger("p-1")) == 2
+
+
+def test_a_ledger_summary_counts_each_kind_and_keeps_decimal_money(repository: PaymentRepository) -> None:
+    assert repository.ledger_summary("nothing") == LedgerSummary(charges=0, refunds=0, kept=Decimal(0))
+    repository.transition(payment(amount="0.10"), PaymentStatus.PROCESSING)
+    repository.charge("p-1", Decimal("0.10"), "EUR", idempotency_key="k-1")
+    repository.charge("p-1", Decimal("0.20"), "EUR", idempotency_key="k-2")  # a double charge, as a bug would make
+    summary = repository.ledger_summary("p-1")
+    assert (summary.charges, summary.refunds, summary.kept) == (2, 0, Decimal("0.30"))
+    assert isinstance(summary.kept, Decimal), "0.1 + 0.2 in floats is not 0.3"
+    repository.settle_unfinished("p-1", PaymentStatus.FAILED, "gave up")
+    assert repository.ledger_summary("p-1") == LedgerSummary(charges=2, refunds=1, kept=Decimal("0.00"))
 
 
 def test_settle_without_charge_keeps_the_status_asked(repository: PaymentRepository) -> None:

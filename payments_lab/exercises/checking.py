@@ -156,15 +156,15 @@ async def collect(
 ) -> PaymentRun:
     """Gather what the server and the repository recorded about a payment."""
     history = await handle.history()
-    ledger = repository.ledger(request.payment_id)
+    money = repository.ledger_summary(request.payment_id)
     return PaymentRun(
         request=request,
         handle=handle,
         result=result,
         history=history,
         attempts=tuple(repository.attempts(request.payment_id)),
-        charges=sum(1 for entry in ledger if entry.kind == "charge"),
-        refunds=sum(1 for entry in ledger if entry.kind == "refund"),
+        charges=money.charges,
+        refunds=money.refunds,
         notifications=len(repository.notifications(request.payment_id)),
     )
 
