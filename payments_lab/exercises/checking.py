@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import numbers
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -167,6 +167,29 @@ async def collect(
         refunds=money.refunds,
         notifications=len(repository.notifications(request.payment_id)),
     )
+
+
+async def after_learner(
+    learner: Awaitable[object],
+    handle: PaymentHandle,
+    request: PaymentRequest,
+    repository: PaymentRepository,
+    *,
+    end_within: float,
+) -> PaymentRun:
+    """Let the learner's code act on a started payment, then collect how the payment ended.
+
+    If the learner's code raises (or is interrupted), the payment is stopped before the
+    error goes on: no check leaves a payment running. Otherwise the payment gets
+    ``end_within`` seconds to end.
+    """
+    try:
+        await learner
+    except BaseException:
+        await await_result(handle, 0)  # stop the payment, whatever the learner's code did
+        raise
+    result = await await_result(handle, end_within)
+    return await collect(handle, request, repository, result)
 
 
 async def await_result(

@@ -8,9 +8,8 @@ from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
     PaymentRun,
-    await_result,
+    after_learner,
     call_learner,
-    collect,
     expect_function,
     first_index,
     fresh_request,
@@ -41,13 +40,8 @@ async def _drive(lab: Lab, answer: object, faults: FaultPlan, amount: str, timeo
     function = expect_function(answer, "an async function `(lab, handle)`", 2)
     request = fresh_request(lab, amount=amount)
     handle = await lab.start(request, faults=faults, options=CHECK_OPTIONS, show_link=False)
-    try:
-        await call_learner(function, lab, handle, what="function", timeout=timeout)
-    except BaseException:
-        await await_result(handle, 0)  # stop the payment, whatever the learner's code did
-        raise
-    result = await await_result(handle, END_WITHIN)
-    return await collect(handle, request, lab.repository, result)
+    learner = call_learner(function, lab, handle, what="function", timeout=timeout)
+    return await after_learner(learner, handle, request, lab.repository, end_within=END_WITHIN)
 
 
 def _ledger(run: PaymentRun) -> str:

@@ -11,9 +11,8 @@ from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     CHECK_OPTIONS,
     PaymentRun,
-    await_result,
+    after_learner,
     call_learner,
-    collect,
     expect_function,
     fresh_request,
     plural,
@@ -37,13 +36,8 @@ async def _drive(lab: Lab, answer: object, amount: str) -> tuple[PaymentRun, Che
     checkout = Checkout(lab.service, options=CHECK_OPTIONS)
     request = fresh_request(lab, amount=amount)
     handle = await checkout.start(request, deadline=DEADLINE)
-    try:
-        await call_learner(function, checkout, request.payment_id, what="function", timeout=LEARNER_TIMEOUT)
-    except BaseException:
-        await await_result(handle, 0)  # stop the payment, whatever the learner's code did
-        raise
-    result = await await_result(handle, END_WITHIN)
-    return await collect(handle, request, lab.repository, result), checkout
+    learner = call_learner(function, checkout, request.payment_id, what="function", timeout=LEARNER_TIMEOUT)
+    return await after_learner(learner, handle, request, lab.repository, end_within=END_WITHIN), checkout
 
 
 def _count(run: PaymentRun, name: str) -> int:
