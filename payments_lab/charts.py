@@ -297,7 +297,13 @@ def retry_chart(
         & ((attempts["step"] == activity) | (attempts["activity_type"] == activity))
     ]
     if mine.empty:
-        raise InvalidArgumentError(f"no {activity!r} attempt of payment {payment_id!r} in the attempts table")
+        payments = sorted(set(attempts["payment_id"]))
+        steps = sorted(set(attempts.loc[attempts["payment_id"] == payment_id, "step"]))
+        raise InvalidArgumentError(
+            f"no {activity!r} attempt of payment {payment_id!r} in the attempts table, which holds "
+            + (f"that payment's steps {steps}" if steps else f"other payments, e.g. {payments[:3]}" if payments else "no attempt")
+            + ": build it with attempts_frame(lab.repository.attempts(), histories) once the payment has run"
+        )
     mine = mine[mine["execution"] == mine["execution"].min()].sort_values("attempt")
     if policy is not None:
         configured = [pd.Timedelta(retry_delay(policy, int(n))) for n in mine["attempt"]]
@@ -393,7 +399,9 @@ def swimlanes_chart(
     whole_number("limit", limit, minimum=1)
     every = [h for h in as_histories(histories) if h.events]
     if not every:
-        raise InvalidArgumentError("no history to draw")
+        raise InvalidArgumentError(
+            "no history to draw: pass the histories of payments that ran, e.g. `await fetch_histories(lab.client, query=lab.service.visibility_query())`"
+        )
     if attempts is not None:
         _check_attempts(attempts)
     shown = every[:limit]
@@ -477,7 +485,9 @@ def fleet_dashboard(summary: FleetSummary | WorkflowHistory | Iterable[WorkflowH
     if not isinstance(summary, FleetSummary):
         summary = fleet_summary(as_histories(summary))
     if summary.total == 0:
-        raise InvalidArgumentError("no payment to show")
+        raise InvalidArgumentError(
+            "no payment to show: pass the histories of payments that ran, e.g. `await fetch_histories(lab.client, query=lab.service.visibility_query())`"
+        )
     figure = Figure(figsize=(15, 4.8), layout="constrained")
     outcomes_ax, latency_ax, attempts_ax = figure.subplots(1, 3)
 

@@ -136,10 +136,12 @@ async def test_the_retry_chart_of_a_charge_that_failed_twice_shows_three_attempt
 
 async def test_the_retry_chart_needs_a_policy_and_an_attempt(fleet: Fleet) -> None:
     payment = fleet.failed_twice()
-    with pytest.raises(ValueError, match="no 'charge' attempt of payment 'nobody'"):
+    with pytest.raises(ValueError, match=r"no 'charge' attempt of payment 'nobody' in the attempts table, which holds other payments, e\.g\. \["):
         retry_chart(fleet.attempts, "nobody")
+    with pytest.raises(ValueError, match=r"no 'settle' attempt .* holds that payment's steps \['charge', 'notify', 'validate'\]: build it with attempts_frame"):
+        retry_chart(fleet.attempts, payment, "settle")
     without_history = attempts_frame([], None)
-    with pytest.raises(ValueError, match="no 'charge' attempt"):
+    with pytest.raises(ValueError, match="no 'charge' attempt .* holds no attempt: build it with attempts_frame"):
         retry_chart(without_history, payment)
     log_only = fleet.attempts.assign(configured_gap=pd.NaT)
     with pytest.raises(ValueError, match="does not know the retry policy"):
@@ -255,7 +257,7 @@ async def test_swimlanes_on_one_clock_and_without_the_attempt_log(fleet: Fleet) 
         swimlanes_chart(fleet.histories, align="wall")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="limit must be a whole number >= 1, got 0"):
         swimlanes_chart(fleet.histories, limit=0)
-    with pytest.raises(ValueError, match="no history to draw"):
+    with pytest.raises(ValueError, match=r"no history to draw: pass the histories .* fetch_histories\(lab.client, query="):
         swimlanes_chart([])
 
 
@@ -281,6 +283,8 @@ async def test_the_dashboard_shows_outcomes_latency_and_attempts(fleet: Fleet) -
     assert legend_texts(attempts) == ["1 attempt", "2 attempts", "3 attempts"]
     assert figure.get_suptitle().startswith("200 payments: ")
     assert rendered(fleet_dashboard(fleet.histories[:10])).get_suptitle().startswith("10 payments")
+    with pytest.raises(ValueError, match="no payment to show: pass the histories of payments that ran"):
+        fleet_dashboard([])
 
 
 async def test_charts_draw_into_the_axes_they_are_given(fleet: Fleet) -> None:

@@ -158,7 +158,7 @@ def load_history(path: str | Path, workflow_id: str | None = None) -> WorkflowHi
             "download, or `temporal workflow show --output json`"
         ) from None
     if not history.events:
-        raise InvalidArgumentError(f"{path} holds no history events")
+        raise InvalidArgumentError(f"{path} holds no history events: it is empty, or was not written by save_history")
     if workflow_id is None:
         recorded = history.events[0].workflow_execution_started_event_attributes.workflow_id
         history = WorkflowHistory(recorded or path.stem, history.events)
