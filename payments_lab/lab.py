@@ -327,12 +327,13 @@ class Lab:
         return await deploy(self.worker if restart_worker else None, self.modules, name, source)
 
     async def close(self) -> None:
-        """Stop the worker, and the server if this lab started it."""
+        """Stop the worker, and the server if this lab started it, then close the repository."""
         _LABS.pop(self.name, None)
         await self.worker.stop()
         if self.modules is not None:
             self.modules.close()
         await self.connection.close()
+        self.repository.close()
 
 
 async def _close_quietly(lab: Lab, patience: float = 10.0) -> None:
@@ -369,8 +370,9 @@ async def open_lab(
     Args:
         name: Labs are kept by name: opening an open one returns it unchanged.
         db_file: Keep the repository in this SQLite file (to share it with a worker
-            process); None shares the lab session's (or keeps it in memory when the lab
-            runs its own server: see :mod:`payments_lab.ledger`).
+            process); None shares the lab session's or, when the lab runs its own server, keeps
+            it in a temporary file announced under the server's address, so that a worker
+            started elsewhere on that server shares it (see :mod:`payments_lab.ledger`).
         fault_profile: Faults applied to every payment.
         options: Default retry and timeout options of payments.
         server: An embedded server of the lab's own, used instead of the lab session or
@@ -396,12 +398,11 @@ async def open_lab(
     show_figures_inline()
     connection = await connect(server=server)
     worker: BackgroundWorker | WorkerProcess | None = None
+    repository: PaymentRepository | None = None
     try:
-        repository = (
-            PaymentRepository(db_file)
-            if db_file is not None
-            else open_repository(connection.address, own_server=connection.server is not None)
-        )
+        # A lab file given by name is the learner's to share (own_ledger); a server of the lab's own
+        # announces the lab's file, so that a worker started elsewhere on that server shares it.
+        repository = open_repository(connection.address, own_server=connection.server is not None, explicit=db_file, own_ledger=True)
         task_queue = new_task_queue(name)
         activities: PaymentActivities | None = None
         if worker_process:
@@ -416,6 +417,8 @@ async def open_lab(
         if worker is not None:
             await worker.stop()
         await connection.close()
+        if repository is not None:
+            repository.close()
         raise
     lab = Lab(name, connection, repository, activities, worker, service)
     _LABS[name] = lab

@@ -6,17 +6,24 @@ session — its notebooks, every ``payments-lab worker``, every ``payments-lab p
 shares one repository file, whatever order they start in:
 
 1. a lab session (``payments-lab lab`` or ``payments-lab server``) names its file;
-2. on a server found another way (``TEMPORAL_ADDRESS``, a profile), the machine's file
-   in the state folder is shared;
-3. a process that runs its own embedded server, which nothing else reaches, keeps its
-   repository in memory.
+2. a process that runs an embedded server of its own (a notebook's lab outside a session,
+   ``payments-lab pay``) keeps its repository in a file of its own, and announces it under
+   the server's address: a ``payments-lab worker`` pointed at that server shares it, as a
+   worker of the session does (its address is in the lab's links, so a learner can);
+3. on a server found another way (``TEMPORAL_ADDRESS``, a profile), the machine's file
+   in the state folder is shared.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
 from pathlib import Path
+from urllib.parse import quote
 
 from payments_lab.errors import PaymentsLabError
+from payments_lab.processes import pid_alive
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import LabSession, read_session, state_dir
 
@@ -71,14 +78,66 @@ def shared_repository_file(address: str, *, own_server: bool) -> Path | None:
         own_server: Whether the server is this process's own embedded one.
 
     Returns:
-        The file, or None when the server is this process's own (memory is enough).
+        The file, or None when the server is this process's own: its file is made by
+        :func:`open_repository`.
     """
     if own_server:
         return None
+    return _lab_repository_file(address) or machine_repository_file()
+
+
+def _lab_repository_file(address: str) -> Path | None:
+    """The file the lab of the server at ``address`` names: its session's, or its owner's announced one."""
     session = session_of(address)
     if session is not None and session.repository_file:
         return Path(session.repository_file)
-    return machine_repository_file()
+    return announced_repository_file(address)
+
+
+def _announcement(address: str) -> Path:
+    host, port = _endpoint(address)
+    return state_dir() / "servers" / f"{quote(host, safe='')}-{port}.json"
+
+
+def own_server_repository_file(address: str, pid: int) -> Path:
+    """The file a process that runs its own server at ``address`` keeps its repository in."""
+    return state_dir() / f"payments-server-{_endpoint(address)[1]}-{pid}.sqlite"
+
+
+def announce_repository_file(address: str, path: Path, pid: int) -> None:
+    """Say that the lab of the server at ``address``, owned by process ``pid``, keeps its repository in ``path``."""
+    announcement = _announcement(address)
+    announcement.parent.mkdir(parents=True, exist_ok=True)
+    record = {"address": address, "pid": pid, "repository_file": str(path)}
+    scratch = announcement.with_suffix(f".{pid}.tmp")
+    scratch.write_text(json.dumps(record), encoding="utf-8")
+    scratch.replace(announcement)  # a reader sees the old record or the new one, never half of one
+
+
+def announced_repository_file(address: str) -> Path | None:
+    """The repository file announced for the server at ``address``, if its owner still runs."""
+    try:
+        record = json.loads(_announcement(address).read_text(encoding="utf-8"))
+        path, pid = Path(record["repository_file"]), int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if pid_alive(pid) and path.exists() else None
+
+
+def remove_stale_announcements() -> None:
+    """Forget the servers whose owners died without closing their lab (a killed kernel), and their temporary files."""
+    folder = state_dir() / "servers"
+    for announcement in folder.glob("*.json") if folder.is_dir() else ():
+        try:
+            record = json.loads(announcement.read_text(encoding="utf-8"))
+            pid, path = int(record["pid"]), Path(record["repository_file"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if pid_alive(pid):
+            continue
+        announcement.unlink(missing_ok=True)
+        if path.name.startswith("payments-server-"):  # the kit's own temporary file, never a learner's
+            remove_repository_file(path)
 
 
 def open_repository(
@@ -92,30 +151,62 @@ def open_repository(
 
     Args:
         address: ``host:port`` of the server this process uses.
-        own_server: Whether the server is this process's own embedded one.
+        own_server: Whether the server is this process's own embedded one. Its repository is
+            announced under ``address``: ``explicit``, or else a temporary file removed when the
+            repository is closed or this process exits.
         explicit: A file asked for by name (``--db``), used instead of the shared one.
-        own_ledger: Accept ``explicit`` even though a lab session shares another file
-            (for a worker whose task queue no other worker polls).
+        own_ledger: Accept ``explicit`` even though the lab shares another file (for a worker
+            whose task queue no other worker polls).
 
     Raises:
-        LedgerMismatchError: ``explicit`` differs from the lab session's file, without
-            ``own_ledger``: two workers with two ledgers would charge a payment twice.
+        LedgerMismatchError: ``explicit`` differs from the file the lab of that server shares,
+            without ``own_ledger``: two workers with two ledgers would charge a payment twice.
         RepositoryFileError: the file cannot hold the repository (its folder does not exist,
             it is a folder or another kind of file).
     """
+    if own_server:
+        return _open_own_server_repository(address, None if explicit is None else Path(explicit))
     shared = shared_repository_file(address, own_server=own_server)
     path = Path(explicit) if explicit is not None else shared
     if explicit is not None and not own_ledger:
-        session = session_of(address)
-        if session is not None and session.repository_file and not _same_file(Path(explicit), Path(session.repository_file)):
+        lab_file = _lab_repository_file(address)
+        if lab_file is not None and not _same_file(Path(explicit), lab_file):
             raise LedgerMismatchError(
-                f"--db {explicit} is not the lab session's repository ({session.repository_file}): a payment "
-                "charged by this worker and retried by another would be charged twice. Drop --db to share "
-                "the session's, or add --own-ledger for a task queue no other worker polls."
+                f"--db {explicit} is not the repository of the lab that runs the server at {address} ({lab_file}): "
+                "a payment charged by this worker and retried by another would be charged twice. Drop --db to "
+                "share the lab's, or add --own-ledger for a task queue no other worker polls."
             )
     if explicit is None and path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)  # the state folder, made on first use
     return PaymentRepository(path)
+
+
+def _open_own_server_repository(address: str, explicit: Path | None) -> PaymentRepository:
+    remove_stale_announcements()
+    pid = os.getpid()
+    path = explicit or own_server_repository_file(address, pid)
+    if explicit is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_repository_file(path)  # a file left by an earlier process with this pid
+    repository = PaymentRepository(path, on_close=None if explicit else lambda: _forget(address, path, pid))
+    announce_repository_file(address, path, pid)
+    if explicit is None:
+        atexit.register(_forget, address, path, pid)  # a kernel shut down without closing its lab
+    return repository
+
+
+def _forget(address: str, path: Path, pid: int) -> None:
+    """Withdraw this process's announcement for ``address`` and remove its temporary repository file."""
+    announcement = _announcement(address)
+    try:
+        if json.loads(announcement.read_text(encoding="utf-8")).get("pid") == pid:
+            announcement.unlink()
+    except (OSError, ValueError):
+        pass
+    try:
+        remove_repository_file(path)
+    except OSError:  # on Windows, while a worker elsewhere still has it open: left for the next clean-up
+        pass
 
 
 def _same_file(a: Path, b: Path) -> bool:

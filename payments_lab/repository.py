@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,6 +216,10 @@ class ChargeRefusedError(PaymentsLabError, RuntimeError):
     """The payment is not in a state that can be charged (for example it was cancelled)."""
 
 
+class RepositoryClosedError(PaymentsLabError, RuntimeError):
+    """The repository was closed (with its lab) and cannot be read or written any more."""
+
+
 class RepositoryFileError(PaymentsLabError, ValueError):
     """The file given for the repository cannot hold it: no such folder, a folder, another kind of file."""
 
@@ -237,13 +241,22 @@ class PaymentRepository:
     Args:
         path: SQLite file shared by several processes, or None to keep everything in memory.
         demo_organizations: Register :data:`DEMO_ORGANIZATIONS` if they are missing.
+        on_close: Called once the database is closed (a temporary file removes itself).
 
     Raises:
         RepositoryFileError: ``path`` cannot hold the repository; the message says why.
     """
 
-    def __init__(self, path: str | Path | None = None, *, demo_organizations: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        demo_organizations: bool = True,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.path = Path(path) if path is not None else None
+        self._on_close = on_close
+        self._closed = False
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
@@ -268,11 +281,12 @@ class PaymentRepository:
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path else "memory"
-        return f"PaymentRepository({where}: {self.count()} payments)"
+        return f"PaymentRepository({where}: {'closed' if self._closed else f'{self.count()} payments'})"
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._check_open()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -289,16 +303,28 @@ class PaymentRepository:
         ``execute`` took a quarter of the wall time of the worker's activity tasks).
         """
         with self._lock:
+            self._check_open()
             return self._db.execute(sql, params)
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
+            self._check_open()
             return self._db.execute(sql, params).fetchall()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RepositoryClosedError(
+                "this repository was closed, with its lab: open the lab again (`lab = await open_lab()`) and use `lab.repository`"
+            )
+
     def close(self) -> None:
-        """Close the database; a file-backed repository keeps its data."""
+        """Close the database; a file-backed repository keeps its data unless it is a lab's temporary one."""
         with self._lock:
             self._db.close()
+            self._closed = True
+            on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     # Organizations
 

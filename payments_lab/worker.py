@@ -98,7 +98,8 @@ class BackgroundWorker:
         """The workflow classes the worker runs."""
         self.extra_activities: tuple[Callable[..., Any], ...] = tuple(extra_activities)
         """The activities it runs besides the payment's."""
-        self._worker = create_worker(client, task_queue, activities, workflows=workflows, extra_activities=extra_activities)
+        self._worker = self._build(workflows, extra_activities)
+        self._ran = False
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -110,10 +111,16 @@ class BackgroundWorker:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> BackgroundWorker:
-        """Start polling in the background (does nothing if already running)."""
+        """Start polling in the background (does nothing if already running); a stopped worker starts again."""
         if not self.running:
+            if self._ran:  # Temporal's Worker runs once: a worker started again is a new one, with the same code
+                self._worker = self._build(self.workflows, self.extra_activities)
+            self._ran = True
             self._task = asyncio.create_task(self._worker.run(), name=f"worker {self.task_queue}")
         return self
+
+    def _build(self, workflows: Sequence[type], extra_activities: Sequence[Callable[..., Any]]) -> Worker:
+        return create_worker(self._client, self.task_queue, self.activities, workflows=workflows, extra_activities=extra_activities)
 
     async def stop(self) -> None:
         """Shut the worker down and wait until it has stopped."""
@@ -135,15 +142,12 @@ class BackgroundWorker:
         was_running = self.running
         await self.stop()
         try:
-            self._worker = create_worker(
-                self._client, self.task_queue, self.activities, workflows=workflows, extra_activities=extra_activities
-            )
+            self._worker = self._build(workflows, extra_activities)
         except Exception:
-            self._worker = create_worker(
-                self._client, self.task_queue, self.activities, workflows=self.workflows, extra_activities=self.extra_activities
-            )
+            self._worker = self._build(self.workflows, self.extra_activities)
             raise
         finally:
+            self._ran = False
             if was_running:
                 await self.start()
         self.workflows = tuple(workflows)

@@ -31,6 +31,10 @@ async def test_background_worker_starts_and_stops_once(client: Client, task_queu
     await worker.stop()
     await worker.stop()
     assert not worker.running
+    await worker.start()  # Temporal's Worker runs once: this one is built again, with the same code
+    again = await PaymentService(client, task_queue, options=FAST).process(PaymentRequest(new_id(), "org-acme", "u", "2", "EUR"))
+    assert again.success and worker.running
+    await worker.stop()
 
 
 async def test_a_worker_killed_mid_charge_is_replaced_and_charges_once(
