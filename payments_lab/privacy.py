@@ -23,6 +23,7 @@ from payments_lab.codec import ENCODING, EncryptionCodec, encrypted_converter
 from payments_lab.codec_server import CodecServer
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.lab import Lab, quiet_logs
+from payments_lab.ledger import open_repository
 from payments_lab.processes import free_port
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import HOST, EmbeddedServer, find_temporal_cli
@@ -84,13 +85,14 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
     server = EmbeddedServer(ui_port=ui_port, ui_codec_endpoint=codec_server.url)
     plain: Connection | None = None
     worker: BackgroundWorker | None = None
+    repository: PaymentRepository | None = None
     try:
         plain = await connect(server=server)
         config = plain.client.config()  # a copy: the plain client keeps its converter
         config["data_converter"] = encrypted_converter(codec)
         private_client = Client(**config)
         connection = Connection(private_client, "embedded dev server with a codec server", plain.ui_url, server=server)
-        repository = PaymentRepository()
+        repository = open_repository(connection.address, own_server=True)
         activities = PaymentActivities(repository)
         task_queue = new_task_queue("private")
         worker = await BackgroundWorker(private_client, task_queue, activities).start()
@@ -104,6 +106,8 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
             await plain.close()  # stops the server it started
         server.stop()
         codec_server.stop()
+        if repository is not None:
+            repository.close()
         raise
     private = PrivateLab(lab, codec, codec_server, plain.client, Checkout(service), server)
     _OPEN.append(private)
