@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from payments_lab.client import connect
 from payments_lab.exercises import lesson01, lesson04
 from payments_lab.lab import Lab
-from payments_lab.progress import check_records
+from payments_lab.progress import CheckRecord, check_records
 from payments_lab.server import EmbeddedServer
 from payments_lab.simulated_room import answer, open_learner_lab
 from payments_lab.verdicts import WORKFLOW_TYPE, CheckOutcome, record_verdict
@@ -34,13 +34,21 @@ async def ana(room_server: EmbeddedServer) -> AsyncIterator[Lab]:
     await lab.close()
 
 
+async def _records_when_indexed(lab: Lab, count: int, within: float = 10.0) -> list[CheckRecord]:
+    """The namespace's check records once ``count`` are listed: visibility indexes a start a moment after it."""
+    deadline = asyncio.get_running_loop().time() + within
+    while len(records := await check_records(lab.client)) < count and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return records
+
+
 async def test_a_check_records_its_verdict_in_the_learners_namespace(ana: Lab) -> None:
     before = len(await check_records(ana.client))
     red = await lesson01.q1.check_async(answer(lesson01.q1, ana, wrong=True), lab=ana)
     green = await lesson01.q1.check_async(answer(lesson01.q1, ana), lab=ana)
     assert (red.outcome, green.outcome) == (CheckOutcome.INCORRECT, CheckOutcome.CORRECT)
 
-    records = (await check_records(ana.client))[before:]
+    records = (await _records_when_indexed(ana, before + 2))[before:]
     assert [(r.exercise, r.verdict) for r in records] == [("01.q1", "incorrect"), ("01.q1", "correct")]
     assert records[0].message == red.message and records[1].message == green.message
     assert records[0].at <= records[1].at
