@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from payments_lab.domain import Payment, PaymentStatus
+from payments_lab.domain import Payment, PaymentStatus, text_problems
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 
 DEMO_ORGANIZATIONS: dict[str, str] = {
@@ -224,6 +224,23 @@ class RepositoryFileError(PaymentsLabError, ValueError):
     """The file given for the repository cannot hold it: no such folder, a folder, another kind of file."""
 
 
+@contextmanager
+def _refused_values(params: tuple[object, ...]) -> Iterator[None]:
+    """Turn SQLite's refusal of a value (text that is not valid Unicode, an object) into one clear error."""
+    try:
+        yield
+    except (UnicodeEncodeError, sqlite3.ProgrammingError, sqlite3.InterfaceError) as err:
+        problems: list[str] = []
+        for value in params:
+            if isinstance(value, str):
+                problems += text_problems("the id", value)
+            elif not isinstance(value, (int, float, bytes, Decimal, type(None))):
+                problems.append(f"an id must be a string such as 'pay-1a2b3c4d', not {type(value).__name__}")
+        if not problems:
+            raise
+        raise InvalidArgumentError("; ".join(problems)) from None
+
+
 def _file_problem(path: Path) -> str:
     """Why SQLite could not open or use ``path``, in plain words."""
     if path.is_dir():
@@ -304,12 +321,14 @@ class PaymentRepository:
         """
         with self._lock:
             self._check_open()
-            return self._db.execute(sql, params)
+            with _refused_values(params):
+                return self._db.execute(sql, params)
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             self._check_open()
-            return self._db.execute(sql, params).fetchall()
+            with _refused_values(params):
+                return self._db.execute(sql, params).fetchall()
 
     def _check_open(self) -> None:
         if self._closed:

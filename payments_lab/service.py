@@ -265,7 +265,8 @@ class PaymentHandle:
         to the service's ``outage_wait``).
         """
         try:
-            return await self._ride_out(self._result)
+            with not_found_as(self.payment_id):
+                return await self._ride_out(self._result)
         except WorkflowFailureError as err:
             if not is_cancelled_exception(err.cause):
                 raise
@@ -300,7 +301,8 @@ class PaymentHandle:
 
     async def history(self) -> WorkflowHistory:
         """The workflow's event history, so far."""
-        return await self._answered(lambda window: self.workflow.fetch_history(rpc_timeout=window))
+        with not_found_as(self.payment_id):
+            return await self._answered(lambda window: self.workflow.fetch_history(rpc_timeout=window))
 
     async def progress(self) -> PaymentProgress:
         """Ask the workflow where it is (a Temporal query, answered by a worker).
@@ -310,9 +312,10 @@ class PaymentHandle:
         """
         try:
             # One window: a query that a live server does not answer waits for a worker, not for the server.
-            return await self._answered(
-                lambda window: self.workflow.query(PaymentWorkflow.progress, rpc_timeout=window), windows=1
-            )
+            with not_found_as(self.payment_id):
+                return await self._answered(
+                    lambda window: self.workflow.query(PaymentWorkflow.progress, rpc_timeout=window), windows=1
+                )
         except RPCError as err:
             if not deadline_expired(err):
                 raise
@@ -325,7 +328,8 @@ class PaymentHandle:
 
     async def status(self) -> PaymentStatusReport:
         """Describe the workflow."""
-        described = await self._answered(lambda window: self.workflow.describe(rpc_timeout=window))
+        with not_found_as(self.payment_id):
+            described = await self._answered(lambda window: self.workflow.describe(rpc_timeout=window))
         return _report(described, self.service.workflow_url)
 
     async def cancel(self) -> None:
@@ -334,7 +338,8 @@ class PaymentHandle:
         Asking again is harmless (measured: the server accepts a second request, and one made
         after the workflow closed), so this waits through an outage as the reads do.
         """
-        await self._answered(lambda window: self.workflow.cancel(rpc_timeout=window))
+        with not_found_as(self.payment_id):
+            await self._answered(lambda window: self.workflow.cancel(rpc_timeout=window))
 
 
 @dataclass(frozen=True)

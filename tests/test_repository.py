@@ -230,3 +230,13 @@ def test_a_file_that_cannot_hold_the_repository_is_refused_with_the_reason(tmp_p
         PaymentRepository(notes)
     assert notes.read_text() == "not a database, and it stays as it was\n" * 200
     assert isinstance(RepositoryFileError("x"), ValueError)
+
+
+def test_an_id_sqlite_cannot_take_is_one_clear_refusal(repository: PaymentRepository) -> None:
+    """An id pasted from a file that is not UTF-8, or a handle instead of its id: the kit's one line, not SQLite's."""
+    for read in (repository.charge_count, repository.ledger_summary, repository.ledger, repository.find_by_id, repository.attempts):
+        with pytest.raises(ValueError, match="the id is not valid text: character 4 is .*a lone surrogate"):
+            read("caf\udce9")
+    with pytest.raises(ValueError, match="an id must be a string such as 'pay-1a2b3c4d', not object"):
+        repository.ledger(object())  # type: ignore[arg-type]
+    assert repository.ledger("café") == [], "any valid text is an id that simply has no entry"

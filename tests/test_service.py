@@ -48,6 +48,10 @@ async def test_unknown_payments_are_reported_as_such(client: Client, task_queue:
         await service.status("nope")
     with pytest.raises(PaymentNotFoundError):
         await service.cancel("nope")
+    typo = service.handle("pay-typo")  # a handle is made without asking the server: its calls say it
+    for call in (typo.result, typo.status, typo.progress, typo.history, typo.cancel):
+        with pytest.raises(PaymentNotFoundError, match="no payment 'pay-typo' .*check the id"):
+            await call()
 
 
 async def test_search_count_and_metrics_through_visibility(client: Client, task_queue: str, activities: PaymentActivities) -> None:
