@@ -229,7 +229,7 @@ def _refused_values(params: tuple[object, ...]) -> Iterator[None]:
     """Turn SQLite's refusal of a value (text that is not valid Unicode, an object) into one clear error."""
     try:
         yield
-    except (UnicodeEncodeError, sqlite3.ProgrammingError, sqlite3.InterfaceError) as err:
+    except (UnicodeEncodeError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
         problems: list[str] = []
         for value in params:
             if isinstance(value, str):

@@ -42,6 +42,7 @@ from payments_lab.domain import (
     PaymentResult,
     PaymentStatus,
     checked_payment_id,
+    checked_text,
     payment_id_of,
     workflow_id_for,
 )
@@ -608,6 +609,7 @@ class PaymentService:
         if organization_id is not None:
             if not isinstance(organization_id, str):
                 raise InvalidArgumentError(f"organization_id must be a string such as 'org-acme', not {type(organization_id).__name__} {organization_id!r}")
+            checked_text("organization_id", organization_id)
             clauses.append(f"{ORGANIZATION_ID.name} = {quoted(organization_id)}")
         if status is not None:
             clauses.append(f"{PAYMENT_STATUS.name} = {quoted(PaymentStatus(status).value)}")

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments_lab.domain import text_problems
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 
@@ -41,12 +42,19 @@ def checked_query(query: object) -> str:
 
     Raises:
         TypeError: it is not a string.
+        ValueError: it holds what no server takes: a NUL character, or text that is not valid
+            Unicode (a byte pasted from a file that is not UTF-8).
     """
     if not isinstance(query, str):
         raise InvalidArgumentError(
             f"query must be a visibility query as a string, not {type(query).__name__} {query!r}: "
             "e.g. \"ExecutionStatus = 'Running'\""
         )
+    problems = [p for p in text_problems("query", query) if "lone surrogate" in p]
+    if "\x00" in query:
+        problems.append(f"query contains a NUL character at position {query.index(chr(0)) + 1}")
+    if problems:
+        raise InvalidArgumentError("; ".join(problems))
     return query
 
 

@@ -134,6 +134,16 @@ async def test_search_refuses_arguments_of_the_wrong_kind_before_asking_the_serv
         await service.search(organization_id=5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="query must be a visibility query as a string"):
         await service.count(query=5)  # type: ignore[arg-type]
+    # What no server takes is refused at once (a NUL used to be read as an outage and waited for 2 minutes).
+    with pytest.raises(ValueError, match=r"organization_id contains a control character \('\\x00'\)"):
+        await service.count(organization_id="a\x00b")
+    for ask in (service.count(organization_id="caf\udce9"), service.search(organization_id="caf\udce9"), service.find_by_organization("caf\udce9")):
+        with pytest.raises(ValueError, match="organization_id is not valid text: character 4 is .*a lone surrogate"):
+            await ask
+    with pytest.raises(ValueError, match="query contains a NUL character at position 18"):
+        await service.search(query="OrganizationId = \x00")
+    with pytest.raises(ValueError, match="query is not valid text: character 22 is"):
+        await service.search(query="OrganizationId = 'caf\udce9'")
     assert await service.search(limit=0) == []
 
 
