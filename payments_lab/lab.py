@@ -34,6 +34,7 @@ from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTime
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
 from payments_lab.ledger import open_repository
 from payments_lab.messages import PaymentOptions, checked_payment_options
+from payments_lab.orphans import describe_orphans, find_orphans
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
@@ -130,6 +131,8 @@ class Lab:
         self.service = service
         self.modules: WorkflowModules | None = None
         """The modules written in this lab's cells (:meth:`load_module`), once there is one."""
+        self.adopted: list[BackgroundWorker] = []
+        """Workers finishing the payments a kernel that ended left on its own task queue (:mod:`payments_lab.orphans`)."""
 
     def __repr__(self) -> str:
         return (
@@ -329,6 +332,8 @@ class Lab:
     async def close(self) -> None:
         """Stop the worker, and the server if this lab started it, then close the repository."""
         _LABS.pop(self.name, None)
+        for adopted in self.adopted:
+            await adopted.stop()
         await self.worker.stop()
         if self.modules is not None:
             self.modules.close()
@@ -422,4 +427,19 @@ async def open_lab(
         raise
     lab = Lab(name, connection, repository, activities, worker, service)
     _LABS[name] = lab
+    if connection.server is None and activities is not None:  # a shared server: a kernel that ended may have left payments
+        await _finish_orphans(lab, activities)
     return lab
+
+
+async def _finish_orphans(lab: Lab, activities: PaymentActivities) -> None:
+    """Start a worker on each task queue whose payments a kernel that ended left running (:mod:`payments_lab.orphans`)."""
+    try:
+        orphans = await find_orphans(lab.client, lab.repository, own_task_queue=lab.task_queue)
+        for found in orphans:
+            lab.adopted.append(await BackgroundWorker(lab.client, found.task_queue, activities).start())
+    except Exception as error:  # noqa: BLE001 - opening the lab matters more; say it, once
+        logging.getLogger(__name__).warning("Could not look for payments left running by a kernel that ended: %s", error)
+        return
+    if orphans:
+        print(describe_orphans(orphans))
