@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
@@ -38,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from payments_lab.arguments import positive_duration, whole_number
 from payments_lab.client import TemporalUnavailableError, workflow_url
 from payments_lab.domain import (
+    STEPS,
     PaymentRequest,
     PaymentResult,
     PaymentStatus,
@@ -61,7 +63,8 @@ from payments_lab.outage import (
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.visibility import PAYMENTS_QUERY, checked_query, quoted, refused_query_as_error
-from payments_lab.workflow_tasks import until_task_fails
+from payments_lab.wording import plural
+from payments_lab.workflow_tasks import WAITING_SAID_AFTER, until_task_fails
 from payments_lab.workflows import PaymentWorkflow
 
 T = TypeVar("T")
@@ -283,15 +286,46 @@ class PaymentHandle:
         # cell"): stop waiting, with the error, once an attempt fails with the code deployed now.
         waiting = asyncio.ensure_future(result_in_windows(self.workflow, self.service.client, self.service.result_poll_window))
         failing = asyncio.ensure_future(until_task_fails(self.workflow))
+        telling = asyncio.ensure_future(self._say_what_a_long_wait_waits_for())
         try:
             await asyncio.wait({waiting, failing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (waiting, failing):
+            for task in (waiting, failing, telling):
                 task.cancel()
-            await asyncio.gather(waiting, failing, return_exceptions=True)
+            await asyncio.gather(waiting, failing, telling, return_exceptions=True)
         if waiting.done() and not waiting.cancelled():
             return waiting.result()
         raise failing.result()
+
+    async def _say_what_a_long_wait_waits_for(self, *, after: float = WAITING_SAID_AFTER) -> None:
+        """Once the wait has lasted ``after`` seconds, say once what it waits for if a step is being retried.
+
+        A charge retried a minute apart, without limit (``maximum_attempts=0``), keeps the cell
+        waiting for as long as it fails: without a word, it would look hung.
+        """
+        await asyncio.sleep(after)
+        try:
+            described = await self.workflow.describe(rpc_timeout=self.service.call_window)
+        except RPCError:
+            return  # the server is away: the result's own wait says so
+        retried = [p for p in described.raw_description.pending_activities if p.attempt >= 2]
+        if not retried:
+            return
+        pending = retried[0]
+        step = STEPS.get(pending.activity_type.name, pending.activity_type.name)
+        limit = "no limit" if pending.maximum_attempts == 0 else f"at most {pending.maximum_attempts} attempts"
+        due = ""
+        if pending.HasField("next_attempt_schedule_time"):
+            seconds = (pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
+            due = f", the next one in {max(seconds, 0):.0f} s"
+        last = pending.last_failure.message or "no message"
+        print(
+            f"Payment {self.payment_id!r} is still running: its {step} step failed {plural(pending.attempt - 1, 'time')} "
+            f"(last: {last}) and is retried ({limit}{due}). This waits for the payment to end: interrupt the kernel to "
+            f"stop waiting (the payment runs on), or cancel it: `await lab.service.cancel({self.payment_id!r})`.",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def input(self) -> PaymentInput:
         """The workflow's input, read back from the first event of its history."""

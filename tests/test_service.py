@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -267,3 +268,24 @@ def test_a_workflow_status_reads_the_same_from_visibility_and_from_a_history() -
     from payments_lab.service import _WORKFLOW_STATUS_NAMES
 
     assert set(WORKFLOW_CLOSED.values()) == set(_WORKFLOW_STATUS_NAMES.values()) - {"running"}
+
+
+async def test_a_long_wait_on_a_step_retried_without_limit_says_what_it_waits_for(
+    client: Client, task_queue: str, activities: PaymentActivities, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = PaymentService(client, task_queue, options=replace(FAST, maximum_attempts=0))
+    async with BackgroundWorker(client, task_queue, activities):
+        handle = await service.start(PaymentRequest(new_id(), "org-acme", "u", "25.00", "EUR"), faults=FaultPlan.failing(charge=1000))
+        while (await handle.progress()).step != "charge" or len(activities.repository.attempts(handle.payment_id)) < 3:
+            await asyncio.sleep(0.1)
+        await handle._say_what_a_long_wait_waits_for(after=0)
+        said = capsys.readouterr().err
+        assert f"Payment {handle.payment_id!r} is still running: its charge step failed" in said
+        assert "(last: simulated processor outage" in said and "is retried (no limit, the next one in" in said
+        assert f"cancel it: `await lab.service.cancel({handle.payment_id!r})`" in said
+        await handle.cancel()
+        assert (await handle.result()).status is PaymentStatus.CANCELLED
+    quiet = await service.start(PaymentRequest(new_id(), "org-acme", "u", "5.00", "EUR"))
+    await quiet._say_what_a_long_wait_waits_for(after=0)  # nothing retried: nothing to say
+    assert capsys.readouterr().err == ""
+    await quiet.workflow.terminate("no worker in this test")
