@@ -271,6 +271,10 @@ class PaymentHandle:
         try:
             with not_found_as(self.payment_id):
                 return await self._ride_out(self._result)
+        except asyncio.CancelledError as stopped:
+            # The cell was interrupted: in a notebook, say what that means in place of asyncio's frames.
+            stopped._render_traceback_ = self._stopped_waiting  # type: ignore[attr-defined]
+            raise
         except WorkflowFailureError as err:
             if not is_cancelled_exception(err.cause):
                 raise
@@ -296,6 +300,14 @@ class PaymentHandle:
         if waiting.done() and not waiting.cancelled():
             return waiting.result()
         raise failing.result()
+
+    def _stopped_waiting(self) -> list[str]:
+        """What an interrupted wait shows in a notebook, instead of a page of asyncio's frames."""
+        return [
+            f"\x1b[31mStopped waiting\x1b[0m for payment {self.payment_id!r}: the payment runs on (Temporal keeps it). "
+            f"`await lab.service.handle({self.payment_id!r}).result()` waits again; "
+            f"`await lab.service.cancel({self.payment_id!r})` cancels it."
+        ]
 
     async def _say_what_a_long_wait_waits_for(self, *, after: float = WAITING_SAID_AFTER) -> None:
         """Once the wait has lasted ``after`` seconds, say once what it waits for if a step is being retried.

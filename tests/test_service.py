@@ -289,3 +289,18 @@ async def test_a_long_wait_on_a_step_retried_without_limit_says_what_it_waits_fo
     await quiet._say_what_a_long_wait_waits_for(after=0)  # nothing retried: nothing to say
     assert capsys.readouterr().err == ""
     await quiet.workflow.terminate("no worker in this test")
+
+
+async def test_an_interrupted_wait_shows_one_line_on_what_it_means(client: Client, task_queue: str) -> None:
+    """The ■ button cancels the cell's await: IPython shows ``_render_traceback_`` instead of asyncio's frames."""
+    service = PaymentService(client, task_queue)
+    handle = await service.start(PaymentRequest(new_id(), "org-acme", "u", "5.00", "EUR"))  # no worker: it waits
+    waiting = asyncio.ensure_future(handle.result())
+    await asyncio.sleep(0.3)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError) as stopped:
+        await waiting
+    (line,) = stopped.value._render_traceback_()  # type: ignore[attr-defined]
+    assert f"for payment {handle.payment_id!r}: the payment runs on" in line
+    assert f"`await lab.service.cancel({handle.payment_id!r})` cancels it" in line
+    await handle.workflow.terminate("no worker in this test")
