@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ from typing import Any
 
 class _Stopped(BaseException):
     """Raised inside a call that ran past its deadline, to stop a Python loop at its next bytecode."""
+
+
+def was_stopped(error: BaseException) -> bool:
+    """Whether ``error`` is the stop a :class:`LoopGuard` sent into a learner's coroutine that never let the loop turn."""
+    return isinstance(error, _Stopped)
 
 
 class GuardedCall:
@@ -82,3 +88,91 @@ class GuardedCall:
         if "error" in self._outcome:
             raise self._outcome["error"]
         return self._outcome["value"]
+
+
+class LoopGuard:
+    """Watches the event loop while a learner's coroutine runs on it: who blocks it, and for how long.
+
+    An ``async def`` of the learner's runs in the kernel's event loop, and so does the lab's
+    worker. A blocking call in it (``time.sleep(1)`` for ``await asyncio.sleep(1)``) stops
+    both, and a loop without ``await`` stops them for ever: no timeout of asyncio's can fire
+    while the loop does not turn. A thread of this guard looks at the loop's thread whenever
+    the loop has not turned for a moment; time spent there inside ``code`` (the learner's
+    function) is counted as the learner's, with the line it was on, and a block of the
+    learner's past ``stop_after`` seconds is stopped with an asynchronous exception, as a
+    :class:`GuardedCall` stops a plain function.
+
+    Args:
+        code: The learner's function's code: frames of it on the loop's thread are the learner's.
+        stop_after: Seconds the learner's code may keep the loop from turning before it is stopped.
+    """
+
+    TURN = 0.02
+    """Seconds between two beats of the loop: a beat that does not come means the loop is blocked."""
+
+    def __init__(self, code: Any, stop_after: float) -> None:
+        self._code = code
+        self._stop_after = stop_after
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._beat = time.monotonic()
+        self._done = threading.Event()
+        self.blocked_seconds = 0.0
+        """Time the learner's code kept the loop from turning, in all."""
+        self.blocked_line: int | None = None
+        """The line of the learner's function that blocked the loop longest."""
+        self.stopped = False
+        """Whether the learner's code was stopped for keeping the loop blocked past ``stop_after``."""
+        self._longest = 0.0
+        self._beating: asyncio.TimerHandle | None = None
+        self._watcher = threading.Thread(target=self._watch, name="learner's event-loop guard", daemon=True)
+
+    def __enter__(self) -> LoopGuard:
+        self._beating = self._loop.call_later(self.TURN, self._on_beat)
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._beating is not None:
+            self._beating.cancel()
+        self._watcher.join()
+
+    def _on_beat(self) -> None:
+        self._beat = time.monotonic()
+        self._beating = self._loop.call_later(self.TURN, self._on_beat)
+
+    def _learner_line(self) -> int | None:
+        frame = sys._current_frames().get(self._loop_thread)
+        while frame is not None:
+            if frame.f_code is self._code:
+                return frame.f_lineno
+            frame = frame.f_back
+        return None
+
+    def _watch(self) -> None:
+        blocked_since: float | None = None
+        while not self._done.wait(self.TURN):
+            now = time.monotonic()
+            line = self._learner_line() if now - self._beat > 5 * self.TURN else None
+            if line is None:
+                if blocked_since is not None:
+                    self._count(blocked_since, now, None)
+                blocked_since = None
+                continue
+            if blocked_since is None:
+                blocked_since = max(self._beat, now - 5 * self.TURN)
+            self._count(blocked_since, now, line, ongoing=True)
+            if now - blocked_since > self._stop_after and not self.stopped:
+                self.stopped = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._loop_thread), ctypes.py_object(_Stopped))
+        if blocked_since is not None:
+            self._count(blocked_since, time.monotonic(), None)
+
+    def _count(self, since: float, now: float, line: int | None, *, ongoing: bool = False) -> None:
+        """Keep the block under way (``ongoing``) or add a block that ended to the total."""
+        span = now - since
+        if span > self._longest and line is not None:
+            self._longest, self.blocked_line = span, line
+        if not ongoing:
+            self.blocked_seconds += span

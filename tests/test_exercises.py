@@ -849,3 +849,34 @@ def test_a_worker_log_nobody_holds_any_more_stops_itself() -> None:
     worker_log.stop()
     worker_log.stop()  # stopping twice is harmless
     assert logger.propagate and not logger.handlers
+
+
+async def test_an_async_answer_that_blocks_the_event_loop_is_told_so_and_one_that_never_yields_is_stopped() -> None:
+    """The lab's worker runs on the kernel's event loop: an ``async def`` that blocks it stalls the payment it is judged on."""
+    import time
+
+    from payments_lab.exercises.checking import call_learner
+
+    async def sleeps(value: int) -> int:
+        time.sleep(0.7)  # meant: await asyncio.sleep(0.7)
+        return value
+
+    with pytest.raises(Mismatch, match=r"blocked the kernel's event loop for 0\.\d s") as blocked:
+        await call_learner(sleeps, 1, what="function", timeout=3)
+    assert blocked.value.seen.startswith(f"line {sleeps.__code__.co_firstlineno + 1} of your cell held the event loop")
+    assert "never `time.sleep(...)`" in blocked.value.where_to_look
+
+    async def spins(value: int) -> int:
+        while True:  # a polling loop with no await
+            value += 1
+
+    started = time.monotonic()
+    with pytest.raises(Mismatch, match="did not return within 0.5 s: it never let the kernel's event loop turn") as stopped:
+        await call_learner(spins, 1, what="function", timeout=0.5)
+    assert "ran on without an `await`, and was stopped" in stopped.value.seen and time.monotonic() - started < 5
+
+    async def waits(value: int) -> int:
+        await asyncio.sleep(0.6)
+        return value
+
+    assert await call_learner(waits, 7, what="function", timeout=3) == 7, "waiting with await is not blocking"

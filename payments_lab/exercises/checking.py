@@ -28,7 +28,7 @@ from payments_lab.lab import Lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.outage import RECOVERY_ALLOWANCE, OutageWatch, outage_wait
 from payments_lab.repository import AttemptRecord, PaymentRepository
-from payments_lab.runaway import GuardedCall
+from payments_lab.runaway import GuardedCall, LoopGuard, was_stopped
 from payments_lab.service import PaymentHandle, PaymentService
 from payments_lab.wording import plural as plural  # the lessons import it from here
 from payments_lab.workflow_tasks import WorkflowTaskFailingError
@@ -326,6 +326,48 @@ async def _call_in_a_thread(function: Callable[..., Any], args: tuple[Any, ...],
     )
 
 
+BLOCKING_NOTICED = 0.5
+"""Seconds a learner's ``async def`` may keep the event loop from turning, in all, before the check says so."""
+
+
+async def _await_learner(function: Callable[..., Any], args: tuple[Any, ...], what: str, timeout: float) -> Any:
+    """Await the learner's ``async def``, guarding the event loop it runs on (:class:`LoopGuard`).
+
+    Raises:
+        Mismatch: it kept the loop from turning: a blocking call (``time.sleep``) for longer than
+            :data:`BLOCKING_NOTICED` in all, or a loop without ``await`` (stopped after ``timeout``).
+        TimeoutError: it awaited past ``timeout`` seconds.
+        BaseException: what the function raised.
+    """
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return await asyncio.wait_for(function(*args), timeout)
+    with LoopGuard(code, stop_after=timeout) as guard:
+        try:
+            outcome = await asyncio.wait_for(function(*args), timeout)
+        except BaseException as error:
+            if not was_stopped(error):
+                raise
+            outcome = None
+    where = f"line {guard.blocked_line} of your cell" if guard.blocked_line else "your function"
+    if guard.stopped:
+        raise Mismatch(
+            f"Your {what} did not return within {timeout:g} s: it never let the kernel's event loop turn.",
+            expected=f"it returns within {timeout:g} s",
+            seen=f"{where} ran on without an `await`, and was stopped",
+            where_to_look="a loop that never ends: in an `async def`, a loop that waits must `await` (e.g. `await asyncio.sleep(0.1)`)",
+        )
+    if guard.blocked_seconds >= BLOCKING_NOTICED:
+        raise Mismatch(
+            f"Your {what} blocked the kernel's event loop for {guard.blocked_seconds:.1f} s: while it did, nothing "
+            "else ran, the lab's worker included.",
+            expected="an `async def` that waits with `await`",
+            seen=f"{where} held the event loop (a blocking call, such as `time.sleep`)",
+            where_to_look="in an `async def`, wait with `await asyncio.sleep(...)`, never `time.sleep(...)`",
+        )
+    return outcome
+
+
 async def call_learner(function: Callable[..., Any], *args: Any, what: str, timeout: float = 3.0) -> Any:
     """Call the learner's function (sync or async) and turn its failures into helpful feedback.
 
@@ -334,11 +376,11 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
     """
     try:
         if inspect.iscoroutinefunction(function):
-            outcome = function(*args)
+            outcome = await _await_learner(function, args, what, timeout)
         else:
             outcome = await _call_in_a_thread(function, args, what, timeout)
-        if inspect.isawaitable(outcome):
-            outcome = await asyncio.wait_for(outcome, timeout)
+            if inspect.isawaitable(outcome):
+                outcome = await asyncio.wait_for(outcome, timeout)
         if inspect.iscoroutine(outcome):
             raise _never_awaited(outcome, what)
     except TimeoutError:
