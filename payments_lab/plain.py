@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from payments_lab import processes
 from payments_lab.activities import send_notifications
 from payments_lab.domain import Payment, PaymentRequest, PaymentResult, PaymentStatus, validate_request
 from payments_lab.errors import PaymentsLabError
@@ -94,14 +95,17 @@ def run_plain_script(
     ]
     if idempotent:
         command.append("--idempotent")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Through the kit's launcher, as its servers and workers are: a kernel killed while the script
+    # waits for the processor takes the script with it, instead of leaving it to write later.
+    process = processes.spawn(command, log=subprocess.PIPE)
     assert process.stdout is not None
-    if not kill_after_charge:
-        output, _ = process.communicate(timeout=60 + delay)
-        return output.strip()
-    first = process.stdout.readline().strip()
-    process.kill()
-    process.wait()
+    try:
+        if not kill_after_charge:
+            output, _ = process.communicate(timeout=60 + delay)
+            return output.decode("utf-8", "replace").strip()
+        first = process.stdout.readline().decode("utf-8", "replace").strip()
+    finally:
+        processes.kill(process)  # nothing when it has ended; a script that overran its time is not left behind
     return f"{first}\n(killed)"
 
 

@@ -53,8 +53,15 @@ if sys.platform == "win32":
 else:
     signal.signal(signal.SIGINT, pass_on)
     signal.signal(signal.SIGTERM, pass_on)
+def parent_gone():
+    # A parent killed and not yet reaped (its own parent, e.g. Jupyter's kernel manager, waits
+    # later) is a zombie, which psutil still calls running.
+    try:
+        return not parent.is_running() or parent.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 while program.poll() is None:
-    if not parent.is_running():
+    if parent_gone():
         program.kill()
         break
     try:
@@ -216,8 +223,14 @@ def listens_on(pid: int, port: int) -> bool | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (without signalling it: on Windows ``os.kill(pid, 0)`` kills)."""
-    return psutil.pid_exists(pid)
+    """Whether process ``pid`` runs: it exists and is not a zombie (killed, not yet reaped by its parent).
+
+    Asked without signalling it: on Windows ``os.kill(pid, 0)`` kills.
+    """
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def processes_marked(marker: str) -> list[int]:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
+
+import pytest
 
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.plain import CHARGED_LINE, pay_plainly, run_plain_script
+from payments_lab.processes import WATCHDOG_ENV, leftovers, processes_marked
 from payments_lab.repository import PaymentRepository
 
 
@@ -66,3 +72,35 @@ def test_the_script_run_again_on_a_completed_payment_refuses_in_one_line(tmp_pat
     again = run_plain_script(db, request)
     assert again == "refused: payment p-9 cannot go from completed to processing", again
     assert PaymentRepository(db).charge_count("p-9") == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="leftover processes are found through /proc")
+@pytest.mark.parametrize("tie", ["kernel", "watchdog"])
+def test_the_plain_script_dies_with_the_kernel_that_ran_it(tmp_path: Path, tie: str) -> None:
+    """Lesson 04's kernel killed while its plain script waits for the processor: the script must not live on and write later."""
+    from jupyter_client.manager import KernelManager
+
+    marker = uuid.uuid4().hex
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env={**os.environ, "PAYMENTS_LAB_PLAIN_CHECK": marker, WATCHDOG_ENV: "1" if tie == "watchdog" else "0"})
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        client.execute(
+            "from payments_lab.domain import PaymentRequest\n"
+            "from payments_lab.plain import run_plain_script\n"
+            f"run_plain_script({str(tmp_path / 'plain.sqlite')!r}, PaymentRequest('order-1', 'org-acme', 'u', '5.00', 'EUR'), delay=30)"
+        )
+        database = tmp_path / "plain.sqlite"
+        deadline = time.monotonic() + 30
+        while not (database.exists() and PaymentRepository(database).ledger("order-1")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the script has taken the money and waits for the processor's answer
+        assert len(processes_marked(marker)) >= 2, "the kernel, and the script it started"
+        os.kill(manager.provisioner.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        assert leftovers(marker, 10) == [], "the plain script outlived its kernel"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+        for pid in processes_marked(marker):
+            os.kill(pid, signal.SIGKILL)

@@ -101,3 +101,10 @@ def test_pid_alive_tells_a_running_process_from_an_ended_one() -> None:
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     assert processes.pid_alive(psutil.Process().pid)
     assert not processes.pid_alive(int(ended.stdout))
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    deadline = time.monotonic() + 10
+    while psutil.Process(killed.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not processes.pid_alive(killed.pid), "killed and not yet reaped (a zombie) is not running"
+    killed.wait()
