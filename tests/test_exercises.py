@@ -880,3 +880,33 @@ async def test_an_async_answer_that_blocks_the_event_loop_is_told_so_and_one_tha
         return value
 
     assert await call_learner(waits, 7, what="function", timeout=3) == 7, "waiting with await is not blocking"
+
+
+async def test_an_interrupted_check_stops_with_its_work_and_says_so_in_one_line() -> None:
+    """The ■ button during ``check()``: the check is stopped (its payment with it), not left judging in the background."""
+    import payments_lab.exercises as framework
+
+    from payments_lab.exercises.errors import CheckInterruptedError
+
+    stopped = asyncio.Event()
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt  # what the kernel's SIGINT handler raises in the event loop
+
+    async def slow(answer: object, lab: object) -> object:
+        asyncio.get_running_loop().call_later(0.2, interrupt)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.set()  # where a real check stops its payment
+            raise
+        raise AssertionError("never reached")
+
+    exercise = framework.Exercise(
+        lesson=1, number=8, title="slow", task="t", answer="anything", checker=slow,  # type: ignore[arg-type]
+        hints=("h",), explanation="e", solution="x = 1", answer_name="x", needs_lab=False,
+    )
+    with pytest.raises(CheckInterruptedError, match="the check was interrupted and stopped, with its payment; nothing was judged") as told:
+        exercise.check("an answer")
+    assert stopped.is_set(), "the check's task was cancelled, not left running"
+    assert isinstance(told.value, KeyboardInterrupt) and told.value._render_traceback_()[0].count("\n") == 0

@@ -37,3 +37,7 @@ class InvalidExerciseError(PaymentsLabError, ValueError):
 
 class NoSuchHintError(PaymentsLabError, ValueError):
     """A learner asked for a hint the exercise does not have."""
+
+
+class CheckInterruptedError(PaymentsLabError, KeyboardInterrupt):
+    """A check was interrupted (the ■ button): it stopped, with its payment, and judged nothing."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from payments_lab.exercises.blanks import ____, contains_blank
-from payments_lab.exercises.errors import InvalidExerciseError, Mismatch, NoSuchHintError
+from payments_lab.exercises.errors import CheckInterruptedError, InvalidExerciseError, Mismatch, NoSuchHintError
 from payments_lab.exercises.view import Feedback, Hint, Solution, Task
 from payments_lab.verdicts import CheckOutcome
 
@@ -196,7 +197,19 @@ class Exercise:
         # The lab's worker runs on this loop: the check must run on it too, nested in the
         # cell that called it, so that the worker keeps serving while the cell waits.
         nest_asyncio.apply(loop)
-        return loop.run_until_complete(self.check_async(answer))
+        checking = loop.create_task(self.check_async(answer), name=f"check {self.label}")
+        try:
+            return loop.run_until_complete(checking)
+        except KeyboardInterrupt:
+            # The cell was interrupted: stop the check too (it stops its payment), or it would run
+            # on in the background and judge an answer nobody waits for.
+            checking.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(asyncio.wait({checking}, timeout=LAB_CLOSED_GRACE))
+            raise CheckInterruptedError(
+                f"{self.label}: the check was interrupted and stopped, with its payment; nothing was judged. "
+                f"Run `{self.typed_name}.check(...)` again."
+            ) from None
 
     async def _check_in_own_loop(self, answer: object) -> Feedback:
         """Check with a lab of this loop's own: a lab's worker cannot outlive the loop it runs on."""
