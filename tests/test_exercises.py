@@ -885,7 +885,6 @@ async def test_an_async_answer_that_blocks_the_event_loop_is_told_so_and_one_tha
 async def test_an_interrupted_check_stops_with_its_work_and_says_so_in_one_line() -> None:
     """The ■ button during ``check()``: the check is stopped (its payment with it), not left judging in the background."""
     import payments_lab.exercises as framework
-
     from payments_lab.exercises.errors import CheckInterruptedError
 
     stopped = asyncio.Event()
