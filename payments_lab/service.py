@@ -259,7 +259,7 @@ class PaymentHandle:
     def _address(self) -> str:
         return self.service.client.service_client.config.target_host
 
-    async def result(self) -> PaymentResult:
+    async def result(self, *, say_after: float | None = WAITING_SAID_AFTER) -> PaymentResult:
         """Wait for the payment to end and return how it ended.
 
         A cancelled payment is a result too: its status says whether it was refunded.
@@ -267,10 +267,15 @@ class PaymentHandle:
         instead (a cancelled workflow has no result); this builds one from ``describe()``.
         If the server becomes unreachable meanwhile, this waits for it to come back (up
         to the service's ``outage_wait``).
+
+        Args:
+            say_after: Seconds after which a wait on a step that runs long or is retried says
+                once what it waits for (standard error); None: never (an exercise check, which
+                gives its own verdict).
         """
         try:
             with not_found_as(self.payment_id):
-                return await self._ride_out(self._result)
+                return await self._ride_out(lambda: self._result(say_after))
         except asyncio.CancelledError as stopped:
             # The cell was interrupted: in a notebook, say what that means in place of asyncio's frames.
             stopped._render_traceback_ = self._stopped_waiting  # type: ignore[attr-defined]
@@ -285,12 +290,12 @@ class PaymentHandle:
                 self.payment_id, final, f"cancelled by request; payment {final.value}", request.amount, request.currency
             )
 
-    async def _result(self) -> PaymentResult:
+    async def _result(self, say_after: float | None) -> PaymentResult:
         # Temporal's result() waits as long as workflow code keeps failing its task (the "hung
         # cell"): stop waiting, with the error, once an attempt fails with the code deployed now.
         waiting = asyncio.ensure_future(result_in_windows(self.workflow, self.service.client, self.service.result_poll_window))
         failing = asyncio.ensure_future(until_task_fails(self.workflow))
-        telling = asyncio.ensure_future(self._say_what_a_long_wait_waits_for())
+        telling = asyncio.ensure_future(self._say_what_a_long_wait_waits_for(after=say_after) if say_after is not None else asyncio.sleep(0))
         try:
             await asyncio.wait({waiting, failing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -310,31 +315,39 @@ class PaymentHandle:
         ]
 
     async def _say_what_a_long_wait_waits_for(self, *, after: float = WAITING_SAID_AFTER) -> None:
-        """Once the wait has lasted ``after`` seconds, say once what it waits for if a step is being retried.
+        """Once the wait has lasted ``after`` seconds, say once which step it waits on, if one runs long or is retried.
 
-        A charge retried a minute apart, without limit (``maximum_attempts=0``), keeps the cell
-        waiting for as long as it fails: without a word, it would look hung.
+        A charge retried a minute apart without limit (``maximum_attempts=0``), or a processor
+        that takes ten minutes to answer (lesson 05), keeps the cell waiting: without a word,
+        it would look hung.
         """
         await asyncio.sleep(after)
         try:
             described = await self.workflow.describe(rpc_timeout=self.service.call_window)
         except RPCError:
             return  # the server is away: the result's own wait says so
-        retried = [p for p in described.raw_description.pending_activities if p.attempt >= 2]
-        if not retried:
+        pending_activities = list(described.raw_description.pending_activities)
+        if not pending_activities:
             return
-        pending = retried[0]
+        pending = max(pending_activities, key=lambda p: p.attempt)
         step = STEPS.get(pending.activity_type.name, pending.activity_type.name)
-        limit = "no limit" if pending.maximum_attempts == 0 else f"at most {pending.maximum_attempts} attempts"
-        due = ""
-        if pending.HasField("next_attempt_schedule_time"):
-            seconds = (pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
-            due = f", the next one in {max(seconds, 0):.0f} s"
-        last = pending.last_failure.message or "no message"
+        now = datetime.now(UTC)
+        if pending.attempt >= 2:
+            limit = "no limit" if pending.maximum_attempts == 0 else f"at most {pending.maximum_attempts} attempts"
+            due = ""
+            if pending.HasField("next_attempt_schedule_time"):
+                seconds = (pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC) - now).total_seconds()
+                due = f", the next one in {max(seconds, 0):.0f} s"
+            last = pending.last_failure.message or "no message"
+            what = f"its {step} step failed {plural(pending.attempt - 1, 'time')} (last: {last}) and is retried ({limit}{due})"
+        elif pending.HasField("last_started_time"):
+            running = (now - pending.last_started_time.ToDatetime(tzinfo=UTC)).total_seconds()
+            what = f"its {step} step has been running for {running:.0f} s"
+        else:
+            return  # scheduled, not started yet: a worker is about to take it
         print(
-            f"Payment {self.payment_id!r} is still running: its {step} step failed {plural(pending.attempt - 1, 'time')} "
-            f"(last: {last}) and is retried ({limit}{due}). This waits for the payment to end: interrupt the kernel to "
-            f"stop waiting (the payment runs on), or cancel it: `await lab.service.cancel({self.payment_id!r})`.",
+            f"Payment {self.payment_id!r} is still running: {what}. This waits for the payment to end: interrupt the "
+            f"kernel to stop waiting (the payment runs on), or cancel it: `await lab.service.cancel({self.payment_id!r})`.",
             file=sys.stderr,
             flush=True,
         )

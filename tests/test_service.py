@@ -285,6 +285,12 @@ async def test_a_long_wait_on_a_step_retried_without_limit_says_what_it_waits_fo
         assert f"cancel it: `await lab.service.cancel({handle.payment_id!r})`" in said
         await handle.cancel()
         assert (await handle.result()).status is PaymentStatus.CANCELLED
+        slow = await service.start(PaymentRequest(new_id(), "org-acme", "u", "7.00", "EUR"), faults=FaultPlan(charge=StepFaults(delay=3)))
+        while not activities.repository.ledger(slow.payment_id):
+            await asyncio.sleep(0.1)
+        await slow._say_what_a_long_wait_waits_for(after=0)
+        assert f"Payment {slow.payment_id!r} is still running: its charge step has been running for" in capsys.readouterr().err
+        assert (await slow.result(say_after=None)).status is PaymentStatus.COMPLETED
     quiet = await service.start(PaymentRequest(new_id(), "org-acme", "u", "5.00", "EUR"))
     await quiet._say_what_a_long_wait_waits_for(after=0)  # nothing retried: nothing to say
     assert capsys.readouterr().err == ""

@@ -208,7 +208,7 @@ async def await_result(
     while True:
         async with OutageWatch(handle.service.client) as watch:
             try:
-                return await asyncio.wait_for(handle.result(), window)
+                return await asyncio.wait_for(handle.result(say_after=None), window)  # the check gives its own verdict
             except WorkflowFailureError:
                 return None  # terminated, or failed for a reason its history tells
             except (TimeoutError, WorkflowTaskFailingError):
