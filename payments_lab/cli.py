@@ -538,6 +538,26 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
     return EXIT_OK
 
 
+_FIELD_OF_ARGUMENT = {"org": "organization_id", "user": "user_id", "payment_id": "payment_id", "description": "description", "currency": "currency"}
+
+
+def _refuse_text_no_server_takes(args: argparse.Namespace) -> None:
+    """Refuse, as a usage error, an argument holding a byte a terminal that is not UTF-8 passed on (a lone surrogate).
+
+    Python hands such a byte over as a lone surrogate, which nothing downstream can encode:
+    left in, it surfaced as a traceback from wherever the text was first sent or stored.
+    """
+    from payments_lab.domain import text_problems
+
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            # Named as the request's fields are when they refuse the same text; other options by their flag.
+            label = _FIELD_OF_ARGUMENT.get(name, f"--{name.replace('_', '-')}")
+            problems = [p for p in text_problems(label, value) if "lone surrogate" in p]
+            if problems:
+                raise UsageError(problems[0])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code."""
     args = build_parser().parse_args(argv)
@@ -547,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prog = f"payments-lab {args.command}"
     try:
+        _refuse_text_no_server_takes(args)
         if args.command in ("lab", "server"):
             return _serve(args, jupyter=args.command == "lab")
         if args.command == "room":

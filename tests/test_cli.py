@@ -263,6 +263,10 @@ def test_a_worker_on_another_ledger_than_the_session_is_refused(isolated: dict[s
         (["pay", "--org", "org-acme", "--amount", "1", "--currency", "E" * 3000], "currency is 3,000 characters"),
         (["status", "x\udcff"], "payment_id is not valid text"),
         (["cancel", "x\x01"], "payment_id contains a control character"),
+        (["list", "--org", "caf\udce9"], "organization_id is not valid text"),
+        (["worker", "--task-queue", "q\udce9"], "--task-queue is not valid text"),
+        (["pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--task-queue", "q\udce9"], "--task-queue is not valid text"),
+        (["worker", "--namespace", "n\udce9"], "--namespace is not valid text"),
     ],
 )
 def test_input_that_cannot_reach_temporal_is_refused_at_the_door(
