@@ -9,10 +9,12 @@ is skipped) and new payments are screened.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity, workflow
 from temporalio.client import WorkflowHistory
@@ -22,6 +24,7 @@ from temporalio.worker import Replayer
 from payments_lab.client import quiet_runtime
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.domain import PaymentRequest, PaymentResult
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.messages import PaymentInput
 from payments_lab.workflows import PaymentWorkflow
 
@@ -82,11 +85,33 @@ class ReplayOutcome:
     """The first line of the failure, when it did not."""
 
 
-async def replay(histories: Iterable[WorkflowHistory], workflow_class: type) -> list[ReplayOutcome]:
-    """Replay each history with ``workflow_class``, as a new worker version would on restart."""
+async def replay(
+    histories: WorkflowHistory | str | os.PathLike[str] | Iterable[WorkflowHistory | str | os.PathLike[str]], workflow_class: type
+) -> list[ReplayOutcome]:
+    """Replay each history with ``workflow_class``, as a new worker version would on restart.
+
+    Args:
+        histories: One history or many, or the files :func:`payments_lab.history.save_histories` wrote.
+        workflow_class: The workflow class to replay them with (decorated with ``@workflow.defn``).
+
+    Raises:
+        ValueError: ``workflow_class`` is not a workflow class, or a history is neither a
+            history nor the file of one.
+    """
+    if not isinstance(workflow_class, type) or not hasattr(workflow_class, "__temporal_workflow_definition"):
+        raise InvalidArgumentError(
+            f"workflow_class must be a workflow class such as PaymentWorkflow (the class itself, decorated with "
+            f"@workflow.defn), not {type(workflow_class).__name__} {workflow_class!r}"
+        )
+    # Imported here, not at the top: this module's workflows run in Temporal's sandbox, which
+    # imports the module again for every run, and the history tools bring pandas.
+    from payments_lab.history import as_histories, load_history
+
+    items = [histories] if isinstance(histories, (WorkflowHistory, str, os.PathLike)) else list(histories)
+    loaded = as_histories([load_history(Path(item)) if isinstance(item, (str, os.PathLike)) else item for item in items])
     replayer = Replayer(workflows=[workflow_class], data_converter=DATA_CONVERTER, runtime=quiet_runtime())
     outcomes = []
-    for history in histories:
+    for history in loaded:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         failure = result.replay_failure
         outcomes.append(ReplayOutcome(history.workflow_id, failure is None, _readable(failure) if failure else None))

@@ -150,6 +150,11 @@ def load_history(path: str | Path, workflow_id: str | None = None) -> WorkflowHi
         ValueError: the file is not a history in JSON, or holds no events.
     """
     path = Path(path)
+    if not path.is_file():
+        raise InvalidArgumentError(
+            f"{path} is not a file{' (it is a folder: pass one of its .json files, or load_histories(folder))' if path.is_dir() else ''}: "
+            "save_histories(...) returns the paths of the files it wrote"
+        )
     try:
         history = WorkflowHistory.from_json(workflow_id or "", path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, ParseError) as err:
