@@ -31,6 +31,7 @@ from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.repository import DEMO_ORGANIZATIONS
 from payments_lab.service import PaymentService
+from payments_lab.visibility import quoted
 
 DEFAULT_CONCURRENCY = 50
 """Payments in flight at once: enough to keep a 2-core dev server busy without piling up."""
@@ -189,6 +190,9 @@ class FleetRun:
     """The payments, in plan order."""
     elapsed: timedelta
     """Wall-clock time from the first start to the last result."""
+    service: PaymentService
+    """The service that ran the fleet, its searches, counts and metrics narrowed to this fleet's
+    payments (their ids share ``<prefix>-<run token>-``): a notebook run again counts its new fleet only."""
     status_counts: dict[str, int] = field(init=False)
     """Payments per final status (``error`` for those that could not run)."""
 
@@ -285,4 +289,5 @@ async def run_fleet(
             for index, payment in enumerate(planned):
                 group.create_task(run(index, payment))
     elapsed = timedelta(seconds=time.perf_counter() - started)
-    return FleetRun(tuple(outcomes), elapsed)  # type: ignore[arg-type]
+    shared = planned[0].request.workflow_id.rsplit("-", 1)[0] + "-" if planned else "payment-none-"
+    return FleetRun(tuple(outcomes), elapsed, service.narrowed(f"WorkflowId STARTS_WITH {quoted(shared)}"))  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ visibility (search attributes) to find, count and measure many.
 from __future__ import annotations
 
 import asyncio
+import copy
 import statistics
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -442,6 +443,9 @@ class PaymentService:
             server (see :data:`RESULT_POLL_WINDOW`).
         call_window: How long a describe, query or history request may go unanswered (see
             :data:`CALL_WINDOW`).
+        scope: A visibility condition every search, count and metric adds, e.g. the payments
+            of one fleet (:attr:`payments_lab.fleet.FleetRun.service`); None: every payment of
+            the task queue.
 
     Raises:
         ValueError: a duration is not a ``timedelta`` (a number of seconds, say) or is out of
@@ -461,6 +465,7 @@ class PaymentService:
         outage_wait: timedelta | None = None,
         result_poll_window: timedelta = RESULT_POLL_WINDOW,
         call_window: timedelta = CALL_WINDOW,
+        scope: str | None = None,
     ) -> None:
         if not isinstance(task_queue, str) or (scoped and not task_queue):
             raise InvalidArgumentError(f"task_queue must be the name of the workers' task queue, got {task_queue!r}")
@@ -478,6 +483,13 @@ class PaymentService:
         self.execution_timeout = execution_timeout
         self.ui_url = ui_url
         self.scoped = scoped
+        self.scope = None if scope is None else checked_query(scope)
+
+    def narrowed(self, condition: str) -> PaymentService:
+        """This service, its searches, counts and metrics narrowed to payments that also meet ``condition``."""
+        narrowed = copy.copy(self)
+        narrowed.scope = checked_query(condition) if self.scope is None else f"({self.scope}) AND ({checked_query(condition)})"
+        return narrowed
 
     def workflow_url(self, workflow_id: str) -> str | None:
         """Link to a workflow in the Web UI."""
@@ -665,6 +677,8 @@ class PaymentService:
         clauses = [PAYMENTS_QUERY]
         if self.scoped:
             clauses.append(f"TaskQueue = {quoted(self.task_queue)}")
+        if self.scope is not None:
+            clauses.append(f"({self.scope})")
         if organization_id is not None:
             if not isinstance(organization_id, str):
                 raise InvalidArgumentError(f"organization_id must be a string such as 'org-acme', not {type(organization_id).__name__} {organization_id!r}")

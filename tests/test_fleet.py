@@ -85,6 +85,7 @@ async def test_a_fleet_runs_every_payment_to_its_end(client: Client, task_queue:
     async with BackgroundWorker(client, task_queue, activities):
         fleet = await run_fleet(service, plan, concurrency=4, run_token="t")
         again = await run_fleet(service, plan, concurrency=4, progress=False, run_token="t")
+        other = await run_fleet(service, FleetPlan(count=5, seed=1, prefix="fleet-test"), progress=False)
     assert len(fleet) == 16 and fleet.payment_ids == [p.request.payment_id for p in plan_fleet(plan, run_token="t")]
     for payment in fleet.payments:
         charge = payment.faults.charge
@@ -103,6 +104,11 @@ async def test_a_fleet_runs_every_payment_to_its_end(client: Client, task_queue:
     assert again.status_counts == {"error": 16}, "the same run token on the same server: every payment a duplicate"
     assert all("DuplicatePaymentError" in p.error and "already submitted" in p.error for p in again.payments)  # type: ignore[operator]
     assert again.workflow_ids == [] and "16 error" in repr(again)
+    # Each fleet's service counts that fleet alone, whatever ran before it on the same task queue.
+    assert await service.count() == 21
+    assert await fleet.service.count() == 16 and await other.service.count() == 5
+    assert await fleet.service.count(status="failed") == fleet.status_counts["failed"]
+    assert {r.payment_id for r in await other.service.search()} == set(other.payment_ids)
 
 
 async def test_run_fleet_refuses_bad_arguments(client: Client, task_queue: str) -> None:
