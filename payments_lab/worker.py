@@ -79,7 +79,9 @@ class BackgroundWorker:
     """A worker running as a task of this process's event loop, between notebook cells.
 
     ``await worker.start()`` returns at once; the worker keeps polling while cells run.
-    ``await worker.stop()`` shuts it down. Also an async context manager.
+    ``await worker.stop()`` shuts it down. Also an async context manager, which a cell can run
+    again: Temporal's ``Worker`` runs once and holds its task queue from the moment it is built,
+    so this one builds it when it starts, and builds a new one each time it starts again.
     """
 
     def __init__(
@@ -98,7 +100,7 @@ class BackgroundWorker:
         """The workflow classes the worker runs."""
         self.extra_activities: tuple[Callable[..., Any], ...] = tuple(extra_activities)
         """The activities it runs besides the payment's."""
-        self._worker = self._build(workflows, extra_activities)
+        self._worker: Worker | None = None
         self._ran = False
         self._task: asyncio.Task[None] | None = None
 
@@ -113,7 +115,7 @@ class BackgroundWorker:
     async def start(self) -> BackgroundWorker:
         """Start polling in the background (does nothing if already running); a stopped worker starts again."""
         if not self.running:
-            if self._ran:  # Temporal's Worker runs once: a worker started again is a new one, with the same code
+            if self._worker is None or self._ran:  # Temporal's Worker runs once: started again, it is a new one
                 self._worker = self._build(self.workflows, self.extra_activities)
             self._ran = True
             self._task = asyncio.create_task(self._worker.run(), name=f"worker {self.task_queue}")
@@ -124,7 +126,7 @@ class BackgroundWorker:
 
     async def stop(self) -> None:
         """Shut the worker down and wait until it has stopped."""
-        if self.running:
+        if self.running and self._worker is not None:
             await self._worker.shutdown()
         if self._task is not None:
             try:
@@ -144,7 +146,7 @@ class BackgroundWorker:
         try:
             self._worker = self._build(workflows, extra_activities)
         except Exception:
-            self._worker = self._build(self.workflows, self.extra_activities)
+            self._worker = None  # start() builds the code it had
             raise
         finally:
             self._ran = False
