@@ -156,6 +156,10 @@ def coerce_amount(value: Decimal | str | int) -> Decimal:
     elif isinstance(value, int):
         amount = Decimal(value)
     elif isinstance(value, str):
+        # Python's Decimal also reads '12_50' (as 1250: a digit separator) and digits of other
+        # scripts ('١٢'); a payment amount is written with ASCII digits and one '.' only.
+        if "_" in value or any(c.isdigit() and not c.isascii() for c in value):
+            raise InvalidArgumentError(f"amount {preview(value)} is not written with plain digits; write it like '12.50'")
         try:
             amount = Decimal(value.strip())
         except InvalidOperation:

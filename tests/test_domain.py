@@ -239,3 +239,11 @@ def test_a_refused_argument_shows_as_one_line_and_is_still_the_builtin_error() -
     assert isinstance(refused.value, TypeError) and isinstance(refused.value, ValueError)
     (line,) = refused.value._render_traceback_()
     assert "InvalidArgumentError" in line and "a float cannot hold cents exactly" in line
+
+
+@pytest.mark.parametrize("written", ["12_50", "1_000.00", "١٢.٥٠", "１２.５０"])
+def test_an_amount_is_written_with_plain_digits(written: str) -> None:
+    """Python's Decimal reads '12_50' as 1250 and other scripts' digits as numbers: never a payment amount."""
+    with pytest.raises(ValueError, match="is not written with plain digits; write it like '12.50'"):
+        coerce_amount(written)
+    assert coerce_amount(" 12.50 ") == Decimal("12.50") and coerce_amount("-3") == Decimal("-3")
