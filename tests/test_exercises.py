@@ -909,3 +909,25 @@ async def test_an_interrupted_check_stops_with_its_work_and_says_so_in_one_line(
         exercise.check("an answer")
     assert stopped.is_set(), "the check's task was cancelled, not left running"
     assert isinstance(told.value, KeyboardInterrupt) and told.value._render_traceback_()[0].count("\n") == 0
+
+
+async def test_an_answer_that_tries_to_end_the_program_gets_a_verdict_and_the_kernel_lives_on() -> None:
+    """``sys.exit()`` in an answer used to leave the kernel's event loop stopped: every later cell hung."""
+    import sys
+
+    from payments_lab.exercises.checking import call_learner
+
+    def exits(history: object) -> object:
+        sys.exit(1)
+
+    async def exits_async(history: object) -> object:
+        raise SystemExit(2)
+
+    def interrupts(history: object) -> object:
+        raise KeyboardInterrupt
+
+    for answer, raised in ((exits, "SystemExit(1)"), (exits_async, "SystemExit(2)"), (interrupts, "KeyboardInterrupt()")):
+        with pytest.raises(Mismatch, match=rf"tried to end the program \({re.escape(raised)}\) instead of returning its answer") as told:
+            await call_learner(answer, None, what="function", timeout=3)
+        assert "remove `sys.exit()`" in told.value.where_to_look
+    assert await asyncio.sleep(0, "the loop") == "the loop", "the event loop still turns"

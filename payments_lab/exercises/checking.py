@@ -310,7 +310,12 @@ async def _call_in_a_thread(function: Callable[..., Any], args: tuple[Any, ...],
     call = GuardedCall(function, *args, name=f"learner's {what}")
     try:
         if await call.wait_async(timeout):
-            return call.result()
+            try:
+                return call.result()
+            except (SystemExit, KeyboardInterrupt, GeneratorExit) as ending:
+                # Raised by the learner's code in its thread: re-raised here, it would stop the
+                # kernel's event loop (every later cell would hang).
+                raise _ended_the_program(ending, what) from None
     except asyncio.CancelledError:
         call.stop(grace=0)  # the check itself was stopped: so is the learner's function, where it can be
         raise
@@ -344,8 +349,13 @@ async def _await_learner(function: Callable[..., Any], args: tuple[Any, ...], wh
         return await asyncio.wait_for(function(*args), timeout)
     with LoopGuard(code, stop_after=timeout) as guard:
         try:
-            outcome = await asyncio.wait_for(function(*args), timeout)
+            # Awaited in this task, not wait_for's: a SystemExit raised in a task of its own would
+            # go straight out of the event loop, past every handler here.
+            async with asyncio.timeout(timeout):
+                outcome = await function(*args)
         except BaseException as error:
+            if isinstance(error, (SystemExit, GeneratorExit)):
+                raise _ended_the_program(error, what) from None
             if not was_stopped(error):
                 raise
             outcome = None
@@ -411,6 +421,17 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
             where_to_look="the error message, then the hint",
         ) from None
     return outcome
+
+
+def _ended_the_program(ending: BaseException, what: str) -> Mismatch:
+    """The verdict on a function that tried to end the program (``sys.exit()``, ``exit()``, ``raise KeyboardInterrupt``)."""
+    raised = f"{type(ending).__name__}({', '.join(map(repr, ending.args))})"
+    return Mismatch(
+        f"Your {what} tried to end the program ({raised}) instead of returning its answer.",
+        expected="it returns a value",
+        seen=f"`{raised}` raised inside it",
+        where_to_look="remove `sys.exit()`, `exit()` or `raise KeyboardInterrupt`: `return` the answer",
+    )
 
 
 def _never_awaited(coroutine: Coroutine[Any, Any, Any], what: str) -> Mismatch:
