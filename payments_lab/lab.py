@@ -46,6 +46,10 @@ _ACTIVITY_OF_STEP = {step: activity for activity, step in STEPS.items()}
 """The activity type that performs each step that runs one."""
 
 
+class LabClosedError(PaymentsLabError, RuntimeError):
+    """The lab was closed: a payment, a wait or a module needs a lab that runs."""
+
+
 class WorkerElsewhereError(PaymentsLabError, RuntimeError):
     """What was asked needs the lab's worker in this kernel, and it runs in a process of its own."""
 
@@ -131,6 +135,8 @@ class Lab:
         self.service = service
         self.modules: WorkflowModules | None = None
         """The modules written in this lab's cells (:meth:`load_module`), once there is one."""
+        self.closed = False
+        """Whether :meth:`close` was called: the lab's server (if its own), worker and repository are gone."""
         self.adopted: list[BackgroundWorker] = []
         """Workers finishing the payments a kernel that ended left on its own task queue (:mod:`payments_lab.orphans`)."""
 
@@ -205,6 +211,7 @@ class Lab:
 
     async def _wait_until(self, reached: Callable[[], bool], payment_id: str, missed: str, timeout: float) -> None:
         """Poll ``reached`` until it is true; ``missed`` begins the error's sentence if it never is."""
+        self._require_open()
         checked_payment_id(payment_id)
         seconds("timeout", timeout)
         try:
@@ -266,7 +273,12 @@ class Lab:
         show_link: bool = True,
         task_timeout: timedelta | None = None,
     ) -> PaymentHandle:
-        """Start a payment, show its Web UI link, and return its handle."""
+        """Start a payment, show its Web UI link, and return its handle.
+
+        Raises:
+            LabClosedError: the lab was closed; nothing is started.
+        """
+        self._require_open()
         handle = await self.service.start(
             request, faults=faults, options=options, eager_start=eager_start, task_timeout=task_timeout
         )
@@ -323,15 +335,24 @@ class Lab:
                 it had.
             WorkerElsewhereError: the lab's worker runs in a process of its own.
         """
+        self._require_open()
         if not isinstance(self.worker, BackgroundWorker):
             raise WorkerElsewhereError("load_module needs the lab's worker in this kernel: open the lab without worker_process=True")
         if self.modules is None:
             self.modules = WorkflowModules()
         return await deploy(self.worker if restart_worker else None, self.modules, name, source)
 
+    def _require_open(self) -> None:
+        if self.closed:
+            raise LabClosedError(
+                f"the lab {self.name!r} was closed (`await lab.close()`), with its worker"
+                f"{' and server' if self.connection.server is not None else ''}: open it again, `lab = await open_lab()`"
+            )
+
     async def close(self) -> None:
         """Stop the worker, and the server if this lab started it, then close the repository."""
         _LABS.pop(self.name, None)
+        self.closed = True
         for adopted in self.adopted:
             await adopted.stop()
         await self.worker.stop()

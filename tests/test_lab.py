@@ -11,7 +11,7 @@ from conftest import OpenLab
 from payments_lab.domain import PaymentStatus, Step
 from payments_lab.errors import PaymentsLabError
 from payments_lab.faults import FaultPlan, FaultProfile, StepFaults
-from payments_lab.lab import Link, open_lab
+from payments_lab.lab import LabClosedError, Link, open_lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentNotFoundError
@@ -171,3 +171,14 @@ async def test_wait_until_step_returns_once_the_step_began_and_says_when_it_neve
         await lab.wait_until_step(slow.payment_id, "done")
     with pytest.raises(ValueError, match="payment_id must be"):
         await lab.wait_until_step(slow, "validate")  # type: ignore[arg-type]
+
+
+async def test_a_closed_lab_says_so_and_how_to_open_it_again(open_test_lab: OpenLab) -> None:
+    """Lesson 04 ends with ``await lab.close()``: a cell run after it used to wait 10 s and blame the server."""
+    lab = await open_test_lab("closed")
+    paid = await lab.pay("2.00", show_link=False)
+    await lab.close()
+    for call in (lambda: lab.pay("3.00", show_link=False), lambda: lab.wait_until_charged(paid.payment_id), lambda: lab.load_module("m", "")):
+        with pytest.raises(LabClosedError, match="the lab 'closed' was closed .*: open it again, `lab = await open_lab\\(\\)`"):
+            await call()
+    assert lab.closed and "closed" in repr(lab.repository)
