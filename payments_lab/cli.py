@@ -43,24 +43,39 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if value < 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):  # NaN fails both comparisons
         raise argparse.ArgumentTypeError(f"{text} is not a number of seconds >= 0")
     return value
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 0")
     return value
 
 
 def _rate(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate between 0 and 1") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text} is not a rate between 0 and 1")
     return value
+
+
+def _task_queue(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a task queue needs a name, e.g. payments")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a payment worker against the configured server")
     _add_connection_arguments(worker)
-    worker.add_argument("--task-queue", default="payments", help="task queue to poll (default: payments)")
+    worker.add_argument("--task-queue", type=_task_queue, default="payments", help="task queue to poll (default: payments)")
     worker.add_argument(
         "--db", type=Path, default=None,
         help="repository file (default: the lab session's, shared by every worker: keep it so)",
@@ -119,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument("--fail-charge", type=_count, default=0, help="fail the first N charge attempts")
     pay.add_argument("--fail-notify", type=_count, default=0, help="fail the first N notify attempts")
     pay.add_argument(
-        "--task-queue", default=None,
+        "--task-queue", type=_task_queue, default=None,
         help="leave the payment to the `payments-lab worker` processes of this task queue "
         "(default: run it with a worker of this command's own)",
     )

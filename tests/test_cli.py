@@ -58,6 +58,10 @@ def test_pay_declines_a_negative_amount(isolated: dict[str, str]) -> None:
         (["list", "--status", "weird"], "unknown payment status 'weird'"),
         (["list", "--limit", "-1"], "-1 is not a whole number >= 0"),
         (["fly"], "invalid choice: 'fly'"),
+        (["pay", "--org", "o", "--amount", "1", "--currency", "EUR", "--fail-charge", "1.5"], "--fail-charge: '1.5' is not a whole number"),
+        (["worker", "--task-queue", " "], "--task-queue: a task queue needs a name"),
+        (["worker", "--latency", "inf"], "--latency: inf is not a number of seconds >= 0"),
+        (["worker", "--failure-rate", "x"], "--failure-rate: 'x' is not a rate between 0 and 1"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_code_2(isolated: dict[str, str], args: list[str], expected: str) -> None:
