@@ -350,7 +350,7 @@ class Lab:
             )
 
     async def close(self) -> None:
-        """Stop the worker, and the server if this lab started it, then close the repository."""
+        """Stop the worker, and the server if this lab started it; the repository goes on in memory, readable."""
         _LABS.pop(self.name, None)
         self.closed = True
         for adopted in self.adopted:
@@ -359,7 +359,7 @@ class Lab:
         if self.modules is not None:
             self.modules.close()
         await self.connection.close()
-        self.repository.close()
+        self.repository.keep_in_memory()
 
 
 async def _close_quietly(lab: Lab, patience: float = 10.0) -> None:

@@ -336,6 +336,25 @@ class PaymentRepository:
                 "this repository was closed, with its lab: open the lab again (`lab = await open_lab()`) and use `lab.repository`"
             )
 
+    def keep_in_memory(self) -> None:
+        """Go on in memory with what the repository holds, and let go of its file.
+
+        What a closed lab does: its repository stays readable (a cell may still count the
+        charges of the payments it ran), its file is no longer held open, and a lab's
+        temporary file is removed.
+        """
+        with self._lock:
+            if self.path is None or self._closed:
+                return
+            memory = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._db.backup(memory)
+            self._db.close()
+            memory.row_factory = sqlite3.Row
+            self._db, self.path = memory, None
+            on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
     def close(self) -> None:
         """Close the database; a file-backed repository keeps its data unless it is a lab's temporary one."""
         with self._lock:

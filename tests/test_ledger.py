@@ -138,4 +138,5 @@ async def test_a_cli_worker_on_a_notebook_labs_own_server_shares_its_ledger_and_
             cli.kill()
         path = lab.repository.path
         await lab.close()
-    assert path is not None and not path.exists()
+    assert path is not None and not path.exists(), "the lab's temporary file goes with it"
+    assert lab.repository.path is None and lab.repository.ledger_summary(handle.payment_id).charges == 1, "still readable"
