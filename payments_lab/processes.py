@@ -299,9 +299,16 @@ class ChildProcess:
         while not ready():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_tail()
+                timed_out = self._process.poll() is None
                 self.kill()
+                why = (
+                    f"was not ready within {timeout:g} s (a machine too busy, or the process stopped with Ctrl-Z or SIGSTOP?)"
+                    if timed_out
+                    else f"exited with code {self._process.returncode}"
+                )
                 raise ProcessError(
-                    f"{self.what} did not start (exit code {self._process.returncode}). Its log ends with:\n{tail}"
+                    f"{self.what} did not start: it {why}. "
+                    + (f"Its log ends with:\n{tail}" if tail.strip() else "It wrote nothing. Try again: the kit starts a new one.")
                 )
             time.sleep(0.05)
 

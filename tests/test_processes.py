@@ -108,3 +108,16 @@ def test_pid_alive_tells_a_running_process_from_an_ended_one() -> None:
         time.sleep(0.05)
     assert not processes.pid_alive(killed.pid), "killed and not yet reaped (a zombie) is not running"
     killed.wait()
+
+
+def test_a_child_that_does_not_start_says_why_and_what_to_do() -> None:
+    silent = processes.ChildProcess("The silent program")
+    with pytest.raises(processes.ProcessError, match="The silent program did not start: it exited with code 0. It wrote nothing. Try again"):
+        silent.launch([sys.executable, "-c", "pass"], ready=lambda: False, timeout=10)
+    talking = processes.ChildProcess("The failing program")
+    with pytest.raises(processes.ProcessError, match="it exited with code 3. Its log ends with:\nno port for you"):
+        talking.launch([sys.executable, "-c", "print('no port for you'); raise SystemExit(3)"], ready=lambda: False, timeout=10)
+    stuck = processes.ChildProcess("The stuck program")
+    with pytest.raises(processes.ProcessError, match="it was not ready within 0.5 s .*SIGSTOP"):
+        stuck.launch([sys.executable, "-c", "import time; time.sleep(30)"], ready=lambda: False, timeout=0.5)
+    assert not stuck.running
