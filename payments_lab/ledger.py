@@ -153,7 +153,8 @@ def open_repository(
         address: ``host:port`` of the server this process uses.
         own_server: Whether the server is this process's own embedded one. Its repository is
             announced under ``address``: ``explicit``, or else a temporary file removed when the
-            repository is closed or this process exits.
+            repository is closed or moved to memory (:meth:`PaymentRepository.keep_in_memory`,
+            what a closing lab does), or when this process exits.
         explicit: A file asked for by name (``--db``), used instead of the shared one.
         own_ledger: Accept ``explicit`` even though the lab shares another file (for a worker
             whose task queue no other worker polls).
