@@ -8,7 +8,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -786,21 +786,28 @@ async def test_a_workflow_class_the_sandbox_refuses_is_a_verdict_not_a_traceback
     assert "RestrictedWorkflowAccessError" in feedback.seen, feedback.seen
 
 
+def _stuck_checker(stopped: asyncio.Event, first: Callable[[], object] = lambda: None) -> Callable[[object, object], Awaitable[object]]:
+    """A checker that waits for ever and sets ``stopped`` once cancelled, where a real check stops its payment."""
+
+    async def stuck(answer: object, lab: object) -> object:
+        first()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        raise AssertionError("never reached")
+
+    return stuck
+
+
 async def test_a_check_past_its_deadline_is_stopped_not_left_running(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     """The watch for a closing lab sits between the deadline and the check: the deadline must still stop the check."""
     import payments_lab.exercises as framework
     from payments_lab.exercises import problem
 
     stopped = asyncio.Event()
-
-    async def stuck(answer: object, lab: object) -> object:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            stopped.set()  # where a real check stops its payment
-            raise
-        raise AssertionError("never reached")
-
+    stuck = _stuck_checker(stopped)
     monkeypatch.setattr(problem, "CHECK_TIMEOUT", 0.3)
     exercise = framework.Exercise(
         lesson=1, number=9, title="stuck", task="t", answer="anything", checker=stuck,  # type: ignore[arg-type]
@@ -892,14 +899,7 @@ async def test_an_interrupted_check_stops_with_its_work_and_says_so_in_one_line(
     def interrupt() -> None:
         raise KeyboardInterrupt  # what the kernel's SIGINT handler raises in the event loop
 
-    async def slow(answer: object, lab: object) -> object:
-        asyncio.get_running_loop().call_later(0.2, interrupt)
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            stopped.set()  # where a real check stops its payment
-            raise
-        raise AssertionError("never reached")
+    slow = _stuck_checker(stopped, first=lambda: asyncio.get_running_loop().call_later(0.2, interrupt))
 
     exercise = framework.Exercise(
         lesson=1, number=8, title="slow", task="t", answer="anything", checker=slow,  # type: ignore[arg-type]
