@@ -224,7 +224,12 @@ async def test_a_query_no_worker_answers_is_a_clear_error_and_the_server_still_d
     with pytest.raises(QueryUnansweredError) as raised:
         await handle.progress()
     assert repr(task_queue) in str(raised.value) and "handle.status()" in str(raised.value)
+    assert f"payments-lab worker --task-queue {task_queue}" in str(raised.value)
     assert (await handle.status()).workflow_status == "running"
+    # A service that only finds payments (the command line's) names the workflow's own task queue.
+    finder = PaymentService(client, "", scoped=False, call_window=timedelta(seconds=1))
+    with pytest.raises(QueryUnansweredError, match=f"task queue {task_queue!r}: none polls it"):
+        await finder.handle(handle.payment_id).progress()
     await handle.workflow.terminate("test over")
 
 
