@@ -356,3 +356,30 @@ async def test_an_early_start_a_stopped_server_leaves_unconfirmed_is_a_clear_err
     assert "never retrieved" not in said.getvalue()
     assert result.status is PaymentStatus.COMPLETED
     assert lab.repository.charge_count(request.payment_id) == 1
+
+
+@posix_only
+async def test_an_answer_held_up_by_a_stopped_server_is_not_called_wrong() -> None:
+    """Practice 05 Q1's right answer, the lab's server stopped (Ctrl-Z) as it runs: a verdict about the lab, not the answer."""
+    from payments_lab.exercises import CheckOutcome, lesson05
+
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-answer", server=server, options=FAST)
+    resumes: list[Callable[[], None]] = []
+    try:
+
+        async def right_answer(lab: Lab, handle: PaymentHandle) -> None:
+            resumes.append(stop(server))
+            asyncio.get_running_loop().call_later(FREEZE / 2, resumes[-1])
+            await lab.wait_until_charged(handle.payment_id)
+            await handle.cancel()
+
+        with redirect_stderr(io.StringIO()):
+            feedback = await lesson05.q1.check_async(right_answer, lab=lab)
+    finally:
+        for resume in resumes:
+            resume()
+        await lab.close()
+    assert feedback.outcome is CheckOutcome.INCORRECT
+    assert "The lab's server did not answer for a while as your function ran" in str(feedback), str(feedback)
+    assert "a loop that never ends" not in str(feedback)

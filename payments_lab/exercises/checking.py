@@ -181,12 +181,21 @@ async def after_learner(
 
     If the learner's code raises (or is interrupted), the payment is stopped before the
     error goes on: no check leaves a payment running. Otherwise the payment gets
-    ``end_within`` seconds to end.
+    ``end_within`` seconds to end. Code that ran past its time while the lab's server was
+    away (frozen, restarting) is no verdict on the answer: the check says so instead.
     """
     try:
-        await learner
-    except BaseException:
+        async with OutageWatch(handle.service.client) as watch:
+            await learner
+    except BaseException as error:
         await await_result(handle, 0)  # stop the payment, whatever the learner's code did
+        if isinstance(error, Mismatch) and watch.saw_outage:
+            raise lab_too_slow(
+                "The lab's server did not answer for a while as your function ran: it could not finish in time, "
+                "and the check cannot judge it.",
+                expected="a server that answers during the check",
+                seen="the server unreachable or silent while your function waited on it",
+            ) from None
         raise
     result = await await_result(handle, end_within)
     return await collect(handle, request, repository, result)
