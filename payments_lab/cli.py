@@ -203,7 +203,18 @@ async def _attempts_json(handle) -> dict[str, int]:  # noqa: ANN001
     from payments_lab.history import attempts_per_activity
 
     history = await handle.history()
-    return {STEPS.get(name, name): n for name, n in attempts_per_activity(history).items()}
+    attempts = {STEPS.get(name, name): n for name, n in attempts_per_activity(history).items()}
+    # The history writes an attempt when it ends: one under way (a charge waiting for the
+    # processor) is known from describe() only.
+    from temporalio.api.enums.v1 import PendingActivityState
+
+    under_way = (PendingActivityState.PENDING_ACTIVITY_STATE_STARTED, PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED)
+    described = await handle.workflow.describe()
+    for pending in described.raw_description.pending_activities:
+        step = STEPS.get(pending.activity_type.name, pending.activity_type.name)
+        made = pending.attempt if pending.state in under_way else pending.attempt - 1  # else the next one is only due
+        attempts[step] = max(attempts.get(step, 0), made)
+    return attempts
 
 
 def _open_repository(connection, **options: object):  # noqa: ANN001, ANN202

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import OpenLab
+from payments_lab.domain import PaymentStatus
+from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.processes import leftovers
 from payments_lab.server import EmbeddedServer
 
@@ -333,3 +336,15 @@ def test_status_cancel_and_list_close_their_connection(dev_server: EmbeddedServe
     assert cli.main(["status", "no-such-payment", *address]) == cli.EXIT_UNAVAILABLE
     assert cli.main(["cancel", "no-such-payment", *address]) == cli.EXIT_UNAVAILABLE
     assert closed == [dev_server.address] * 3
+
+
+async def test_status_counts_an_attempt_still_under_way(open_test_lab: OpenLab) -> None:
+    """A charge waiting for the processor is not in the history yet: `status` said "charge": 0 beside "charges": 1."""
+    from payments_lab.cli import _attempts_json
+
+    lab = await open_test_lab("under-way")
+    handle = await lab.start(lab.request("4.00"), faults=FaultPlan(charge=StepFaults(delay=3)), show_link=False)
+    await lab.wait_until_charged(handle.payment_id)
+    assert await _attempts_json(handle) == {"validate": 1, "charge": 1}
+    assert (await handle.result()).status is PaymentStatus.COMPLETED
+    assert await _attempts_json(handle) == {"validate": 1, "charge": 1, "notify": 1}
