@@ -573,15 +573,14 @@ def _refuse_text_no_server_takes(args: argparse.Namespace) -> None:
     Python hands such a byte over as a lone surrogate, which nothing downstream can encode:
     left in, it surfaced as a traceback from wherever the text was first sent or stored.
     """
-    from payments_lab.domain import text_problems
+    from payments_lab.domain import lone_surrogate_problem
 
     for name, value in vars(args).items():
         if isinstance(value, str):
             # Named as the request's fields are when they refuse the same text; other options by their flag.
-            label = _FIELD_OF_ARGUMENT.get(name, f"--{name.replace('_', '-')}")
-            problems = [p for p in text_problems(label, value) if "lone surrogate" in p]
-            if problems:
-                raise UsageError(problems[0])
+            problem = lone_surrogate_problem(_FIELD_OF_ARGUMENT.get(name, f"--{name.replace('_', '-')}"), value)
+            if problem is not None:
+                raise UsageError(problem)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -185,6 +185,21 @@ def _require_str(name: str, value: object) -> None:
         raise InvalidArgumentError(f"{name} must be a string, not {type(value).__name__}")
 
 
+def lone_surrogate_problem(name: str, value: str) -> str | None:
+    """Why ``value`` is not valid Unicode text (no server, file or database takes it), or None.
+
+    A byte from a terminal or file that is not UTF-8 reaches Python as a lone surrogate.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return (
+            f"{name} is not valid text: character {err.start + 1} is {value[err.start]!r}, a lone surrogate "
+            "(often a byte from a terminal or file that is not UTF-8: set it to UTF-8)"
+        )
+    return None
+
+
 def text_problems(name: str, value: str) -> list[str]:
     """What keeps ``value`` out of Temporal and SQLite as field ``name``, in plain words.
 
@@ -194,13 +209,9 @@ def text_problems(name: str, value: str) -> list[str]:
     or currency, and more characters than :data:`FIELD_LIMITS` allows.
     """
     problems: list[str] = []
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as err:
-        problems.append(
-            f"{name} is not valid text: character {err.start + 1} is {value[err.start]!r}, a lone surrogate "
-            "(often a byte from a terminal or file that is not UTF-8: set it to UTF-8)"
-        )
+    not_unicode = lone_surrogate_problem(name, value)
+    if not_unicode is not None:
+        problems.append(not_unicode)
     controls_allowed = _DESCRIPTION_CONTROLS_ALLOWED if name == "description" else frozenset()
     categories = ("Cc",) if name == "description" else ("Cc", "Cf")
     bad = next(

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from payments_lab.domain import text_problems
+from payments_lab.domain import lone_surrogate_problem
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 
@@ -50,7 +50,7 @@ def checked_query(query: object) -> str:
             f"query must be a visibility query as a string, not {type(query).__name__} {query!r}: "
             "e.g. \"ExecutionStatus = 'Running'\""
         )
-    problems = [p for p in text_problems("query", query) if "lone surrogate" in p]
+    problems = [problem for problem in [lone_surrogate_problem("query", query)] if problem is not None]
     if "\x00" in query:
         problems.append(f"query contains a NUL character at position {query.index(chr(0)) + 1}")
     if problems:
