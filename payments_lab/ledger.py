@@ -17,6 +17,7 @@ shares one repository file, whatever order they start in:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -114,13 +115,21 @@ def announce_repository_file(address: str, path: Path, pid: int) -> None:
     scratch.replace(announcement)  # a reader sees the old record or the new one, never half of one
 
 
-def announced_repository_file(address: str) -> Path | None:
-    """The repository file announced for the server at ``address``, if its owner still runs."""
+def _read_announcement(announcement: Path) -> tuple[int, Path] | None:
+    """The owner's pid and the repository file an announcement names; None if it is gone or unreadable."""
     try:
-        record = json.loads(_announcement(address).read_text(encoding="utf-8"))
-        path, pid = Path(record["repository_file"]), int(record["pid"])
+        record = json.loads(announcement.read_text(encoding="utf-8"))
+        return int(record["pid"]), Path(record["repository_file"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def announced_repository_file(address: str) -> Path | None:
+    """The repository file announced for the server at ``address``, if its owner still runs."""
+    announced = _read_announcement(_announcement(address))
+    if announced is None:
+        return None
+    pid, path = announced
     return path if pid_alive(pid) and path.exists() else None
 
 
@@ -128,13 +137,10 @@ def remove_stale_announcements() -> None:
     """Forget the servers whose owners died without closing their lab (a killed kernel), and their temporary files."""
     folder = state_dir() / "servers"
     for announcement in folder.glob("*.json") if folder.is_dir() else ():
-        try:
-            record = json.loads(announcement.read_text(encoding="utf-8"))
-            pid, path = int(record["pid"]), Path(record["repository_file"])
-        except (OSError, ValueError, KeyError, TypeError):
+        announced = _read_announcement(announcement)
+        if announced is None or pid_alive(announced[0]):
             continue
-        if pid_alive(pid):
-            continue
+        path = announced[1]
         announcement.unlink(missing_ok=True)
         if path.name.startswith("payments-server-"):  # the kit's own temporary file, never a learner's
             remove_repository_file(path)
@@ -199,11 +205,10 @@ def _open_own_server_repository(address: str, explicit: Path | None) -> PaymentR
 def _forget(address: str, path: Path, pid: int) -> None:
     """Withdraw this process's announcement for ``address`` and remove its temporary repository file."""
     announcement = _announcement(address)
-    try:
-        if json.loads(announcement.read_text(encoding="utf-8")).get("pid") == pid:
-            announcement.unlink()
-    except (OSError, ValueError):
-        pass
+    announced = _read_announcement(announcement)
+    if announced is not None and announced[0] == pid:
+        with contextlib.suppress(OSError):
+            announcement.unlink(missing_ok=True)
     try:
         remove_repository_file(path)
     except OSError:  # on Windows, while a worker elsewhere still has it open: left for the next clean-up
