@@ -192,10 +192,23 @@ def _report_json(report) -> dict[str, object]:  # noqa: ANN001
     }
 
 
-def _money_json(repository, payment_id: str) -> dict[str, object]:  # noqa: ANN001
-    """What the processor's ledger holds for one payment: the proof of "never charged twice"."""
+def _money_json(repository, payment_id: str, *, charged: bool) -> dict[str, object]:  # noqa: ANN001
+    """What the processor's ledger holds for one payment: the proof of "never charged twice".
+
+    ``charged``: Temporal says the payment was charged (its result has a charge id, or it
+    ended completed or refunded). A ledger with no charge of it then is not the ledger of the
+    worker that ran it: one started with ``--db FILE --own-ledger`` (whose file holds the charge), or a lab's in memory.
+    """
     summary = repository.ledger_summary(payment_id)
-    return {"charges": summary.charges, "refunds": summary.refunds, "kept": str(summary.kept)}
+    money: dict[str, object] = {"charges": summary.charges, "refunds": summary.refunds, "kept": str(summary.kept)}
+    if charged and summary.charges == 0:
+        where = repository.path or "this process's memory"
+        money["ledger_note"] = (
+            f"the ledger read here ({where}) holds no charge of {payment_id}, yet Temporal says it was charged: "
+            "the worker that ran it kept another ledger (one started with `--db FILE --own-ledger`: FILE holds the charge; "
+            "or a notebook lab's, kept in its memory)"
+        )
+    return money
 
 
 async def _attempts_json(handle) -> dict[str, int]:  # noqa: ANN001
@@ -278,7 +291,7 @@ async def _pay(args: argparse.Namespace) -> int:
                 "message": result.message,
                 "charge_id": result.charge_id,
                 "attempts": await _attempts_json(handle),
-                **_money_json(repository, request.payment_id),
+                **_money_json(repository, request.payment_id, charged=result.charge_id is not None),
                 "ui_url": handle.ui_url if connection.server is None else None,
             }
             _print_json(output)
@@ -305,6 +318,8 @@ def _checked_id(payment_id: str) -> str:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    from payments_lab.domain import PaymentStatus
+
     payment_id = _checked_id(args.payment_id)
     async with _connected(args, start_server=False) as connection:
         service = _service(connection)
@@ -321,7 +336,8 @@ async def _status(args: argparse.Namespace) -> int:
         output["attempts"] = await _attempts_json(handle)
         repository = _open_repository(connection)
         try:
-            output.update(_money_json(repository, payment_id))
+            charged = report.payment_status in (PaymentStatus.COMPLETED, PaymentStatus.REFUNDED)
+            output.update(_money_json(repository, payment_id, charged=charged))
             output["ledger"] = str(repository.path) if repository.path else None
         finally:
             repository.close()

@@ -238,6 +238,8 @@ def test_crash_it_by_hand_as_the_readme_says(isolated: dict[str, str]) -> None:
 
 
 def test_a_worker_on_another_ledger_than_the_session_is_refused(isolated: dict[str, str], tmp_path: Path) -> None:
+    from payments_lab.repository import PaymentRepository
+
     server = subprocess.Popen(
         [sys.executable, "-m", "payments_lab", "server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
     )
@@ -250,6 +252,24 @@ def test_a_worker_on_another_ledger_than_the_session_is_refused(isolated: dict[s
         missing = run("worker", "--db", str(tmp_path / "missing" / "x.sqlite"), "--own-ledger", env=isolated, timeout=30)
         assert missing.returncode == 2 and "does not exist" in missing.stderr
         assert len(missing.stderr.strip().splitlines()) == 1
+        own = subprocess.Popen(
+            [sys.executable, "-m", "payments_lab", "worker", "--task-queue", "own", "--db", str(tmp_path / "own.sqlite"), "--own-ledger"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated,
+        )
+        try:
+            assert "payments-lab worker ready" in own.stdout.readline()  # type: ignore[union-attr]
+            paid = run("pay", "--org", "org-acme", "--amount", "3.00", "--currency", "EUR", "--task-queue", "own", "--id", "own-1",
+                       env=isolated)
+            shown = run("status", "own-1", env=isolated)
+        finally:
+            own.send_signal(signal.SIGINT)
+            own.wait(timeout=30)
+        for output in (json.loads(paid.stdout), json.loads(shown.stdout)):
+            assert output["charges"] == 0, "the session's ledger does not hold that worker's charge"
+            assert "--own-ledger" in output["ledger_note"] and "holds no charge of own-1" in output["ledger_note"]
+        own_ledger = PaymentRepository(tmp_path / "own.sqlite")
+        assert own_ledger.ledger_summary("own-1").charges == 1, "that worker's own file holds it"
+        own_ledger.close()
         alone = run("pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--task-queue", "q", env={
             **isolated, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "nowhere")}, timeout=30)
         assert alone.returncode == 3 and "payments-lab server" in alone.stderr, "no server for --task-queue: no hang"
