@@ -16,8 +16,9 @@ import asyncio
 import html
 import logging
 import os
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -139,6 +140,8 @@ class Lab:
         """Whether :meth:`close` was called: the lab's server (if its own), worker and repository are gone."""
         self.adopted: list[BackgroundWorker] = []
         """Workers finishing the payments a kernel that ended left on its own task queue (:mod:`payments_lab.orphans`)."""
+        self.side_workers: dict[str, BackgroundWorker] = {}
+        """Workers of other workflow code on queues of their own (:meth:`side_worker`), by name."""
 
     def __repr__(self) -> str:
         return (
@@ -318,6 +321,31 @@ class Lab:
         handle = await self.start(request, faults=faults, options=options, eager_start=eager_start, show_link=show_link)
         return await handle.result()
 
+    async def side_worker(
+        self, name: str, *, workflows: Sequence[type], extra_activities: Sequence[Callable[..., object]] = ()
+    ) -> BackgroundWorker:
+        """Start a worker of other workflow code on a task queue of its own: the lab's, plus ``-<name>``.
+
+        It runs until the lab closes (or ``await worker.stop()``), so a payment started on its
+        queue finishes even when the cell that waits for it is interrupted. Called again with
+        the same name (a cell run again), it replaces the worker of that name.
+
+        Raises:
+            ValueError: ``name`` is not letters, digits, ``-`` or ``_`` (at most 40).
+        """
+        self._require_open()
+        if not isinstance(name, str) or not _SIDE_NAME.fullmatch(name):
+            raise InvalidArgumentError(f"side worker name must be letters, digits, '-' or '_' (at most 40), got {name!r}")
+        earlier = self.side_workers.pop(name, None)
+        if earlier is not None:
+            await earlier.stop()
+        activities = self.activities or PaymentActivities(self.repository)
+        worker = BackgroundWorker(
+            self.client, f"{self.task_queue}-{name}", activities, workflows=workflows, extra_activities=extra_activities
+        )
+        self.side_workers[name] = await worker.start()
+        return worker
+
     async def load_module(self, name: str, source: str, *, restart_worker: bool = True) -> LoadedModule:
         """Run workflow code written in a cell: ``await lab.load_module("payment_v2", source)``.
 
@@ -353,13 +381,16 @@ class Lab:
         """Stop the worker, and the server if this lab started it; the repository goes on in memory, readable."""
         _LABS.pop(self.name, None)
         self.closed = True
-        for adopted in self.adopted:
-            await adopted.stop()
+        for side in (*self.adopted, *self.side_workers.values()):
+            await side.stop()
         await self.worker.stop()
         if self.modules is not None:
             self.modules.close()
         await self.connection.close()
         self.repository.keep_in_memory()
+
+
+_SIDE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 async def _close_quietly(lab: Lab, patience: float = 10.0) -> None:

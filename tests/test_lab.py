@@ -182,3 +182,34 @@ async def test_a_closed_lab_says_so_and_how_to_open_it_again(open_test_lab: Open
         with pytest.raises(LabClosedError, match="the lab 'closed' was closed .*: open it again, `lab = await open_lab\\(\\)`"):
             await call()
     assert lab.closed and lab.repository.charge_count(paid.payment_id) == 1, "what it ran can still be read"
+
+
+async def test_a_side_worker_finishes_its_payment_when_the_wait_is_interrupted_and_stops_with_the_lab(open_test_lab: OpenLab) -> None:
+    """Lesson 07 ran its v2 worker in ``async with``: an interrupted wait stopped it and left the payment running."""
+    import asyncio
+
+    from payments_lab.evolution import PaymentWorkflowWithPatchedFraudScreen, screen_for_fraud
+    from payments_lab.service import PaymentService
+
+    lab = await open_test_lab("side")
+    options = {"workflows": [PaymentWorkflowWithPatchedFraudScreen], "extra_activities": [screen_for_fraud]}
+    first = await lab.side_worker("v2", **options)
+    v2 = await lab.side_worker("v2", **options)  # the cell run again
+    assert not first.running and v2.running and v2.task_queue == f"{lab.task_queue}-v2"
+    screened = await PaymentService(lab.client, v2.task_queue).start(
+        lab.request("30.00"), faults=FaultPlan(charge=StepFaults(delay=1.0))
+    )
+    waiting = asyncio.ensure_future(screened.result())
+    await lab.wait_until_step(screened.payment_id, Step.CHARGE, timeout=20)
+    waiting.cancel()  # the learner interrupts the cell
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert (await screened.result()).status is PaymentStatus.COMPLETED, "the side worker ran on"
+    history = await screened.workflow.fetch_history()
+    scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events]
+    assert "screen_for_fraud" in scheduled, "run by the v2 code"
+    assert lab.repository.charge_count(screened.payment_id) == 1
+    with pytest.raises(ValueError, match="side worker name must be letters, digits"):
+        await lab.side_worker("v2 beta", **options)
+    await lab.close()
+    assert not v2.running, "the lab stops its side workers"
