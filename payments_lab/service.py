@@ -209,6 +209,21 @@ this window bounds that wait; a payment that simply runs long costs one cheap re
 """
 
 
+def _stopped_waiting(payment_id: str, awaited: str, started: str) -> list[str]:
+    """What an interrupted wait for ``awaited`` shows in a notebook, instead of a page of asyncio's frames."""
+    return [
+        f"\x1b[31mStopped waiting\x1b[0m for payment {payment_id!r} ({awaited}): the payment {started}{' ' if started else ''}"
+        f"runs on (Temporal keeps it). `await lab.service.handle({payment_id!r}).result()` waits for its end; "
+        f"`await lab.service.cancel({payment_id!r})` cancels it."
+    ]
+
+
+async def _read_failure(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Read the failure an Update-with-Start operation holds, or asyncio reports it later as "never retrieved"."""
+    with suppress(Exception):
+        await asyncio.wait_for(operation.workflow_handle(), timeout=1)
+
+
 async def result_in_windows(handle: WorkflowHandle[Any, T], client: Client, window: timedelta = RESULT_POLL_WINDOW) -> T:
     """``await handle.result()``, asked for again every ``window`` (see :data:`RESULT_POLL_WINDOW`).
 
@@ -309,11 +324,7 @@ class PaymentHandle:
 
     def _stopped_waiting(self) -> list[str]:
         """What an interrupted wait shows in a notebook, instead of a page of asyncio's frames."""
-        return [
-            f"\x1b[31mStopped waiting\x1b[0m for payment {self.payment_id!r}: the payment runs on (Temporal keeps it). "
-            f"`await lab.service.handle({self.payment_id!r}).result()` waits again; "
-            f"`await lab.service.cancel({self.payment_id!r})` cancels it."
-        ]
+        return _stopped_waiting(self.payment_id, "its result", "")
 
     async def _say_what_a_long_wait_waits_for(self, *, after: float = WAITING_SAID_AFTER) -> None:
         """Once the wait has lasted ``after`` seconds, say once which step it waits on, if one runs long or is retried.
@@ -616,23 +627,37 @@ class PaymentService:
             search_attributes=_search_attributes(request),
         )
         try:
-            answer = await self.client.execute_update_with_start_workflow(
+            answer = await self._update_with_start(operation, request.payment_id, rpc_timeout)
+        except asyncio.CancelledError as stopped:
+            # The cell was interrupted: in a notebook, one line in place of asyncio's frames.
+            stopped._render_traceback_ = lambda: _stopped_waiting(  # type: ignore[attr-defined]
+                request.payment_id, "its first answer", "may have started and"
+            )
+            raise
+        handle = await operation.workflow_handle()
+        return EarlyStart(answer, PaymentHandle(self, handle, request.payment_id))
+
+    async def _update_with_start(
+        self, operation: WithStartWorkflowOperation[Any, Any], payment_id: str, rpc_timeout: timedelta | None
+    ) -> PaymentAnswer:
+        """Start the payment and send it the ``answer`` update in one call; raise what :meth:`start_early` says."""
+        try:
+            return await self.client.execute_update_with_start_workflow(
                 PaymentWorkflow.answer, start_workflow_operation=operation, rpc_timeout=rpc_timeout
             )
         except WorkflowAlreadyStartedError:
-            raise DuplicatePaymentError(request.payment_id, await self.status(request.payment_id)) from None
+            await _read_failure(operation)
+            raise DuplicatePaymentError(payment_id, await self.status(payment_id)) from None
         except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-            # The operation holds the same failure: read it, or asyncio reports it as "never retrieved".
-            with suppress(Exception):
-                await asyncio.wait_for(operation.workflow_handle(), timeout=1)
+            await _read_failure(operation)
+            if isinstance(err.__cause__, asyncio.CancelledError):  # Temporal's name for an interrupted wait
+                raise err.__cause__ from None
             if isinstance(err, RPCError) and not is_unreachable(err):
                 raise
             outage = err if isinstance(err, RPCError) else await silence_as_outage(self.client)
             if outage is None:  # the server answers: the update did not come back in time
                 raise
-            raise self._unconfirmed_start(request.payment_id, outage) from err
-        handle = await operation.workflow_handle()
-        return EarlyStart(answer, PaymentHandle(self, handle, request.payment_id))
+            raise self._unconfirmed_start(payment_id, outage) from err
 
     async def process(self, request: PaymentRequest, **start_options: object) -> PaymentResult:
         """Start the payment and wait for its result (the seed's ``processPayment``).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -98,9 +100,32 @@ async def test_the_same_payment_id_twice_is_refused_and_charged_once(service: Pa
     request = _request()
     started = await service.start_early(request, options=TUNED)
     await started.handle.result()
-    with pytest.raises(DuplicatePaymentError, match="already submitted"):
-        await service.start_early(request, options=TUNED)
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    try:
+        with pytest.raises(DuplicatePaymentError, match="already submitted") as refused:
+            await service.start_early(request, options=TUNED)
+        del refused  # its traceback holds the operation, whose handle holds the same failure
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert not [m for m in reported if "never retrieved" in m], "nothing printed later, into another cell"
     assert repository.charge_count(request.payment_id) == 1
+
+
+async def test_an_interrupted_wait_for_the_first_answer_shows_one_line(client: Client, task_queue: str) -> None:
+    """The ■ button during ``start_early``: one line on what it means, as for ``result()``, not asyncio's frames."""
+    request = _request()
+    waiting = asyncio.ensure_future(PaymentService(client, task_queue).start_early(request))  # no worker: no answer
+    await asyncio.sleep(0.5)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError) as stopped:
+        await waiting
+    (line,) = stopped.value._render_traceback_()  # type: ignore[attr-defined]
+    assert f"for payment {request.payment_id!r} (its first answer): the payment may have started and runs on" in line
+    assert f"`await lab.service.cancel({request.payment_id!r})` cancels it" in line
+    await client.get_workflow_handle(request.workflow_id).terminate("no worker in this test")
 
 
 async def test_an_ordinary_start_runs_the_same_workflow_without_the_update(
