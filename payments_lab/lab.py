@@ -35,11 +35,11 @@ from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTime
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
 from payments_lab.ledger import open_repository
 from payments_lab.messages import PaymentOptions, checked_payment_options
-from payments_lab.orphans import describe_orphans, find_orphans
+from payments_lab.orphans import Orphans, describe_orphans, describe_stranded, find_orphans, replays_with
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
-from payments_lab.worker import BackgroundWorker, WorkerProcess, new_task_queue
+from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker, WorkerProcess, new_task_queue
 
 _LABS: dict[str, Lab] = {}
 
@@ -140,6 +140,8 @@ class Lab:
         """Whether :meth:`close` was called: the lab's server (if its own), worker and repository are gone."""
         self.adopted: list[BackgroundWorker] = []
         """Workers finishing the payments a kernel that ended left on its own task queue (:mod:`payments_lab.orphans`)."""
+        self.stranded: list[Orphans] = []
+        """Payments a kernel that ended left running with code this lab does not have yet (see :meth:`load_module`)."""
         self.side_workers: dict[str, BackgroundWorker] = {}
         """Workers of other workflow code on queues of their own (:meth:`side_worker`), by name."""
 
@@ -368,7 +370,34 @@ class Lab:
             raise WorkerElsewhereError("load_module needs the lab's worker in this kernel: open the lab without worker_process=True")
         if self.modules is None:
             self.modules = WorkflowModules()
-        return await deploy(self.worker if restart_worker else None, self.modules, name, source)
+        loaded = await deploy(self.worker if restart_worker else None, self.modules, name, source)
+        if restart_worker:
+            await self._carry_orphans_on(loaded)
+        return loaded
+
+    async def _carry_orphans_on(self, loaded: LoadedModule) -> None:
+        """After the lab's worker took new code: payments of an ended kernel that ran cell code follow it."""
+        assert isinstance(self.worker, BackgroundWorker)
+        for adopted in self.adopted:
+            if adopted.workflows != tuple(DEFAULT_WORKFLOWS):  # taken over with code written in cells: keep up with it
+                await adopted.restart(workflows=self.worker.workflows, extra_activities=self.worker.extra_activities)
+        if self.stranded and self.activities is not None:
+            taken = await self._adopt(self.stranded, self.activities)
+            self.stranded = [found for found in self.stranded if found not in taken]
+            if taken:
+                print(f"With {loaded.name}: " + describe_orphans(taken))
+
+    async def _adopt(self, orphans: Sequence[Orphans], activities: PaymentActivities) -> list[Orphans]:
+        """Start a worker with this lab's current code on each queue of ``orphans`` whose histories replay with it; return those."""
+        workflows = self.worker.workflows if isinstance(self.worker, BackgroundWorker) else DEFAULT_WORKFLOWS
+        extra = self.worker.extra_activities if isinstance(self.worker, BackgroundWorker) else ()
+        adopted = []
+        for found in orphans:
+            if await replays_with(self.client, found.workflow_ids, workflows):
+                worker = BackgroundWorker(self.client, found.task_queue, activities, workflows=workflows, extra_activities=extra)
+                self.adopted.append(await worker.start())
+                adopted.append(found)
+        return adopted
 
     def _require_open(self) -> None:
         if self.closed:
@@ -485,13 +514,18 @@ async def open_lab(
 
 
 async def _finish_orphans(lab: Lab, activities: PaymentActivities) -> None:
-    """Start a worker on each task queue whose payments a kernel that ended left running (:mod:`payments_lab.orphans`)."""
+    """Start a worker on each task queue whose payments a kernel that ended left running (:mod:`payments_lab.orphans`).
+
+    Payments whose histories do not replay with the lab's code wait in ``lab.stranded`` for code that does.
+    """
     try:
         orphans = await find_orphans(lab.client, lab.repository, own_task_queue=lab.task_queue)
-        for found in orphans:
-            lab.adopted.append(await BackgroundWorker(lab.client, found.task_queue, activities).start())
+        adopted = await lab._adopt(orphans, activities)
     except Exception as error:  # noqa: BLE001 - opening the lab matters more; say it, once
         logging.getLogger(__name__).warning("Could not look for payments left running by a kernel that ended: %s", error)
         return
-    if orphans:
-        print(describe_orphans(orphans))
+    lab.stranded = [found for found in orphans if found not in adopted]
+    if adopted:
+        print(describe_orphans(adopted))
+    if lab.stranded:
+        print(describe_stranded(lab.stranded))

@@ -7,24 +7,26 @@ shared server (a lab session, ``TEMPORAL_ADDRESS``) therefore looks for running 
 whose task queue was a lab's and whose workers were all processes of this machine that have
 ended, and starts a worker of its own on each such queue: the workflows carry on from their
 histories, and a charge retried finds the first one in the shared ledger.
+
+Only with code their histories replay with: a payment that ran workflow code written in the
+ended kernel's cells (``lab.load_module``) would fail every task with the kit's code. Such a
+payment waits until the new lab loads code that replays it, then is finished with that code.
 """
 
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.worker import Replayer
 
+from payments_lab.client import quiet_runtime
 from payments_lab.domain import payment_id_of
-from payments_lab.processes import pid_alive
 from payments_lab.repository import PaymentRepository
+from payments_lab.task_queues import ended_here, pollers
 from payments_lab.visibility import PAYMENTS_QUERY
 from payments_lab.wording import plural
 
@@ -49,12 +51,6 @@ class Orphans:
     """Its running payments."""
 
 
-def ended_here(identity: str) -> bool:
-    """Whether a worker identity (``pid@host``, Temporal's default) names a process of this machine that has ended."""
-    pid, _, host = identity.partition("@")
-    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
-
-
 async def find_orphans(client: Client, repository: PaymentRepository, *, own_task_queue: str) -> list[Orphans]:
     """Running payments whose lab's task queue nothing alive polls, by queue.
 
@@ -71,7 +67,7 @@ async def find_orphans(client: Client, repository: PaymentRepository, *, own_tas
             running.setdefault(queue, []).append(execution.id)
     found = []
     for queue, workflow_ids in running.items():
-        identities = await _pollers(client, queue)
+        identities = await pollers(client, queue, timeout=LOOK_WINDOW)
         if identities:
             orphaned = all(ended_here(identity) for identity in identities)
         else:
@@ -80,17 +76,6 @@ async def find_orphans(client: Client, repository: PaymentRepository, *, own_tas
         if orphaned:
             found.append(Orphans(queue, tuple(workflow_ids)))
     return found
-
-
-async def _pollers(client: Client, task_queue: str) -> set[str]:
-    identities: set[str] = set()
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-        described = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind),
-            timeout=LOOK_WINDOW,
-        )
-        identities |= {poller.identity for poller in described.pollers}
-    return identities
 
 
 def _last_worker(repository: PaymentRepository, workflow_id: str) -> str | None:
@@ -106,4 +91,32 @@ def describe_orphans(orphans: Sequence[Orphans]) -> str:
     return (
         f"This lab's worker also finishes {plural(payments, 'payment')} left running by a kernel that ended "
         f"(task queue {queues}: {sample}): nothing else polled them, and they would have waited for ever."
+    )
+
+
+async def replays_with(client: Client, workflow_ids: Sequence[str], workflows: Sequence[type]) -> bool:
+    """Whether every one of these workflows' histories replays with ``workflows``: code a worker can carry them on with.
+
+    A history replays when the code gives the commands it recorded, in order, and its last
+    workflow task (the one a worker would run next) does not fail: code that raises there, or
+    that is not deterministic, would leave the payment failing its task for ever.
+    """
+    replayer = Replayer(workflows=list(workflows), data_converter=client.data_converter, runtime=quiet_runtime())
+    for workflow_id in workflow_ids:
+        history = await client.get_workflow_handle(workflow_id).fetch_history(rpc_timeout=LOOK_WINDOW)
+        if (await replayer.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is not None:
+            return False
+    return True
+
+
+def describe_stranded(orphans: Sequence[Orphans]) -> str:
+    """One line on payments a lab found but cannot finish with the code it has."""
+    payments = sum(len(o.workflow_ids) for o in orphans)
+    queues = ", ".join(o.task_queue for o in orphans)
+    sample = ", ".join(wid for o in orphans for wid in o.workflow_ids[:3])
+    return (
+        f"{plural(payments, 'payment')} left running by a kernel that ended ran workflow code this lab does not have "
+        f"(task queue {queues}: {sample}), most likely written in that kernel's cells: their histories do not replay "
+        "with the kit's code. Load a version that replays them (`await lab.load_module(name, source)`, as that kernel "
+        "did, with any bug fixed): this lab then finishes them with it."
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -63,6 +64,7 @@ from payments_lab.outage import (
     within_window,
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
+from payments_lab.task_queues import live_pollers, nobody_polls_words
 from payments_lab.visibility import PAYMENTS_QUERY, checked_query, quoted, refused_query_as_error
 from payments_lab.wording import plural
 from payments_lab.workflow_tasks import WAITING_SAID_AFTER, until_task_fails
@@ -310,7 +312,7 @@ class PaymentHandle:
         # Temporal's result() waits as long as workflow code keeps failing its task (the "hung
         # cell"): stop waiting, with the error, once an attempt fails with the code deployed now.
         waiting = asyncio.ensure_future(result_in_windows(self.workflow, self.service.client, self.service.result_poll_window))
-        failing = asyncio.ensure_future(until_task_fails(self.workflow))
+        failing = asyncio.ensure_future(until_task_fails(self.workflow, client=self.service.client))
         telling = asyncio.ensure_future(self._say_what_a_long_wait_waits_for(after=say_after) if say_after is not None else asyncio.sleep(0))
         try:
             await asyncio.wait({waiting, failing}, return_when=asyncio.FIRST_COMPLETED)
@@ -340,6 +342,10 @@ class PaymentHandle:
             return  # the server is away: the result's own wait says so
         pending_activities = list(described.raw_description.pending_activities)
         if not pending_activities:
+            task = described.raw_description.pending_workflow_task
+            # A task that failed before is told of by until_task_fails; one no worker takes, here.
+            if described.raw_description.HasField("pending_workflow_task") and task.attempt < 2:
+                await self._say_if_nobody_polls(described.task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, "its next workflow task")
             return
         pending = max(pending_activities, key=lambda p: p.attempt)
         step = STEPS.get(pending.activity_type.name, pending.activity_type.name)
@@ -355,14 +361,23 @@ class PaymentHandle:
         elif pending.HasField("last_started_time"):
             running = (now - pending.last_started_time.ToDatetime(tzinfo=UTC)).total_seconds()
             what = f"its {step} step has been running for {running:.0f} s"
-        else:
-            return  # scheduled, not started yet: a worker is about to take it
+        else:  # scheduled, not started yet: a worker is about to take it, if there is one
+            await self._say_if_nobody_polls(described.task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, f"its {step} step")
+            return
         print(
             f"Payment {self.payment_id!r} is still running: {what}. This waits for the payment to end: interrupt the "
             f"kernel to stop waiting (the payment runs on), or cancel it: `await lab.service.cancel({self.payment_id!r})`.",
             file=sys.stderr,
             flush=True,
         )
+
+    async def _say_if_nobody_polls(self, task_queue: str, kind: TaskQueueType.ValueType, what: str) -> None:
+        try:
+            workers = await live_pollers(self.service.client, task_queue, kinds=(kind,))
+        except RPCError:
+            return
+        if not workers:
+            print(nobody_polls_words(self.workflow_id, task_queue, what), file=sys.stderr, flush=True)
 
     async def input(self) -> PaymentInput:
         """The workflow's input, read back from the first event of its history."""

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import ClassVar
 
-from temporalio.api.enums.v1 import PendingWorkflowTaskState, WorkflowTaskFailedCause
-from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.api.enums.v1 import PendingWorkflowTaskState, TaskQueueType, WorkflowTaskFailedCause
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.service import RPCError
 
 from payments_lab.errors import PaymentsLabError
 from payments_lab.history.decoding import WORKFLOW_CLOSED
+from payments_lab.task_queues import live_pollers, nobody_polls_words
 
 __all__ = [
     "Frame",
@@ -308,6 +309,7 @@ async def until_task_fails(
     *,
     every: float = FAILING_CHECK_EVERY,
     say: Callable[[str], None] | None = None,
+    client: Client | None = None,
 ) -> WorkflowTaskFailingError:
     """Wait until an attempt of ``handle``'s workflow task fails with the code deployed now; return the error to raise.
 
@@ -317,7 +319,8 @@ async def until_task_fails(
     after the wait began has failed too (the first may have started before a fix). Waits for
     ever while the workflow makes progress; the caller cancels it once the result is in. A wait
     on a task already failing says once, after :data:`WAITING_SAID_AFTER` seconds, what it waits
-    for (``say``; standard error by default).
+    for (``say``; standard error by default): with ``client``, that no worker polls the workflow's
+    task queue, when none does.
     """
     tell = say or _say
     started = time.monotonic()
@@ -349,6 +352,11 @@ async def until_task_fails(
                     said = True
                     if not _failures_since_completed(await handle.fetch_history()):
                         continue  # retried for another reason (a worker that died): nothing to say
+                    queue = (await handle.describe()).task_queue
+                    workers = None if client is None else await live_pollers(client, queue, kinds=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,))
+                    if workers == set():
+                        tell(nobody_polls_words(handle.id, queue, f"its workflow task, which failed before (attempt {pending.attempt})"))
+                        continue
                     tell(
                         f"{handle.id} is waiting on its workflow task, which failed before (attempt {pending.attempt}): "
                         "Temporal tries it again more slowly each time, up to 10 minutes apart by default. This waits "

@@ -13,10 +13,12 @@ import psutil
 import pytest
 
 from conftest import new_id, published_session
+from payments_lab import workflow_tasks
 from payments_lab.domain import PaymentStatus
 from payments_lab.lab import open_lab
-from payments_lab.orphans import ended_here
 from payments_lab.server import EmbeddedServer
+from payments_lab.task_queues import ended_here
+from payments_lab.workflow_tasks import WorkflowTaskFailingError
 
 KERNEL = """
 import asyncio
@@ -70,3 +72,87 @@ async def test_a_payment_left_running_by_a_kernel_killed_mid_charge_is_finished_
     finally:
         await lab.close()
     assert all(not worker.running for worker in lab.adopted)
+
+
+V2 = '''from __future__ import annotations
+from temporalio import workflow
+from payments_lab.workflows import PaymentInput, PaymentResult, PaymentWorkflow
+
+@workflow.defn(name="PaymentWorkflow")
+class PaymentWorkflowV2(PaymentWorkflow):
+    @workflow.run
+    async def run(self, input: PaymentInput) -> PaymentResult:
+        await workflow.sleep(0.1)  # a command the kit's code does not give
+        return await super().run(input)
+
+    def notification_message(self, request, charge):
+        receipt = {"charge_id": charge.charge_id}
+        return f"charged, receipt {receipt['receipt_id']}"
+'''
+FIXED_V2 = V2.replace("receipt['receipt_id']", "receipt['charge_id']")
+
+KERNEL_WITH_CELL_CODE = f"""
+import asyncio
+from datetime import timedelta
+from payments_lab import open_lab
+from payments_lab.workflow_tasks import wait_for_task_failure
+
+async def main():
+    lab = await open_lab("kernel")
+    await lab.load_module("payment_v2", {V2!r})
+    handle = await lab.start(lab.request("42.00"), task_timeout=timedelta(seconds=2), show_link=False)
+    await wait_for_task_failure(handle.workflow, timeout=30)
+    print(handle.payment_id, lab.task_queue, flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_payment_left_failing_with_code_written_in_a_cell_waits_for_code_that_replays_it_then_completes(
+    dev_server: EmbeddedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lesson 09 in a kernel that died: the next lab used to take the payment over with the kit's code, which
+    cannot replay its history, and the payment failed its task for ever, the fix loaded later never reaching it."""
+    script = tmp_path / "kernel.py"
+    script.write_text(KERNEL_WITH_CELL_CODE, encoding="utf-8")
+    with published_session(dev_server):
+        kernel = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert kernel.stdout is not None
+            payment_id, queue = (await asyncio.wait_for(asyncio.to_thread(kernel.stdout.readline), 90)).split()
+        finally:
+            kernel.kill()
+            kernel.wait()
+        lab = await open_lab(f"after-{new_id()}")
+    try:
+        assert lab.adopted == [] and [found.task_queue for found in lab.stranded] == [queue]
+        said = capsys.readouterr().out
+        assert f"1 payment left running by a kernel that ended ran workflow code this lab does not have (task queue {queue}" in said
+        assert "`await lab.load_module(name, source)`" in said
+        # Awaited meanwhile, it says that nothing polls its queue (the dead kernel's poller is still listed).
+        told: list[str] = []
+        monkeypatch.setattr(workflow_tasks, "WAITING_SAID_AFTER", 0)
+        handle = lab.service.handle(payment_id)
+        waiting = asyncio.ensure_future(workflow_tasks.until_task_fails(handle.workflow, every=0.1, say=told.append, client=lab.client))
+        for _ in range(100):
+            if told:
+                break
+            await asyncio.sleep(0.1)
+        waiting.cancel()
+        assert told and f"no worker polls its task queue {queue!r}: nothing runs it until one does" in told[0]
+        await lab.load_module("payment_v2", V2)  # the code that kernel ran, bug included: it replays the history
+        assert [worker.task_queue for worker in lab.adopted] == [queue] and lab.stranded == []
+        assert "With payment_v2: This lab's worker also finishes 1 payment" in capsys.readouterr().out
+        with pytest.raises(WorkflowTaskFailingError, match="KeyError"):
+            await asyncio.wait_for(lab.service.handle(payment_id).result(), 60)
+        await lab.load_module("payment_v2", FIXED_V2)  # the fix reaches it, as it reaches the lab's own payments
+        result = await asyncio.wait_for(lab.service.handle(payment_id).result(), 60)
+        assert result.status is PaymentStatus.COMPLETED
+        history = await lab.service.handle(payment_id).workflow.fetch_history()
+        (notified,) = [e.activity_task_scheduled_event_attributes for e in history.events
+                       if e.activity_task_scheduled_event_attributes.activity_type.name == "send_notification"]
+        assert b"charged, receipt ch_" in notified.input.payloads[0].data, "sent by the fixed code"
+        assert lab.repository.ledger_summary(payment_id).charges == 1
+    finally:
+        await lab.close()

@@ -312,6 +312,18 @@ async def test_an_interrupted_wait_shows_one_line_on_what_it_means(client: Clien
     with pytest.raises(asyncio.CancelledError) as stopped:
         await waiting
     (line,) = stopped.value._render_traceback_()  # type: ignore[attr-defined]
-    assert f"for payment {handle.payment_id!r}: the payment runs on" in line
+    assert f"for payment {handle.payment_id!r} (its result): the payment runs on" in line
     assert f"`await lab.service.cancel({handle.payment_id!r})` cancels it" in line
+    await handle.workflow.terminate("no worker in this test")
+
+
+async def test_a_long_wait_on_a_queue_no_worker_polls_says_so_and_what_to_start(
+    client: Client, task_queue: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A payment on a queue nothing polls (a typo, a lab's queue after its kernel ended) used to wait in silence."""
+    handle = await PaymentService(client, task_queue).start(PaymentRequest(new_id(), "org-acme", "u", "5.00", "EUR"))
+    await handle._say_what_a_long_wait_waits_for(after=0)
+    said = capsys.readouterr().err
+    assert f"{handle.workflow_id} is waiting for its next workflow task, and no worker polls its task queue {task_queue!r}" in said
+    assert f"`payments-lab worker --task-queue {task_queue}`" in said
     await handle.workflow.terminate("no worker in this test")

@@ -1,0 +1,56 @@
+"""Who polls a task queue: the workers the server saw lately, by identity."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from payments_lab.processes import pid_alive
+
+BOTH = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+"""Workflow and activity pollers: a payment's worker polls both."""
+
+
+async def pollers(
+    client: Client, task_queue: str, *, kinds: Iterable[TaskQueueType.ValueType] = BOTH, timeout: timedelta = timedelta(seconds=5)
+) -> set[str]:
+    """The identities (``pid@host`` by default) of the workers that polled ``task_queue`` lately.
+
+    The server forgets a poller 5 minutes after its last poll (``matching.PollerHistoryTTL``):
+    a worker that ended a minute ago is still listed, one that never came is not.
+    """
+    identities: set[str] = set()
+    for kind in kinds:
+        described = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind),
+            timeout=timeout,
+        )
+        identities |= {poller.identity for poller in described.pollers}
+    return identities
+
+
+def ended_here(identity: str) -> bool:
+    """Whether a worker identity (``pid@host``, Temporal's default) names a process of this machine that has ended."""
+    pid, _, host = identity.partition("@")
+    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
+
+
+async def live_pollers(client: Client, task_queue: str, *, kinds: Iterable[TaskQueueType.ValueType] = BOTH) -> set[str]:
+    """The workers that polled ``task_queue`` lately, less those known to have ended (on this machine)."""
+    return {identity for identity in await pollers(client, task_queue, kinds=kinds) if not ended_here(identity)}
+
+
+def nobody_polls_words(workflow_id: str, task_queue: str, what: str) -> str:
+    """What to say of a wait on ``what`` (a task) that no worker will take: nothing polls its queue."""
+    return (
+        f"{workflow_id} is waiting for {what}, and no worker polls its task queue {task_queue!r}: nothing runs it until "
+        f"one does. Start a worker of that queue with the code that started it (`payments-lab worker --task-queue "
+        f"{task_queue}` runs the kit's; code written in a cell: `await lab.load_module(name, source)` in a lab that "
+        "says it waits for that code). Interrupt the kernel to stop waiting: the payment waits on."
+    )
