@@ -28,6 +28,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.runaway import GuardedCall
+from payments_lab.wording import sandbox_refusal_words
 from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker
 
 __all__ = ["LoadedModule", "WorkflowModuleError", "WorkflowModules", "deploy", "explain_worker_error"]
@@ -310,18 +311,12 @@ def explain_worker_error(error: BaseException, loaded: LoadedModule) -> Workflow
     line = _frame_in(cause, loaded.path)
     where = f", line {line}" if line else ""
     if type(cause).__name__ == "RestrictedWorkflowAccessError":
-        what = getattr(cause, "qualified_name", "")
-        detail = f"the sandbox refused `{what}`: workflow code must be deterministic"
-        fix = (
-            "Do I/O, clocks and randomness in an activity, or use `workflow.now()` / `workflow.random()`; a module "
-            "that workflows use only deterministically can be imported inside "
-            "`with workflow.unsafe.imports_passed_through():`."
-        )
+        detail, fix = sandbox_refusal_words(getattr(cause, "qualified_name", "")), ""
     else:
         text = str(cause).strip().splitlines()
         detail = f"the worker refused it: {type(cause).__name__}" + (f": {text[0]}" if text else "")
         fix = "Correct the module and run the cell again."
-    return WorkflowModuleError(f"{loaded.name}{where}: {detail}. {fix} The worker still runs the previous version.")
+    return WorkflowModuleError(f"{loaded.name}{where}: {detail}.{f' {fix}' if fix else ''} The worker still runs the previous version.")
 
 
 async def deploy(worker: BackgroundWorker | None, modules: WorkflowModules, name: str, source: str) -> LoadedModule:

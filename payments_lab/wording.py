@@ -51,3 +51,13 @@ def rough_duration_words(span: timedelta) -> str:
     if total < 5400:
         return f"{total / 60:.0f} min"
     return f"{total / 3600:.1f} h"
+
+
+def sandbox_refusal_words(refused: str) -> str:
+    """What to say when Temporal's sandbox refused ``refused`` (``open``, ``time.sleep``…) in workflow code, and the fix."""
+    return (
+        f"the sandbox refused `{refused.removesuffix('.__call__')}`: workflow code must be deterministic. Do I/O in an "
+        "activity; use `workflow.now()` for the time, `workflow.random()` or `workflow.uuid4()` for randomness, "
+        "`await workflow.sleep(...)` to wait; a module that workflows use only deterministically can be imported inside "
+        "`with workflow.unsafe.imports_passed_through():`"
+    )

@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 from payments_lab.errors import PaymentsLabError
 from payments_lab.history.decoding import WORKFLOW_CLOSED
 from payments_lab.task_queues import live_pollers, nobody_polls_words
+from payments_lab.wording import sandbox_refusal_words
 
 __all__ = [
     "Frame",
@@ -95,7 +96,8 @@ class TaskFailure:
     def where(self) -> Frame | None:
         """The frame that raised, or None if the failure has no stack trace (a non-determinism error)."""
         frames = self.frames
-        return frames[-1] if frames else None
+        own = [frame for frame in frames if not _in_temporal(frame.file)]
+        return (own or frames)[-1] if frames else None
 
 
 def _cause_name(cause: WorkflowTaskFailedCause.ValueType) -> str:
@@ -392,11 +394,32 @@ def _logged_failure(record: logging.LogRecord) -> str:
             "never ends, or a blocking call, in the workflow code deployed now"
         )
     where = ""
-    frames = traceback.extract_tb(error.__traceback__)
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not _in_temporal(f.filename)]
     if frames:
         last = frames[-1]
         where = f" ({PurePath(last.filename).name}, line {last.lineno}, in {last.name})"
-    return f"its workflow task failed with the code deployed now: {type(error).__name__}: {error}{where}"
+    what = _failure_words(type(error).__name__, str(error))
+    return f"its workflow task failed with the code deployed now: {what}{where}"
+
+
+def _in_temporal(path: str) -> bool:
+    """Whether a frame is Temporal's own: the sandbox raises its refusals deep inside its code, not at the learner's line."""
+    return "/temporalio/" in path.replace("\\", "/")
+
+
+def _failure_words(error_type: str, message: str) -> str:
+    """An exception's type and message, with the kit's advice in place of Temporal's for a sandbox refusal.
+
+    Temporal's message ("mark the import as pass through") fits a module imported at the
+    top of the workflow's file, not a call such as ``open()`` or ``time.sleep()`` in its code.
+    """
+    refused = _REFUSED.search(message) if error_type == "RestrictedWorkflowAccessError" else None
+    if refused:
+        return f"RestrictedWorkflowAccessError: {sandbox_refusal_words(refused.group(1))}"
+    return f"{error_type}: {message}"
+
+
+_REFUSED = re.compile(r"Cannot access (\S+) from inside a workflow")
 
 
 def _failures_since_completed(history: WorkflowHistory) -> list[TaskFailure]:
@@ -416,7 +439,7 @@ def _recorded_failure(history: WorkflowHistory, attempt: int) -> str:
     where = f" ({last.where})" if last.where else ""
     return (
         f"its workflow task keeps failing (attempt {attempt}); the failure the history recorded first: "
-        f"{last.error_type or last.cause}: {last.message}{where}"
+        f"{_failure_words(last.error_type, last.message) if last.error_type else f'{last.cause}: {last.message}'}{where}"
     )
 
 

@@ -133,7 +133,7 @@ async def test_the_same_name_loaded_again_runs_the_new_source(lab: Lab) -> None:
         (after_future("import not_a_module_of_anyone\n"), "cannot import 'not_a_module_of_anyone'"),
         (
             after_future("import datetime\nSTARTED = datetime.datetime.now()\n"),
-            "same_name, line 3: the sandbox refused `datetime.datetime.now.__call__`",
+            "same_name, line 3: the sandbox refused `datetime.datetime.now`",
         ),
         ("X = 1\n", "defines no workflow and no activity"),
         ("X = {}['missing']\n", "same_name, line 1: importing the module raised KeyError"),
@@ -321,3 +321,22 @@ async def test_a_long_wait_on_a_failing_task_says_what_it_waits_for(lab: Lab, mo
     assert len(lines) == 1 and "which failed before (attempt" in lines[0] and "interrupt the kernel" in lines[0]
     await lab.load_module("payment_v2", FIXED)
     assert (await asyncio.wait_for(handle.result(), 60)).status is PaymentStatus.COMPLETED
+
+
+@pytest.mark.parametrize(("call", "refused"), [("open('/dev/null').read()", "__builtins__.open"), ("time.sleep(0.01)", "time.sleep")])
+async def test_a_call_the_sandbox_refuses_at_run_time_names_the_learners_line_and_the_fix(lab: Lab, call: str, refused: str) -> None:
+    """Temporal's message names its own file and says "mark the import as pass through", the wrong fix for a call."""
+    source = HEAD.replace("        return await super().run(input)\n", f"        import time\n        {call}\n        return await super().run(input)\n")
+    loaded = await lab.load_module("payment_v2", source + "        return ''\n")
+    handle = await lab.start(lab.request("3.00"), task_timeout=SHORT_TASK, show_link=False)
+    with pytest.raises(WorkflowTaskFailingError) as failing:
+        await asyncio.wait_for(handle.result(), 20)
+    said = str(failing.value)
+    assert f"the sandbox refused `{refused}`: workflow code must be deterministic" in said
+    assert "`await workflow.sleep(...)` to wait" in said and "mark the import as pass through" not in said
+    assert f"({loaded.path.name}, line 11, in run)" in said, "the learner's line, not temporalio's"
+    history = await handle.workflow.fetch_history()
+    (recorded,) = task_failures(history)
+    assert recorded.where is not None and (recorded.where.file_name, recorded.where.line) == (loaded.path.name, 11)
+    await lab.load_module("payment_v2", FIXED)
+    assert (await asyncio.wait_for(handle.result(), 30)).status is PaymentStatus.COMPLETED

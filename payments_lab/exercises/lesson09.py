@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from payments_lab.exercises.checking import (
 )
 from payments_lab.lab import Lab
 from payments_lab.service import PaymentHandle
+from payments_lab.wording import sandbox_refusal_words
 from payments_lab.worker import BackgroundWorker
 from payments_lab.workflow_tasks import DEADLOCK_CODE, TaskFailure, WorkerLog, wait_for_task_failure
 
@@ -270,10 +272,8 @@ def _where_to_look(still_failing: str | None) -> str:
     if still_failing and DEADLOCK_CODE in still_failing:
         return "your code does not return: a loop that never ends, or a blocking call (the worker gives up after 2 s)"
     if still_failing and "RestrictedWorkflowAccessError" in still_failing:
-        return (
-            "the sandbox refused a call: use `workflow.now()`, `workflow.random()` or `workflow.uuid4()`, "
-            "and put any I/O in an activity"
-        )
+        refused = re.search(r"the sandbox refused `([^`]*)`", still_failing)
+        return sandbox_refusal_words(refused.group(1) if refused else "a call")
     return "the line the stack trace names: which key does `receipt` have?"
 
 
