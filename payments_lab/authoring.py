@@ -119,6 +119,20 @@ def _import_within(name: str, module_name: str, path: Path, deadline: float) -> 
     return module
 
 
+def _definition_fix(refusal: str, source: str) -> str:
+    """What to change in a definition Temporal's decorators refused."""
+    if "@workflow.init and @workflow.run method parameters do not match" in refusal and "from __future__ import annotations" not in source:
+        # Temporal compares the two signatures as written: the kit's module has
+        # ``from __future__ import annotations``, so PaymentWorkflow's __init__ says
+        # input: "PaymentInput" (text), and a run written without it says the class.
+        return (
+            "PaymentWorkflow's @workflow.init takes `input: PaymentInput` written as text (its module starts with "
+            "`from __future__ import annotations`) and Temporal compares both signatures as written: put "
+            "`from __future__ import annotations` as the first line of this code"
+        )
+    return "Change the decorated class or function there"
+
+
 def _raised_by_temporal(error: BaseException) -> bool:
     """Whether ``error`` was raised inside the SDK (a decorator refusing a definition), not by the learner's code."""
     frames = traceback.extract_tb(error.__traceback__)
@@ -216,8 +230,8 @@ class WorkflowModules:
             where = f", line {line}" if line else ""
             if _raised_by_temporal(error):
                 raise WorkflowModuleError(
-                    f"{name}{where}: Temporal refused a definition ({type(error).__name__}: {error}). Change the "
-                    "decorated class or function there; the worker still runs the previous version."
+                    f"{name}{where}: Temporal refused a definition ({type(error).__name__}: {error}). "
+                    f"{_definition_fix(str(error), source)}; the worker still runs the previous version."
                 ) from None
             raise WorkflowModuleError(
                 f"{name}{where}: importing the module raised {type(error).__name__}: {error}. Module-level code runs "

@@ -340,3 +340,12 @@ async def test_a_call_the_sandbox_refuses_at_run_time_names_the_learners_line_an
     assert recorded.where is not None and (recorded.where.file_name, recorded.where.line) == (loaded.path.name, 11)
     await lab.load_module("payment_v2", FIXED)
     assert (await asyncio.wait_for(handle.result(), 30)).status is PaymentStatus.COMPLETED
+
+
+async def test_a_subclass_written_without_the_future_import_is_told_to_add_it(lab: Lab) -> None:
+    """Temporal compares @workflow.init's and @workflow.run's signatures as written: text in the kit's, a class in the learner's."""
+    plain = FIXED.replace("from __future__ import annotations\n", "")
+    with pytest.raises(WorkflowModuleError, match="put `from __future__ import annotations` as the first line of this code"):
+        await lab.load_module("payment_v2", plain)
+    loaded = await lab.load_module("payment_v2", FIXED)
+    assert loaded.workflows["PaymentWorkflow"].__name__ == "PaymentWorkflowV2"
