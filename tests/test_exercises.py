@@ -197,6 +197,10 @@ async def _the_early_answer(started: Any) -> Any:
     return started.answer.status
 
 
+async def _always_failed(started: Any) -> Any:
+    return "failed"  # never reads the payment
+
+
 async def _cancel_at_once(lab: Lab, handle: Any) -> None:
     await handle.cancel()
 
@@ -340,6 +344,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson10.q1, lambda lab: _start_without_await, "without awaiting it"),
     (lesson10.q1, lambda lab: _answer_after_the_end, "after the payment had ended"),
     (lesson10.q2, lambda lab: _the_early_answer, "early answer (`processing`)"),
+    (lesson10.q2, lambda lab: _always_failed, "did not read the payment it was given"),
     (lesson11.q1, lambda lab: _confirm_by_webhook, "not by the customer's update"),
     (lesson11.q1, lambda lab: _do_nothing, "deadline timer fired"),
     (lesson11.q2, lambda lab: _two_different_events, "two different events"),

@@ -186,12 +186,7 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
             about_the_lab=True,
         )
     final = result.status if result is not None else None
-    seen_status = returned.status if isinstance(returned, (PaymentResult, PaymentAnswer)) else returned
-    if isinstance(seen_status, str) and not isinstance(seen_status, PaymentStatus):
-        try:
-            seen_status = PaymentStatus(seen_status)
-        except ValueError:
-            pass
+    seen_status = _status_of(returned)
     expected = f"`{PaymentStatus.FAILED.value}`: the charge was declined after the answer, and the workflow settled it"
     if seen_status is PaymentStatus.PROCESSING or isinstance(returned, PaymentAnswer):
         raise Mismatch(
@@ -209,6 +204,21 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
             seen=f"{type(returned).__name__} {short_repr(returned)}",
             where_to_look="`(await started.handle.result()).status`",
         )
+    # A function that returns "failed" without reading the payment would pass the declined
+    # payment alone: a second one, whose charge goes through, must come back completed.
+    paid = await lab.service.start_early(fresh_request(lab, amount="12.00"), options=TUNED)
+    try:
+        returned_for_paid = await call_learner(function, paid, what="function", timeout=LEARNER_TIMEOUT)
+    finally:
+        await await_result(paid.handle, END_WITHIN, terminate=True)
+    if _status_of(returned_for_paid) is not PaymentStatus.COMPLETED:
+        raise Mismatch(
+            "Your function did not read the payment it was given: for a second payment, whose charge went through, "
+            "it returned the same kind of answer.",
+            expected=f"`{PaymentStatus.COMPLETED.value}` for the second payment (and `{PaymentStatus.FAILED.value}` for the declined one)",
+            seen=f"{type(returned_for_paid).__name__} {short_repr(returned_for_paid)}",
+            where_to_look="`(await started.handle.result()).status`: the status of the payment `started` holds",
+        )
     return Verdict(
         "'Accepted' first, 'failed' in the end: the workflow settled the declined charge.",
         (
@@ -218,6 +228,17 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
             f"{len(lab.repository.notifications(request.payment_id))} notifications: nobody told the customer yet",
         ),
     )
+
+
+def _status_of(returned: object) -> object:
+    """The status a learner's function returned: a ``PaymentStatus``, its value, or a result or answer that has one."""
+    status = returned.status if isinstance(returned, (PaymentResult, PaymentAnswer)) else returned
+    if isinstance(status, str) and not isinstance(status, PaymentStatus):
+        try:
+            return PaymentStatus(status)
+        except ValueError:
+            return status
+    return status
 
 
 q2 = Exercise(
