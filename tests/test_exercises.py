@@ -8,6 +8,7 @@ import functools
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -936,3 +937,18 @@ async def test_an_answer_that_tries_to_end_the_program_gets_a_verdict_and_the_ke
             await call_learner(answer, None, what="function", timeout=3)
         assert "remove `sys.exit()`" in told.value.where_to_look
     assert await asyncio.sleep(0, "the loop") == "the loop", "the event loop still turns"
+
+
+async def test_an_answer_that_closes_a_lab_with_its_own_server_is_told_so_not_blamed_for_blocking() -> None:
+    """Closing a lab stops its server, a wait that blocks the loop: the check used to call it a `time.sleep`."""
+    lab = await open_lab(f"own-{uuid.uuid4().hex[:6]}", server=EmbeddedServer(ui=False))
+
+    async def answer_first(lab: Lab, request: Any) -> None:
+        await lab.close()
+
+    try:
+        feedback = await lesson10.q1.check_async(answer_first, lab=lab)
+    finally:
+        await lab.close()
+    assert feedback.outcome is CheckOutcome.INCORRECT and "The lab closed during the check" in str(feedback), str(feedback)
+    assert "time.sleep" not in str(feedback)

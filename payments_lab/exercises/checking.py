@@ -21,7 +21,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHistory
 
 from payments_lab.domain import PaymentRequest, PaymentResult
 from payments_lab.exercises import Mismatch
-from payments_lab.exercises.errors import InvalidExerciseError
+from payments_lab.exercises.errors import InvalidExerciseError, lab_closed
 from payments_lab.faults import FaultPlan
 from payments_lab.history import Event, attempts_per_activity, event_type_name, events_of
 from payments_lab.lab import Lab
@@ -368,6 +368,9 @@ async def _await_learner(function: Callable[..., Any], args: tuple[Any, ...], wh
             if not was_stopped(error):
                 raise
             outcome = None
+    if any(isinstance(arg, Lab) and arg.closed for arg in args):
+        # Closing a lab stops its server, a wait that blocks the loop: not the answer's own blocking call.
+        raise lab_closed(during=True)
     where = f"line {guard.blocked_line} of your cell" if guard.blocked_line else "your function"
     if guard.stopped:
         raise Mismatch(

@@ -41,3 +41,16 @@ class NoSuchHintError(PaymentsLabError, ValueError):
 
 class CheckInterruptedError(PaymentsLabError, KeyboardInterrupt):
     """A check was interrupted (the ■ button): it stopped, with its payment, and judged nothing."""
+
+
+def lab_closed(*, during: bool) -> Mismatch:
+    """The verdict of a check whose lab is closed, or closed while it ran (by the answer, as a rule)."""
+    return Mismatch(
+        "The lab closed during the check: its server and worker are gone."
+        if during
+        else "The lab is closed: this check needs its server and worker.",
+        expected="an open lab",
+        seen="`lab.close()` was called" + (" while the check ran (by your answer?)" if during else ""),
+        where_to_look="run `lab = await open_lab()` again, then this check; an answer must not close the lab",
+        about_the_lab=True,
+    )

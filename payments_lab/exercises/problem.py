@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from payments_lab.exercises.blanks import ____, contains_blank
-from payments_lab.exercises.errors import CheckInterruptedError, InvalidExerciseError, Mismatch, NoSuchHintError
+from payments_lab.exercises.errors import (
+    CheckInterruptedError,
+    InvalidExerciseError,
+    Mismatch,
+    NoSuchHintError,
+    lab_closed,
+)
 from payments_lab.exercises.view import Feedback, Hint, Solution, Task
 from payments_lab.verdicts import CheckOutcome
 
@@ -29,18 +35,6 @@ LAB_CLOSED_GRACE = 5.0
 """Seconds a check stopped because its lab closed may take to clean up before it is left behind."""
 
 
-def _lab_closed(during: bool) -> Mismatch:
-    return Mismatch(
-        "The lab closed during the check: its server and worker are gone."
-        if during
-        else "The lab is closed: this check needs its server and worker.",
-        expected="an open lab",
-        seen="`lab.close()` was called" + (" while the check ran (by your answer?)" if during else ""),
-        where_to_look="run `lab = await open_lab()` again, then this check; an answer must not close the lab",
-        about_the_lab=True,
-    )
-
-
 async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
     """Await ``checking``, and stop it at once if ``lab`` closes meanwhile (a closed server would be waited for as an outage)."""
     if lab is None:
@@ -48,7 +42,7 @@ async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
     if not lab.running:
         if asyncio.iscoroutine(checking):
             checking.close()
-        raise _lab_closed(during=False)
+        raise lab_closed(during=False)
     task = asyncio.ensure_future(checking)
     try:
         while not task.done():
@@ -56,7 +50,7 @@ async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
             if not task.done() and not lab.running:
                 task.cancel()
                 await asyncio.wait({task}, timeout=LAB_CLOSED_GRACE)
-                raise _lab_closed(during=True)
+                raise lab_closed(during=True)
     except asyncio.CancelledError:
         # The check's own deadline (CHECK_TIMEOUT) cancels this: the check must stop too, and clean up.
         task.cancel()
@@ -272,8 +266,8 @@ async def _record(exercise: Exercise, feedback: Feedback, lab: Lab | None) -> No
     from payments_lab.verdicts import record_verdict
 
     # A check that needs no lab records through the notebook's lab, if one is open.
-    recorder = lab or next((opened for opened in _LABS.values() if opened.running), None)
-    if recorder is not None:
+    recorder = lab if lab is not None and lab.running else next((opened for opened in _LABS.values() if opened.running), None)
+    if recorder is not None:  # a closed lab has no server to record on, and the feedback says so
         await record_verdict(recorder.client, recorder.task_queue, exercise.id, feedback.outcome.value, feedback.message)
 
 
