@@ -51,6 +51,18 @@ class ConfirmationRefusedError(PaymentsLabError, RuntimeError):
         super().__init__(f"confirmation of payment {payment_id!r} refused: {reason}")
 
 
+class NotWaitingError(PaymentsLabError, RuntimeError):
+    """The payment will never wait for a confirmation: it ended without one (declined…) or was already decided."""
+
+    def __init__(self, payment_id: str, state: ConfirmationState, ending: str | None) -> None:
+        if ending is not None:
+            # The workflow's message starts with the status when it explains one ("declined: amount must be…").
+            what = f"it ended {ending if ending.startswith(state.status.value) else f'{state.status.value}: {ending}'}"
+        else:
+            what = f"it is past that step ({state.step!r}, {state.decision or 'decided'} by {state.decided_by or 'someone'})"
+        super().__init__(f"payment {payment_id!r} will not wait for a confirmation: {what}")
+
+
 class Checkout:
     """Start payments that wait for the customer, and carry the customer's and the processor's answers.
 
@@ -101,8 +113,10 @@ class Checkout:
         """Return once the payment waits for its confirmation (validated, not yet decided).
 
         Raises:
-            TimeoutError: it was not waiting within ``timeout`` seconds (declined, or already
-                decided); the message says where it was.
+            NotWaitingError: it never will: it ended (declined at validation…) or was already
+                decided; the message says how, at once.
+            TimeoutError: it was not waiting within ``timeout`` seconds (still validating, or
+                not answering); the message says where it was.
             ValueError: ``timeout`` is not a number of seconds >= 0.
         """
         seconds("timeout", timeout)
@@ -110,12 +124,20 @@ class Checkout:
         try:
             async with asyncio.timeout(timeout):
                 while (state := await self.state(payment_id)).step != Step.CONFIRM:
+                    if state.step != Step.VALIDATE:  # past the wait, or ended without it: waiting on is waiting for nothing
+                        raise NotWaitingError(payment_id, state, await self._ending(payment_id, state))
                     last = state
                     await asyncio.sleep(0.02)
                 return state
         except TimeoutError:
             where = f"at step {last.step!r}, status {last.status.value!r}" if last is not None else "not answering"
             raise WaitTimedOutError(f"payment {payment_id!r} was not waiting for a confirmation within {timeout:g} s: it was {where}") from None
+
+    async def _ending(self, payment_id: str, state: ConfirmationState) -> str | None:
+        """How an ended payment ended, in the workflow's words (a decline says why); None while it runs."""
+        if state.step != Step.DONE:
+            return None
+        return (await self.service.handle(payment_id).result(say_after=None)).message
 
     async def confirm(self, payment_id: str, *, approved: bool = True) -> ConfirmationReceipt:
         """Send the customer's answer (the ``confirm`` update) and return the workflow's receipt.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from temporalio.workflow import ActivityCancellationType
 
 from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities, SettleInput
-from payments_lab.checkout import Checkout, ConfirmationRefusedError
+from payments_lab.checkout import Checkout, ConfirmationRefusedError, NotWaitingError
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.confirmation_messages import AUTHENTICATED, AUTHENTICATION_FAILED, ProcessorEvent
 from payments_lab.domain import PaymentRequest, PaymentStatus
@@ -127,8 +128,16 @@ async def test_a_declined_request_never_waits(checkout: Checkout) -> None:
 async def test_waiting_for_a_payment_that_never_waits_says_where_it_was(checkout: Checkout) -> None:
     request = _request("-5")
     await (await checkout.start(request)).result()
-    with pytest.raises(TimeoutError, match=f"payment '{request.payment_id}' was not waiting for a confirmation within 0.3 s: it was at step 'done', status 'declined'"):
-        await checkout.wait_until_waiting(request.payment_id, timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(NotWaitingError, match=f"payment '{request.payment_id}' will not wait for a confirmation: it ended declined: amount must be greater than zero"):
+        await checkout.wait_until_waiting(request.payment_id, timeout=10)
+    assert time.monotonic() - started < 2, "said at once, not after the whole timeout"
+    confirmed = _request()
+    await checkout.start(confirmed)
+    await checkout.wait_until_waiting(confirmed.payment_id)
+    await checkout.confirm(confirmed.payment_id)
+    with pytest.raises(NotWaitingError, match="will not wait for a confirmation: it (is past that step|ended completed)"):
+        await checkout.wait_until_waiting(confirmed.payment_id)
 
 
 async def test_the_same_payment_id_is_refused_at_the_door(checkout: Checkout) -> None:
