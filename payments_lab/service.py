@@ -220,10 +220,13 @@ def _stopped_waiting(payment_id: str, awaited: str, started: str) -> list[str]:
     ]
 
 
-async def _read_failure(operation: WithStartWorkflowOperation[Any, Any]) -> None:
-    """Read the failure an Update-with-Start operation holds, or asyncio reports it later as "never retrieved"."""
+async def _read_failure(operation: WithStartWorkflowOperation[Any, Any]) -> bool:
+    """Read what an Update-with-Start operation holds (a failure unread is reported later by asyncio as "never
+    retrieved"); return whether the workflow started."""
     with suppress(Exception):
         await asyncio.wait_for(operation.workflow_handle(), timeout=1)
+        return True
+    return False
 
 
 async def result_in_windows(handle: WorkflowHandle[Any, T], client: Client, window: timedelta = RESULT_POLL_WINDOW) -> T:
@@ -587,7 +590,7 @@ class PaymentService:
         """The error of a start the server did not confirm, because of ``outage``."""
         return TemporalUnavailableError(
             f"The Temporal server at {self.client.service_client.config.target_host} did not confirm the "
-            f"start of payment {payment_id!r} ({outage.message}). It may still start once the "
+            f"start of payment {payment_id!r} ({outage.message}). It may have started, or start once the "
             f"server answers: `await lab.service.status({payment_id!r})` tells. Starting it again "
             "is safe: a payment that did start is refused as a duplicate (DuplicatePaymentError), never "
             "run twice."
@@ -641,6 +644,7 @@ class PaymentService:
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=_search_attributes(request),
         )
+        telling = asyncio.ensure_future(self._say_what_a_first_answer_waits_for(request.payment_id))
         try:
             answer = await self._update_with_start(operation, request.payment_id, rpc_timeout)
         except asyncio.CancelledError as stopped:
@@ -649,8 +653,33 @@ class PaymentService:
                 request.payment_id, "its first answer", "may have started and"
             )
             raise
+        finally:
+            telling.cancel()
         handle = await operation.workflow_handle()
         return EarlyStart(answer, PaymentHandle(self, handle, request.payment_id))
+
+    async def _say_what_a_first_answer_waits_for(self, payment_id: str, *, after: float = WAITING_SAID_AFTER) -> None:
+        """Once the wait for a first answer has lasted ``after`` seconds, say once what it waits for: a cell would look hung."""
+        await asyncio.sleep(after)
+        outage = await silence_as_outage(self.client)
+        try:
+            nobody = outage is None and not await live_pollers(self.client, self.task_queue)
+        except RPCError:
+            nobody = False
+        if outage is not None:
+            what = (
+                f"the Temporal server at {self.client.service_client.config.target_host} is silent ({outage.message}); "
+                "this waits for it"
+            )
+        elif nobody:
+            what = f"no worker polls task queue {self.task_queue!r}: the payment cannot be validated until one does"
+        else:
+            what = "its validation has not finished: it runs long or is retried (`lab.service.status` tells)"
+        print(
+            f"Payment {payment_id!r} has no first answer after {after:g} s: {what}. Interrupt the kernel to stop waiting.",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def _update_with_start(
         self, operation: WithStartWorkflowOperation[Any, Any], payment_id: str, rpc_timeout: timedelta | None
@@ -664,7 +693,7 @@ class PaymentService:
             await _read_failure(operation)
             raise DuplicatePaymentError(payment_id, await self.status(payment_id)) from None
         except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-            await _read_failure(operation)
+            started = await _read_failure(operation)
             if isinstance(err.__cause__, asyncio.CancelledError):  # Temporal's name for an interrupted wait
                 raise err.__cause__ from None
             if isinstance(err, RPCError) and not is_unreachable(err):
@@ -672,6 +701,12 @@ class PaymentService:
             outage = err if isinstance(err, RPCError) else await silence_as_outage(self.client)
             if outage is None:  # the server answers: the update did not come back in time
                 raise
+            if started:
+                raise TemporalUnavailableError(
+                    f"Payment {payment_id!r} started, but the Temporal server at {self.client.service_client.config.target_host} "
+                    f"stopped answering before its first answer came ({outage.message}). It runs on: "
+                    f"`await lab.service.handle({payment_id!r}).result()` waits for its end once the server answers."
+                ) from err
             raise self._unconfirmed_start(payment_id, outage) from err
 
     async def process(self, request: PaymentRequest, **start_options: object) -> PaymentResult:

@@ -151,3 +151,11 @@ async def test_a_payment_cancelled_before_its_answer_answers_cancelled(service: 
     assert not started.answer.accepted and started.answer.status is PaymentStatus.CANCELLED
     assert (await started.handle.result()).status is PaymentStatus.CANCELLED
     assert repository.charge_count(request.payment_id) == 0
+
+
+async def test_a_first_answer_that_does_not_come_says_what_it_waits_for(client: Client, task_queue: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cell waiting in start_early used to say nothing until its call gave up (30 s or more)."""
+    service = PaymentService(client, task_queue)
+    await service._say_what_a_first_answer_waits_for("pay-x", after=0)
+    said = capsys.readouterr().err
+    assert f"Payment 'pay-x' has no first answer after 0 s: no worker polls task queue {task_queue!r}" in said

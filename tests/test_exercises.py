@@ -952,3 +952,25 @@ async def test_an_answer_that_closes_a_lab_with_its_own_server_is_told_so_not_bl
         await lab.close()
     assert feedback.outcome is CheckOutcome.INCORRECT and "The lab closed during the check" in str(feedback), str(feedback)
     assert "time.sleep" not in str(feedback)
+
+
+async def _confirm_after_a_nap(checkout: Any, payment_id: str) -> None:
+    time.sleep(2.5)  # the mistake under test: a blocking call in an async def
+    await checkout.confirm(payment_id)
+
+
+def _confirm_without_await(checkout: Any, payment_id: str) -> None:
+    checkout.confirm(payment_id)  # the mistake under test: the coroutine is dropped
+
+
+@pytest.mark.parametrize(
+    ("answer", "clue"),
+    [
+        (_confirm_after_a_nap, "blocked the kernel's event loop"),
+        (_confirm_without_await, "called `Checkout.confirm(...)` without `await`, so that call never ran"),
+    ],
+)
+async def test_a_blocking_call_or_a_missing_await_in_exercise_11_is_named(lab: Lab, answer: Any, clue: str) -> None:
+    """Both used to be judged by their consequence: a Temporal timeout error, or "Nothing confirmed the payment"."""
+    feedback = await lesson11.q1.check_async(answer, lab=lab)
+    assert feedback.outcome is CheckOutcome.INCORRECT and clue in str(feedback), str(feedback)

@@ -350,12 +350,25 @@ async def test_an_early_start_a_stopped_server_leaves_unconfirmed_is_a_clear_err
     finally:
         await lab.close()
     message = str(raised.value)
-    assert "did not confirm the start" in message and NOT_ANSWERING in message
-    assert "DuplicatePaymentError" in message
+    assert ("did not confirm the start" in message or "started, but" in message) and NOT_ANSWERING in message
+    assert "DuplicatePaymentError" in message or "It runs on" in message
     # The SDK's own record of the failed call was read, not left for asyncio to report.
     assert "never retrieved" not in said.getvalue()
     assert result.status is PaymentStatus.COMPLETED
     assert lab.repository.charge_count(request.payment_id) == 1
+
+
+@posix_only
+async def test_a_wait_for_a_first_answer_on_a_stopped_server_says_so() -> None:
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-first-answer", server=server, options=FAST)
+    try:
+        said = io.StringIO()
+        with stopped(server), redirect_stderr(said):
+            await lab.service._say_what_a_first_answer_waits_for("pay-x", after=0)
+    finally:
+        await lab.close()
+    assert f"Payment 'pay-x' has no first answer after 0 s: the Temporal server at {server.address} is silent" in said.getvalue()
 
 
 @posix_only

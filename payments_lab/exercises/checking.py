@@ -7,10 +7,14 @@ and its :class:`~payments_lab.history.Event`), the decoder the tables use too.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import numbers
+import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -366,6 +370,10 @@ async def _await_learner(function: Callable[..., Any], args: tuple[Any, ...], wh
             if isinstance(error, (SystemExit, GeneratorExit)):
                 raise _ended_the_program(error, what) from None
             if not was_stopped(error):
+                if isinstance(error, Exception) and guard.blocked_seconds >= BLOCKING_NOTICED:
+                    # What it awaited after blocking ran out of time because of the block (a
+                    # Temporal call's own timeout, say): the block is what to fix.
+                    raise _blocked(guard, what) from None
                 raise
             outcome = None
     if any(isinstance(arg, Lab) and arg.closed for arg in args):
@@ -380,14 +388,20 @@ async def _await_learner(function: Callable[..., Any], args: tuple[Any, ...], wh
             where_to_look="a loop that never ends: in an `async def`, a loop that waits must `await` (e.g. `await asyncio.sleep(0.1)`)",
         )
     if guard.blocked_seconds >= BLOCKING_NOTICED:
-        raise Mismatch(
-            f"Your {what} blocked the kernel's event loop for {guard.blocked_seconds:.1f} s: while it did, nothing "
-            "else ran, the lab's worker included.",
-            expected="an `async def` that waits with `await`",
-            seen=f"{where} held the event loop (a blocking call, such as `time.sleep`)",
-            where_to_look="in an `async def`, wait with `await asyncio.sleep(...)`, never `time.sleep(...)`",
-        )
+        raise _blocked(guard, what)
     return outcome
+
+
+def _blocked(guard: LoopGuard, what: str) -> Mismatch:
+    """The verdict on an ``async def`` that kept the event loop from turning (a blocking call)."""
+    where = f"line {guard.blocked_line} of your cell" if guard.blocked_line else "your function"
+    return Mismatch(
+        f"Your {what} blocked the kernel's event loop for {guard.blocked_seconds:.1f} s: while it did, nothing "
+        "else ran, the lab's worker included.",
+        expected="an `async def` that waits with `await`",
+        seen=f"{where} held the event loop (a blocking call, such as `time.sleep`)",
+        where_to_look="in an `async def`, wait with `await asyncio.sleep(...)`, never `time.sleep(...)`",
+    )
 
 
 async def call_learner(function: Callable[..., Any], *args: Any, what: str, timeout: float = 3.0) -> Any:
@@ -397,14 +411,17 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
         Mismatch: the function raised, or did not return within ``timeout`` seconds.
     """
     try:
-        if inspect.iscoroutinefunction(function):
-            outcome = await _await_learner(function, args, what, timeout)
-        else:
-            outcome = await _call_in_a_thread(function, args, what, timeout)
-            if inspect.isawaitable(outcome):
-                outcome = await asyncio.wait_for(outcome, timeout)
-        if inspect.iscoroutine(outcome):
-            raise _never_awaited(outcome, what)
+        with _dropped_coroutines() as dropped:
+            if inspect.iscoroutinefunction(function):
+                outcome = await _await_learner(function, args, what, timeout)
+            else:
+                outcome = await _call_in_a_thread(function, args, what, timeout)
+                if inspect.isawaitable(outcome):
+                    outcome = await asyncio.wait_for(outcome, timeout)
+            if inspect.iscoroutine(outcome):
+                raise _never_awaited(outcome, what)
+        if dropped:
+            raise _called_without_await(dropped[0], what)
     except TimeoutError:
         raise Mismatch(
             f"Your {what} did not return within {timeout:g} s.",
@@ -443,6 +460,36 @@ def _ended_the_program(ending: BaseException, what: str) -> Mismatch:
         expected="it returns a value",
         seen=f"`{raised}` raised inside it",
         where_to_look="remove `sys.exit()`, `exit()` or `raise KeyboardInterrupt`: `return` the answer",
+    )
+
+
+@contextmanager
+def _dropped_coroutines() -> Iterator[list[str]]:
+    """Collect the names of coroutines created and dropped unawaited meanwhile (Python warns of each as it is freed)."""
+    names: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        yield names
+        gc.collect()  # a coroutine held by a cycle is freed, and warned of, only by a collection
+    for warning in caught:
+        found = _UNAWAITED.search(str(warning.message))
+        if found:
+            names.append(found.group(1))
+        else:  # not ours to keep quiet
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+_UNAWAITED = re.compile(r"coroutine '([^']+)' was never awaited")
+
+
+def _called_without_await(name: str, what: str) -> Mismatch:
+    """The verdict on a function that called an ``async`` method without ``await``: the call never ran."""
+    short = name.rsplit(".", 1)[-1]
+    return Mismatch(
+        f"Your {what} called `{name}(...)` without `await`, so that call never ran.",
+        expected=f"`await ...{short}(...)` inside an `async def`",
+        seen=f"a coroutine of `{name}`, created and dropped (Python: \"was never awaited\")",
+        where_to_look=f"write `async def` and `await ...{short}(...)`",
     )
 
 
