@@ -45,10 +45,10 @@ from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentSe
 class ConfirmationRefusedError(PaymentsLabError, RuntimeError):
     """The workflow refused a confirmation (too late, already decided, ended); nothing changed."""
 
-    def __init__(self, payment_id: str, reason: str) -> None:
+    def __init__(self, payment_id: str, reason: str, *, what: str = "confirmation") -> None:
         self.payment_id = payment_id
         self.reason = reason
-        super().__init__(f"confirmation of payment {payment_id!r} refused: {reason}")
+        super().__init__(f"{what} of payment {payment_id!r} refused: {reason}")
 
 
 class NotWaitingError(PaymentsLabError, RuntimeError):
@@ -172,7 +172,7 @@ class Checkout:
                 f"not {type(event).__name__} {event!r}"
             )
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
-        with _ended_as_refused(payment_id):
+        with _ended_as_refused(payment_id, what="webhook"):
             await workflow.signal(ConfirmedPaymentWorkflow.processor_webhook, event)
 
     async def state(self, payment_id: str) -> ConfirmationState:
@@ -187,11 +187,12 @@ class Checkout:
 
 
 @contextmanager
-def _ended_as_refused(payment_id: str) -> Iterator[None]:
+def _ended_as_refused(payment_id: str, *, what: str = "confirmation") -> Iterator[None]:
     """Turn the server's NOT_FOUND (the workflow has closed, or never was) into :class:`ConfirmationRefusedError`."""
     try:
         yield
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            raise ConfirmationRefusedError(payment_id, f"the payment's workflow has ended or does not exist ({err.message})") from None
+            reason = f"the payment's workflow has ended or does not exist ({err.message})"
+            raise ConfirmationRefusedError(payment_id, reason, what=what) from None
         raise

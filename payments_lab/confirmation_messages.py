@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from payments_lab.arguments import flag, positive_duration
-from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.domain import PaymentRequest, PaymentStatus, text_problems
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.faults import FaultPlan
 from payments_lab.messages import PaymentOptions
@@ -69,6 +69,10 @@ class ConfirmationReceipt:
     """What happens next, in words a checkout page can show."""
 
 
+EVENT_ID_LIMIT = 200
+"""The most characters a webhook's event id may have, as a payment id."""
+
+
 @dataclass(frozen=True)
 class ProcessorEvent:
     """Argument of the ``processor_webhook`` signal: one webhook delivery from the processor.
@@ -85,6 +89,12 @@ class ProcessorEvent:
         # The workflow reads any type but AUTHENTICATED as a failure: a typo would refuse the payment.
         if not isinstance(self.event_id, str) or not self.event_id:
             raise InvalidArgumentError(f"event_id must be a non-empty string, such as 'evt-1', got {self.event_id!r}")
+        # An id like a payment's: it goes into the workflow's history and its query, and is compared as text.
+        problems = text_problems("event_id", self.event_id)
+        if len(self.event_id) > EVENT_ID_LIMIT:
+            problems.append(f"event_id is {len(self.event_id):,} characters long; at most {EVENT_ID_LIMIT} are accepted")
+        if problems:
+            raise InvalidArgumentError("; ".join(problems))
         if self.type not in WEBHOOK_TYPES:
             raise InvalidArgumentError(f"type must be one of {', '.join(map(repr, WEBHOOK_TYPES))}, got {self.type!r}")
 

@@ -171,6 +171,10 @@ async def test_answers_and_webhooks_the_workflow_would_misread_are_refused_at_th
         ProcessorEvent("evt_3", "payment.autenticated")
     with pytest.raises(ValueError, match="event_id must be a non-empty string"):
         ProcessorEvent("", AUTHENTICATED)
+    with pytest.raises(ValueError, match="event_id is 100,000 characters long; at most 200 are accepted"):
+        ProcessorEvent("e" * 100_000, AUTHENTICATED)
+    with pytest.raises(ValueError, match="event_id is not valid text"):
+        ProcessorEvent("evt_x\udce9", AUTHENTICATED)
     # A string is a signal input the workflow cannot decode: it dropped it, and the payment kept waiting.
     with pytest.raises(TypeError, match=r"event must be a ProcessorEvent, such as ProcessorEvent\('evt-1', 'payment.authenticated'\), not str"):
         await checkout.deliver_webhook(request.payment_id, AUTHENTICATED)  # type: ignore[arg-type]
@@ -181,7 +185,7 @@ async def test_answers_and_webhooks_the_workflow_would_misread_are_refused_at_th
     assert (state.step, state.decision, state.webhook_events) == ("confirm", None, ())  # nothing reached it
     await checkout.confirm(request.payment_id, approved=False)
     assert (await handle.result()).status is PaymentStatus.CANCELLED and repository.ledger(request.payment_id) == []
-    with pytest.raises(ConfirmationRefusedError, match="has ended or does not exist"):
+    with pytest.raises(ConfirmationRefusedError, match=f"webhook of payment '{request.payment_id}' refused: .*has ended or does not exist"):
         await checkout.deliver_webhook(request.payment_id, ProcessorEvent("evt_4", AUTHENTICATED))
     with pytest.raises(PaymentNotFoundError, match="no payment 'nowhere-1'"):
         await checkout.state("nowhere-1")
