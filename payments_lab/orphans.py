@@ -83,23 +83,30 @@ def _last_worker(repository: PaymentRepository, workflow_id: str) -> str | None:
     return attempts[-1].worker if attempts else None
 
 
-def describe_orphans(orphans: Sequence[Orphans]) -> str:
-    """One line on what a lab took over."""
+def _which(orphans: Sequence[Orphans]) -> tuple[str, str]:
+    """How many payments, and where: ``("2 payments", "task queue lab-…: payment-…, payment-…")``."""
     payments = sum(len(o.workflow_ids) for o in orphans)
     queues = ", ".join(o.task_queue for o in orphans)
     sample = ", ".join(wid for o in orphans for wid in o.workflow_ids[:3])
+    return plural(payments, "payment"), f"task queue {queues}: {sample}"
+
+
+def describe_orphans(orphans: Sequence[Orphans]) -> str:
+    """One line on what a lab took over."""
+    payments, where = _which(orphans)
     return (
-        f"This lab's worker also finishes {plural(payments, 'payment')} left running by a kernel that ended "
-        f"(task queue {queues}: {sample}): nothing else polled them, and they would have waited for ever."
+        f"This lab's worker also finishes {payments} left running by a kernel that ended "
+        f"({where}): nothing else polled them, and they would have waited for ever."
     )
 
 
 async def replays_with(client: Client, workflow_ids: Sequence[str], workflows: Sequence[type]) -> bool:
     """Whether every one of these workflows' histories replays with ``workflows``: code a worker can carry them on with.
 
-    A history replays when the code gives the commands it recorded, in order, and its last
-    workflow task (the one a worker would run next) does not fail: code that raises there, or
-    that is not deterministic, would leave the payment failing its task for ever.
+    A history replays when the code gives the commands it recorded, in order; other code would
+    fail each of the payment's tasks with a non-determinism error, for ever. Code that raises in
+    the task a payment waits on still replays (that task's activation is not run again): it
+    fails that task, as it did for the kernel that ended, until a fix is loaded.
     """
     replayer = Replayer(workflows=list(workflows), data_converter=client.data_converter, runtime=quiet_runtime())
     for workflow_id in workflow_ids:
@@ -111,12 +118,10 @@ async def replays_with(client: Client, workflow_ids: Sequence[str], workflows: S
 
 def describe_stranded(orphans: Sequence[Orphans]) -> str:
     """One line on payments a lab found but cannot finish with the code it has."""
-    payments = sum(len(o.workflow_ids) for o in orphans)
-    queues = ", ".join(o.task_queue for o in orphans)
-    sample = ", ".join(wid for o in orphans for wid in o.workflow_ids[:3])
+    payments, where = _which(orphans)
     return (
-        f"{plural(payments, 'payment')} left running by a kernel that ended ran workflow code this lab does not have "
-        f"(task queue {queues}: {sample}), most likely written in that kernel's cells: their histories do not replay "
+        f"{payments} left running by a kernel that ended ran workflow code this lab does not have "
+        f"({where}), most likely written in that kernel's cells: their histories do not replay "
         "with the kit's code. Load a version that replays them (`await lab.load_module(name, source)`, as that kernel "
         "did, with any bug fixed): this lab then finishes them with it."
     )

@@ -3,6 +3,7 @@ dev server, isolated environments for child processes, and a JupyterLab under a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -90,6 +91,17 @@ def repository() -> Iterator[PaymentRepository]:
 def activities(repository: PaymentRepository) -> PaymentActivities:
     """The payment activities bound to the test's repository."""
     return PaymentActivities(repository, identity="test-worker")
+
+
+async def interrupted(call: Awaitable[Any], after: float = 0.3) -> list[str]:
+    """Await ``call`` as a cell does, press ■ after ``after`` s, and return what the notebook shows (its one line)."""
+    waiting = asyncio.ensure_future(call)
+    await asyncio.sleep(after)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError) as stopped:
+        await waiting
+    shown: list[str] = stopped.value._render_traceback_()  # type: ignore[attr-defined]
+    return shown
 
 
 def new_id(prefix: str = "t") -> str:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.client import Client
 
-from conftest import FAST, new_id
+from conftest import FAST, interrupted, new_id
 from payments_lab.activities import PaymentActivities
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.exercises.checking import events_of, first_index
@@ -117,12 +117,7 @@ async def test_the_same_payment_id_twice_is_refused_and_charged_once(service: Pa
 async def test_an_interrupted_wait_for_the_first_answer_shows_one_line(client: Client, task_queue: str) -> None:
     """The ■ button during ``start_early``: one line on what it means, as for ``result()``, not asyncio's frames."""
     request = _request()
-    waiting = asyncio.ensure_future(PaymentService(client, task_queue).start_early(request))  # no worker: no answer
-    await asyncio.sleep(0.5)
-    waiting.cancel()
-    with pytest.raises(asyncio.CancelledError) as stopped:
-        await waiting
-    (line,) = stopped.value._render_traceback_()  # type: ignore[attr-defined]
+    (line,) = await interrupted(PaymentService(client, task_queue).start_early(request), after=0.5)  # no worker: no answer
     assert f"for payment {request.payment_id!r} (its first answer): the payment may have started and runs on" in line
     assert f"`await lab.service.cancel({request.payment_id!r})` cancels it" in line
     await client.get_workflow_handle(request.workflow_id).terminate("no worker in this test")

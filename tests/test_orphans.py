@@ -36,6 +36,20 @@ asyncio.run(main())
 """
 
 
+async def killed_kernel(program: str, folder: Path) -> tuple[str, str]:
+    """Run ``program`` as a kernel would, read the payment id and task queue it prints, then kill it (SIGKILL)."""
+    script = folder / "kernel.py"
+    script.write_text(program, encoding="utf-8")
+    kernel = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert kernel.stdout is not None
+        payment_id, queue = (await asyncio.wait_for(asyncio.to_thread(kernel.stdout.readline), 90)).split()
+    finally:
+        kernel.kill()
+        kernel.wait()
+    return payment_id, queue
+
+
 def test_an_identity_names_a_process_that_ended_here_only_when_it_did() -> None:
     dead = psutil.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -49,16 +63,8 @@ def test_an_identity_names_a_process_that_ended_here_only_when_it_did() -> None:
 async def test_a_payment_left_running_by_a_kernel_killed_mid_charge_is_finished_by_the_next_lab_charged_once(
     dev_server: EmbeddedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    script = tmp_path / "kernel.py"
-    script.write_text(KERNEL, encoding="utf-8")
     with published_session(dev_server):
-        kernel = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-        try:
-            assert kernel.stdout is not None
-            payment_id, queue = (await asyncio.wait_for(asyncio.to_thread(kernel.stdout.readline), 60)).split()
-        finally:
-            kernel.kill()  # Kernel > Restart, mid-charge
-            kernel.wait()
+        payment_id, queue = await killed_kernel(KERNEL, tmp_path)  # Kernel > Restart, mid-charge
         lab = await open_lab(f"after-{new_id()}")
     try:
         assert [worker.task_queue for worker in lab.adopted] == [queue]
@@ -114,16 +120,8 @@ async def test_a_payment_left_failing_with_code_written_in_a_cell_waits_for_code
 ) -> None:
     """Lesson 09 in a kernel that died: the next lab used to take the payment over with the kit's code, which
     cannot replay its history, and the payment failed its task for ever, the fix loaded later never reaching it."""
-    script = tmp_path / "kernel.py"
-    script.write_text(KERNEL_WITH_CELL_CODE, encoding="utf-8")
     with published_session(dev_server):
-        kernel = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-        try:
-            assert kernel.stdout is not None
-            payment_id, queue = (await asyncio.wait_for(asyncio.to_thread(kernel.stdout.readline), 90)).split()
-        finally:
-            kernel.kill()
-            kernel.wait()
+        payment_id, queue = await killed_kernel(KERNEL_WITH_CELL_CODE, tmp_path)
         lab = await open_lab(f"after-{new_id()}")
     try:
         assert lab.adopted == [] and [found.task_queue for found in lab.stranded] == [queue]

@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from conftest import FAST, new_id
+from conftest import FAST, interrupted, new_id
 from payments_lab.activities import PaymentActivities
 from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
@@ -306,12 +306,7 @@ async def test_an_interrupted_wait_shows_one_line_on_what_it_means(client: Clien
     """The ■ button cancels the cell's await: IPython shows ``_render_traceback_`` instead of asyncio's frames."""
     service = PaymentService(client, task_queue)
     handle = await service.start(PaymentRequest(new_id(), "org-acme", "u", "5.00", "EUR"))  # no worker: it waits
-    waiting = asyncio.ensure_future(handle.result())
-    await asyncio.sleep(0.3)
-    waiting.cancel()
-    with pytest.raises(asyncio.CancelledError) as stopped:
-        await waiting
-    (line,) = stopped.value._render_traceback_()  # type: ignore[attr-defined]
+    (line,) = await interrupted(handle.result())
     assert f"for payment {handle.payment_id!r} (its result): the payment runs on" in line
     assert f"`await lab.service.cancel({handle.payment_id!r})` cancels it" in line
     await handle.workflow.terminate("no worker in this test")
