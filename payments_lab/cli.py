@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from payments_lab.errors import PaymentsLabError
+from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 
 if TYPE_CHECKING:
     from payments_lab.client import Connection
@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     room.add_argument("--ui-port", type=int, default=8233, help="Web UI port (default 8233)")
     room.add_argument("--ui-public-path", default=None, help="serve the Web UI under this path (e.g. behind a JupyterHub service)")
     room.add_argument("--ui-url", default=None, help="the Web UI's address as the learners' browsers reach it")
+    room.add_argument(
+        "--advertise", default=None, metavar="HOST",
+        help="the host learners reach this machine at (default: --ip, or with 0.0.0.0 this machine's address on its default route)",
+    )
     room.add_argument("--address", default=None, help="prepare this existing cluster instead of starting a server")
     room.add_argument("--out", type=Path, default=None, help="also write each learner's lines to OUT/<name>.env")
 
@@ -450,11 +454,10 @@ async def _prepare_room(args: argparse.Namespace) -> int:
 
 def _room(args: argparse.Namespace) -> int:
     """Run one server for a whole room, a namespace per learner, until Ctrl-C."""
-    import socket
-
     from payments_lab import processes
+    from payments_lab.advertise import advertised_host, is_loopback
     from payments_lab.room import learners
-    from payments_lab.server import EmbeddedServer, state_dir
+    from payments_lab.server import EmbeddedServer, server_using_db, state_dir
 
     if args.address:
         return asyncio.run(_prepare_room(args))
@@ -462,8 +465,17 @@ def _room(args: argparse.Namespace) -> int:
     for flag, port in (("--port", args.port), ("--ui-port", args.ui_port)):
         if processes.port_open("127.0.0.1", port):
             raise UsageError(f"port {port} is already in use; choose another with {flag}")
+    try:
+        host = advertised_host(args.ip, args.advertise)
+    except InvalidArgumentError as err:
+        raise UsageError(str(err)) from None
+    db_file = Path(args.db or state_dir() / "room.sqlite").resolve()
+    holder = server_using_db(db_file)
+    if holder is not None:
+        on_port = f"the room on port {holder.port}" if holder.port else "a Temporal server"
+        raise UsageError(f"{db_file} is in use by {on_port} (pid {holder.pid}): pass --db OTHER.sqlite")
     server = EmbeddedServer(
-        db_file=args.db or state_dir() / "room.sqlite",
+        db_file=db_file,
         ip=args.ip,
         port=args.port,
         ui_port=args.ui_port,
@@ -471,14 +483,14 @@ def _room(args: argparse.Namespace) -> int:
         ui_public_path=args.ui_public_path,
     )
     server.start()
-    host = args.ip if args.ip not in ("0.0.0.0", "::") else socket.getfqdn()
-    loopback = args.ip.startswith("127.") or args.ip in ("localhost", "::1")
     ui_url = args.ui_url or (args.ui_public_path.rstrip("/") if args.ui_public_path else f"http://{host}:{args.ui_port}")
     print(f"Room of {len(names)} learners on one Temporal server at {host}:{args.port} "
           f"(state in {server.db_file}); Web UI {ui_url}")
-    if not loopback:
+    # A Web UI behind a proxy (a hub's service, --ui-public-path) is as open as the proxy: the UI has no login.
+    exposed = not is_loopback(args.ip) or args.ui_public_path or (args.ui_url and not is_loopback(_url_host(args.ui_url)))
+    if exposed:
         print(f"Warning: the dev server has no authentication: anyone who reaches {host}:{args.port} or the Web UI "
-              "can read and change every learner's namespace. Use a trusted network only.", file=sys.stderr)
+              f"({ui_url}) can read and change every learner's namespace. Use a trusted network only.", file=sys.stderr)
     _print_room(learners(names, f"{host}:{args.port}", ui_url), args.out)
     print("Each learner sets their line's variables before starting JupyterLab. Ctrl-C stops the room.", flush=True)
     for stop_signal in processes.stop_signals():
@@ -493,6 +505,13 @@ def _room(args: argparse.Namespace) -> int:
     finally:
         print("Stopping the room...", file=sys.stderr, flush=True)
         server.stop()
+
+
+def _url_host(url: str) -> str:
+    """The host of ``url`` (empty for a path)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or ""
 
 
 def _interrupt(*_: object) -> NoReturn:

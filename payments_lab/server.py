@@ -431,3 +431,52 @@ def clear_session(pid: int | None = None) -> None:
         path.unlink()
     except (OSError, ValueError):
         pass
+
+
+@dataclass(frozen=True)
+class DatabaseHolder:
+    """A Temporal dev server of this machine that runs on a given SQLite file."""
+
+    pid: int
+    """Its process id."""
+    port: int | None
+    """Its gRPC port, if its command line names one."""
+
+
+def _option(command: Sequence[str], name: str) -> str | None:
+    """The value of ``name`` in a command line (``--name value`` or ``--name=value``)."""
+    for index, arg in enumerate(command):
+        if arg == name and index + 1 < len(command):
+            return command[index + 1]
+        if arg.startswith(f"{name}="):
+            return arg.partition("=")[2]
+    return None
+
+
+def server_using_db(db_file: str | Path) -> DatabaseHolder | None:
+    """The running ``temporal server start-dev`` of this machine whose ``--db-filename`` is ``db_file``, if any.
+
+    Two dev servers on one SQLite file both own its one history shard: they overwrite each
+    other's state, and each shows the other's workflows. SQLite itself does not refuse it.
+    """
+    import psutil
+
+    wanted = Path(db_file).resolve()
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = process.info.get("cmdline") or []
+        # The program itself, not a watchdog (python -c … temporal server start-dev) that runs it.
+        if not command or not Path(command[0]).name.startswith("temporal") or "start-dev" not in command:
+            continue
+        named = _option(command, "--db-filename") or _option(command, "-f")
+        if not named:
+            continue
+        path = Path(named)
+        if not path.is_absolute():
+            try:
+                path = Path(process.cwd()) / path
+            except (psutil.Error, OSError):  # another user's process: its folder is not ours to read
+                continue
+        if path.resolve() == wanted:
+            port = _option(command, "--port") or _option(command, "-p")
+            return DatabaseHolder(process.info["pid"], int(port) if port and port.isdigit() else None)
+    return None

@@ -9,10 +9,14 @@ import sys
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from payments_lab import advertise
+from payments_lab.advertise import advertised_host, is_loopback
 from payments_lab.client import TemporalUnavailableError, connect
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.processes import free_port, processes_marked
 from payments_lab.room import learner_names, prepare_namespaces
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
@@ -85,6 +89,70 @@ def test_a_room_prepares_an_existing_cluster(isolated: dict[str, str]) -> None:
         assert json.loads(paid.stdout)["status"] == "completed"
     finally:
         cluster.stop()
+
+
+def _start_room(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "room", "--learners", "2", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def _stop_room(room: subprocess.Popen[str]) -> None:
+    room.send_signal(signal.SIGINT)
+    room.wait(timeout=30)
+
+
+def test_a_room_on_every_interface_hands_out_an_address_other_machines_reach(isolated: dict[str, str]) -> None:
+    """Not socket.getfqdn(): on Debian and Ubuntu it is 'localhost', and each learner would look on their own laptop."""
+    port, ui_port = free_port(), free_port()
+    room = _start_room(isolated, "--ip", "0.0.0.0", "--port", str(port), "--ui-port", str(ui_port))
+    try:
+        room.stdout.readline()  # type: ignore[union-attr]
+        line = room.stdout.readline().strip()  # type: ignore[union-attr]
+        variables = learner_environment({}, line)
+        host = variables["TEMPORAL_ADDRESS"].rpartition(":")[0]
+        assert not is_loopback(host) and host in advertised_host("0.0.0.0"), line
+        assert variables["PAYMENTS_LAB_UI_URL"] == f"http://{host}:{ui_port}"
+        paid = kit("pay", "--org", "org-acme", "--amount", "1.00", "--currency", "EUR", env=learner_environment(isolated, line))
+        assert paid.returncode == 0, paid.stderr
+    finally:
+        _stop_room(room)
+    assert "no authentication" in room.stderr.read()  # type: ignore[union-attr]
+    assert processes_marked(isolated["PAYMENTS_LAB_MARK"]) == []
+
+
+def test_the_advertised_host_can_be_set_and_a_machine_without_a_network_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert advertised_host("0.0.0.0", "room.example.org") == "room.example.org"
+    assert advertised_host("10.1.2.3") == "10.1.2.3"
+    # A machine with loopback only (a laptop offline): nothing to hand out, so the facilitator is told what to pass.
+    monkeypatch.setattr(advertise, "_default_route_address", lambda: None)
+    monkeypatch.setattr(advertise, "_interface_addresses", list)
+    with pytest.raises(InvalidArgumentError, match=r"pass --ip <this machine's address on the room's network>"):
+        advertised_host("0.0.0.0")
+
+
+def test_a_second_room_on_the_same_database_is_refused(isolated: dict[str, str], tmp_path: Path) -> None:
+    """Two dev servers on one SQLite file would share its shard: each room's learners would see the other's payments."""
+    port = free_port()
+    first = _start_room(isolated, "--port", str(port), "--ui-port", str(free_port()))
+    try:
+        assert first.stdout.readline().startswith("Room of 2 learners")  # type: ignore[union-attr]
+        second = kit("room", "--learners", "2", "--port", str(free_port()), "--ui-port", str(free_port()), env=isolated)
+        assert second.returncode == 2
+        db_file = Path(isolated["PAYMENTS_LAB_STATE_DIR"]).resolve() / "room.sqlite"
+        held_by = next(pid for pid in processes_marked(isolated["PAYMENTS_LAB_MARK"]) if Path(psutil.Process(pid).cmdline()[0]).name.startswith("temporal"))
+        assert second.stderr.strip() == (
+            f"payments-lab room: error: {db_file} is in use by the room on port {port} (pid {held_by}): pass --db OTHER.sqlite"
+        )
+        other = _start_room(isolated, "--port", str(free_port()), "--ui-port", str(free_port()), "--db", str(tmp_path / "other.sqlite"))
+        try:
+            assert other.stdout.readline().startswith("Room of 2 learners"), other.stderr.read()  # type: ignore[union-attr]
+        finally:
+            _stop_room(other)
+    finally:
+        _stop_room(first)
+    assert processes_marked(isolated["PAYMENTS_LAB_MARK"]) == []
 
 
 @pytest.mark.parametrize(
