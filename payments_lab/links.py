@@ -14,13 +14,25 @@ way the browser goes:
   under that same path (``temporal server start-dev --ui-public-path``), because it builds
   every link and asset path from it;
 * otherwise this machine: ``http://127.0.0.1:<port>``.
+
+Where no link can open, there is none, and one line says why and what to do: behind Jupyter
+without ``jupyter-server-proxy`` installed, or for a user name the hub escapes in its URL
+(``/user/j%C3%B6rg/``: jupyter-server-proxy escapes that path once more, ``%25C3``, before the
+Web UI sees it, so the UI's own path never matches and it redirects for ever, or its pages
+load without their scripts; measured with jupyter-server-proxy 4.6 and the UI of Temporal
+CLI 1.5). A value in the environment that cannot be a URL is refused.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from payments_lab.errors import InvalidArgumentError
 
 LOCAL_HOST = "127.0.0.1"
 """Where the embedded server's Web UI listens."""
@@ -31,9 +43,10 @@ class UiRoute:
     """The way from the learner's browser to a Web UI listening on this machine."""
 
     kind: str
-    """``local``, ``codespaces``, ``jupyter`` or ``configured``."""
+    """``local``, ``codespaces``, ``jupyter``, ``configured``, or ``none`` (no link can open)."""
     base: str
-    """What the link is built from: a URL, a URL prefix, or a path prefix, by ``kind``."""
+    """What the link is built from: a URL, a URL prefix, or a path prefix, by ``kind``; for
+    ``none``, why no link can open and what to do."""
 
     def public_path(self, ui_port: int) -> str:
         """The path the Web UI must be served under (``/`` unless it is behind Jupyter's proxy)."""
@@ -41,12 +54,15 @@ class UiRoute:
             return f"{self.base}proxy/absolute/{ui_port}"
         return "/"
 
-    def url(self, ui_port: int) -> str:
+    def url(self, ui_port: int) -> str | None:
         """Base URL of the Web UI listening on ``ui_port``, as the learner's browser reaches it.
 
         Behind Jupyter this is a path on the Jupyter server (the notebook's own origin), so
-        a link in a notebook opens it with the learner's Jupyter login.
+        a link in a notebook opens it with the learner's Jupyter login. None where no link
+        can open (``none``).
         """
+        if self.kind == "none":
+            return None
         if self.kind == "configured":
             return self.base
         if self.kind == "codespaces":
@@ -62,18 +78,81 @@ class UiRoute:
             "codespaces": "Web UI links open through this codespace's forwarded port",
             "jupyter": "Web UI links open through Jupyter (jupyter-server-proxy), behind its login",
             "configured": "Web UI links use PAYMENTS_LAB_UI_URL",
+            "none": f"No Web UI links: {self.base}",
         }[self.kind]
 
 
 def ui_route(environ: Mapping[str, str] | None = None) -> UiRoute:
-    """How the browser reaches a Web UI of this machine, read from the environment (see the module)."""
+    """How the browser reaches a Web UI of this machine, read from the environment (see the module).
+
+    Where no link can open, the route is ``none`` and its one line is written to stderr, once
+    per process: every link would otherwise be dead without a word.
+
+    Raises:
+        InvalidArgumentError: ``PAYMENTS_LAB_UI_URL`` or ``PAYMENTS_LAB_JUPYTER_BASE_URL`` cannot be a URL.
+    """
     env = os.environ if environ is None else environ
-    if env.get("PAYMENTS_LAB_UI_URL"):
-        return UiRoute("configured", env["PAYMENTS_LAB_UI_URL"].rstrip("/"))
+    configured = env.get("PAYMENTS_LAB_UI_URL", "").strip()  # a stray space from a copy-paste
+    if configured:
+        return UiRoute("configured", _web_ui_url(configured))
     codespace, domain = env.get("CODESPACE_NAME"), env.get("GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN")
     if codespace and domain:
         return UiRoute("codespaces", f"https://{codespace}-{{port}}.{domain}")
-    prefix = env.get("PAYMENTS_LAB_JUPYTER_BASE_URL") or env.get("JUPYTERHUB_SERVICE_PREFIX")
+    base_url = env.get("PAYMENTS_LAB_JUPYTER_BASE_URL", "").strip()
+    prefix = _base_path(base_url) if base_url else env.get("JUPYTERHUB_SERVICE_PREFIX", "")
     if prefix:
-        return UiRoute("jupyter", "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/")
+        route = UiRoute("jupyter", "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/")
+        problem = _jupyter_route_problem(route.base)
+        if problem is not None:
+            route = UiRoute("none", problem)
+            if problem not in _said:
+                _said.add(problem)
+                print(route.describe(), file=sys.stderr, flush=True)
+        return route
     return UiRoute("local", "")
+
+
+_said: set[str] = set()
+"""The reasons for no Web UI link already written by this process."""
+
+
+def _web_ui_url(value: str) -> str:
+    """``PAYMENTS_LAB_UI_URL`` checked: an http(s) URL with a host, or a path below ``/``; no trailing slash."""
+    parts = urlsplit(value)
+    is_url = parts.scheme in ("http", "https") and bool(parts.netloc)
+    is_path = not parts.scheme and not parts.netloc and value.startswith("/") and value.strip("/") != ""
+    if not (is_url or is_path) or any(c.isspace() for c in value):
+        raise InvalidArgumentError(
+            f"PAYMENTS_LAB_UI_URL={value!r} cannot be the Web UI's address: set it to a URL such as "
+            "http://host:8233 or a path on this site such as /services/temporal, or unset it"
+        )
+    return value.rstrip("/")
+
+
+def _base_path(value: str) -> str:
+    """The path of ``PAYMENTS_LAB_JUPYTER_BASE_URL``, given as a path (``/lab-base/``) or a full URL."""
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return parts.path or "/"  # the link is a path on the notebook's own origin
+    if parts.scheme or parts.netloc or not value.startswith("/") or any(c.isspace() for c in value):
+        raise InvalidArgumentError(
+            f"PAYMENTS_LAB_JUPYTER_BASE_URL={value!r} cannot be Jupyter's base URL: set it to the address in your "
+            "browser up to /lab, e.g. https://jupyter.example.org/lab-base/ or /lab-base/"
+        )
+    return value
+
+
+def _jupyter_route_problem(base: str) -> str | None:
+    """Why a link through Jupyter's proxy at ``base`` cannot open, if it cannot."""
+    if importlib.util.find_spec("jupyter_server_proxy") is None:
+        return (
+            "they go through Jupyter's proxy, and jupyter-server-proxy is not installed: "
+            "`pip install jupyter-server-proxy`, then restart the Jupyter server"
+        )
+    if "%" in base:
+        return (
+            f"Jupyter's URL holds an escaped user name ({base}), which jupyter-server-proxy escapes again, so the "
+            "Web UI never opens there; log in with a name of letters, digits, '-', '.' and '_', or set "
+            "PAYMENTS_LAB_UI_URL to a Web UI your browser reaches"
+        )
+    return None
