@@ -17,9 +17,18 @@ import os
 import sys
 from pathlib import Path
 
+from payments_lab.errors import InvalidArgumentError
+from payments_lab.room import NAME_RULE, learner_names
+
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
-LEARNERS = os.environ.get("PAYMENTS_LAB_HUB_LEARNERS", "learner-01,learner-02,learner-03").split(",")
+# JupyterHub lower-cases every login (Authenticator.normalize_username) and each learner's namespace is
+# their hub user name: "Ana" is listed as "ana", or her notebooks would look for a namespace the room lacks.
+LEARNERS = [
+    name.strip().lower()
+    for name in os.environ.get("PAYMENTS_LAB_HUB_LEARNERS", "learner-01,learner-02,learner-03").split(",")
+    if name.strip()
+]
 HUB_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_PORT", "8000"))
 TEMPORAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_TEMPORAL_PORT", "7233"))
 UI_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_UI_PORT", "8233"))
@@ -28,7 +37,15 @@ INTERNAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_INTERNAL_PORT", "8081"))  #
 HOMES = os.environ.get("PAYMENTS_LAB_HUB_HOMES", "/tmp/payments-lab-hub/{username}")
 
 names = Path("learners.txt")
-names.write_text("\n".join(LEARNERS) + "\n")
+names.write_text("\n".join(LEARNERS) + "\n", encoding="utf-8")
+try:
+    # Checked here, not by the room service: a name it refuses stops the service, and then no learner has a server.
+    learner_names(names_file=names)
+except InvalidArgumentError as err:
+    sys.exit(
+        f"jupyterhub_config.py: {err}. Each hub user name is a learner's Temporal namespace and a line of their "
+        "environment: give PAYMENTS_LAB_HUB_LEARNERS (or LEARNERS) such names, e.g. 'jorg' for 'Jörg', 'ana-maria' for 'Ana Maria'"
+    )
 
 c.JupyterHub.ip = "127.0.0.1"  # put the hub behind your HTTPS proxy, or set its ip for the room's network
 c.JupyterHub.port = HUB_PORT
@@ -36,6 +53,7 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PROXY_API_PORT}"
 c.JupyterHub.hub_port = INTERNAL_PORT
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allowed_users = set(LEARNERS)
+c.Authenticator.username_pattern = NAME_RULE  # the hub refuses, at login, a name no namespace of the room has
 # Each learner's server runs as the hub's own user: no system account per learner.
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = HOMES
@@ -46,6 +64,14 @@ if hasattr(os, "geteuid") and os.geteuid() == 0:
     c.Spawner.args = ["--allow-root"]  # containers and CI machines often run everything as root
 
 # The room's Temporal server, started and stopped with the hub; its Web UI proxied at /services/temporal/.
+# NO LOGIN IN FRONT OF IT: a service with a "url" is routed by the hub's proxy without asking who is there,
+# and the Temporal Web UI has no login of its own. Whoever reaches the hub's port (http://<host>:8000, and
+# everyone on the room's network once JupyterHub.ip is not 127.0.0.1) can open /services/temporal/ without
+# logging in, see every learner's namespace, and cancel, signal, reset or terminate their workflows
+# (its API answers too: /services/temporal/api/v1/namespaces). The learners' own Temporal port stays on
+# 127.0.0.1. To restrict it: keep the hub on 127.0.0.1 behind an HTTPS proxy that asks for a login, or
+# drop this service's "url" and PAYMENTS_LAB_UI_URL (no Web UI for learners; the facilitator reaches
+# 127.0.0.1:UI_PORT through an SSH tunnel). The room prints this warning to the hub's log when it starts.
 c.JupyterHub.services = [
     {
         "name": "temporal",

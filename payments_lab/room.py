@@ -25,7 +25,12 @@ from payments_lab.client import TemporalUnavailableError, _client, ensure_search
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.outage import is_unreachable
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+NAME_RULE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+"""A learner's name, which is their namespace. Temporal's server limits only a namespace's length
+(``limit.maxIDLength``, 1000); the kit keeps names to what a shell line (``export
+TEMPORAL_NAMESPACE=…``), a file name (``--out``) and a URL segment hold as written."""
+
+_NAME = re.compile(NAME_RULE)
 
 RETENTION = timedelta(days=3)
 """How long a prepared cluster keeps a learner's closed workflows (a workshop and its follow-up)."""
@@ -84,6 +89,10 @@ def learner_names(count: int | None = None, names_file: str | Path | None = None
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise InvalidArgumentError(f"learners named twice: {', '.join(repeated)}")
+    folded = sorted({n for n in names if [m.lower() for m in names].count(n.lower()) > 1})
+    if folded:
+        # Namespaces are case-sensitive, but a hub (and a learner reading their line) folds them into one.
+        raise InvalidArgumentError(f"learners whose names differ only in case: {', '.join(folded)}; give each another name")
     return names
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import runpy
 import secrets
 import shutil
 import signal
@@ -17,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from traitlets.config import Config
 
 from payments_lab.processes import free_port, leftovers
 
@@ -105,6 +108,8 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
         "PAYMENTS_LAB_HUB_HOMES": str(tmp_path / "homes" / "{username}"),
         "PAYMENTS_LAB_HUB_ADMIN_TOKEN": token,
         "PAYMENTS_LAB_MARK": mark,
+        # As a facilitator writes them: the hub lower-cases logins, so the config must too.
+        "PAYMENTS_LAB_HUB_LEARNERS": "Learner-01, learner-02,LEARNER-03",
     }
     workdir = tmp_path / "hub"
     workdir.mkdir()
@@ -141,6 +146,8 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
         # The link opens the Web UI through the hub (the UI serves its page for that path).
         with urllib.request.urlopen(f"{hub}{results['learner-02']['link']}") as page:
             assert "/services/temporal/_app/" in page.read().decode()
+        # That Web UI has no login in front of it (see the config): the room says so where the facilitator looks.
+        assert "Warning: the dev server has no authentication" in (tmp_path / "hub.log").read_text()
     finally:
         hub_process.send_signal(2)
         try:
@@ -153,3 +160,35 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert left == [], "the hub left a server, a kernel, its proxy or the room behind"
+
+
+def _load_config(tmp_path: Path, learners: str) -> Config:
+    """docs/jupyterhub_config.py as JupyterHub loads it (its code runs; no hub starts)."""
+    config = Config()
+    previous = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PAYMENTS_LAB_HUB_LEARNERS", learners)
+            runpy.run_path(str(CONFIG), init_globals={"get_config": lambda: config})
+    finally:
+        os.chdir(previous)
+    return config
+
+
+def test_the_hub_config_lower_cases_learners_as_the_hub_does(tmp_path: Path) -> None:
+    config = _load_config(tmp_path, " Ana,bo ,")
+    assert config.Authenticator.allowed_users == {"ana", "bo"}
+    assert (tmp_path / "learners.txt").read_text() == "ana\nbo\n", "the room's namespaces are the hub's user names"
+    assert re.match(config.Authenticator.username_pattern, "ana") and not re.match(config.Authenticator.username_pattern, "jörg")
+
+
+@pytest.mark.parametrize("learners", ["ana,jörg", "ana,ana maria", "o'neil", "Ana,ana"])
+def test_the_hub_config_refuses_a_name_that_cannot_be_a_namespace_at_load(tmp_path: Path, learners: str) -> None:
+    """Refused by the room service, such a name would stop it, and no learner would have a server."""
+    with pytest.raises(SystemExit) as refused:
+        _load_config(tmp_path, learners)
+    message = str(refused.value.code)
+    assert message.startswith("jupyterhub_config.py: ") and "\n" not in message
+    assert ("cannot be a learner's namespace" in message or "learners named twice: ana" in message)
+    assert "give PAYMENTS_LAB_HUB_LEARNERS (or LEARNERS) such names" in message

@@ -157,7 +157,7 @@ def test_a_second_room_on_the_same_database_is_refused(isolated: dict[str, str],
 
 @pytest.mark.parametrize(
     ("names", "expected"),
-    [("ana\nana\n", "learners named twice: ana"), ("good\nbad name\n", "'bad name' cannot be a learner's namespace"), ("\n", "names no learner")],
+    [("ana\nana\n", "learners named twice: ana"), ("Ana\nana\n", "learners whose names differ only in case: Ana, ana; give each another name"), ("good\nbad name\n", "'bad name' cannot be a learner's namespace"), ("\n", "names no learner")],
 )
 def test_a_bad_names_file_is_one_clear_line(isolated: dict[str, str], tmp_path: Path, names: str, expected: str) -> None:
     path = tmp_path / "names.txt"
