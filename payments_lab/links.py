@@ -19,8 +19,8 @@ Where no link can open, there is none, and one line says why and what to do: beh
 without ``jupyter-server-proxy`` installed, or for a user name the hub escapes in its URL
 (``/user/j%C3%B6rg/``: jupyter-server-proxy escapes that path once more, ``%25C3``, before the
 Web UI sees it, so the UI's own path never matches and it redirects for ever, or its pages
-load without their scripts; measured with jupyter-server-proxy 4.6 and the UI of Temporal
-CLI 1.5). A value in the environment that cannot be a URL is refused.
+load without their scripts; measured with jupyter-server-proxy 4.6 and Temporal
+CLI 1.9.1, UI 2.54.1). A value in the environment that cannot be a URL is refused.
 """
 
 from __future__ import annotations
