@@ -18,6 +18,7 @@ import difflib
 import functools
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -209,9 +210,17 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                     "(or TEMPORAL_TLS, or a profile's api_key or tls) turns TLS on. For a local or room server, unset them; "
                     "to keep an API key without TLS, set TEMPORAL_TLS=false."
                 ) from err
+            gist = transport_gist(err)
+            if in_a_room(target_host, namespace):
+                # Unsetting TEMPORAL_ADDRESS would move the learner to a server of their own,
+                # out of the room and of the facilitator's view: wait for the room instead.
+                raise TemporalUnavailableError(
+                    f"The room's Temporal server at {target_host} is not up (yet): {gist}. Run this cell again once "
+                    "your facilitator has started it; keep TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE as they are."
+                ) from err
             no_port = "" if target_host.rpartition(":")[2].isdigit() else " No port was given: a Temporal server usually listens on 7233."
             raise TemporalUnavailableError(
-                f"Could not reach a Temporal server at {target_host} ({err}).{no_port} Is it running? "
+                f"Could not reach a Temporal server at {target_host} ({gist}).{no_port} Is it running? "
                 "Unset TEMPORAL_ADDRESS to let the kit start its own."
             ) from err
         except ValueError as err:
@@ -221,6 +230,27 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                 f"{target_host!r} is not an address a Temporal client can use ({err}). Give host:port, such as "
                 "127.0.0.1:7233 or <namespace>.<account>.tmprl.cloud:7233, in TEMPORAL_ADDRESS (or --address)."
             ) from None
+
+
+_OS_MESSAGE = re.compile(r'message: "([^"]+)"')
+_CONNECT_ERROR = re.compile(r'ConnectError\("([^"]+)"')
+
+
+def transport_gist(err: BaseException) -> str:
+    """What a failed connection comes down to, such as ``connection refused``, without the
+    transport's debug dump (``tonic::transport::Error(Transport, ConnectError(...))``)."""
+    text = str(err)
+    for pattern in (_OS_MESSAGE, _CONNECT_ERROR):
+        found = pattern.search(text)
+        if found:
+            return found.group(1).lower()
+    return text
+
+
+def in_a_room(target_host: str, namespace: str) -> bool:
+    """Whether this connection is a room's line: ``TEMPORAL_ADDRESS`` names ``target_host`` and
+    ``TEMPORAL_NAMESPACE`` names ``namespace``, as ``payments-lab room`` hands them out."""
+    return os.environ.get("TEMPORAL_ADDRESS", "").strip() == target_host and os.environ.get("TEMPORAL_NAMESPACE", "").strip() == namespace != ""
 
 
 SEARCH_ATTRIBUTES_USABLE_WITHIN = 15.0

@@ -18,7 +18,7 @@ from payments_lab.client import (
     web_ui_url,
     workflow_url,
 )
-from payments_lab.processes import port_open
+from payments_lab.processes import free_port, port_open
 from payments_lab.server import EmbeddedServer
 
 
@@ -105,8 +105,22 @@ async def test_an_embedded_server_is_started_when_nothing_is_configured() -> Non
 async def test_without_a_server_the_message_names_the_fixes() -> None:
     with pytest.raises(TemporalUnavailableError, match="payments-lab lab.*TEMPORAL_ADDRESS"):
         await connect(start_server=False)
-    with pytest.raises(TemporalUnavailableError, match="Could not reach a Temporal server at 127.0.0.1:1"):
+    with pytest.raises(TemporalUnavailableError, match="Could not reach a Temporal server at 127.0.0.1:1") as caught:
         await connect(address="127.0.0.1:1")
+    assert "(connection refused)" in str(caught.value) and "tonic" not in str(caught.value)
+
+
+async def test_a_learner_whose_room_is_not_up_yet_is_told_to_wait_for_it_not_to_leave_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    address = f"127.0.0.1:{free_port()}"  # the room's line, handed out before the room started
+    monkeypatch.setenv("TEMPORAL_ADDRESS", address)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "learner-01")
+    with pytest.raises(TemporalUnavailableError) as caught:
+        await connect()
+    message = str(caught.value)
+    assert message == (
+        f"The room's Temporal server at {address} is not up (yet): connection refused. Run this cell again once "
+        "your facilitator has started it; keep TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE as they are."
+    )
 
 
 @pytest.mark.parametrize(("address", "why"), [("exa mple:7233", "invalid international domain name"), ("127.0.0.1:99999", "invalid port number")])
