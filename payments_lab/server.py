@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import sysconfig
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -480,3 +481,40 @@ def server_using_db(db_file: str | Path) -> DatabaseHolder | None:
             port = _option(command, "--port") or _option(command, "-p")
             return DatabaseHolder(process.info["pid"], int(port) if port and port.isdigit() else None)
     return None
+
+
+def wait_for_session(pid: int, log: str | Path, within: float = 60.0, *, every: float = 0.2) -> bool:
+    """Wait until the lab session of the server process ``pid`` is up, for a script that started it
+    in the background (Binder's ``start``): at most ``within`` seconds, and no longer than ``pid`` runs.
+
+    A server that cannot start (no ``temporal`` CLI, a port taken) ends at once: waiting out the
+    bound then only delays the notebook server, in silence. Its log's last lines go to standard
+    error instead, where the launch log shows them.
+
+    Args:
+        pid: The server's process (``payments-lab server``).
+        log: The file its output goes to.
+        within: Seconds to wait at most.
+        every: Seconds between two looks.
+
+    Returns:
+        Whether the session is up.
+    """
+    deadline = time.monotonic() + within
+    while read_session() is None:
+        if not processes.pid_alive(pid):
+            why = f"payments-lab server (pid {pid}) ended before its lab session was ready"
+            break
+        if time.monotonic() >= deadline:
+            why = f"payments-lab server (pid {pid}) has no lab session after {within:.0f} s"
+            break
+        time.sleep(every)
+    else:
+        return True
+    try:
+        tail = Path(log).read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
+    except OSError:
+        tail = []
+    lines = [f"{why}. Last lines of {log}:", *tail] if tail else [f"{why}; {log} is empty."]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    return False

@@ -102,6 +102,21 @@ def test_binders_start_script_leaves_a_session_behind_jupyter(tmp_path: Path) ->
     assert os.access(ROOT / "postBuild", os.X_OK) and os.access(ROOT / "start", os.X_OK)
 
 
+def test_binders_start_script_hands_over_at_once_with_the_log_when_the_server_died(tmp_path: Path) -> None:
+    env = room_environment(tmp_path / "home", PAYMENTS_LAB_TEMPORAL_CLI=str(tmp_path / "no-temporal"))
+    began = time.monotonic()
+    done = subprocess.run(
+        [str(ROOT / "start"), sys.executable, "-c", "print('notebook server')"],
+        capture_output=True, text=True, env=env, timeout=60, cwd=ROOT,
+    )
+    took = time.monotonic() - began
+    assert done.returncode == 0 and done.stdout.strip() == "notebook server", done.stderr
+    assert took < 15, f"start waited {took:.0f} s for a server that had died"
+    assert "ended before its lab session was ready. Last lines of" in done.stderr
+    assert "PAYMENTS_LAB_TEMPORAL_CLI" in done.stderr, "the server log's own line reaches the launch log"
+    assert leftovers(env["PAYMENTS_LAB_MARK"], 5) == []
+
+
 @pytest.mark.parametrize("name", ["start", "postBuild"])
 def test_binder_scripts_are_valid_bash(name: str) -> None:
     assert subprocess.run(["bash", "-n", str(ROOT / name)]).returncode == 0
