@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.payments-lab-installed
+# JupyterLab's port for `make lab` (`make lab PORT=8890` when 8888 is taken).
+PORT ?= 8888
 
 .PHONY: install bytecode lab test bench clean
 
@@ -24,7 +26,7 @@ bytecode: $(STAMP)
 	@$(BIN)/python -m compileall -q payments_lab bench
 
 lab: bytecode
-	$(BIN)/payments-lab lab
+	$(BIN)/payments-lab lab --port $(PORT)
 
 test: bytecode
 	$(BIN)/ruff check payments_lab tests tools bench conftest.py

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     lab = commands.add_parser("lab", help="start the Temporal server and JupyterLab, shared by every notebook")
-    lab.add_argument("--notebook-dir", type=Path, default=None, help="folder to open (default: ./notebooks)")
+    lab.add_argument("--notebook-dir", type=Path, default=None, help="folder to open (default: ./notebooks, else the kit's own notebooks/)")
     lab.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.add_argument("--db", type=Path, default=None, help="persist the server's state in this SQLite file")
@@ -518,6 +518,33 @@ def _interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
+FIRST_LESSON = "00-welcome.ipynb"
+"""The notebook a learner opens first; a folder that has it holds the lessons."""
+
+KIT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+"""The lessons next to the package, when the kit runs from a git checkout (an editable install)."""
+
+
+def lesson_folder(given: Path | None, *, kit_notebooks: Path = KIT_NOTEBOOKS) -> tuple[Path, bool]:
+    """The folder ``payments-lab lab`` serves, and whether it holds the lessons.
+
+    ``--notebook-dir`` wins; else ``./notebooks`` when it holds the lessons (``make lab`` at the
+    repository's root), else the kit's own ``notebooks/`` (the command run from another folder),
+    else the current folder, which then holds no lessons.
+
+    Raises:
+        UsageError: ``given`` is not a folder.
+    """
+    if given is not None:
+        if not given.is_dir():
+            raise UsageError(f"--notebook-dir {given} is not a folder: give the folder that holds {FIRST_LESSON}")
+        return given, (given / FIRST_LESSON).is_file()
+    for folder in (Path("notebooks"), kit_notebooks):
+        if (folder / FIRST_LESSON).is_file():
+            return folder, True
+    return Path.cwd(), False
+
+
 def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
     """Run the embedded server (and JupyterLab) as the machine's lab session until Ctrl-C."""
     from payments_lab import processes
@@ -535,10 +562,14 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
         return EXIT_USAGE
     for flag, port in (("--port", args.port), ("--ui-port", getattr(args, "ui_port", None))):
         if port is not None and processes.port_open("127.0.0.1", port):
+            free = processes.free_port()
+            # Under `make lab` a flag cannot be passed: the Makefile takes the port as a variable.
+            fix = f"make lab PORT={free}" if jupyter and flag == "--port" and os.environ.get("MAKELEVEL") else f"{flag} {free}"
             raise UsageError(
                 f"port {port} is already in use by another program (another JupyterLab?); "
-                f"choose a free one, e.g. {flag} {processes.free_port()}"
+                f"choose a free one, e.g. {fix}"
             )
+    lessons, has_lessons = lesson_folder(args.notebook_dir) if jupyter else (Path.cwd(), False)
     if jupyter:
         server = EmbeddedServer(db_file=args.db)
     else:
@@ -559,11 +590,10 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
         signal.signal(stop_signal, _interrupt)
     try:
         if jupyter:
-            notebook_dir = args.notebook_dir or (Path("notebooks") if Path("notebooks").is_dir() else Path.cwd())
             token = secrets.token_hex(16)
             command = [
                 sys.executable, "-m", "jupyterlab",
-                f"--notebook-dir={notebook_dir}",
+                f"--notebook-dir={lessons}",
                 "--ServerApp.ip=127.0.0.1",
                 f"--ServerApp.port={args.port}",
                 "--ServerApp.port_retries=0",
@@ -575,7 +605,14 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
                 command.append("--allow-root")  # containers and CI machines often run as root
             jupyter_process = processes.spawn(command, log=sys.stderr.fileno())
             print(f"JupyterLab:      http://127.0.0.1:{args.port}/lab?token={token}")
-            print("Open 00-welcome.ipynb to begin. Ctrl-C stops JupyterLab and the server.", flush=True)
+            if has_lessons:
+                print(f"Open {FIRST_LESSON} to begin ({lessons}). Ctrl-C stops JupyterLab and the server.", flush=True)
+            else:
+                print(
+                    f"No lessons found ({FIRST_LESSON} is neither in ./notebooks nor next to the kit): serving {lessons}; "
+                    "point at them with --notebook-dir <the kit's notebooks folder>. Ctrl-C stops JupyterLab and the server.",
+                    flush=True,
+                )
         else:
             print("Notebooks and payments-lab commands on this machine use this server. Ctrl-C stops it.", flush=True)
         while server.running and (jupyter_process is None or jupyter_process.poll() is None):

@@ -131,10 +131,11 @@ def test_the_main_command_brings_up_jupyterlab_and_the_server(isolated: dict[str
         stderr=subprocess.DEVNULL,
         text=True,
         env=isolated,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(isolated["PAYMENTS_LAB_STATE_DIR"]).parent,  # not the repository: the lessons are found all the same
     )
     try:
-        lines = [lab.stdout.readline().strip() for _ in range(4)]  # type: ignore[union-attr]
+        lines = [lab.stdout.readline().strip() for _ in range(5)]  # type: ignore[union-attr]
+        assert lines[4].startswith("Open 00-welcome.ipynb to begin ("), lines[4]
         assert lines[0].startswith("Temporal server: 127.0.0.1:")
         assert lines[1].startswith("Temporal Web UI: http://127.0.0.1:")
         assert lines[2].startswith("Payments ledger: ")
@@ -332,10 +333,31 @@ def test_cancelling_an_ended_payment_says_so_and_a_taken_port_names_the_fix(isol
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run("lab", "--no-browser", "--port", str(port), env=isolated, timeout=60)
+        outside_make = {k: v for k, v in isolated.items() if k != "MAKELEVEL"}  # `make test` sets it
+        done = run("lab", "--no-browser", "--port", str(port), env=outside_make, timeout=60)
+        under_make = run("lab", "--no-browser", "--port", str(port), env={**isolated, "MAKELEVEL": "1"}, timeout=60)
     assert done.returncode == 2
     assert f"port {port} is already in use" in done.stderr and "--port " in done.stderr
+    assert under_make.returncode == 2 and "e.g. make lab PORT=" in under_make.stderr, "make cannot pass --port"
     assert_no_process_left(isolated)
+
+
+def test_make_lab_takes_the_port_as_a_variable() -> None:
+    root = Path(__file__).resolve().parent.parent
+    dry = subprocess.run(["make", "-n", "lab", "PORT=8890"], capture_output=True, text=True, timeout=30, cwd=root)
+    assert ".venv/bin/payments-lab lab --port 8890" in dry.stdout.splitlines(), dry.stdout
+
+
+def test_the_lab_serves_the_lessons_from_any_folder_or_says_where_they_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from payments_lab.cli import KIT_NOTEBOOKS, UsageError, lesson_folder
+
+    monkeypatch.chdir(tmp_path)  # not the repository's root: no ./notebooks here
+    assert lesson_folder(None) == (KIT_NOTEBOOKS, True) and (KIT_NOTEBOOKS / "00-welcome.ipynb").is_file()
+    assert lesson_folder(None, kit_notebooks=tmp_path / "installed-without-them") == (tmp_path, False)
+    (tmp_path / "empty").mkdir()
+    assert lesson_folder(tmp_path / "empty") == (tmp_path / "empty", False)
+    with pytest.raises(UsageError, match="--notebook-dir .*missing is not a folder"):
+        lesson_folder(tmp_path / "missing")
 
 
 def test_status_cancel_and_list_close_their_connection(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
