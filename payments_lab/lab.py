@@ -144,6 +144,8 @@ class Lab:
         """Payments a kernel that ended left running with code this lab does not have yet (see :meth:`load_module`)."""
         self.side_workers: dict[str, BackgroundWorker] = {}
         """Workers of other workflow code on queues of their own (:meth:`side_worker`), by name."""
+        self._records: set[asyncio.Task[None]] = set()
+        """Waits for the exercise records this lab started and its worker has not completed yet."""
 
     def __repr__(self) -> str:
         return (
@@ -406,10 +408,52 @@ class Lab:
                 f"{' and server' if self.connection.server is not None else ''}: open it again, `lab = await open_lab()`"
             )
 
+    async def record_verdict(self, exercise_id: str, verdict: str, message: str = "") -> bool:
+        """Record an exercise check's verdict in the lab's namespace (:func:`payments_lab.verdicts.record_verdict`),
+        completed by this lab's worker; :meth:`close` lets it complete first.
+
+        Returns:
+            Whether the record was accepted; never raises for the server's sake.
+        """
+        from payments_lab.verdicts import record_id, record_verdict
+
+        workflow_id = record_id(exercise_id)
+        started = await record_verdict(self.client, self.task_queue, exercise_id, verdict, message, workflow_id=workflow_id)
+        if started:
+            task = asyncio.ensure_future(self._record_completed(workflow_id))
+            self._records.add(task)
+            task.add_done_callback(self._records.discard)
+        return started
+
+    async def _record_completed(self, workflow_id: str) -> None:
+        try:
+            await self.client.get_workflow_handle(workflow_id).result()
+        except Exception:  # noqa: BLE001 - a record never fails anything; its execution timeout closes it
+            pass
+
+    async def _let_records_complete(self) -> None:
+        """Give the records still open a moment to complete, then stop waiting for them."""
+        from payments_lab.verdicts import RECORD_COMPLETED_WITHIN
+
+        loop = asyncio.get_running_loop()
+        # A record started under another event loop (asyncio.run called twice) cannot be awaited here.
+        open_records = [task for task in self._records if task.get_loop() is loop]
+        if open_records:
+            await asyncio.wait(open_records, timeout=RECORD_COMPLETED_WITHIN)
+        for task in list(self._records):
+            if task.get_loop() is loop:
+                task.cancel()
+        self._records.clear()
+
     async def close(self) -> None:
-        """Stop the worker, and the server if this lab started it; the repository goes on in memory, readable."""
+        """Stop the worker, and the server if this lab started it; the repository goes on in memory, readable.
+
+        The exercise records the lab started are given a moment to complete first (at most
+        :data:`payments_lab.verdicts.RECORD_COMPLETED_WITHIN`): its worker completes them.
+        """
         _LABS.pop(self.name, None)
         self.closed = True
+        await self._let_records_complete()
         for side in (*self.adopted, *self.side_workers.values()):
             await side.stop()
         await self.worker.stop()

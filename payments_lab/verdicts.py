@@ -46,6 +46,10 @@ bottom checks every blank at once, which says nothing of where the learner is)."
 RECORD_TIMEOUT = 2.0
 """Seconds a check waits at most for its record to be accepted."""
 
+RECORD_COMPLETED_WITHIN = 2.0
+"""Seconds a closing lab waits at most for the records it started to complete (its worker completes
+them in one workflow task): a record left to its execution timeout shows as Running until then."""
+
 RECORD_EXECUTION_TIMEOUT = timedelta(minutes=5)
 """A record whose worker never comes (it was killed) closes by itself, its search attributes kept."""
 
@@ -74,6 +78,7 @@ async def record_verdict(
     message: str = "",
     *,
     timeout: float = RECORD_TIMEOUT,
+    workflow_id: str | None = None,
 ) -> bool:
     """Record one check's verdict in the client's namespace; never raises.
 
@@ -84,6 +89,8 @@ async def record_verdict(
         verdict: ``correct`` or ``incorrect``.
         message: The verdict's sentence, kept in the memo (at most 500 characters).
         timeout: Seconds to wait for the server before giving up.
+        workflow_id: The record's workflow id (default: a fresh :func:`record_id`), for a caller
+            that waits for the record to complete.
 
     Returns:
         Whether the record was accepted. A failure is logged as a warning.
@@ -101,7 +108,7 @@ async def record_verdict(
         await asyncio.wait_for(
             client.start_workflow(
                 ExerciseCheckWorkflow.run,
-                id=record_id(exercise_id),
+                id=workflow_id or record_id(exercise_id),
                 task_queue=task_queue,
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(EXERCISE_ID, exercise_id), SearchAttributePair(CHECK_VERDICT, verdict)]

@@ -65,6 +65,24 @@ async def test_the_labs_worker_completes_each_record(ana: Lab) -> None:
     assert statuses and set(statuses) == {WorkflowExecutionStatus.COMPLETED}
 
 
+async def test_a_lab_closed_right_after_a_check_lets_its_record_complete_first(room_server: EmbeddedServer) -> None:
+    lab = await open_learner_lab(room_server.address, "ana")
+    try:
+        await lesson01.q1.check_async(answer(lesson01.q1, lab), lab=lab)
+    finally:
+        await lab.close()  # at once, as a learner's script ends
+    reader = (await connect(address=room_server.address, namespace="ana")).client
+    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND TaskQueue = '{lab.task_queue}'"
+    listed: list[str] = []
+    for _ in range(100):  # visibility lists a start a moment after it
+        if listed := [e.id async for e in reader.list_workflows(query)]:
+            break
+        await asyncio.sleep(0.1)
+    (record_id,) = listed
+    # Visibility may lag a moment behind; the record's own description does not.
+    assert (await reader.get_workflow_handle(record_id).describe()).status is WorkflowExecutionStatus.COMPLETED
+
+
 async def test_a_blank_is_not_recorded(ana: Lab) -> None:
     before = len(await check_records(ana.client))
     blank = await lesson01.q1.check_async(lab=ana)
@@ -79,6 +97,9 @@ class StandIn:
     client: Client
     task_queue: str
     running: bool = True
+
+    async def record_verdict(self, exercise_id: str, verdict: str, message: str = "") -> bool:
+        return await record_verdict(self.client, self.task_queue, exercise_id, verdict, message)
 
 
 async def test_with_the_server_gone_a_check_still_gives_its_feedback(caplog: pytest.LogCaptureFixture) -> None:

@@ -263,12 +263,11 @@ class Exercise:
 async def _record(exercise: Exercise, feedback: Feedback, lab: Lab | None) -> None:
     """Record the verdict in the learner's namespace, for the room view; never raises."""
     from payments_lab.lab import _LABS
-    from payments_lab.verdicts import record_verdict
 
     # A check that needs no lab records through the notebook's lab, if one is open.
     recorder = lab if lab is not None and lab.running else next((opened for opened in _LABS.values() if opened.running), None)
     if recorder is not None:  # a closed lab has no server to record on, and the feedback says so
-        await record_verdict(recorder.client, recorder.task_queue, exercise.id, feedback.outcome.value, feedback.message)
+        await recorder.record_verdict(exercise.id, feedback.outcome.value, feedback.message)
 
 
 def _log_stuck_tasks(label: str) -> None:
