@@ -396,3 +396,38 @@ async def test_an_answer_held_up_by_a_stopped_server_is_not_called_wrong() -> No
     assert feedback.outcome is CheckOutcome.INCORRECT
     assert "The lab's server did not answer for a while as your function ran" in str(feedback), str(feedback)
     assert "a loop that never ends" not in str(feedback)
+
+
+async def test_a_check_run_while_the_rooms_server_restarts_says_so_and_records_nothing(tmp_path: Path) -> None:
+    from payments_lab.exercises import lesson02
+    from payments_lab.progress import check_records
+    from payments_lab.simulated_room import answer, open_learner_lab
+    from payments_lab.verdicts import CheckOutcome
+
+    db = tmp_path / "room.sqlite"
+    server = EmbeddedServer(ui=False, db_file=db, namespaces=["ana"]).start()
+    lab = await open_learner_lab(server.address, "ana")
+    try:
+        server.stop()  # the facilitator's Ctrl-C on `payments-lab room`
+        with redirect_stderr(io.StringIO()):
+            away = await lesson02.q2.check_async(answer(lesson02.q2, lab), lab=lab)
+        assert away.outcome is CheckOutcome.INCORRECT
+        assert away.message == f"The lab's Temporal server at {server.address} did not answer during the check: your answer was not judged."
+        assert "run this check again once the server is back" in away.where_to_look and "lesson" not in away.where_to_look
+        said = repr(away)
+        assert "ex-" not in said and "DuplicatePaymentError" not in said and "status(" not in said
+
+        port = int(server.address.rpartition(":")[2])
+        server = EmbeddedServer(ui=False, db_file=db, namespaces=["ana"], port=port).start()  # the room, back
+        with redirect_stderr(io.StringIO()):
+            again = await lesson02.q2.check_async(answer(lesson02.q2, lab), lab=lab)
+        assert again.outcome is CheckOutcome.CORRECT, again.message
+        # Only the judged check counts in the room view: the one the server missed is no wrong answer.
+        for _ in range(100):  # visibility lists a record a moment after its start
+            if records := await check_records(lab.client):
+                break
+            await asyncio.sleep(0.1)
+        assert [record.verdict for record in records] == ["correct"]
+    finally:
+        await lab.close()
+        server.stop()

@@ -20,15 +20,20 @@ class Mismatch(Exception):
         seen: What it saw instead.
         where_to_look: Where the fix lies; the exercise adds its lesson and section.
         about_the_lab: The answer looks right and the lab misbehaved: point to no lesson.
+        judged: False when the answer could not be judged at all (the server was away): the
+            feedback is not recorded for the room view, where it would count as a wrong answer.
     """
 
-    def __init__(self, message: str, *, expected: str, seen: str, where_to_look: str, about_the_lab: bool = False) -> None:
+    def __init__(
+        self, message: str, *, expected: str, seen: str, where_to_look: str, about_the_lab: bool = False, judged: bool = True
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.expected = expected
         self.seen = seen
         self.where_to_look = where_to_look
         self.about_the_lab = about_the_lab
+        self.judged = judged
 
 
 class InvalidExerciseError(PaymentsLabError, ValueError):
@@ -53,4 +58,18 @@ def lab_closed(*, during: bool) -> Mismatch:
         seen="`lab.close()` was called" + (" while the check ran (by your answer?)" if during else ""),
         where_to_look="run `lab = await open_lab()` again, then this check; an answer must not close the lab",
         about_the_lab=True,
+    )
+
+
+def server_away(address: str, why: str) -> Mismatch:
+    """The verdict of a check during which the lab's Temporal server at ``address`` did not answer
+    (``why``: the transport's word for it): the answer was not judged. A room's server being
+    restarted is the usual cause; the check's own payments are the kit's business, not the learner's."""
+    return Mismatch(
+        f"The lab's Temporal server at {address} did not answer during the check: your answer was not judged.",
+        expected="a server that answers",
+        seen=f"no answer from {address} ({why})",
+        where_to_look="run this check again once the server is back (in a room: once your facilitator has started it again)",
+        about_the_lab=True,
+        judged=False,
     )
