@@ -283,9 +283,9 @@ async def ride_out(
 
 
 _RESTART = (
-    "Start it again (`payments-lab server`, or re-run the lesson's first cell for a server of the "
-    "notebook's own), then run this again: a server that keeps its state in a file (`--db`) still "
-    "has every payment."
+    "Start it again (`payments-lab server`; a room's with the same `payments-lab room` command; a "
+    "server of the notebook's own: re-run the cell that starts it), then run this again: a server that "
+    "keeps its state in a file (`--db`) still has every payment."
 )
 _RESUME = (
     f"It {NOT_ANSWERING}: if it was stopped with Ctrl-Z, `fg` in its terminal resumes it and every "

@@ -403,6 +403,15 @@ async def progress_view(client: Client, *, rules: StuckRules = StuckRules()) -> 
     return await room_view(client, [client.namespace], rules=rules)
 
 
+WATCH_STOP_GRACE = 15.0
+"""Seconds an interrupted :func:`watch_room` gives what it waited for (a simulated room) to stop."""
+
+
+def _stopped_watching() -> list[str]:
+    """What an interrupted :func:`watch_room` shows in a notebook, instead of a page of asyncio's frames."""
+    return ["\x1b[31mStopped watching the room\x1b[0m: the table and chart above are the last ones drawn. Run the cell again to watch on."]
+
+
 async def watch_room(
     client: Client,
     namespaces: Sequence[str] | None = None,
@@ -418,7 +427,7 @@ async def watch_room(
         namespaces: The learners' namespaces; by default every namespace but ``default``.
         every: Seconds between redraws.
         until: Stop once this is done (e.g. a task running a simulated room); None redraws
-            until the cell is interrupted.
+            until the cell is interrupted. Interrupted, the view cancels ``until`` too.
         rules: When a learner stands out.
 
     Raises:
@@ -437,15 +446,24 @@ async def watch_room(
     if get_ipython is not None and get_ipython() is not None:
         table, chart = display(view, display_id=True), display(view.chart(), display_id=True)
         shown = (table, chart)
-    while done is None or not done.done():
-        if done is None:
-            await asyncio.sleep(every)
-        else:
-            await asyncio.wait([done], timeout=every)
-        view = await room_view(client, namespaces, rules=rules)
-        if shown is not None:
-            shown[0].update(view)
-            shown[1].update(view.chart())
+    try:
+        while done is None or not done.done():
+            if done is None:
+                await asyncio.sleep(every)
+            else:
+                await asyncio.wait([done], timeout=every)
+            view = await room_view(client, namespaces, rules=rules)
+            if shown is not None:
+                shown[0].update(view)
+                shown[1].update(view.chart())
+    except asyncio.CancelledError as stopped:
+        # Interrupting the cell is how a facilitator stops the view: one line, not asyncio's
+        # frames; and what the view waited for (a simulated room) stops with it.
+        stopped._render_traceback_ = _stopped_watching  # type: ignore[attr-defined]
+        if done is not None and not done.done():
+            done.cancel()
+            await asyncio.wait([done], timeout=WATCH_STOP_GRACE)
+        raise
     if done is not None:
         done.result()  # a simulated room that failed says so here
     return view

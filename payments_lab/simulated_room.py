@@ -33,6 +33,7 @@ from payments_lab.faults import FaultPlan
 from payments_lab.lab import Lab, quiet_logs
 from payments_lab.messages import PaymentOptions
 from payments_lab.repository import PaymentRepository
+from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentService
 from payments_lab.worker import BackgroundWorker, new_task_queue
 
@@ -193,16 +194,45 @@ class SimulatedRoomProcess(processes.ChildProcess):
         self.terminate(grace)
 
     async def finished(self, poll: float = 0.2) -> None:
-        """Return once every learner is done.
+        """Return once every learner is done; cancelled (the cell waiting for it interrupted), stop them.
 
         Raises:
             ProcessError: the simulation failed; its log is quoted.
         """
-        while self.running:
-            await asyncio.sleep(poll)
+        try:
+            while self.running:
+                await asyncio.sleep(poll)
+        except asyncio.CancelledError:
+            # The facilitator stopped the cell that watched the learners: they stop with it,
+            # rather than run their checks to the end unseen.
+            self.stop()
+            raise
         code = self._process.returncode if self._process is not None else None
         if code != 0:
             raise processes.ProcessError(f"{self.what} failed (exit code {code}). Its log ends with:\n{self.log_tail()}")
+
+
+_DEMO_SERVERS: dict[str, EmbeddedServer] = {}
+"""The demo room's server of this process, by name: a notebook cell run again replaces it."""
+
+
+def demo_room_server(names: Sequence[str], *, key: str = "demo room") -> EmbeddedServer:
+    """A headless dev server with a namespace per name, as ``payments-lab room`` starts one.
+
+    Called again with the same ``key`` (the notebook cell run twice), it stops the server
+    it started before: one server per notebook, and the notebook's ``server.stop()``
+    leaves nothing running.
+
+    Args:
+        names: The learners' namespaces.
+        key: Which demo server of this process this one replaces.
+    """
+    earlier = _DEMO_SERVERS.pop(key, None)
+    if earlier is not None:
+        earlier.stop()
+    server = EmbeddedServer(ui=False, namespaces=list(names)).start()
+    _DEMO_SERVERS[key] = server
+    return server
 
 
 def _main(address: str, plan: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,9 +18,10 @@ from payments_lab.progress import (
     learner_namespaces,
     progress_view,
     room_view,
+    watch_room,
 )
 from payments_lab.server import EmbeddedServer
-from payments_lab.simulated_room import SimulatedLearner, run_room
+from payments_lab.simulated_room import SimulatedLearner, SimulatedRoomProcess, demo_room_server, run_room
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 COURSE = ("01.q1", "01.q2", "01.q3", "02.q1", "02.q2")
@@ -121,3 +123,30 @@ async def test_a_simulated_room_is_read_from_temporal_alone(small_room: Embedded
 
     alone = await progress_view((await connect(address=small_room.address, namespace="ana")).client)
     assert [p.learner for p in alone.learners] == ["ana"] and alone.learners[0].passed == ("01.q1", "02.q2")
+
+
+async def test_the_live_view_interrupted_stops_in_one_line_and_stops_the_simulated_learners(small_room: EmbeddedServer) -> None:
+    client = (await connect(address=small_room.address)).client
+    learners = (SimulatedLearner("ana", "passing", ("01.q1", "02.q2", "02.q3"), think=1.0),)
+    room = SimulatedRoomProcess(small_room.address, learners).start()
+    watching = asyncio.ensure_future(watch_room(client, ["ana"], every=0.5, until=room.finished()))
+    try:
+        await asyncio.sleep(2)
+        assert room.running, "the learner is still at work when the cell is interrupted"
+        watching.cancel()  # what interrupting the cell (■) does to an awaited coroutine
+        with pytest.raises(asyncio.CancelledError) as stopped:
+            await watching
+        assert not room.running, "the simulated learners stop with the view"
+    finally:
+        room.stop()  # only if the view left it running
+    (line,) = stopped.value._render_traceback_()  # type: ignore[attr-defined]
+    assert "Stopped watching the room" in line and "Run the cell again" in line
+
+
+def test_the_demo_rooms_server_cell_run_twice_leaves_one_server() -> None:
+    first = demo_room_server(["ana"])
+    second = demo_room_server(["ana", "bo"])
+    try:
+        assert not first.running and second.running
+    finally:
+        second.stop()
