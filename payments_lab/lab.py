@@ -144,6 +144,8 @@ class Lab:
         """Payments a kernel that ended left running with code this lab does not have yet (see :meth:`load_module`)."""
         self.side_workers: dict[str, BackgroundWorker] = {}
         """Workers of other workflow code on queues of their own (:meth:`side_worker`), by name."""
+        self._following_cell_code: set[str] = set()
+        """Queues of adopted payments that run the lab's code written in cells: each new version reaches them too."""
         self._records: set[asyncio.Task[None]] = set()
         """Waits for the exercise records this lab started and its worker has not completed yet."""
 
@@ -348,6 +350,12 @@ class Lab:
             self.client, f"{self.task_queue}-{name}", activities, workflows=workflows, extra_activities=extra_activities
         )
         self.side_workers[name] = await worker.start()
+        # A kernel that ended may have left payments on its own side queue of that name: this code may finish them.
+        mine = [found for found in self.stranded if found.task_queue.endswith(f"-{name}")]
+        taken = await self._adopt(mine, activities, workflows=workflows, extra_activities=extra_activities)
+        self.stranded = [found for found in self.stranded if found not in taken]
+        if taken:
+            print(f"With side worker {name!r}: " + describe_orphans(taken))
         return worker
 
     async def load_module(self, name: str, source: str, *, restart_worker: bool = True) -> LoadedModule:
@@ -381,7 +389,7 @@ class Lab:
         """After the lab's worker took new code: payments of an ended kernel that ran cell code follow it."""
         assert isinstance(self.worker, BackgroundWorker)
         for adopted in self.adopted:
-            if adopted.workflows != tuple(DEFAULT_WORKFLOWS):  # taken over with code written in cells: keep up with it
+            if adopted.task_queue in self._following_cell_code:  # taken over with code written in cells: keep up with it
                 await adopted.restart(workflows=self.worker.workflows, extra_activities=self.worker.extra_activities)
         if self.stranded and self.activities is not None:
             taken = await self._adopt(self.stranded, self.activities)
@@ -389,15 +397,29 @@ class Lab:
             if taken:
                 print(f"With {loaded.name}: " + describe_orphans(taken))
 
-    async def _adopt(self, orphans: Sequence[Orphans], activities: PaymentActivities) -> list[Orphans]:
-        """Start a worker with this lab's current code on each queue of ``orphans`` whose histories replay with it; return those."""
-        workflows = self.worker.workflows if isinstance(self.worker, BackgroundWorker) else DEFAULT_WORKFLOWS
-        extra = self.worker.extra_activities if isinstance(self.worker, BackgroundWorker) else ()
+    async def _adopt(
+        self,
+        orphans: Sequence[Orphans],
+        activities: PaymentActivities,
+        *,
+        workflows: Sequence[type] | None = None,
+        extra_activities: Sequence[Callable[..., object]] | None = None,
+    ) -> list[Orphans]:
+        """Start a worker on each queue of ``orphans`` whose histories replay with ``workflows`` (by default the code
+        of the lab's worker); return those."""
+        follows = workflows is None
+        if workflows is None:
+            workflows = self.worker.workflows if isinstance(self.worker, BackgroundWorker) else DEFAULT_WORKFLOWS
+            extra_activities = self.worker.extra_activities if isinstance(self.worker, BackgroundWorker) else ()
+        follows = follows and tuple(workflows) != tuple(DEFAULT_WORKFLOWS)
+        extra = tuple(extra_activities or ())
         adopted = []
         for found in orphans:
             if await replays_with(self.client, found.workflow_ids, workflows):
                 worker = BackgroundWorker(self.client, found.task_queue, activities, workflows=workflows, extra_activities=extra)
                 self.adopted.append(await worker.start())
+                if follows:
+                    self._following_cell_code.add(found.task_queue)
                 adopted.append(found)
         return adopted
 

@@ -30,9 +30,10 @@ from payments_lab.task_queues import ended_here, pollers
 from payments_lab.visibility import PAYMENTS_QUERY
 from payments_lab.wording import plural
 
-LAB_TASK_QUEUE = re.compile(r".+-[0-9a-f]{8}")
-"""How a lab's task queue is named (:func:`payments_lab.worker.new_task_queue`); a queue named by hand
-(``payments``, the command line's) is left to whoever named it."""
+LAB_TASK_QUEUE = re.compile(r".+-[0-9a-f]{8}(?:-[A-Za-z0-9_-]{1,40})?")
+"""How a lab's task queue is named (:func:`payments_lab.worker.new_task_queue`), and its side workers'
+(the lab's queue, ``-`` and the side worker's name: :meth:`payments_lab.lab.Lab.side_worker`); a queue
+named by hand (``payments``, the command line's) is left to whoever named it."""
 
 MAX_RUNNING = 200
 """Running payments looked at when a lab opens."""
@@ -123,5 +124,6 @@ def describe_stranded(orphans: Sequence[Orphans]) -> str:
         f"{payments} left running by a kernel that ended ran workflow code this lab does not have "
         f"({where}), most likely written in that kernel's cells: their histories do not replay "
         "with the kit's code. Load a version that replays them (`await lab.load_module(name, source)`, as that kernel "
-        "did, with any bug fixed): this lab then finishes them with it."
+        "did, with any bug fixed, or run the cell that started its side worker, `lab.side_worker(...)`): this lab then "
+        "finishes them with it."
     )

@@ -154,3 +154,43 @@ async def test_a_payment_left_failing_with_code_written_in_a_cell_waits_for_code
         assert lab.repository.ledger_summary(payment_id).charges == 1
     finally:
         await lab.close()
+
+
+KERNEL_WITH_SIDE_WORKER = """
+import asyncio
+from payments_lab import FaultPlan, StepFaults, open_lab
+from payments_lab.evolution import PaymentWorkflowWithPatchedFraudScreen, screen_for_fraud
+from payments_lab.service import PaymentService
+
+async def main():
+    lab = await open_lab("kernel")
+    v2 = await lab.side_worker("v2", workflows=[PaymentWorkflowWithPatchedFraudScreen], extra_activities=[screen_for_fraud])
+    handle = await PaymentService(lab.client, v2.task_queue).start(lab.request("21.00"), faults=FaultPlan(charge=StepFaults(delay=3)))
+    await lab.wait_until_charged(handle.payment_id)
+    print(handle.payment_id, v2.task_queue, flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_payment_left_on_a_side_queue_by_a_kernel_that_ended_is_finished_when_the_side_worker_runs_again(
+    dev_server: EmbeddedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lesson 07's v2 queue: nothing polled it after a kernel restart, and the payment stayed running, its money taken."""
+    from payments_lab.evolution import PaymentWorkflowWithPatchedFraudScreen, screen_for_fraud
+
+    with published_session(dev_server):
+        payment_id, queue = await killed_kernel(KERNEL_WITH_SIDE_WORKER, tmp_path)
+        lab = await open_lab(f"after-{new_id()}")
+    try:
+        assert lab.adopted == [] and [found.task_queue for found in lab.stranded] == [queue], "the kit's code cannot replay it"
+        assert "or run the cell that started its side worker" in capsys.readouterr().out
+        await lab.side_worker("v2", workflows=[PaymentWorkflowWithPatchedFraudScreen], extra_activities=[screen_for_fraud])
+        assert [worker.task_queue for worker in lab.adopted] == [queue] and lab.stranded == []
+        assert "With side worker 'v2': This lab's worker also finishes 1 payment" in capsys.readouterr().out
+        result = await asyncio.wait_for(lab.service.handle(payment_id).result(), 60)
+        assert result.status is PaymentStatus.COMPLETED and lab.repository.ledger_summary(payment_id).charges == 1
+    finally:
+        await lab.close()
+    assert all(not worker.running for worker in lab.adopted)
