@@ -352,6 +352,9 @@ class PaymentHandle:
             return
         pending = max(pending_activities, key=lambda p: p.attempt)
         step = STEPS.get(pending.activity_type.name, pending.activity_type.name)
+        # Retried or running, a step no live worker polls for (its worker died with a kernel) is never run again.
+        if await self._say_if_nobody_polls(described.task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, f"its {step} step"):
+            return
         now = datetime.now(UTC)
         if pending.attempt >= 2:
             limit = "no limit" if pending.maximum_attempts == 0 else f"at most {pending.maximum_attempts} attempts"
@@ -364,8 +367,7 @@ class PaymentHandle:
         elif pending.HasField("last_started_time"):
             running = (now - pending.last_started_time.ToDatetime(tzinfo=UTC)).total_seconds()
             what = f"its {step} step has been running for {running:.0f} s"
-        else:  # scheduled, not started yet: a worker is about to take it, if there is one
-            await self._say_if_nobody_polls(described.task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, f"its {step} step")
+        else:  # scheduled, not started yet: a live worker is about to take it
             return
         print(
             f"Payment {self.payment_id!r} is still running: {what}. This waits for the payment to end: interrupt the "
@@ -374,13 +376,15 @@ class PaymentHandle:
             flush=True,
         )
 
-    async def _say_if_nobody_polls(self, task_queue: str, kind: TaskQueueType.ValueType, what: str) -> None:
+    async def _say_if_nobody_polls(self, task_queue: str, kind: TaskQueueType.ValueType, what: str) -> bool:
+        """Say that no live worker polls ``task_queue`` for ``what``, if none does; return whether it was said."""
         try:
             workers = await live_pollers(self.service.client, task_queue, kinds=(kind,))
         except RPCError:
-            return
+            return False
         if not workers:
             print(nobody_polls_words(self.workflow_id, task_queue, what), file=sys.stderr, flush=True)
+        return not workers
 
     async def input(self) -> PaymentInput:
         """The workflow's input, read back from the first event of its history."""

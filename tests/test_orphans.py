@@ -186,6 +186,9 @@ async def test_a_payment_left_on_a_side_queue_by_a_kernel_that_ended_is_finished
     try:
         assert lab.adopted == [] and [found.task_queue for found in lab.stranded] == [queue], "the kit's code cannot replay it"
         assert "or run the cell that started its side worker" in capsys.readouterr().out
+        # Awaited meanwhile, its charge (started, or retried after its worker died) is said to have no worker.
+        await lab.service.handle(payment_id)._say_what_a_long_wait_waits_for(after=0)
+        assert f"is waiting for its charge step, and no worker polls its task queue {queue!r}" in capsys.readouterr().err
         await lab.side_worker("v2", workflows=[PaymentWorkflowWithPatchedFraudScreen], extra_activities=[screen_for_fraud])
         assert [worker.task_queue for worker in lab.adopted] == [queue] and lab.stranded == []
         assert "With side worker 'v2': This lab's worker also finishes 1 payment" in capsys.readouterr().out
