@@ -35,10 +35,12 @@ from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTime
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
 from payments_lab.ledger import open_repository
 from payments_lab.messages import PaymentOptions, checked_payment_options
-from payments_lab.orphans import Orphans, describe_orphans, describe_stranded, find_orphans, replays_with
+from payments_lab.orphans import Orphans, describe_orphans, describe_stranded, find_orphans, replays_with, running_on
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
+from payments_lab.task_queues import closed_here, polled_here_again
+from payments_lab.wording import plural
 from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker, WorkerProcess, new_task_queue
 
 _LABS: dict[str, Lab] = {}
@@ -416,6 +418,7 @@ class Lab:
         adopted = []
         for found in orphans:
             if await replays_with(self.client, found.workflow_ids, workflows):
+                polled_here_again(found.task_queue)
                 worker = BackgroundWorker(self.client, found.task_queue, activities, workflows=workflows, extra_activities=extra)
                 self.adopted.append(await worker.start())
                 if follows:
@@ -479,13 +482,38 @@ class Lab:
         for side in (*self.adopted, *self.side_workers.values()):
             await side.stop()
         await self.worker.stop()
+        if self.connection.server is None:  # a shared server: what this lab ran goes on there
+            await self._say_what_is_left_running()
         if self.modules is not None:
             self.modules.close()
         await self.connection.close()
         self.repository.keep_in_memory()
 
 
+    async def _say_what_is_left_running(self) -> None:
+        """Note that this process no longer polls the lab's queues, and say which payments still run there.
+
+        The next lab opened in this process takes them over (:mod:`payments_lab.orphans`);
+        another kernel would not, while this one lives: the server lists its pollers for 5 minutes.
+        """
+        queues = [self.task_queue, *(w.task_queue for w in (*self.side_workers.values(), *self.adopted))]
+        closed_here(queues, self.name)
+        try:
+            left = await running_on(self.client, queues)
+        except Exception:  # noqa: BLE001 - closing matters more than the count
+            return
+        if left:
+            shown = ", ".join(left[:3]) + (", …" if len(left) > 3 else "")
+            print(
+                f"{plural(len(left), 'payment')} of this lab still run on the server ({shown}), with no worker now: "
+                f"`lab = await open_lab({'' if self.name == DEFAULT_LAB_NAME else repr(self.name)})` in this kernel finishes them."
+            )
+
+
 _SIDE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+DEFAULT_LAB_NAME = "lab"
+"""The name of the lab ``open_lab()`` opens (one lab per name and kernel)."""
 
 
 async def _close_quietly(lab: Lab, patience: float = 10.0) -> None:
@@ -508,7 +536,7 @@ def _refuse_other_fields(request: PaymentRequest, **given: str | None) -> None:
 
 
 async def open_lab(
-    name: str = "lab",
+    name: str = DEFAULT_LAB_NAME,
     *,
     db_file: str | Path | None = None,
     fault_profile: FaultProfile = NO_FAULTS,
@@ -585,7 +613,7 @@ async def _finish_orphans(lab: Lab, activities: PaymentActivities) -> None:
     Payments whose histories do not replay with the lab's code wait in ``lab.stranded`` for code that does.
     """
     try:
-        orphans = await find_orphans(lab.client, lab.repository, own_task_queue=lab.task_queue)
+        orphans = await find_orphans(lab.client, lab.repository, own_task_queue=lab.task_queue, lab_name=lab.name)
         adopted = await lab._adopt(orphans, activities)
     except Exception as error:  # noqa: BLE001 - opening the lab matters more; say it, once
         logging.getLogger(__name__).warning("Could not look for payments left running by a kernel that ended: %s", error)

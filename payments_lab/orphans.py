@@ -27,7 +27,7 @@ from payments_lab.client import quiet_runtime
 from payments_lab.domain import payment_id_of
 from payments_lab.repository import PaymentRepository
 from payments_lab.task_queues import ended_here, pollers
-from payments_lab.visibility import PAYMENTS_QUERY
+from payments_lab.visibility import PAYMENTS_QUERY, quoted
 from payments_lab.wording import plural
 
 LAB_TASK_QUEUE = re.compile(r".+-[0-9a-f]{8}(?:-[A-Za-z0-9_-]{1,40})?")
@@ -52,13 +52,17 @@ class Orphans:
     """Its running payments."""
 
 
-async def find_orphans(client: Client, repository: PaymentRepository, *, own_task_queue: str) -> list[Orphans]:
+async def find_orphans(
+    client: Client, repository: PaymentRepository, *, own_task_queue: str, lab_name: str | None = None
+) -> list[Orphans]:
     """Running payments whose lab's task queue nothing alive polls, by queue.
 
     A queue qualifies when every worker the server saw polling it lately (workflow or
     activity tasks) ended on this machine; when the server saw none (it forgets pollers
     after a few minutes), when every payment's last attempt in the shared attempt log was
-    made by such a worker. A queue polled by a process elsewhere is never taken.
+    made by such a worker. A queue polled by a process elsewhere is never taken; one this
+    process polled is taken only if a lab named ``lab_name`` closed it (``lab.close()``, then
+    ``open_lab()`` again in the same kernel).
     """
     running: dict[str, list[str]] = {}
     query = f"{PAYMENTS_QUERY} AND ExecutionStatus = 'Running'"
@@ -70,10 +74,10 @@ async def find_orphans(client: Client, repository: PaymentRepository, *, own_tas
     for queue, workflow_ids in running.items():
         identities = await pollers(client, queue, timeout=LOOK_WINDOW)
         if identities:
-            orphaned = all(ended_here(identity) for identity in identities)
+            orphaned = all(ended_here(identity, queue, lab_name=lab_name) for identity in identities)
         else:
             workers = [_last_worker(repository, workflow_id) for workflow_id in workflow_ids]
-            orphaned = all(worker is not None and ended_here(worker) for worker in workers)
+            orphaned = all(worker is not None and ended_here(worker, queue, lab_name=lab_name) for worker in workers)
         if orphaned:
             found.append(Orphans(queue, tuple(workflow_ids)))
     return found
@@ -127,3 +131,10 @@ def describe_stranded(orphans: Sequence[Orphans]) -> str:
         "did, with any bug fixed, or run the cell that started its side worker, `lab.side_worker(...)`): this lab then "
         "finishes them with it."
     )
+
+
+async def running_on(client: Client, task_queues: Sequence[str]) -> list[str]:
+    """The running payments of ``task_queues`` (at most :data:`MAX_RUNNING`), by workflow id."""
+    queues = " OR ".join(f"TaskQueue = {quoted(queue)}" for queue in task_queues)
+    query = f"{PAYMENTS_QUERY} AND ExecutionStatus = 'Running' AND ({queues})"
+    return [execution.id async for execution in client.list_workflows(query, limit=MAX_RUNNING, rpc_timeout=LOOK_WINDOW)]

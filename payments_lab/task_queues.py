@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterable
 from datetime import timedelta
@@ -35,15 +36,38 @@ async def pollers(
     return identities
 
 
-def ended_here(identity: str) -> bool:
-    """Whether a worker identity (``pid@host``, Temporal's default) names a process of this machine that has ended."""
+_CLOSED_HERE: dict[str, str] = {}
+"""Task queues whose lab this process closed, and that lab's name: a poller of this process still listed on them is stale."""
+
+
+def closed_here(task_queues: Iterable[str], lab_name: str) -> None:
+    """Note that this process no longer polls ``task_queues`` (lab ``lab_name`` closed), though the server lists it for 5 minutes."""
+    _CLOSED_HERE.update(dict.fromkeys(task_queues, lab_name))
+
+
+def polled_here_again(task_queue: str) -> None:
+    """Note that a worker of this process polls ``task_queue`` again."""
+    _CLOSED_HERE.pop(task_queue, None)
+
+
+def ended_here(identity: str, task_queue: str | None = None, *, lab_name: str | None = None) -> bool:
+    """Whether a worker identity (``pid@host``, Temporal's default) names a poller of this machine that has ended.
+
+    A process that ended; or this very process, on ``task_queue`` whose lab it closed (the
+    lab named ``lab_name``, if given: a lab takes over only what a lab of its name left).
+    """
     pid, _, host = identity.partition("@")
-    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        closer = _CLOSED_HERE.get(task_queue) if task_queue is not None else None
+        return closer is not None and (lab_name is None or closer == lab_name)
+    return not pid_alive(int(pid))
 
 
 async def live_pollers(client: Client, task_queue: str, *, kinds: Iterable[TaskQueueType.ValueType] = BOTH) -> set[str]:
     """The workers that polled ``task_queue`` lately, less those known to have ended (on this machine)."""
-    return {identity for identity in await pollers(client, task_queue, kinds=kinds) if not ended_here(identity)}
+    return {identity for identity in await pollers(client, task_queue, kinds=kinds) if not ended_here(identity, task_queue)}
 
 
 def nobody_polls_words(workflow_id: str, task_queue: str, what: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 from conftest import new_id, published_session
 from payments_lab import workflow_tasks
 from payments_lab.domain import PaymentStatus
+from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import open_lab
 from payments_lab.server import EmbeddedServer
 from payments_lab.task_queues import ended_here
@@ -197,3 +198,29 @@ async def test_a_payment_left_on_a_side_queue_by_a_kernel_that_ended_is_finished
     finally:
         await lab.close()
     assert all(not worker.running for worker in lab.adopted)
+
+
+async def test_a_lab_closed_while_its_payment_runs_says_so_and_the_lab_opened_again_finishes_it(
+    dev_server: EmbeddedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lesson 04's last cell run early: the payment used to stay running, money taken, the server listing this live kernel as its poller."""
+    name = f"closer-{new_id()}"
+    with published_session(dev_server):
+        lab = await open_lab(name)
+        handle = await lab.start(lab.request("8.00"), faults=FaultPlan(charge=StepFaults(delay=3)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        queue = lab.task_queue
+        await lab.close()
+        said = capsys.readouterr().out
+        assert f"1 payment of this lab still run on the server ({handle.workflow_id}), with no worker now" in said
+        assert f"`lab = await open_lab({name!r})` in this kernel finishes them" in said
+        other = await open_lab(f"other-{new_id()}")  # another lab of this kernel leaves it alone
+        again = await open_lab(name)
+    try:
+        assert queue not in [worker.task_queue for worker in other.adopted]
+        assert queue in [worker.task_queue for worker in again.adopted]
+        result = await asyncio.wait_for(again.service.handle(handle.payment_id).result(), 60)
+        assert result.status is PaymentStatus.COMPLETED and again.repository.ledger_summary(handle.payment_id).charges == 1
+    finally:
+        await again.close()
+        await other.close()
