@@ -35,7 +35,15 @@ from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTime
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
 from payments_lab.ledger import open_repository
 from payments_lab.messages import PaymentOptions, checked_payment_options
-from payments_lab.orphans import Orphans, describe_orphans, describe_stranded, find_orphans, replays_with, running_on
+from payments_lab.orphans import (
+    Orphans,
+    describe_orphans,
+    describe_stranded,
+    find_orphans,
+    replays_with,
+    running_on,
+    still_orphaned,
+)
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
@@ -398,6 +406,8 @@ class Lab:
             self.stranded = [found for found in self.stranded if found not in taken]
             if taken:
                 print(f"With {loaded.name}: " + describe_orphans(taken))
+            if self.stranded:
+                print(f"Not with {loaded.name}: " + describe_stranded(self.stranded))
 
     async def _adopt(
         self,
@@ -417,6 +427,9 @@ class Lab:
         extra = tuple(extra_activities or ())
         adopted = []
         for found in orphans:
+            if not await still_orphaned(self.client, self.repository, found, lab_name=self.name):
+                self.stranded = [other for other in self.stranded if other != found]  # another kernel took it over
+                continue
             if await replays_with(self.client, found.workflow_ids, workflows):
                 polled_here_again(found.task_queue)
                 worker = BackgroundWorker(self.client, found.task_queue, activities, workflows=workflows, extra_activities=extra)

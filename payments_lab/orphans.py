@@ -70,17 +70,18 @@ async def find_orphans(
         queue = execution.task_queue
         if queue != own_task_queue and LAB_TASK_QUEUE.fullmatch(queue):
             running.setdefault(queue, []).append(execution.id)
-    found = []
-    for queue, workflow_ids in running.items():
-        identities = await pollers(client, queue, timeout=LOOK_WINDOW)
-        if identities:
-            orphaned = all(ended_here(identity, queue, lab_name=lab_name) for identity in identities)
-        else:
-            workers = [_last_worker(repository, workflow_id) for workflow_id in workflow_ids]
-            orphaned = all(worker is not None and ended_here(worker, queue, lab_name=lab_name) for worker in workers)
-        if orphaned:
-            found.append(Orphans(queue, tuple(workflow_ids)))
-    return found
+    found = [Orphans(queue, tuple(ids)) for queue, ids in running.items()]
+    return [orphans for orphans in found if await still_orphaned(client, repository, orphans, lab_name=lab_name)]
+
+
+async def still_orphaned(client: Client, repository: PaymentRepository, orphans: Orphans, *, lab_name: str | None = None) -> bool:
+    """Whether nothing alive polls the queue of ``orphans`` (another kernel may have taken it over since it was found)."""
+    queue = orphans.task_queue
+    identities = await pollers(client, queue, timeout=LOOK_WINDOW)
+    if identities:
+        return all(ended_here(identity, queue, lab_name=lab_name) for identity in identities)
+    workers = [_last_worker(repository, workflow_id) for workflow_id in orphans.workflow_ids]
+    return all(worker is not None and ended_here(worker, queue, lab_name=lab_name) for worker in workers)
 
 
 def _last_worker(repository: PaymentRepository, workflow_id: str) -> str | None:

@@ -17,6 +17,7 @@ from payments_lab import workflow_tasks
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import open_lab
+from payments_lab.orphans import Orphans, still_orphaned
 from payments_lab.server import EmbeddedServer
 from payments_lab.task_queues import ended_here
 from payments_lab.workflow_tasks import WorkflowTaskFailingError
@@ -140,9 +141,15 @@ async def test_a_payment_left_failing_with_code_written_in_a_cell_waits_for_code
             await asyncio.sleep(0.1)
         waiting.cancel()
         assert told and f"no worker polls its task queue {queue!r}: nothing runs it until one does" in told[0]
+        without_timer = FIXED_V2.replace("        await workflow.sleep(0.1)  # a command the kit's code does not give\n", "")
+        await lab.load_module("payment_v3", without_timer)  # not the commands that kernel gave
+        assert lab.adopted == [] and len(lab.stranded) == 1
+        assert "Not with payment_v3: 1 payment left running by a kernel that ended" in capsys.readouterr().out
         await lab.load_module("payment_v2", V2)  # the code that kernel ran, bug included: it replays the history
         assert [worker.task_queue for worker in lab.adopted] == [queue] and lab.stranded == []
         assert "With payment_v2: This lab's worker also finishes 1 payment" in capsys.readouterr().out
+        taken = Orphans(queue, (f"payment-{payment_id}",))
+        assert not await still_orphaned(lab.client, lab.repository, taken), "polled now: another lab leaves it alone"
         with pytest.raises(WorkflowTaskFailingError, match="KeyError"):
             await asyncio.wait_for(lab.service.handle(payment_id).result(), 60)
         await lab.load_module("payment_v2", FIXED_V2)  # the fix reaches it, as it reaches the lab's own payments
