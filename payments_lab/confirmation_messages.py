@@ -87,7 +87,7 @@ class ProcessorEvent:
 
     def __post_init__(self) -> None:
         # The workflow reads any type but AUTHENTICATED as a failure: a typo would refuse the payment.
-        if not isinstance(self.event_id, str) or not self.event_id:
+        if not isinstance(self.event_id, str) or not self.event_id.strip():
             raise InvalidArgumentError(f"event_id must be a non-empty string, such as 'evt-1', got {self.event_id!r}")
         # An id like a payment's: it goes into the workflow's history and its query, and is compared as text.
         problems = text_problems("event_id", self.event_id)

@@ -38,6 +38,9 @@ Keyword search attributes (at most 2,048 bytes each). Validation's own rules are
 
 _TEXT_FIELDS = tuple(FIELD_LIMITS)
 _DESCRIPTION_CONTROLS_ALLOWED = frozenset("\t\n\r")
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Bidirectional overrides and isolates: in a description (where other formatting characters, an emoji's
+zero-width joiner for one, are fine) they make text show other than it reads ("Trojan Source")."""
 
 
 class Step(StrEnum):
@@ -215,7 +218,8 @@ def text_problems(name: str, value: str) -> list[str]:
     controls_allowed = _DESCRIPTION_CONTROLS_ALLOWED if name == "description" else frozenset()
     categories = ("Cc",) if name == "description" else ("Cc", "Cf")
     bad = next(
-        (c for c in value if unicodedata.category(c) in categories and c not in controls_allowed), None
+        (c for c in value if (unicodedata.category(c) in categories and c not in controls_allowed) or c in _BIDI_CONTROLS),
+        None,
     )
     if bad is not None:
         kind = "a control character" if unicodedata.category(bad) == "Cc" else "an invisible formatting character"

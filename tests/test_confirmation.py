@@ -171,6 +171,8 @@ async def test_answers_and_webhooks_the_workflow_would_misread_are_refused_at_th
         ProcessorEvent("evt_3", "payment.autenticated")
     with pytest.raises(ValueError, match="event_id must be a non-empty string"):
         ProcessorEvent("", AUTHENTICATED)
+    with pytest.raises(ValueError, match="event_id must be a non-empty string"):
+        ProcessorEvent("  ", AUTHENTICATED)
     with pytest.raises(ValueError, match="event_id is 100,000 characters long; at most 200 are accepted"):
         ProcessorEvent("e" * 100_000, AUTHENTICATED)
     with pytest.raises(ValueError, match="event_id is not valid text"):

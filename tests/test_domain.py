@@ -151,6 +151,7 @@ def test_final_statuses() -> None:
         ({"payment_id": "p\x00"}, "payment_id contains a control character ('\\x00')"),
         ({"currency": "EU\u200bR"}, "currency contains an invisible formatting character"),
         ({"description": "a\x07b"}, "description contains a control character"),
+        ({"description": "invoice \u202egnp.exe"}, "description contains an invisible formatting character ('\\u202e')"),
         ({"payment_id": "p" * 1200}, "payment_id is 1,200 characters long; at most 200 are accepted"),
         ({"organization_id": "o" * 3000}, "organization_id is 3,000 characters long"),
         ({"currency": "E" * 3000}, "currency is 3,000 characters long; at most 16"),
@@ -176,6 +177,10 @@ def test_every_problem_is_named_in_one_error() -> None:
 
 def test_descriptions_may_span_lines() -> None:
     assert request(description="line one\nline two\ttabbed").description.count("\n") == 1
+
+
+def test_descriptions_keep_an_emojis_zero_width_joiner() -> None:
+    assert request(description="paid by \U0001f469\u200d\U0001f4bb").description.endswith("\u200d\U0001f4bb")
 
 
 def test_huge_values_never_break_the_messages() -> None:
