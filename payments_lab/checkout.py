@@ -89,6 +89,7 @@ class Checkout:
             DuplicatePaymentError: this payment id was already submitted; nothing happened.
         """
         service = self.service
+        service.require_open()
         try:
             handle = await service.client.start_workflow(
                 ConfirmedPaymentWorkflow.run,
@@ -147,6 +148,7 @@ class Checkout:
                 has ended; the history records nothing of a refused update.
             ValueError: ``approved`` is not True or False (nothing is sent).
         """
+        self.service.require_open()
         answer = CustomerAnswer(approved)
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
         try:
@@ -166,6 +168,7 @@ class Checkout:
                 unread, as a signal whose input it cannot decode).
             ConfirmationRefusedError: the payment's workflow has ended or does not exist.
         """
+        self.service.require_open()
         if not isinstance(event, ProcessorEvent):
             raise InvalidArgumentError(
                 f"event must be a ProcessorEvent, such as ProcessorEvent('evt-1', {AUTHENTICATED!r}), "
@@ -181,6 +184,7 @@ class Checkout:
         Raises:
             PaymentNotFoundError: no workflow runs this payment.
         """
+        self.service.require_open()
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
         with not_found_as(payment_id):
             return await workflow.query(ConfirmedPaymentWorkflow.confirmation)

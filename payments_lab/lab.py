@@ -152,6 +152,8 @@ class Lab:
         """Workers finishing the payments a kernel that ended left on its own task queue (:mod:`payments_lab.orphans`)."""
         self.stranded: list[Orphans] = []
         """Payments a kernel that ended left running with code this lab does not have yet (see :meth:`load_module`)."""
+        self.reopen_with = "lab = await open_lab()" if name == "lab" else f"lab = await open_lab({name!r})"
+        """The line that opens this lab again, for the message of a closed one."""
         self.side_workers: dict[str, BackgroundWorker] = {}
         """Workers of other workflow code on queues of their own (:meth:`side_worker`), by name."""
         self._following_cell_code: set[str] = set()
@@ -441,10 +443,13 @@ class Lab:
 
     def _require_open(self) -> None:
         if self.closed:
-            raise LabClosedError(
-                f"the lab {self.name!r} was closed (`await lab.close()`), with its worker"
-                f"{' and server' if self.connection.server is not None else ''}: open it again, `lab = await open_lab()`"
-            )
+            raise self._closed_error()
+
+    def _closed_error(self) -> LabClosedError:
+        return LabClosedError(
+            f"the lab {self.name!r} was closed (`await lab.close()`), with its worker"
+            f"{' and server' if self.connection.server is not None else ''}: open it again, `{self.reopen_with}`"
+        )
 
     async def record_verdict(self, exercise_id: str, verdict: str, message: str = "") -> bool:
         """Record an exercise check's verdict in the lab's namespace (:func:`payments_lab.verdicts.record_verdict`),
@@ -491,6 +496,7 @@ class Lab:
         """
         _LABS.pop(self.name, None)
         self.closed = True
+        self.service.closed_because = self._closed_error  # its service, handles and checkout say so too, at once
         await self._let_records_complete()
         for side in (*self.adopted, *self.side_workers.values()):
             await side.stop()

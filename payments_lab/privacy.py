@@ -22,6 +22,7 @@ from payments_lab.client import Connection, connect
 from payments_lab.codec import ENCODING, EncryptionCodec, encrypted_converter
 from payments_lab.codec_server import CodecServer
 from payments_lab.converter import DATA_CONVERTER
+from payments_lab.errors import PaymentsLabError
 from payments_lab.lab import Lab, quiet_logs
 from payments_lab.ledger import open_repository
 from payments_lab.processes import free_port
@@ -29,6 +30,10 @@ from payments_lab.repository import PaymentRepository
 from payments_lab.server import HOST, EmbeddedServer, find_temporal_cli
 from payments_lab.service import PaymentService
 from payments_lab.worker import BackgroundWorker, new_task_queue
+
+
+class CliShowError(PaymentsLabError, RuntimeError):
+    """The ``temporal`` CLI could not show a workflow (a closed lab's server, a wrong id): its own message says why."""
 
 
 @dataclass
@@ -98,6 +103,7 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
         worker = await BackgroundWorker(private_client, task_queue, activities).start()
         service = PaymentService(private_client, task_queue, ui_url=connection.ui_url)
         lab = Lab("private", connection, repository, activities, worker, service)
+        lab.reopen_with = "private = await open_private_lab()"
     except BaseException:
         # Whatever had started stops: a cell run again would otherwise find them running on, unreachable.
         if worker is not None:
@@ -176,6 +182,10 @@ def cli_show(address: str, workflow_id: str, *, codec_endpoint: str | None = Non
     command = [str(find_temporal_cli()), "workflow", "show", "--address", address, "--workflow-id", workflow_id, "--detailed"]
     if codec_endpoint:
         command += ["--codec-endpoint", codec_endpoint]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    if shown.returncode != 0:
+        said = (shown.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CliShowError(f"`temporal workflow show` of {workflow_id!r} at {address} failed: {said}")
+    output = shown.stdout
     kept = [line.rstrip() for line in output.splitlines() if any(k in line for k in ("Input", "Result", "Payloads"))]
     return "\n".join(kept[:lines])

@@ -294,6 +294,7 @@ class PaymentHandle:
                 once what it waits for (standard error); None: never (an exercise check, which
                 gives its own verdict).
         """
+        self.service.require_open()
         try:
             with not_found_as(self.payment_id):
                 return await self._ride_out(lambda: self._result(say_after))
@@ -522,6 +523,8 @@ class PaymentService:
         self.ui_url = ui_url
         self.scoped = scoped
         self.scope = None if scope is None else checked_query(scope)
+        self.closed_because: Callable[[], Exception] | None = None
+        """What to raise once the lab this service belongs to has closed (its server or worker are gone)."""
 
     def narrowed(self, condition: str) -> PaymentService:
         """This service, its searches, counts and metrics narrowed to payments that also meet ``condition``."""
@@ -533,9 +536,18 @@ class PaymentService:
         """Link to a workflow in the Web UI."""
         return workflow_url(self.ui_url, self.client.namespace, workflow_id)
 
+    def require_open(self) -> None:
+        """Raise what :attr:`closed_because` says, at once, if the lab of this service has closed.
+
+        A call to a closed lab's own server would otherwise wait out its window, then report an outage.
+        """
+        if self.closed_because is not None:
+            raise self.closed_because()
+
     async def answered(self, call: Callable[[timedelta], Awaitable[T]], *, windows: int = BUSY_SERVER_WINDOWS) -> T:
         """``call(window)``, a request safe to make again, waiting through an outage (a server
         that does not answer included) up to ``outage_wait``; see :func:`within_window`."""
+        self.require_open()
         return await answered(self.client, call, window=self.call_window, windows=windows, wait=self.outage_wait)
 
     async def start(
@@ -567,6 +579,7 @@ class PaymentService:
         """
         positive_duration("execution_timeout", execution_timeout, optional=True)
         positive_duration("task_timeout", task_timeout, optional=True)
+        self.require_open()
         try:
             handle = await self.client.start_workflow(
                 PaymentWorkflow.run,
@@ -638,6 +651,7 @@ class PaymentService:
         """
         positive_duration("execution_timeout", execution_timeout, optional=True)
         positive_duration("rpc_timeout", rpc_timeout, optional=True)
+        self.require_open()
         operation = WithStartWorkflowOperation(
             PaymentWorkflow.run,
             PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults)),

@@ -25,7 +25,8 @@ from payments_lab.codec import (
 from payments_lab.codec_server import CodecServer
 from payments_lab.confirmation_messages import AUTHENTICATED, ProcessorEvent
 from payments_lab.domain import PaymentRequest, PaymentStatus
-from payments_lab.privacy import cli_show, decrypted, open_private_lab, stored_bytes, stored_payloads
+from payments_lab.lab import LabClosedError
+from payments_lab.privacy import CliShowError, cli_show, decrypted, open_private_lab, stored_bytes, stored_payloads
 from payments_lab.processes import port_open
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_STATUS
 
@@ -173,6 +174,11 @@ async def test_opening_a_private_lab_again_closes_the_one_opened_before(monkeypa
         assert f"Closed the private lab opened earlier in this kernel (server {first.lab.connection.address})" in capsys.readouterr().out
         assert second.server.running and second.codec_server.running
         assert (await second.lab.pay("2.00", show_link=False)).status is PaymentStatus.COMPLETED
+        # The first one's objects, used by an earlier cell run again: at once, with the line that opens one.
+        with pytest.raises(LabClosedError, match="open it again, `private = await open_private_lab\\(\\)`"):
+            await first.checkout.start(first.lab.request("5.00"))
+        with pytest.raises(CliShowError, match="`temporal workflow show` of 'payment-x' at .* failed: "):
+            cli_show(first.lab.connection.address, "payment-x")
     finally:
         await second.close()
     assert not second.server.running

@@ -179,7 +179,7 @@ async def test_a_closed_lab_says_so_and_how_to_open_it_again(open_test_lab: Open
     paid = await lab.pay("2.00", show_link=False)
     await lab.close()
     for call in (lambda: lab.pay("3.00", show_link=False), lambda: lab.wait_until_charged(paid.payment_id), lambda: lab.load_module("m", "")):
-        with pytest.raises(LabClosedError, match="the lab 'closed' was closed .*: open it again, `lab = await open_lab\\(\\)`"):
+        with pytest.raises(LabClosedError, match="the lab 'closed' was closed .*: open it again, `lab = await open_lab\\('closed'\\)`"):
             await call()
     assert lab.closed and lab.repository.charge_count(paid.payment_id) == 1, "what it ran can still be read"
 
@@ -213,3 +213,27 @@ async def test_a_side_worker_finishes_its_payment_when_the_wait_is_interrupted_a
         await lab.side_worker("v2 beta", **options)
     await lab.close()
     assert not v2.running, "the lab stops its side workers"
+
+
+async def test_a_closed_labs_service_handles_and_checkout_say_so_at_once() -> None:
+    """A private lab's checkout used after close waited 10 s, then showed a 100-line tcp connect error."""
+    import time
+
+    from payments_lab.checkout import Checkout
+
+    lab = await open_lab("closed-service", server=EmbeddedServer(ui=False))
+    paid = await lab.pay("2.00", show_link=False)
+    checkout = Checkout(lab.service)
+    handle = lab.service.handle(paid.payment_id)
+    await lab.close()
+    started = time.monotonic()
+    for call in (
+        lambda: lab.service.status(paid.payment_id),
+        lambda: handle.result(),
+        lambda: lab.service.start(lab.request("3.00")),
+        lambda: checkout.state(paid.payment_id),
+        lambda: checkout.start(lab.request("4.00")),
+    ):
+        with pytest.raises(LabClosedError, match="open it again, `lab = await open_lab\\('closed-service'\\)`"):
+            await call()
+    assert time.monotonic() - started < 1, "at once, not after a call window"
