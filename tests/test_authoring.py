@@ -335,8 +335,8 @@ async def test_a_call_the_sandbox_refuses_at_run_time_names_the_learners_line_an
     assert f"the sandbox refused `{refused}`: workflow code must be deterministic" in said
     assert "`await workflow.sleep(...)` to wait" in said and "mark the import as pass through" not in said
     assert f"({loaded.path.name}, line 11, in run)" in said, "the learner's line, not temporalio's"
-    history = await handle.workflow.fetch_history()
-    (recorded,) = task_failures(history)
+    # The worker's log is read at once; the server writes WorkflowTaskFailed a moment later.
+    recorded = await wait_for_task_failure(handle.workflow)
     assert recorded.where is not None and (recorded.where.file_name, recorded.where.line) == (loaded.path.name, 11)
     await lab.load_module("payment_v2", FIXED)
     assert (await asyncio.wait_for(handle.result(), 30)).status is PaymentStatus.COMPLETED
