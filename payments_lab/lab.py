@@ -152,7 +152,7 @@ class Lab:
         """Workers finishing the payments a kernel that ended left on its own task queue (:mod:`payments_lab.orphans`)."""
         self.stranded: list[Orphans] = []
         """Payments a kernel that ended left running with code this lab does not have yet (see :meth:`load_module`)."""
-        self.reopen_with = "lab = await open_lab()" if name == "lab" else f"lab = await open_lab({name!r})"
+        self.reopen_with = f"lab = await open_lab({'' if name == DEFAULT_LAB_NAME else repr(name)})"
         """The line that opens this lab again, for the message of a closed one."""
         self.side_workers: dict[str, BackgroundWorker] = {}
         """Workers of other workflow code on queues of their own (:meth:`side_worker`), by name."""
@@ -508,7 +508,6 @@ class Lab:
         await self.connection.close()
         self.repository.keep_in_memory()
 
-
     async def _say_what_is_left_running(self) -> None:
         """Note that this process no longer polls the lab's queues, and say which payments still run there.
 
@@ -525,7 +524,7 @@ class Lab:
             shown = ", ".join(left[:3]) + (", …" if len(left) > 3 else "")
             print(
                 f"{plural(len(left), 'payment')} of this lab still run on the server ({shown}), with no worker now: "
-                f"`lab = await open_lab({'' if self.name == DEFAULT_LAB_NAME else repr(self.name)})` in this kernel finishes them."
+                f"`{self.reopen_with}` in this kernel finishes them."
             )
 
 
