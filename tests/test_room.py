@@ -98,6 +98,14 @@ def _start_room(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
+def _first_learner_line(room: subprocess.Popen[str]) -> str | None:
+    """The room's line for learner-01, or None if the room ended first (its reason is on its standard error)."""
+    for line in room.stdout:  # type: ignore[union-attr]
+        if line.startswith("learner-01:"):
+            return line.strip()
+    return None
+
+
 def _stop_room(room: subprocess.Popen[str]) -> None:
     room.send_signal(signal.SIGINT)
     room.wait(timeout=30)
@@ -105,11 +113,15 @@ def _stop_room(room: subprocess.Popen[str]) -> None:
 
 def test_a_room_on_every_interface_hands_out_an_address_other_machines_reach(isolated: dict[str, str]) -> None:
     """Not socket.getfqdn(): on Debian and Ubuntu it is 'localhost', and each learner would look on their own laptop."""
-    port, ui_port = free_port(), free_port()
-    room = _start_room(isolated, "--ip", "0.0.0.0", "--port", str(port), "--ui-port", str(ui_port))
+    for _ in range(2):  # a free port can be taken by another program before the room binds it: once more then
+        port, ui_port = free_port(), free_port()
+        room = _start_room(isolated, "--ip", "0.0.0.0", "--port", str(port), "--ui-port", str(ui_port))
+        line = _first_learner_line(room)
+        if line is not None:
+            break
+        room.wait(timeout=30)
+    assert line is not None, f"the room ended before handing out its lines: {room.stderr.read()}"  # type: ignore[union-attr]
     try:
-        room.stdout.readline()  # type: ignore[union-attr]
-        line = room.stdout.readline().strip()  # type: ignore[union-attr]
         variables = learner_environment({}, line)
         host = variables["TEMPORAL_ADDRESS"].rpartition(":")[0]
         assert not is_loopback(host) and host in advertised_host("0.0.0.0"), line
