@@ -364,8 +364,7 @@ class Lab:
         self.side_workers[name] = await worker.start()
         # A kernel that ended may have left payments on its own side queue of that name: this code may finish them.
         mine = [found for found in self.stranded if found.task_queue.endswith(f"-{name}")]
-        taken = await self._adopt(mine, activities, workflows=workflows, extra_activities=extra_activities)
-        self.stranded = [found for found in self.stranded if found not in taken]
+        taken = await self._take_stranded(mine, activities, workflows=workflows, extra_activities=extra_activities)
         if taken:
             print(f"With side worker {name!r}: " + describe_orphans(taken))
         return worker
@@ -404,23 +403,28 @@ class Lab:
             if adopted.task_queue in self._following_cell_code:  # taken over with code written in cells: keep up with it
                 await adopted.restart(workflows=self.worker.workflows, extra_activities=self.worker.extra_activities)
         if self.stranded and self.activities is not None:
-            taken = await self._adopt(self.stranded, self.activities)
-            self.stranded = [found for found in self.stranded if found not in taken]
+            taken = await self._take_stranded(self.stranded, self.activities)
             if taken:
                 print(f"With {loaded.name}: " + describe_orphans(taken))
             if self.stranded:
                 print(f"Not with {loaded.name}: " + describe_stranded(self.stranded))
 
-    async def _adopt(
+    async def _take_stranded(
         self,
         orphans: Sequence[Orphans],
         activities: PaymentActivities,
         *,
         workflows: Sequence[type] | None = None,
         extra_activities: Sequence[Callable[..., object]] | None = None,
+        checked: bool = False,
     ) -> list[Orphans]:
         """Start a worker on each queue of ``orphans`` whose histories replay with ``workflows`` (by default the code
-        of the lab's worker); return those."""
+        of the lab's worker); return those. The one place that keeps :attr:`stranded`: the others stay in it, to
+        wait for code that replays them, and a queue another kernel took over meanwhile leaves it.
+
+        Args:
+            checked: ``orphans`` were just found orphaned (:func:`find_orphans` asked): do not ask again.
+        """
         follows = workflows is None
         if workflows is None:
             workflows = self.worker.workflows if isinstance(self.worker, BackgroundWorker) else DEFAULT_WORKFLOWS
@@ -428,17 +432,19 @@ class Lab:
         follows = follows and tuple(workflows) != tuple(DEFAULT_WORKFLOWS)
         extra = tuple(extra_activities or ())
         adopted = []
-        for found in orphans:
-            if not await still_orphaned(self.client, self.repository, found, lab_name=self.name):
-                self.stranded = [other for other in self.stranded if other != found]  # another kernel took it over
-                continue
-            if await replays_with(self.client, found.workflow_ids, workflows):
+        for found in list(orphans):
+            taken_elsewhere = not checked and not await still_orphaned(self.client, self.repository, found, lab_name=self.name)
+            if not taken_elsewhere and await replays_with(self.client, found.workflow_ids, workflows):
                 polled_here_again(found.task_queue)
                 worker = BackgroundWorker(self.client, found.task_queue, activities, workflows=workflows, extra_activities=extra)
                 self.adopted.append(await worker.start())
                 if follows:
                     self._following_cell_code.add(found.task_queue)
                 adopted.append(found)
+            if taken_elsewhere or found in adopted:
+                self.stranded = [other for other in self.stranded if other != found]
+            elif found not in self.stranded:
+                self.stranded.append(found)
         return adopted
 
     def _require_open(self) -> None:
@@ -632,11 +638,10 @@ async def _finish_orphans(lab: Lab, activities: PaymentActivities) -> None:
     """
     try:
         orphans = await find_orphans(lab.client, lab.repository, own_task_queue=lab.task_queue, lab_name=lab.name)
-        adopted = await lab._adopt(orphans, activities)
+        adopted = await lab._take_stranded(orphans, activities, checked=True)
     except Exception as error:  # noqa: BLE001 - opening the lab matters more; say it, once
         logging.getLogger(__name__).warning("Could not look for payments left running by a kernel that ended: %s", error)
         return
-    lab.stranded = [found for found in orphans if found not in adopted]
     if adopted:
         print(describe_orphans(adopted))
     if lab.stranded:
