@@ -36,6 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.errors import PaymentsLabError
+from payments_lab.interrupts import in_a_kernel, keep_interrupts_prompt
 from payments_lab.links import ui_route
 from payments_lab.search_attributes import ALL as SEARCH_ATTRIBUTES
 from payments_lab.server import EmbeddedServer, read_session
@@ -342,6 +343,8 @@ async def connect(
         NamespaceNotFoundError: the environment configuration names a namespace its server
             does not have; the message names the nearest ones it has.
     """
+    if in_a_kernel():  # a notebook's: ■ must stop a cell that waits on the server at once
+        keep_interrupts_prompt()
     if address:
         client = await _client(address, namespace or "default")
         return Connection(client, f"address {address}", web_ui_url(address, client.namespace))

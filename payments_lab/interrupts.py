@@ -6,7 +6,7 @@ import asyncio
 import weakref
 
 WAKE_EVERY = 0.2
-"""Seconds between the wake-ups of a kernel's event loop while a lab is open in it: how late ■ may act."""
+"""Seconds between the wake-ups of a kernel's event loop once the kit has connected from it: how late ■ may act."""
 
 _paced: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 

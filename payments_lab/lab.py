@@ -33,7 +33,6 @@ from payments_lab.client import Connection, connect
 from payments_lab.domain import STEPS, PaymentRequest, PaymentResult, Step, checked_payment_id, workflow_id_for
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
-from payments_lab.interrupts import in_a_kernel, keep_interrupts_prompt
 from payments_lab.ledger import open_repository
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.orphans import (
@@ -601,8 +600,6 @@ async def open_lab(
     if quiet:
         quiet_logs()
     show_figures_inline()
-    if in_a_kernel():
-        keep_interrupts_prompt()
     connection = await connect(server=server)
     worker: BackgroundWorker | WorkerProcess | None = None
     repository: PaymentRepository | None = None

@@ -79,7 +79,8 @@ def test_an_interrupt_stops_a_wait_that_never_wakes_the_loop_at_once(cells: Cell
 
 
 def test_a_lab_opened_in_a_kernel_makes_interrupts_prompt(cells: Cells) -> None:
-    """Lesson 10's ``start_early`` on a queue nobody polls ended 20 s after ■: every wait in a lab's kernel stops at once."""
+    """Lesson 10's ``start_early`` on a queue nobody polls ended 20 s after ■: every wait in a kernel that connected
+    (``open_lab``, or ``connect`` as the facilitator's notebook does) stops at once."""
     _, error = cells.run("from payments_lab import open_lab\nlab = await open_lab()", timeout=120)
     assert error is None
     seconds, error = cells.run(NEVER_WAKES, timeout=30, interrupt_after=1)
