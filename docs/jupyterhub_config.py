@@ -9,8 +9,9 @@ Learners log in at http://<host>:8000 with their name (any password: the dummy
 authenticator is for a workshop's throwaway logins only; use your organisation's
 authenticator elsewhere). Each learner's notebooks reach the room's server through
 ``TEMPORAL_ADDRESS`` and their own namespace through ``TEMPORAL_NAMESPACE``; Web UI links open
-through the hub at ``/services/temporal/``. The environment variables below change the
-defaults (the kit's tests use them to run a hub on free ports).
+through the hub at ``/services/temporal/``, behind the hub's login: a learner sees their own
+namespace there, a facilitator (``PAYMENTS_LAB_HUB_FACILITATORS``) every one. The environment
+variables below change the defaults (the kit's tests use them to run a hub on free ports).
 """
 
 import os
@@ -32,12 +33,16 @@ LEARNERS = [
 HUB_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_PORT", "8000"))
 TEMPORAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_TEMPORAL_PORT", "7233"))
 UI_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_UI_PORT", "8233"))
+UI_GATE_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_UI_GATE_PORT", "8234"))
+# Hub users who see every learner's namespace in the Web UI; they log in like learners and are the hub's admins.
+FACILITATORS = [name.strip().lower() for name in os.environ.get("PAYMENTS_LAB_HUB_FACILITATORS", "").split(",") if name.strip()]
 PROXY_API_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_PROXY_API_PORT", "8001"))  # JupyterHub's defaults, for the
 INTERNAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_INTERNAL_PORT", "8081"))  # proxy's API and the hub's own API
 HOMES = os.environ.get("PAYMENTS_LAB_HUB_HOMES", "/tmp/payments-lab-hub/{username}")
 
 names = Path("learners.txt")
-names.write_text("\n".join(LEARNERS) + "\n", encoding="utf-8")
+# A facilitator has a namespace too: their notebooks run the lessons like a learner's.
+names.write_text("\n".join(LEARNERS + [name for name in FACILITATORS if name not in LEARNERS]) + "\n", encoding="utf-8")
 try:
     # Checked here, not by the room service: a name it refuses stops the service, and then no learner has a server.
     learner_names(names_file=names)
@@ -52,7 +57,8 @@ c.JupyterHub.port = HUB_PORT
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PROXY_API_PORT}"
 c.JupyterHub.hub_port = INTERNAL_PORT
 c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allowed_users = set(LEARNERS)
+c.Authenticator.allowed_users = set(LEARNERS) | set(FACILITATORS)
+c.Authenticator.admin_users = set(FACILITATORS)
 c.Authenticator.username_pattern = NAME_RULE  # the hub refuses, at login, a name no namespace of the room has
 # Each learner's server runs as the hub's own user: no system account per learner.
 c.JupyterHub.spawner_class = "simple"
@@ -63,25 +69,32 @@ c.Spawner.http_timeout = 120
 if hasattr(os, "geteuid") and os.geteuid() == 0:
     c.Spawner.args = ["--allow-root"]  # containers and CI machines often run everything as root
 
-# The room's Temporal server, started and stopped with the hub; its Web UI proxied at /services/temporal/.
-# NO LOGIN IN FRONT OF IT: a service with a "url" is routed by the hub's proxy without asking who is there,
-# and the Temporal Web UI has no login of its own. Whoever reaches the hub's port (http://<host>:8000, and
-# everyone on the room's network once JupyterHub.ip is not 127.0.0.1) can open /services/temporal/ without
-# logging in, see every learner's namespace, and cancel, signal, reset or terminate their workflows
-# (its API answers too: /services/temporal/api/v1/namespaces). The learners' own Temporal port stays on
-# 127.0.0.1. To restrict it: keep the hub on 127.0.0.1 behind an HTTPS proxy that asks for a login, or
-# drop this service's "url" and PAYMENTS_LAB_UI_URL (no Web UI for learners; the facilitator reaches
-# 127.0.0.1:UI_PORT through an SSH tunnel). The room prints this warning to the hub's log when it starts.
+# The room's Temporal server, started and stopped with the hub. Its Web UI listens on 127.0.0.1 only and
+# has no login of its own: the hub reaches it through the "temporal" service below, at /services/temporal/,
+# which sends whoever has not logged in to the hub's login page, shows a learner their own namespace only
+# (their hub user name) and a facilitator every one (payments_lab/ui_gate.py). The learners' kernels reach
+# the Temporal server itself on 127.0.0.1:TEMPORAL_PORT, where the dev server asks no one who they are:
+# the gate guards the Web UI against whoever reaches the hub's port, not one learner's code from another's.
 c.JupyterHub.services = [
     {
-        "name": "temporal",
-        "url": f"http://127.0.0.1:{UI_PORT}",
+        "name": "temporal-room",
         "command": [
             sys.executable, "-m", "payments_lab", "room", "--names", str(names.resolve()),
             "--db", str(Path("room.sqlite").resolve()), "--port", str(TEMPORAL_PORT), "--ui-port", str(UI_PORT), "--ui-public-path", "/services/temporal/",
+            "--ui-behind-login",
         ],
-    }
+    },
+    {
+        "name": "temporal",
+        "url": f"http://127.0.0.1:{UI_GATE_PORT}",
+        "command": [
+            sys.executable, "-m", "payments_lab.ui_gate", "--upstream", f"http://127.0.0.1:{UI_PORT}", "--facilitators", ",".join(FACILITATORS),
+        ],
+        "oauth_no_confirm": True,  # the room's own service: no "authorize this application?" page
+    },
 ]
+# Every hub user may log in to the Web UI's gate (which then decides what they see).
+c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services!service=temporal"]}]
 c.Spawner.environment = {
     "TEMPORAL_ADDRESS": f"127.0.0.1:{TEMPORAL_PORT}",
     "TEMPORAL_NAMESPACE": lambda spawner: spawner.user.name,
@@ -91,6 +104,6 @@ c.Spawner.environment = {
 # For the kit's tests (and a facilitator's scripts): a token that may start servers and act for learners.
 if os.environ.get("PAYMENTS_LAB_HUB_ADMIN_TOKEN"):
     c.JupyterHub.services.append({"name": "facilitator", "api_token": os.environ["PAYMENTS_LAB_HUB_ADMIN_TOKEN"]})
-    c.JupyterHub.load_roles = [
+    c.JupyterHub.load_roles.append(
         {"name": "facilitator", "scopes": ["admin:users", "admin:servers", "access:servers", "tokens"], "services": ["facilitator"]}
-    ]
+    )

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     room.add_argument("--ui-public-path", default=None, help="serve the Web UI under this path (e.g. behind a JupyterHub service)")
     room.add_argument("--ui-url", default=None, help="the Web UI's address as the learners' browsers reach it")
     room.add_argument(
+        "--ui-behind-login", action="store_true",
+        help="the proxy in front of the Web UI asks for a login (JupyterHub's gate, payments_lab.ui_gate)",
+    )
+    room.add_argument(
         "--advertise", default=None, metavar="HOST",
         help="the host learners reach this machine at (default: --ip, or with 0.0.0.0 this machine's address on its default route)",
     )
@@ -486,8 +490,10 @@ def _room(args: argparse.Namespace) -> int:
     ui_url = args.ui_url or (args.ui_public_path.rstrip("/") if args.ui_public_path else f"http://{host}:{args.ui_port}")
     print(f"Room of {len(names)} learners on one Temporal server at {host}:{args.port} "
           f"(state in {server.db_file}); Web UI {ui_url}")
-    # A Web UI behind a proxy (a hub's service, --ui-public-path) is as open as the proxy: the UI has no login.
-    exposed = not is_loopback(args.ip) or args.ui_public_path or (args.ui_url and not is_loopback(_url_host(args.ui_url)))
+    # A Web UI behind a proxy (a hub's service, --ui-public-path) is as open as the proxy: the UI has no login,
+    # unless the proxy asks for one (--ui-behind-login: the hub's gate).
+    ui_exposed = (args.ui_public_path or (args.ui_url and not is_loopback(_url_host(args.ui_url)))) and not args.ui_behind_login
+    exposed = not is_loopback(args.ip) or ui_exposed
     if exposed:
         print(f"Warning: the dev server has no authentication: anyone who reaches {host}:{args.port} or the Web UI "
               f"({ui_url}) can read and change every learner's namespace. Use a trusted network only.", file=sys.stderr)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import sys
 import time
 import urllib.request
@@ -44,6 +45,15 @@ FAST = PaymentOptions(
 )
 """Retry options that keep dev-server tests quick: 100 ms, 200 ms, ... between attempts."""
 
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+"""Debian's chromium, which Playwright drives in the browser tests (its own browser download is not reachable here)."""
+
+# As root on a machine with no network but the package registries: no sandbox, no background traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
 
 @pytest.fixture(scope="session")
 def dev_server() -> Iterator[EmbeddedServer]:

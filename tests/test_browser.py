@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import JupyterUnderBaseUrl, wait_for_http
+from conftest import CHROMIUM, CHROMIUM_ARGS, JupyterUnderBaseUrl, wait_for_http
 from payments_lab.lab import open_lab
 from payments_lab.processes import free_port, leftovers
 
@@ -22,17 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 """Screenshots kept for a person to look at (the folder is not committed)."""
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 if CHROMIUM is None and os.environ.get("CI"):
     raise RuntimeError("CI needs Debian's chromium for the browser tests: `apt-get install chromium` (.ci/run does it)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
-
-# As root on a machine with no network but the package registries: no sandbox, no background traffic.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 @pytest.fixture

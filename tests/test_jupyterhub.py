@@ -14,14 +14,20 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+import requests
 from traitlets.config import Config
 
+from conftest import CHROMIUM, CHROMIUM_ARGS
+from payments_lab.client import connect
+from payments_lab.domain import PaymentRequest
 from payments_lab.processes import free_port, leftovers
+from payments_lab.service import PaymentService
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "docs" / "jupyterhub_config.py"
@@ -48,6 +54,62 @@ print(json.dumps({"namespace": lab.client.namespace, "status": paid.status.value
                   "mine": lab.service.scoped and await lab.service.count(), "seen": seen, "link": lab.link(paid.payment_id).url}))
 await lab.close()
 """
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str, str]:
+    """GET ``url`` as a browser would (redirects followed), as the hub user of ``token`` or as nobody: status, final URL, body."""
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, reply.url, reply.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.url, refused.read().decode()
+
+
+def _logged_in_browser(hub: str, user: str) -> requests.Session:
+    """A browser's session, logged in to the hub as ``user`` through its login form (the dummy authenticator)."""
+    browser = requests.Session()
+    form = browser.get(f"{hub}/hub/login", timeout=60).text
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form)
+    assert xsrf, "the hub's login form carries its _xsrf token"
+    browser.post(f"{hub}/hub/login", data={"username": user, "password": "any", "_xsrf": xsrf.group(1)}, timeout=60).raise_for_status()
+    return browser
+
+
+async def _cancel_through_the_web_ui(hub: str, temporal_port: int) -> None:
+    """In a real browser, a learner logs in, opens a running payment of theirs in the Web UI and cancels it.
+
+    The UI's own calls go through the gate as fetches (``Sec-Fetch-Mode: cors``), the cancellation as a POST
+    with the UI's CSRF token: what JupyterHub's own check of such requests would refuse.
+    """
+    from playwright.async_api import async_playwright
+
+    client = (await connect(address=f"127.0.0.1:{temporal_port}", namespace="learner-02")).client
+    service = PaymentService(client, f"nobody-polls-{uuid.uuid4().hex[:6]}")
+    handle = await service.start(PaymentRequest(f"ui-{uuid.uuid4().hex[:8]}", "org-acme", "u", "5.00", "EUR"))
+    refused: list[tuple[int, str]] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            page.on("response", lambda reply: refused.append((reply.status, reply.url)) if reply.status >= 400 else None)
+            await page.goto(f"{hub}/services/temporal/namespaces/learner-02/workflows/{handle.workflow_id}")
+            await page.fill("input[name=username]", "learner-02")
+            await page.fill("input[name=password]", "any")
+            await page.click("[type=submit]")
+            await page.get_by_role("button", name="Request Cancellation").click()
+            await page.locator("dialog[open] button:has-text('Confirm')").first.click()
+            for _ in range(100):
+                history = await handle.workflow.fetch_history()
+                if any(event.HasField("workflow_execution_cancel_requested_event_attributes") for event in history.events):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"the Web UI's cancellation did not reach the workflow; refused: {refused}")
+        finally:
+            await browser.close()
+            await handle.workflow.terminate("test over")
+    assert refused == []
 
 
 def _api(hub: str, token: str, method: str, path: str, body: object | None = None) -> object:
@@ -93,7 +155,7 @@ async def _execute(hub: str, user: str, token: str, code: str, timeout: float = 
 
 
 async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: Path) -> None:
-    hub_port, temporal_port, ui_port, proxy_api_port, internal_port = (free_port() for _ in range(5))
+    hub_port, temporal_port, ui_port, proxy_api_port, internal_port, gate_port = (free_port() for _ in range(6))
     token = secrets.token_hex(16)
     mark = uuid.uuid4().hex
     env = {
@@ -102,6 +164,8 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
         "PAYMENTS_LAB_HUB_PORT": str(hub_port),
         "PAYMENTS_LAB_HUB_TEMPORAL_PORT": str(temporal_port),
         "PAYMENTS_LAB_HUB_UI_PORT": str(ui_port),
+        "PAYMENTS_LAB_HUB_UI_GATE_PORT": str(gate_port),
+        "PAYMENTS_LAB_HUB_FACILITATORS": "Coach",
         # Not JupyterHub's fixed 8001 and 8081: another hub on the machine (CI saw one) must not break this one.
         "PAYMENTS_LAB_HUB_PROXY_API_PORT": str(proxy_api_port),
         "PAYMENTS_LAB_HUB_INTERNAL_PORT": str(internal_port),
@@ -143,11 +207,30 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
             assert set(result["checks"]) == {"CORRECT"}, result["checks"]
             assert result["seen"] == result["mine"], "a learner's namespace holds only their own payments"
             assert result["link"].startswith(f"/services/temporal/namespaces/{user}/workflows/payment-")
-        # The link opens the Web UI through the hub (the UI serves its page for that path).
-        with urllib.request.urlopen(f"{hub}{results['learner-02']['link']}") as page:
-            assert "/services/temporal/_app/" in page.read().decode()
-        # That Web UI has no login in front of it (see the config): the room says so where the facilitator looks.
-        assert "Warning: the dev server has no authentication" in (tmp_path / "hub.log").read_text()
+        link = f"{hub}{results['learner-02']['link']}"
+        # Nobody logged in: the hub's login page, not the Web UI.
+        status, landed, page = _get(link)
+        assert "/hub/login" in landed and "/services/temporal/_app/" not in page, (status, landed)
+        # Logged in through the hub's form, as a learner's browser is: the link opens the Web UI (OAuth through the hub).
+        page = _logged_in_browser(hub, "learner-02").get(link, timeout=60)
+        assert page.status_code == 200 and "/services/temporal/_app/" in page.text, (page.status_code, page.url)
+        # A learner sees their own namespace only; a facilitator sees every learner's.
+        mine = {user: _api(hub, token, "POST", f"/hub/api/users/{user}/tokens", {"expires_in": 600})["token"] for user in ("learner-02", "coach")}  # type: ignore[index]
+        gate = f"{hub}/services/temporal"
+        status, _, listing = _get(f"{gate}/api/v1/namespaces", mine["learner-02"])
+        assert status == 200 and [n["namespaceInfo"]["name"] for n in json.loads(listing)["namespaces"]] == ["learner-02"]
+        status, _, payments = _get(f"{gate}/api/v1/namespaces/learner-02/workflows", mine["learner-02"])
+        assert status == 200 and results["learner-02"]["link"].split("/workflows/")[1].split("/")[0] in payments
+        assert _get(f"{gate}/api/v1/namespaces/learner-01/workflows", mine["learner-02"])[0] == 403
+        status, landed, _ = _get(f"{gate}/namespaces/learner-01/workflows", mine["learner-02"])
+        assert status == 200 and landed.endswith("/services/temporal/namespaces/learner-02/workflows")
+        status, _, listing = _get(f"{gate}/api/v1/namespaces", mine["coach"])
+        assert status == 200 and set(LEARNERS) <= {n["namespaceInfo"]["name"] for n in json.loads(listing)["namespaces"]}
+        assert _get(f"{gate}/api/v1/namespaces/learner-01/workflows", mine["coach"])[0] == 200
+        if CHROMIUM is not None:
+            await _cancel_through_the_web_ui(hub, temporal_port)
+        # Behind the hub's login, the Web UI is no longer the room's open door: no warning of one.
+        assert "Warning: the dev server has no authentication" not in (tmp_path / "hub.log").read_text()
     finally:
         hub_process.send_signal(2)
         try:
