@@ -49,6 +49,17 @@ _NOT_FORWARDED = _HOP_BY_HOP | {"host", "content-length", "accept-encoding"}
 _NOT_RETURNED = _HOP_BY_HOP | {"content-length", "content-encoding"}
 
 
+def plain_path(raw_path: str) -> bool:
+    """Whether a request's path (as sent, percent-encoded) has no ``.`` or ``..`` segment and no encoded slash.
+
+    A browser never sends such a path; a hand-made one (``namespaces/ana/../bo``) would pass the
+    namespace rule as ``ana``'s and reach ``bo``'s once the UI's server cleans it.
+    """
+    if re.search(r"%(?:2f|5c)", raw_path, re.IGNORECASE):
+        return False
+    return not any(segment in (".", "..") for segment in unquote(raw_path).replace("\\", "/").split("/"))
+
+
 def namespace_of(path: str) -> str | None:
     """The namespace a path below the prefix is about (``namespaces/ana/workflows`` → ``ana``), or None."""
     found = NAMESPACE_IN_PATH.match(path)
@@ -126,13 +137,16 @@ class GateHandler(HubOAuthenticated, web.RequestHandler):
     async def _forward(self, path: str) -> None:
         user: str = self.current_user["name"]
         method = self.request.method or "GET"
+        raw_path = self.request.path  # as sent: tornado hands ``path`` decoded
+        if not plain_path(raw_path):
+            raise web.HTTPError(400, "a path with a '.' or '..' segment or an encoded slash")
         if not allowed(user, self.facilitators, method, path):
             if method == "GET" and not path.startswith("api/"):  # a page of another namespace: open one's own
                 self.redirect(url_path_join(self.prefix, "namespaces", user, "workflows"))
                 return
             raise web.HTTPError(403, f"{user} may see namespace {user!r} only")
         query = urlsplit(self.request.uri).query
-        url = f"{self.upstream}{url_path_join(self.prefix, path)}" + (f"?{query}" if query else "")
+        url = f"{self.upstream}{raw_path}" + (f"?{query}" if query else "")
         headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in _NOT_FORWARDED}
         reply = await httpclient.AsyncHTTPClient().fetch(
             url,
@@ -154,11 +168,12 @@ class GateHandler(HubOAuthenticated, web.RequestHandler):
             elif path == SETTINGS:
                 body = opening_own_namespace(body, user)
         self.set_status(reply.code, reply.reason)
-        self.clear_header("Content-Type")
         for name, value in reply.headers.get_all():
-            if name.lower() not in _NOT_RETURNED:
+            if name.lower() == "set-cookie":  # the one header that comes several times (the UI's CSRF cookie among them)
                 self.add_header(name, value)
-        if method != "HEAD":
+            elif name.lower() not in _NOT_RETURNED:
+                self.set_header(name, value)
+        if body and method != "HEAD" and reply.code not in (204, 304):  # tornado refuses a body on these
             self.write(body)
 
 

@@ -222,6 +222,8 @@ async def test_three_learners_on_one_hub_each_in_their_own_namespace(tmp_path: P
         status, _, payments = _get(f"{gate}/api/v1/namespaces/learner-02/workflows", mine["learner-02"])
         assert status == 200 and results["learner-02"]["link"].split("/workflows/")[1].split("/")[0] in payments
         assert _get(f"{gate}/api/v1/namespaces/learner-01/workflows", mine["learner-02"])[0] == 403
+        for sneaked in ("learner-02/../learner-01", "learner-02%2F..%2Flearner-01"):  # by hand: a browser cleans the first
+            assert _get(f"{gate}/api/v1/namespaces/{sneaked}/workflows", mine["learner-02"])[0] in (400, 403), sneaked
         status, landed, _ = _get(f"{gate}/namespaces/learner-01/workflows", mine["learner-02"])
         assert status == 200 and landed.endswith("/services/temporal/namespaces/learner-02/workflows")
         status, _, listing = _get(f"{gate}/api/v1/namespaces", mine["coach"])

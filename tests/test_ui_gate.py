@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from payments_lab.ui_gate import allowed, namespace_of, opening_own_namespace, own_namespaces_only
+from payments_lab.ui_gate import allowed, namespace_of, opening_own_namespace, own_namespaces_only, plain_path
 
 COACHES = frozenset({"coach"})
 
@@ -57,3 +57,20 @@ def test_the_namespace_list_and_the_default_namespace_a_learner_is_shown_are_the
     }
     settings = {"DefaultNamespace": "default", "Auth": {"Enabled": False}}
     assert json.loads(opening_own_namespace(json.dumps(settings).encode(), "ana")) == {"DefaultNamespace": "ana", "Auth": {"Enabled": False}}
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "plain"),
+    [
+        ("/services/temporal/namespaces/ana/workflows", True),
+        ("/services/temporal/api/v1/namespaces/ana/workflows/payment-1%20a", True),
+        ("/services/temporal/api/v1/namespaces/ana/../bo/workflows", False),
+        ("/services/temporal/api/v1/namespaces/ana/%2e%2e/bo/workflows", False),
+        ("/services/temporal/api/v1/namespaces/ana%2F..%2Fbo/workflows", False),
+        ("/services/temporal/api/v1/namespaces/ana/./workflows", False),
+        ("/services/temporal/api/v1/namespaces/ana%5C..%5Cbo/workflows", False),
+    ],
+)
+def test_a_path_with_dot_segments_or_an_encoded_slash_is_not_plain(raw_path: str, plain: bool) -> None:
+    """Such a path would pass the namespace rule as one namespace's and reach another once the UI's server cleans it."""
+    assert plain_path(raw_path) is plain
