@@ -73,8 +73,9 @@ if hasattr(os, "geteuid") and os.geteuid() == 0:
 # has no login of its own: the hub reaches it through the "temporal" service below, at /services/temporal/,
 # which sends whoever has not logged in to the hub's login page, shows a learner their own namespace only
 # (their hub user name) and a facilitator every one (payments_lab/ui_gate.py). The learners' kernels reach
-# the Temporal server itself on 127.0.0.1:TEMPORAL_PORT, where the dev server asks no one who they are:
-# the gate guards the Web UI against whoever reaches the hub's port, not one learner's code from another's.
+# the Temporal server and the Web UI themselves on 127.0.0.1 (TEMPORAL_PORT, UI_PORT), where the dev server
+# asks no one who they are: the gate guards the Web UI against whoever reaches only the hub's port, not one
+# learner's code from another's.
 c.JupyterHub.services = [
     {
         "name": "temporal-room",

@@ -10,9 +10,9 @@ service::
 
     python -m payments_lab.ui_gate --upstream http://127.0.0.1:8233 --facilitators ana
 
-The learners' kernels reach the room's Temporal server directly (127.0.0.1:7233, no
-authentication there either): the gate guards the Web UI against whoever reaches the hub's
-port, not a learner's code against another learner's namespace.
+The learners' kernels reach the room's Temporal server and its Web UI directly (127.0.0.1:7233
+and :8233, no authentication there): the gate guards the Web UI against whoever reaches only the
+hub's port, not a learner's code against another learner's namespace.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import re
+import weakref
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -41,6 +42,13 @@ SETTINGS = "api/v1/settings"
 """The UI's call for its settings, among them the namespace it opens by default."""
 
 READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
+
+UPSTREAM_TIMEOUT = 60.0
+"""Seconds a call to the UI may take: its longest, a running workflow's history, waits 20 s for new events."""
+
+UPSTREAM_CONNECTIONS = 500
+"""Calls to the UI at once, for the whole room. Each open page of a running workflow holds one (that
+20-second wait) at all times: tornado's default of 10 let ten such pages make every other learner wait."""
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"}
@@ -96,6 +104,21 @@ def opening_own_namespace(body: bytes, user: str) -> bytes:
     return json.dumps(settings).encode()
 
 
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpclient.AsyncHTTPClient] = weakref.WeakKeyDictionary()
+
+
+def _upstream_client() -> httpclient.AsyncHTTPClient:
+    """The gate's client of the UI on this event loop, with room for :data:`UPSTREAM_CONNECTIONS` calls at once.
+
+    Not tornado's shared ``AsyncHTTPClient()``: created before, elsewhere in the process, it keeps its 10.
+    """
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = _clients[loop] = httpclient.AsyncHTTPClient(force_instance=True, max_clients=UPSTREAM_CONNECTIONS)
+    return client
+
+
 class GateHandler(HubOAuthenticated, web.RequestHandler):
     """Every request below the prefix: logged in and allowed, it goes to the UI; its answer comes back."""
 
@@ -130,19 +153,23 @@ class GateHandler(HubOAuthenticated, web.RequestHandler):
         query = urlsplit(self.request.uri).query
         url = f"{self.upstream}{raw_path}" + (f"?{query}" if query else "")
         headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in _NOT_FORWARDED}
-        reply = await httpclient.AsyncHTTPClient().fetch(
-            url,
-            method=method,
-            headers=headers,
-            body=self.request.body if method not in READ_ONLY else None,
-            allow_nonstandard_methods=True,
-            follow_redirects=False,
-            raise_error=False,
-            decompress_response=True,
-            request_timeout=60,
-        )
-        if reply.code == 599:  # no answer at all: the UI is down
-            raise web.HTTPError(502, f"the Temporal Web UI at {self.upstream} did not answer ({reply.error})")
+        try:
+            reply = await _upstream_client().fetch(
+                url,
+                method=method,
+                headers=headers,
+                body=self.request.body if method not in READ_ONLY else None,
+                allow_nonstandard_methods=True,
+                follow_redirects=False,
+                raise_error=False,  # an HTTP error of the UI's goes back as it is; no answer at all still raises
+                decompress_response=True,
+                request_timeout=UPSTREAM_TIMEOUT,
+            )
+        except (httpclient.HTTPClientError, OSError) as silent:  # refused (the room restarts), or no answer in time
+            self.set_status(502)
+            self.finish(f"The Temporal Web UI at {self.upstream} did not answer ({silent}): the room's server may be "
+                        "restarting (the hub starts it again by itself). Reload this page in a few seconds.")
+            return
         body = reply.body or b""
         if user not in self.facilitators and reply.code == 200 and method == "GET":
             if path == NAMESPACE_LIST:
@@ -159,14 +186,20 @@ class GateHandler(HubOAuthenticated, web.RequestHandler):
             self.write(body)
 
 
-def application(upstream: str, facilitators: Iterable[str]) -> web.Application:
-    """The gate's tornado application, configured from the hub's environment (``JUPYTERHUB_SERVICE_PREFIX`` and co.)."""
+def application(upstream: str, facilitators: Iterable[str], *, gate: type[GateHandler] = GateHandler) -> web.Application:
+    """The gate's tornado application, configured from the hub's environment (``JUPYTERHUB_SERVICE_PREFIX`` and co.).
+
+    Args:
+        upstream: The Temporal Web UI, e.g. ``http://127.0.0.1:8233``.
+        facilitators: Hub users who see every namespace.
+        gate: The handler of the requests below the prefix (a test's, that knows its user without a hub).
+    """
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/temporal/")
     options: dict[str, Any] = {"upstream": upstream, "prefix": prefix, "facilitators": frozenset(facilitators)}
     return web.Application(
         [
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
-            (re.escape(prefix) + "(.*)", GateHandler, options),
+            (re.escape(prefix) + "(.*)", gate, options),
         ],
         cookie_secret=os.urandom(32),
     )

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from tornado import web
+from tornado.httpserver import HTTPServer
 
-from payments_lab.ui_gate import allowed, namespace_of, opening_own_namespace, own_namespaces_only, plain_path
+from payments_lab.processes import free_port
+from payments_lab.ui_gate import (
+    GateHandler,
+    allowed,
+    application,
+    namespace_of,
+    opening_own_namespace,
+    own_namespaces_only,
+    plain_path,
+)
 
 COACHES = frozenset({"coach"})
 
@@ -74,3 +90,69 @@ def test_the_namespace_list_and_the_default_namespace_a_learner_is_shown_are_the
 def test_a_path_with_dot_segments_or_an_encoded_slash_is_not_plain(raw_path: str, plain: bool) -> None:
     """Such a path would pass the namespace rule as one namespace's and reach another once the UI's server cleans it."""
     assert plain_path(raw_path) is plain
+
+
+class _AsAna(GateHandler):
+    """The gate, its user known without a hub (the hub's login itself runs in tests/test_jupyterhub.py)."""
+
+    def get_current_user(self) -> dict[str, str]:
+        return {"name": "ana"}
+
+
+class _SlowUI(web.RequestHandler):
+    """A stand-in for the Web UI: a running workflow's history waits, as the UI's 20-second long poll does."""
+
+    async def get(self, path: str) -> None:
+        if "history" in path:
+            await asyncio.sleep(3)
+        self.add_header("Set-Cookie", "_csrf=one; Path=/")
+        self.add_header("Set-Cookie", "other=two; Path=/")
+        self.write({"namespaces": [{"namespaceInfo": {"name": "ana"}}, {"namespaceInfo": {"name": "bo"}}]})
+
+
+async def _serve(app: web.Application) -> tuple[HTTPServer, int]:
+    port = free_port()
+    server = HTTPServer(app)
+    server.listen(port, "127.0.0.1")
+    return server, port
+
+
+def _fetch(url: str) -> tuple[int, float, str, list[str]]:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            return reply.status, time.monotonic() - started, reply.read().decode(), reply.headers.get_all("Set-Cookie") or []
+    except urllib.error.HTTPError as refused:
+        return refused.code, time.monotonic() - started, refused.read().decode(), []
+
+
+async def test_pages_that_wait_on_the_ui_do_not_hold_up_the_rest_of_the_room() -> None:
+    """Each open page of a running workflow holds a call to the UI; with tornado's default pool of 10, ten made everyone wait."""
+    ui, ui_port = await _serve(web.Application([(r"/services/temporal/(.*)", _SlowUI)]))
+    gate, gate_port = await _serve(application(f"http://127.0.0.1:{ui_port}", [], gate=_AsAna))
+    base = f"http://127.0.0.1:{gate_port}/services/temporal"
+    loop = asyncio.get_running_loop()
+    browsers = ThreadPoolExecutor(max_workers=16)  # 15 pages that wait, and one more learner
+    try:
+        waiting = [loop.run_in_executor(browsers, _fetch, f"{base}/api/v1/namespaces/ana/workflows/p/history?n={n}") for n in range(15)]
+        await asyncio.sleep(0.5)
+        status, seconds, body, cookies = await loop.run_in_executor(browsers, _fetch, f"{base}/api/v1/namespaces")
+        assert (status, seconds < 1.5) == (200, True), f"the namespace list waited {seconds:.1f} s behind the long polls"
+        assert json.loads(body)["namespaces"] == [{"namespaceInfo": {"name": "ana"}}]
+        assert cookies == ["_csrf=one; Path=/", "other=two; Path=/"], "every cookie of the UI's comes back"
+        assert [reply[0] for reply in await asyncio.gather(*waiting)] == [200] * 15
+    finally:
+        browsers.shutdown(wait=False)
+        gate.stop()
+        ui.stop()
+
+
+async def test_a_ui_that_does_not_answer_gets_a_502_that_says_what_to_do() -> None:
+    """The room's server restarting (refused): tornado raises despite raise_error=False; it was a 500 and a traceback."""
+    gate, gate_port = await _serve(application(f"http://127.0.0.1:{free_port()}", [], gate=_AsAna))
+    try:
+        status, _, body, _ = await asyncio.to_thread(_fetch, f"http://127.0.0.1:{gate_port}/services/temporal/namespaces/ana/workflows")
+    finally:
+        gate.stop()
+    assert status == 502
+    assert "did not answer" in body and "Reload this page in a few seconds" in body
