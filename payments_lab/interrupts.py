@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import weakref
 
 WAKE_EVERY = 0.2
@@ -35,8 +36,5 @@ def keep_interrupts_prompt(loop: asyncio.AbstractEventLoop | None = None) -> Non
 
 def in_a_kernel() -> bool:
     """Whether this process is an IPython kernel (a notebook's), where ■ cancels the cell's task."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return getattr(get_ipython(), "kernel", None) is not None
+    ipython = sys.modules.get("IPython")  # a kernel has imported it long before; anything else need not pay for it
+    return ipython is not None and getattr(ipython.get_ipython(), "kernel", None) is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -87,3 +88,10 @@ def test_a_lab_opened_in_a_kernel_makes_interrupts_prompt(cells: Cells) -> None:
     assert (error, seconds < 2) == ("CancelledError", True), f"the cell ended {seconds:.1f} s after the interrupt"
     _, error = cells.run("await lab.close()")
     assert error is None
+
+
+def test_outside_a_kernel_nothing_is_paced_and_ipython_is_not_imported_for_it() -> None:
+    """connect() asks on every call, in the CLI and in worker processes too: the answer must cost nothing there."""
+    code = "import sys\nfrom payments_lab.interrupts import in_a_kernel\nprint(in_a_kernel(), 'IPython' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.split() == ["False", "False"]
