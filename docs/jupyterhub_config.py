@@ -23,19 +23,23 @@ from payments_lab.room import NAME_RULE, learner_names
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
-# JupyterHub lower-cases every login (Authenticator.normalize_username) and each learner's namespace is
-# their hub user name: "Ana" is listed as "ana", or her notebooks would look for a namespace the room lacks.
-LEARNERS = [
-    name.strip().lower()
-    for name in os.environ.get("PAYMENTS_LAB_HUB_LEARNERS", "learner-01,learner-02,learner-03").split(",")
-    if name.strip()
-]
+
+def hub_names(variable: str, default: str = "") -> list[str]:
+    """The comma-separated user names in ``variable``, as the hub will know them.
+
+    JupyterHub lower-cases every login (Authenticator.normalize_username) and each learner's namespace is
+    their hub user name: "Ana" is listed as "ana", or her notebooks would look for a namespace the room lacks.
+    """
+    return [name.strip().lower() for name in os.environ.get(variable, default).split(",") if name.strip()]
+
+
+LEARNERS = hub_names("PAYMENTS_LAB_HUB_LEARNERS", "learner-01,learner-02,learner-03")
 HUB_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_PORT", "8000"))
 TEMPORAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_TEMPORAL_PORT", "7233"))
 UI_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_UI_PORT", "8233"))
 UI_GATE_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_UI_GATE_PORT", "8234"))
 # Hub users who see every learner's namespace in the Web UI; they log in like learners and are the hub's admins.
-FACILITATORS = [name.strip().lower() for name in os.environ.get("PAYMENTS_LAB_HUB_FACILITATORS", "").split(",") if name.strip()]
+FACILITATORS = hub_names("PAYMENTS_LAB_HUB_FACILITATORS")
 PROXY_API_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_PROXY_API_PORT", "8001"))  # JupyterHub's defaults, for the
 INTERNAL_PORT = int(os.environ.get("PAYMENTS_LAB_HUB_INTERNAL_PORT", "8081"))  # proxy's API and the hub's own API
 HOMES = os.environ.get("PAYMENTS_LAB_HUB_HOMES", "/tmp/payments-lab-hub/{username}")

@@ -268,6 +268,16 @@ def test_the_hub_config_lower_cases_learners_as_the_hub_does(tmp_path: Path) -> 
     assert re.match(config.Authenticator.username_pattern, "ana") and not re.match(config.Authenticator.username_pattern, "jörg")
 
 
+def test_facilitators_are_the_hub_s_admins_with_a_namespace_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYMENTS_LAB_HUB_FACILITATORS", " Coach, ana")
+    config = _load_config(tmp_path, "ana,bo")
+    assert config.Authenticator.admin_users == {"coach", "ana"}
+    assert config.Authenticator.allowed_users == {"ana", "bo", "coach"}
+    assert (tmp_path / "learners.txt").read_text() == "ana\nbo\ncoach\n", "a facilitator's notebooks run the lessons too"
+    (gate,) = [service for service in config.JupyterHub.services if service["name"] == "temporal"]
+    assert gate["command"][-2:] == ["--facilitators", "coach,ana"]
+
+
 @pytest.mark.parametrize("learners", ["ana,jörg", "ana,ana maria", "o'neil", "Ana,ana"])
 def test_the_hub_config_refuses_a_name_that_cannot_be_a_namespace_at_load(tmp_path: Path, learners: str) -> None:
     """Refused by the room service, such a name would stop it, and no learner would have a server."""
