@@ -97,7 +97,7 @@ def own_namespaces_only(body: bytes, user: str) -> bytes:
 
 
 def opening_own_namespace(body: bytes, user: str) -> bytes:
-    """The UI's settings with the learner's namespace as the one the UI opens by default."""
+    """The UI's settings with the user's own namespace as the one the UI opens by default."""
     settings = json.loads(body)
     if "DefaultNamespace" in settings:
         settings["DefaultNamespace"] = user
@@ -171,11 +171,11 @@ class GateHandler(HubOAuthenticated, web.RequestHandler):
                         "restarting (the hub starts it again by itself). Reload this page in a few seconds.")
             return
         body = reply.body or b""
-        if user not in self.facilitators and reply.code == 200 and method == "GET":
-            if path == NAMESPACE_LIST:
-                body = own_namespaces_only(body, user)
-            elif path == SETTINGS:
+        if reply.code == 200 and method == "GET":
+            if path == SETTINGS:  # a facilitator too: the server's `default` holds nothing of the room's
                 body = opening_own_namespace(body, user)
+            elif path == NAMESPACE_LIST and user not in self.facilitators:
+                body = own_namespaces_only(body, user)
         self.set_status(reply.code, reply.reason)
         for name, value in reply.headers.get_all():
             if name.lower() == "set-cookie":  # the one header that comes several times (the UI's CSRF cookie among them)

@@ -99,6 +99,23 @@ class _AsAna(GateHandler):
         return {"name": "ana"}
 
 
+class _AsCoach(GateHandler):
+    """The gate, its user a facilitator."""
+
+    def get_current_user(self) -> dict[str, str]:
+        return {"name": "coach"}
+
+
+class _RoomUI(web.RequestHandler):
+    """A stand-in for the Web UI's settings and namespace list."""
+
+    def get(self, path: str) -> None:
+        if path.endswith("settings"):
+            self.write({"DefaultNamespace": "default"})
+        else:
+            self.write({"namespaces": [{"namespaceInfo": {"name": name}} for name in ("default", "ana", "coach")]})
+
+
 class _SlowUI(web.RequestHandler):
     """A stand-in for the Web UI: a running workflow's history waits, as the UI's 20-second long poll does."""
 
@@ -156,3 +173,20 @@ async def test_a_ui_that_does_not_answer_gets_a_502_that_says_what_to_do() -> No
         gate.stop()
     assert status == 502
     assert "did not answer" in body and "Reload this page in a few seconds" in body
+
+
+@pytest.mark.parametrize(("gate", "opens_on", "listed"), [(_AsAna, "ana", ["ana"]), (_AsCoach, "coach", ["default", "ana", "coach"])])
+async def test_everyone_opens_the_ui_on_their_own_namespace_and_a_facilitator_lists_every_one(
+    gate: type[GateHandler], opens_on: str, listed: list[str]
+) -> None:
+    """The room server's `default` namespace holds nothing of the room's: a facilitator landed on an empty page."""
+    ui, ui_port = await _serve(web.Application([(r"/services/temporal/(.*)", _RoomUI)]))
+    gate_server, gate_port = await _serve(application(f"http://127.0.0.1:{ui_port}", ["coach"], gate=gate))
+    base = f"http://127.0.0.1:{gate_port}/services/temporal/api/v1"
+    try:
+        (_, _, settings, _), (_, _, listing, _) = [await asyncio.to_thread(_fetch, f"{base}/{what}") for what in ("settings", "namespaces")]
+    finally:
+        gate_server.stop()
+        ui.stop()
+    assert json.loads(settings)["DefaultNamespace"] == opens_on
+    assert [n["namespaceInfo"]["name"] for n in json.loads(listing)["namespaces"]] == listed
