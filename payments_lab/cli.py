@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--own-ledger", action="store_true",
-        help="accept a --db other than the lab session's (only for a task queue no other worker polls)",
+        help="accept a --db other than the lab session's, on a task queue no other worker polls (checked)",
     )
     worker.add_argument("--failure-rate", type=_rate, default=0.0, help="share of charges that fail (0 to 1)")
     worker.add_argument("--latency", type=_positive_seconds, default=0.0, help="seconds the processor takes per charge")
@@ -384,17 +384,26 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _worker(args: argparse.Namespace) -> int:
     from payments_lab import processes
-    from payments_lab.activities import PaymentActivities
+    from payments_lab.activities import PaymentActivities, default_identity
     from payments_lab.faults import FaultProfile
     from payments_lab.lab import quiet_logs
+    from payments_lab.ledger import LedgerMismatchError, keeps_own_ledger, own_ledger_identity, refuse_a_second_ledger
     from payments_lab.worker import READY_LINE, create_worker
 
     quiet_logs()
     async with _connected(args, start_server=False) as connection:
         repository = _open_repository(connection, explicit=args.db, own_ledger=args.own_ledger)
         try:
+            own_ledger = keeps_own_ledger(connection.address, repository)
+            try:
+                await refuse_a_second_ledger(connection.client, args.task_queue, own_ledger=own_ledger)
+            except LedgerMismatchError as err:
+                raise UsageError(str(err)) from None
             profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
-            activities = PaymentActivities(repository, fault_profile=profile)
+            identity = default_identity()
+            activities = PaymentActivities(
+                repository, fault_profile=profile, identity=own_ledger_identity(identity) if own_ledger else identity
+            )
             worker = create_worker(
                 connection.client,
                 args.task_queue,

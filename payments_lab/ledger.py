@@ -21,16 +21,63 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from payments_lab.errors import PaymentsLabError
 from payments_lab.processes import pid_alive
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import LabSession, read_session, state_dir
+from payments_lab.task_queues import live_pollers
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 
 class LedgerMismatchError(PaymentsLabError, ValueError):
     """A worker was pointed at another repository than the one its lab session shares."""
+
+
+OWN_LEDGER_MARK = "own-ledger"
+"""The word a worker's identity ends with when it keeps a ledger of its own (``--db FILE --own-ledger``)."""
+
+
+def own_ledger_identity(identity: str) -> str:
+    """``identity`` marked as a worker's that keeps a ledger of its own, for every other worker of its task queue to see."""
+    return f"{identity} {OWN_LEDGER_MARK}"
+
+
+async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger: bool) -> None:
+    """Refuse to run a worker where the workers of ``task_queue`` would keep two ledgers.
+
+    A charge is made once per payment thanks to the ledger's idempotency key: a payment charged
+    by a worker with one ledger and retried by a worker with another (the first was killed, or
+    timed out) is charged in both. Workers started at the very same moment may both pass.
+
+    Args:
+        client: A client of the task queue's server.
+        task_queue: The task queue the worker is about to poll.
+        own_ledger: Whether the worker keeps a ledger of its own (``--db FILE --own-ledger``).
+
+    Raises:
+        LedgerMismatchError: ``own_ledger`` and another worker polls ``task_queue``; or another
+            worker that keeps a ledger of its own polls it.
+    """
+    others = sorted(await live_pollers(client, task_queue))
+    if own_ledger and others:
+        raise LedgerMismatchError(
+            f"--own-ledger needs a task queue no other worker polls, and {task_queue!r} is polled by "
+            f"{', '.join(others)}: a payment charged by one worker and retried by the other would be charged twice, "
+            f"once in each ledger. Give this worker a queue of its own (`--task-queue {task_queue}-own`, and start "
+            "payments there), or drop --db and --own-ledger to share the lab's ledger."
+        )
+    apart = [identity for identity in others if identity.endswith(f" {OWN_LEDGER_MARK}")]
+    if apart:
+        raise LedgerMismatchError(
+            f"task queue {task_queue!r} is polled by a worker that keeps a ledger of its own ({', '.join(apart)}, "
+            "started with --own-ledger): a payment charged by one worker and retried by the other would be charged "
+            "twice. Stop that worker, or start this one with another --task-queue."
+        )
 
 
 def machine_repository_file() -> Path:
@@ -85,6 +132,12 @@ def shared_repository_file(address: str, *, own_server: bool) -> Path | None:
     if own_server:
         return None
     return _lab_repository_file(address) or machine_repository_file()
+
+
+def keeps_own_ledger(address: str, repository: PaymentRepository) -> bool:
+    """Whether ``repository`` is another ledger than the one the processes working with the server at ``address`` share."""
+    shared = shared_repository_file(address, own_server=False)
+    return repository.path is None or shared is None or not _same_file(Path(repository.path), shared)
 
 
 def _lab_repository_file(address: str) -> Path | None:

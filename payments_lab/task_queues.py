@@ -56,7 +56,7 @@ def ended_here(identity: str, task_queue: str | None = None, *, lab_name: str | 
     A process that ended; or this very process, on ``task_queue`` whose lab it closed (the
     lab named ``lab_name``, if given: a lab takes over only what a lab of its name left).
     """
-    pid, _, host = identity.partition("@")
+    pid, _, host = identity.split(" ", 1)[0].partition("@")  # a kit worker may add words after pid@host
     if host != socket.gethostname() or not pid.isdigit():
         return False
     if int(pid) == os.getpid():

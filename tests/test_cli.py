@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -277,6 +278,64 @@ def test_a_worker_on_another_ledger_than_the_session_is_refused(isolated: dict[s
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+    assert_no_process_left(isolated)
+
+
+def _wait_for_poller(task_queue: str, count: int) -> None:
+    """Until the session's server lists ``count`` live workers of ``task_queue`` (a worker says it is ready just before it polls)."""
+    from payments_lab.client import connect
+    from payments_lab.task_queues import live_pollers
+
+    async def wait() -> None:
+        connection = await connect(start_server=False)
+        try:
+            for _ in range(100):
+                if len(await live_pollers(connection.client, task_queue)) >= count:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"no {count} workers of {task_queue!r} seen")
+        finally:
+            await connection.close()
+
+    asyncio.run(wait())
+
+
+def test_workers_with_two_ledgers_never_share_a_task_queue(isolated: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the script: `--own-ledger` on the session's queue, then the worker killed mid-charge: the other worker's retry
+    charged the customer a second time, in the other ledger, and `pay` said one charge."""
+    for name, value in isolated.items():
+        monkeypatch.setenv(name, value)  # this test's own client finds the isolated session
+    server = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
+    )
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        server.stdout.readline()  # type: ignore[union-attr]
+        for extra in ([], ["--task-queue", "own", "--db", str(tmp_path / "own.sqlite"), "--own-ledger"]):
+            workers.append(subprocess.Popen([sys.executable, "-m", "payments_lab", "worker", *extra],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated))
+            assert "payments-lab worker ready" in workers[-1].stdout.readline()  # type: ignore[union-attr]
+        _wait_for_poller("payments", 1)
+        _wait_for_poller("own", 1)
+        beside_shared = run("worker", "--db", str(tmp_path / "b.sqlite"), "--own-ledger", env=isolated, timeout=30)
+        assert beside_shared.returncode == 2, beside_shared.stdout
+        assert "needs a task queue no other worker polls" in beside_shared.stderr and "charged twice" in beside_shared.stderr
+        assert "--task-queue payments-own" in beside_shared.stderr, "the message names the fix"
+        beside_own = run("worker", "--task-queue", "own", env=isolated, timeout=30)
+        assert beside_own.returncode == 2, beside_own.stdout
+        assert "keeps a ledger of its own" in beside_own.stderr and "own-ledger" in beside_own.stderr
+        assert all(len(refused.stderr.strip().splitlines()) == 1 for refused in (beside_shared, beside_own))
+        second_shared = subprocess.Popen([sys.executable, "-m", "payments_lab", "worker"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated)
+        workers.append(second_shared)
+        assert "payments-lab worker ready" in second_shared.stdout.readline(), "workers sharing the lab's ledger may share a queue"  # type: ignore[operator]
+    finally:
+        for process in [*workers, server]:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
     assert_no_process_left(isolated)
 
 
