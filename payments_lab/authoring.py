@@ -160,6 +160,8 @@ class WorkflowModules:
         self._revisions: dict[str, int] = {}
         self._names: set[str] = set()
         self._current: dict[str, LoadedModule] = {}
+        self.deploying = asyncio.Lock()
+        """Held while a version is put in use (:func:`deploy`)."""
 
     def __repr__(self) -> str:
         return f"WorkflowModules({self.folder}, modules {sorted(self._current)})"
@@ -349,6 +351,10 @@ async def deploy(worker: BackgroundWorker | None, modules: WorkflowModules, name
     loaded = modules.load(name, source)
 
     async def put_in_use() -> None:
+        async with modules.deploying:  # one deployment after the other: each builds on what the one before put in use
+            await _put_in_use()
+
+    async def _put_in_use() -> None:
         try:
             for cls in loaded.workflows.values():
                 # What the worker does to each workflow class when it is built: import its

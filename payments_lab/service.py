@@ -64,10 +64,10 @@ from payments_lab.outage import (
     within_window,
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
-from payments_lab.task_queues import live_pollers, nobody_polls_words
+from payments_lab.task_queues import live_pollers, nobody_polls_words, stopped_by_hand_words
 from payments_lab.visibility import PAYMENTS_QUERY, checked_query, quoted, refused_query_as_error
 from payments_lab.wording import plural
-from payments_lab.workflow_tasks import WAITING_SAID_AFTER, until_task_fails
+from payments_lab.workflow_tasks import WAITING_SAID_AFTER, failing_task_error, until_task_fails
 from payments_lab.workflows import PaymentWorkflow
 
 T = TypeVar("T")
@@ -644,8 +644,9 @@ class PaymentService:
             TemporalUnavailableError: the server is gone, or stopped and silent: it did not
                 confirm the start (the message says how to find out whether the payment started).
             WorkflowUpdateRPCTimeoutOrCancelledError: the server answers, but the first answer
-                did not come within ``rpc_timeout`` (30 s when None): no worker polls the task
-                queue, or validation is slow. The workflow may have started and runs on.
+                did not come within ``rpc_timeout`` (with None, the wait goes on until it comes,
+                and says after 15 s what it waits for): no worker polls the task queue, or
+                validation is slow. The workflow may have started and runs on.
             ValueError: ``execution_timeout`` or ``rpc_timeout`` is not a positive ``timedelta``,
                 or the faults or options are of the wrong kind; nothing started.
         """
@@ -663,8 +664,12 @@ class PaymentService:
             search_attributes=_search_attributes(request),
         )
         telling = asyncio.ensure_future(self._say_what_a_first_answer_waits_for(request.payment_id))
+        answering = asyncio.ensure_future(self._update_with_start(operation, request.payment_id, rpc_timeout))
+        # Workflow code that fails its task before it answers (a bug loaded with lab.load_module) would keep
+        # the update waiting: say so as result() does, from the first attempt that fails.
+        failing = asyncio.ensure_future(until_task_fails(self.client.get_workflow_handle(request.workflow_id), client=self.client))
         try:
-            answer = await self._update_with_start(operation, request.payment_id, rpc_timeout)
+            await asyncio.wait({answering, failing}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError as stopped:
             # The cell was interrupted: in a notebook, one line in place of asyncio's frames.
             stopped._render_traceback_ = lambda: _stopped_waiting(  # type: ignore[attr-defined]
@@ -672,7 +677,13 @@ class PaymentService:
             )
             raise
         finally:
-            telling.cancel()
+            for task in (telling, failing, answering):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(telling, failing, answering, return_exceptions=True)
+        if not answering.done() or answering.cancelled():
+            raise failing.result()
+        answer = answering.result()
         handle = await operation.workflow_handle()
         return EarlyStart(answer, PaymentHandle(self, handle, request.payment_id))
 
@@ -690,7 +701,10 @@ class PaymentService:
                 "this waits for it"
             )
         elif nobody:
-            what = f"no worker polls task queue {self.task_queue!r}: the payment cannot be validated until one does"
+            what = (
+                f"no worker polls task queue {self.task_queue!r}{stopped_by_hand_words(self.task_queue)}: "
+                "the payment cannot be validated until one does"
+            )
         else:
             what = "its validation has not finished: it runs long or is retried (`lab.service.status` tells)"
         print(
@@ -715,6 +729,10 @@ class PaymentService:
             if isinstance(err.__cause__, asyncio.CancelledError):  # Temporal's name for an interrupted wait
                 raise err.__cause__ from None
             if isinstance(err, RPCError) and not is_unreachable(err):
+                if started and err.status == RPCStatusCode.FAILED_PRECONDITION:  # "Workflow Task in failed state"
+                    failing = await failing_task_error(self.client.get_workflow_handle(workflow_id_for(payment_id)))
+                    if failing is not None:
+                        raise failing from None
                 raise
             outage = err if isinstance(err, RPCError) else await silence_as_outage(self.client)
             if outage is None:  # the server answers: the update did not come back in time

@@ -36,32 +36,40 @@ async def pollers(
     return identities
 
 
-_CLOSED_HERE: dict[str, str] = {}
-"""Task queues whose lab this process closed, and that lab's name: a poller of this process still listed on them is stale."""
+_NOT_POLLED_HERE: dict[str, str | None] = {}
+"""Task queues a worker of this process polled and no longer does, and the name of the lab whose closing stopped it
+(None: a worker stopped by hand, ``await lab.worker.stop()``). The server lists its poller for 5 minutes more."""
 
 
 def closed_here(task_queues: Iterable[str], lab_name: str) -> None:
     """Note that this process no longer polls ``task_queues`` (lab ``lab_name`` closed), though the server lists it for 5 minutes."""
-    _CLOSED_HERE.update(dict.fromkeys(task_queues, lab_name))
+    _NOT_POLLED_HERE.update(dict.fromkeys(task_queues, lab_name))
+
+
+def stopped_here(task_queue: str) -> None:
+    """Note that a worker of this process stopped polling ``task_queue``, its lab still open."""
+    _NOT_POLLED_HERE.setdefault(task_queue, None)
 
 
 def polled_here_again(task_queue: str) -> None:
     """Note that a worker of this process polls ``task_queue`` again."""
-    _CLOSED_HERE.pop(task_queue, None)
+    _NOT_POLLED_HERE.pop(task_queue, None)
 
 
 def ended_here(identity: str, task_queue: str | None = None, *, lab_name: str | None = None) -> bool:
     """Whether a worker identity (``pid@host``, Temporal's default) names a poller of this machine that has ended.
 
-    A process that ended; or this very process, on ``task_queue`` whose lab it closed (the
-    lab named ``lab_name``, if given: a lab takes over only what a lab of its name left).
+    A process that ended; or this very process, on ``task_queue`` where its worker stopped
+    (with ``lab_name``: where a lab of that name closed, a lab takes over only what a lab of
+    its name left, not what a worker stopped by hand leaves waiting).
     """
     pid, _, host = identity.split(" ", 1)[0].partition("@")  # a kit worker may add words after pid@host
     if host != socket.gethostname() or not pid.isdigit():
         return False
     if int(pid) == os.getpid():
-        closer = _CLOSED_HERE.get(task_queue) if task_queue is not None else None
-        return closer is not None and (lab_name is None or closer == lab_name)
+        if task_queue is None or task_queue not in _NOT_POLLED_HERE:
+            return False
+        return lab_name is None or _NOT_POLLED_HERE[task_queue] == lab_name
     return not pid_alive(int(pid))
 
 
@@ -70,8 +78,21 @@ async def live_pollers(client: Client, task_queue: str, *, kinds: Iterable[TaskQ
     return {identity for identity in await pollers(client, task_queue, kinds=kinds) if not ended_here(identity, task_queue)}
 
 
+def stopped_by_hand_words(task_queue: str) -> str:
+    """How to start again the worker of ``task_queue`` that this process stopped by hand, or '' if it did not."""
+    if task_queue in _NOT_POLLED_HERE and _NOT_POLLED_HERE[task_queue] is None:
+        return f" (this kernel stopped its worker of {task_queue!r}: `await lab.worker.start()` starts it again)"
+    return ""
+
+
 def nobody_polls_words(workflow_id: str, task_queue: str, what: str) -> str:
     """What to say of a wait on ``what`` (a task) that no worker will take: nothing polls its queue."""
+    restart = stopped_by_hand_words(task_queue)
+    if restart:
+        return (
+            f"{workflow_id} is waiting for {what}, and no worker polls its task queue{restart}. "
+            "Interrupt the kernel to stop waiting: the payment waits on."
+        )
     return (
         f"{workflow_id} is waiting for {what}, and no worker polls its task queue {task_queue!r}: nothing runs it until "
         f"one does. Start a worker of that queue with the code that started it (`payments-lab worker --task-queue "

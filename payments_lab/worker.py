@@ -18,6 +18,7 @@ from payments_lab.activities import PaymentActivities
 from payments_lab.bytecode import compile_once
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.faults import NO_FAULTS, FaultProfile, checked_fault_profile
+from payments_lab.task_queues import polled_here_again, stopped_here
 from payments_lab.verdicts import ExerciseCheckWorkflow
 from payments_lab.workflows import PaymentWorkflow
 
@@ -103,6 +104,10 @@ class BackgroundWorker:
         self._worker: Worker | None = None
         self._ran = False
         self._task: asyncio.Task[None] | None = None
+        # One start, stop or restart at a time: two restarts at once (a cell interrupted and run again
+        # while the first deployment went on) both shut the old worker down, and the second then waited
+        # for ever on the new worker's task.
+        self._changing = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"BackgroundWorker(task_queue={self.task_queue!r}, running={self.running})"
@@ -114,25 +119,37 @@ class BackgroundWorker:
 
     async def start(self) -> BackgroundWorker:
         """Start polling in the background (does nothing if already running); a stopped worker starts again."""
+        async with self._changing:
+            self._start()
+        return self
+
+    def _start(self) -> None:
         if not self.running:
             if self._worker is None or self._ran:  # Temporal's Worker runs once: started again, it is a new one
                 self._worker = self._build(self.workflows, self.extra_activities)
             self._ran = True
             self._task = asyncio.create_task(self._worker.run(), name=f"worker {self.task_queue}")
-        return self
+            polled_here_again(self.task_queue)
 
     def _build(self, workflows: Sequence[type], extra_activities: Sequence[Callable[..., Any]]) -> Worker:
         return create_worker(self._client, self.task_queue, self.activities, workflows=workflows, extra_activities=extra_activities)
 
     async def stop(self) -> None:
         """Shut the worker down and wait until it has stopped."""
-        if self.running and self._worker is not None:
-            await self._worker.shutdown()
-        if self._task is not None:
-            try:
-                await self._task
-            finally:
-                self._task = None
+        async with self._changing:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        task, worker = self._task, self._worker
+        if task is None:
+            return
+        if not task.done() and worker is not None:
+            await worker.shutdown()
+        try:
+            await task
+        finally:
+            self._task = None
+            stopped_here(self.task_queue)  # the server lists it 5 minutes more: "who polls?" must not count it
 
     async def restart(self, *, workflows: Sequence[type], extra_activities: Sequence[Callable[..., Any]] = ()) -> None:
         """Run other workflow code on the same task queue: running workflows carry on with it.
@@ -141,19 +158,20 @@ class BackgroundWorker:
         before the new one is built; if building it raises (the worker validates its
         workflows in the sandbox), the code it had runs again and the error is raised.
         """
-        was_running = self.running
-        await self.stop()
-        try:
-            self._worker = self._build(workflows, extra_activities)
-        except Exception:
-            self._worker = None  # start() builds the code it had
-            raise
-        finally:
-            self._ran = False
-            if was_running:
-                await self.start()
-        self.workflows = tuple(workflows)
-        self.extra_activities = tuple(extra_activities)
+        async with self._changing:
+            was_running = self.running
+            await self._stop()
+            try:
+                self._worker = self._build(workflows, extra_activities)
+            except Exception:
+                self._worker = None  # _start() builds the code it had
+                raise
+            finally:
+                self._ran = False
+                if was_running:
+                    self._start()
+            self.workflows = tuple(workflows)
+            self.extra_activities = tuple(extra_activities)
 
     async def __aenter__(self) -> BackgroundWorker:
         return await self.start()

@@ -373,6 +373,16 @@ async def until_task_fails(
             logger.removeHandler(failed)
 
 
+async def failing_task_error(handle: WorkflowHandle) -> WorkflowTaskFailingError | None:
+    """The error :func:`until_task_fails` would return, read at once from the history; None if no task failed since the last completed one."""
+    history = await handle.fetch_history()
+    failures = _failures_since_completed(history)
+    if not failures:
+        return None
+    pending = await pending_task(handle)
+    return _failing_error(handle.id, _recorded_failure(history, pending.attempt if pending else len(failures)))
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 

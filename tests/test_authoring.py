@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -254,6 +255,43 @@ async def test_an_interrupted_load_module_leaves_the_lab_with_a_worker(lab: Lab)
     await lab.load_module("payment_v2", FIXED)  # and the next load is not refused
 
 
+async def _load_interrupted_mid_charge(lab: Lab) -> str:
+    """A payment mid-charge, and a ``load_module`` cell interrupted at once: its deployment goes on. Returns the payment's id."""
+    slow = await lab.start(lab.request("9.00"), faults=FaultPlan(charge=StepFaults(delay=2)), show_link=False)
+    while not lab.repository.attempts(slow.payment_id):
+        await asyncio.sleep(0.02)
+    cell = asyncio.create_task(lab.load_module("payment_v2", FIXED))
+    await asyncio.sleep(0)
+    cell.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cell
+    return slow.payment_id
+
+
+async def test_loads_run_again_at_once_or_together_wait_their_turn(lab: Lab) -> None:
+    """Off the script: the interrupted cell run again while its deployment went on, or two loads in one `gather`: the
+    second restart shut the same worker down and waited for ever on the new worker's task (the cell hung)."""
+    slow = await _load_interrupted_mid_charge(lab)
+    async with asyncio.timeout(30):
+        await lab.load_module("payment_v2", FIXED)  # at once: the first deployment is still under way
+        await asyncio.gather(lab.load_module("payment_v3", HEAD + '        return "v3"\n'),
+                             lab.load_module("payment_v4", HEAD + '        return "v4"\n'))
+    assert lab.worker.running
+    result = await asyncio.wait_for(lab.pay("3.00", show_link=False), 20)
+    assert b"v4" in notification_text(await lab.service.handle(result.payment_id).history()), "the one loaded last runs"
+    assert (await asyncio.wait_for(lab.service.handle(slow).result(), 30)).status is PaymentStatus.COMPLETED
+    assert lab.repository.charge_count(slow) == 1
+
+
+async def test_closing_the_lab_during_a_deployment_waits_for_it(open_test_lab: OpenLab) -> None:
+    """`await lab.close()` after an interrupted load hung on the same race, and interrupted, left the lab's server running."""
+    lab = await open_test_lab("authoring-close")
+    await _load_interrupted_mid_charge(lab)
+    async with asyncio.timeout(30):
+        await lab.close()
+    assert not lab.worker.running
+
+
 async def test_waiting_for_a_failure_that_does_not_come_says_why_in_one_line(lab: Lab) -> None:
     """Lesson 09's wait run again after the fix, or on a payment that has not reached the bug: never a bare TimeoutError."""
     await lab.load_module("payment_v2", FIXED)
@@ -349,3 +387,22 @@ async def test_a_subclass_written_without_the_future_import_is_told_to_add_it(la
         await lab.load_module("payment_v2", plain)
     loaded = await lab.load_module("payment_v2", FIXED)
     assert loaded.workflows["PaymentWorkflow"].__name__ == "PaymentWorkflowV2"
+
+
+async def test_a_first_answer_that_workflow_code_keeps_from_coming_says_so_at_once(lab: Lab) -> None:
+    """Off the script: a bug before validation, then lesson 10's start_early. Its note blamed a slow validation and,
+    20 s on, a raw RPCError ("Workflow Task in failed state") came back with no line and no fix."""
+    await lab.load_module("payment_v2", HEAD.replace(
+        "        return await super().run(input)\n",
+        "        limits = {'EUR': 1000}\n        if input.request.amount > limits[input.request.currency]:\n"
+        "            raise ValueError('too much')\n        return await super().run(input)\n",
+    ) + "        return ''\n")
+    request = lab.request("10.00", "USD")
+    started = time.monotonic()
+    with pytest.raises(WorkflowTaskFailingError, match=r"KeyError: 'USD' \(payment_v2.*line 11") as failing:
+        await asyncio.wait_for(lab.service.start_early(request), 20)
+    assert time.monotonic() - started < 10, "from the first attempt that fails, not after the update gave up"
+    assert "nothing was lost" in str(failing.value) and "lab.load_module" in str(failing.value)
+    assert (await lab.service.status(request.payment_id)).workflow_status == "running"
+    await lab.load_module("payment_v2", FIXED)
+    assert (await asyncio.wait_for(lab.service.handle(request.payment_id).result(), 30)).status is PaymentStatus.COMPLETED

@@ -157,3 +157,26 @@ async def test_a_first_answer_that_does_not_come_says_what_it_waits_for(client: 
     await service._say_what_a_first_answer_waits_for("pay-x", after=0)
     said = capsys.readouterr().err
     assert f"Payment 'pay-x' has no first answer after 0 s: no worker polls task queue {task_queue!r}" in said
+
+
+async def test_a_worker_stopped_by_hand_counts_as_none_and_the_note_says_how_to_start_it(
+    client: Client, task_queue: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off the script: `await lab.worker.stop()`, then a payment. The server lists a stopped worker 5 minutes more, so the
+    first answer's note blamed a slow validation and the result's wait said nothing."""
+    worker = await BackgroundWorker(client, task_queue, PaymentActivities(PaymentRepository())).start()
+    service = PaymentService(client, task_queue)
+    await service.process(_request("1.00"))  # the server has seen this process poll the queue
+    await worker.stop()
+    await service._say_what_a_first_answer_waits_for("pay-x", after=0)
+    said = capsys.readouterr().err
+    assert f"no worker polls task queue {task_queue!r} (this kernel stopped its worker" in said
+    assert "`await lab.worker.start()` starts it again" in said
+    handle = await service.start(_request("2.00"))
+    await handle._say_what_a_long_wait_waits_for(after=0)
+    assert "`await lab.worker.start()` starts it again" in capsys.readouterr().err
+    await worker.start()
+    assert (await asyncio.wait_for(handle.result(), 20)).status is PaymentStatus.COMPLETED
+    await service._say_what_a_first_answer_waits_for("pay-y", after=0)
+    assert "no worker polls" not in capsys.readouterr().err, "started again, it polls"
+    await worker.stop()
