@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from payments_lab.domain import PaymentResult, PaymentStatus, Step
     from payments_lab.faults import FaultPlan  # noqa: F401
     from payments_lab.messages import PaymentOptions  # noqa: F401
+    from payments_lab.wording import duration_words
     from payments_lab.workflows import PaymentWorkflow
 
 __all__ = ["ConfirmedPaymentWorkflow", "REFUSED_TYPE"]
@@ -61,7 +62,7 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
         self._decided_by: str | None = None
         self._events: list[str] = []
         self._duplicates = 0
-        self._deadline_text = f"{int(input.deadline.total_seconds() // 60)} minutes" if input.deadline.total_seconds() >= 60 else f"{input.deadline.total_seconds():g} s"
+        self._deadline_text = duration_words(input.deadline)
 
     @workflow.query
     def confirmation(self) -> ConfirmationState:
@@ -82,8 +83,15 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
         self._decided_by = by
 
     @workflow.update
-    def confirm(self, answer: CustomerAnswer) -> ConfirmationReceipt:
-        """The customer's answer from the checkout page; refused by :meth:`_check_confirm` when too late."""
+    async def confirm(self, answer: CustomerAnswer) -> ConfirmationReceipt:
+        """The customer's answer from the checkout page; refused by :meth:`_check_confirm` when too late.
+
+        An answer that comes during validation (a page that does not wait for the payment to
+        ask) is held until validation has ended, then checked again: a payment declined
+        meanwhile refuses it, where it used to get "being charged" and end declined.
+        """
+        await workflow.wait_condition(lambda: self._progress.step != Step.VALIDATE)
+        self._check_confirm(answer)  # raised here, an ApplicationError fails the update, not the payment
         self._decide(answer.approved, "customer")
         message = "confirmed: the payment is being charged" if answer.approved else "refused: the payment will be cancelled"
         return ConfirmationReceipt(self._progress.payment_id, answer.approved, message)
@@ -113,7 +121,12 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
 
     @workflow.run
     async def run(self, input: ConfirmationInput) -> PaymentResult:  # type: ignore[override]
-        """Run the payment to its end and say how it ended."""
+        """Run the payment to its end and say how it ended, once every answer held during validation has its receipt."""
+        ended = await self._run(input)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return ended
+
+    async def _run(self, input: ConfirmationInput) -> PaymentResult:
         request, options, faults = input.request, input.options, input.faults
         try:
             # Validation and notification run as regular activities whatever the options say:

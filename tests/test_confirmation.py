@@ -78,6 +78,23 @@ async def test_a_second_confirmation_is_refused_and_leaves_no_trace(checkout: Ch
     assert (await _event_names(handle)).count("WorkflowExecutionUpdateAccepted") == 1
 
 
+async def test_an_answer_during_validation_waits_for_it_and_a_declined_payment_refuses_it(
+    checkout: Checkout, repository: PaymentRepository
+) -> None:
+    """Off the script: a page that confirms at once, before the payment asks. The answer was taken during validation,
+    with the receipt "being charged", and the payment then ended declined."""
+    slow = FaultPlan(validate=StepFaults(delay=0.5))
+    declined, valid = _request("-5"), _request("7.00")
+    for request in (declined, valid):
+        await checkout.start(request, faults=slow)
+    with pytest.raises(ConfirmationRefusedError, match="has ended: declined: amount must be greater than zero"):
+        await checkout.confirm(declined.payment_id)
+    receipt = await checkout.confirm(valid.payment_id)
+    assert receipt.approved and receipt.message == "confirmed: the payment is being charged"
+    assert (await checkout.service.handle(valid.payment_id).result()).status is PaymentStatus.COMPLETED
+    assert repository.charge_count(valid.payment_id) == 1 and repository.ledger(declined.payment_id) == []
+
+
 async def test_the_webhook_delivered_twice_confirms_once(checkout: Checkout, repository: PaymentRepository) -> None:
     request = _request()
     handle = await checkout.start(request)
