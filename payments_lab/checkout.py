@@ -9,11 +9,20 @@ clear :class:`ConfirmationRefusedError`.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.client import (
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -38,8 +47,10 @@ from payments_lab.domain import PaymentRequest, PaymentStatus, Step
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import PaymentOptions, checked_payment_options
+from payments_lab.outage import deadline_expired, is_unreachable, silence_as_outage
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService, not_found_as
+from payments_lab.task_queues import live_pollers
 
 
 class ConfirmationRefusedError(PaymentsLabError, RuntimeError):
@@ -143,30 +154,62 @@ class Checkout:
     async def confirm(self, payment_id: str, *, approved: bool = True) -> ConfirmationReceipt:
         """Send the customer's answer (the ``confirm`` update) and return the workflow's receipt.
 
+        The answer is sent only while a worker polls the payment's task queue: a Temporal update
+        waits on the server until a worker takes it, and one sent with no worker would count
+        whenever one starts, long after the cell that sent it gave up.
+
         Raises:
-            ConfirmationRefusedError: the workflow refused it (too late, already decided) or
-                has ended; the history records nothing of a refused update.
+            ConfirmationRefusedError: the workflow refused it (too late, already decided), has
+                ended, is not a payment that waits for a confirmation, or no worker polls its
+                task queue (nothing was sent then); the history records nothing of a refusal.
+            ConfirmationNotHeardError: the answer was sent, but no worker took it within the
+                service's ``call_window`` (its worker stopped meanwhile, or the server does not
+                answer); the message says whether it may still count.
             ValueError: ``approved`` is not True or False (nothing is sent).
         """
         self.service.require_open()
         answer = CustomerAnswer(approved)
-        workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
+        workflow = await self._confirmed_payment(payment_id)
+        queue = (await self.service.answered(lambda window: workflow.describe(rpc_timeout=window))).task_queue
+        if not await live_pollers(self.service.client, queue, kinds=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,)):
+            raise ConfirmationRefusedError(
+                payment_id,
+                f"no worker polls its task queue {queue!r}, so nothing would hear it now: nothing was sent. Start one "
+                f"(`await lab.worker.start()`, or `payments-lab worker --task-queue {queue}`), then confirm again",
+            )
+        window = self.service.call_window
         try:
             with _ended_as_refused(payment_id):
+                async with asyncio.timeout(window.total_seconds()):
+                    update = await workflow.start_update(
+                        ConfirmedPaymentWorkflow.confirm, answer, id=f"confirm-{uuid.uuid4().hex}",
+                        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                    )
                 # The update's own return annotation tells the SDK to decode a ConfirmationReceipt.
-                return await workflow.execute_update(ConfirmedPaymentWorkflow.confirm, answer)
+                return await self.service.answered(lambda window: update.result(rpc_timeout=window))
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise ConfirmationRefusedError(payment_id, reason) from None
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
+            if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError) and not isinstance(err.__cause__, asyncio.CancelledError):
+                raise
+            if isinstance(err, RPCError) and not is_unreachable(err):
+                raise
+            outage = err if isinstance(err, RPCError) else await silence_as_outage(self.service.client)
+            raise ConfirmationNotHeardError(payment_id, queue, window, outage) from None
 
     async def deliver_webhook(self, payment_id: str, event: ProcessorEvent) -> None:
         """Deliver one processor webhook (the ``processor_webhook`` signal); redeliveries are harmless.
 
+        Like a processor, it delivers again while the server does not answer (the workflow
+        ignores an event id it has seen).
+
         Raises:
             TypeError: ``event`` is not a :class:`ProcessorEvent` (the workflow would drop it
                 unread, as a signal whose input it cannot decode).
-            ConfirmationRefusedError: the payment's workflow has ended or does not exist.
+            ConfirmationRefusedError: the payment's workflow has ended, does not exist, or does
+                not wait for a confirmation (a payment started without ``checkout.start``).
         """
         self.service.require_open()
         if not isinstance(event, ProcessorEvent):
@@ -174,20 +217,80 @@ class Checkout:
                 f"event must be a ProcessorEvent, such as ProcessorEvent('evt-1', {AUTHENTICATED!r}), "
                 f"not {type(event).__name__} {event!r}"
             )
-        workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
+        workflow = await self._confirmed_payment(payment_id, what="webhook")
         with _ended_as_refused(payment_id, what="webhook"):
-            await workflow.signal(ConfirmedPaymentWorkflow.processor_webhook, event)
+            await self.service.answered(lambda window: workflow.signal(ConfirmedPaymentWorkflow.processor_webhook, event, rpc_timeout=window))
 
     async def state(self, payment_id: str) -> ConfirmationState:
         """Ask the workflow where the payment is and what it heard (the ``confirmation`` query).
 
         Raises:
             PaymentNotFoundError: no workflow runs this payment.
+            ConfirmationRefusedError: the payment does not wait for a confirmation (a payment
+                started without ``checkout.start``).
+            QueryUnansweredError: no worker answered within the service's ``call_window``.
         """
         self.service.require_open()
+        handle = self.service.handle(payment_id)
+        workflow = self.service.client.get_workflow_handle(handle.workflow_id)
+        try:
+            with not_found_as(payment_id):
+                # One window: a query that a live server does not answer waits for a worker, not for the server.
+                return await self.service.answered(
+                    lambda window: workflow.query(ConfirmedPaymentWorkflow.confirmation, rpc_timeout=window), windows=1
+                )
+        except WorkflowQueryFailedError as err:
+            if "expected but not found" not in str(err):
+                raise
+            described = await self.service.answered(lambda window: workflow.describe(rpc_timeout=window))
+            raise _not_a_confirmed_payment(payment_id, described.workflow_type) from None
+        except RPCError as err:
+            if not deadline_expired(err):
+                raise
+            raise await handle.query_unanswered(err, "confirmation") from None
+
+    async def _confirmed_payment(self, payment_id: str, *, what: str = "confirmation") -> WorkflowHandle[Any, Any]:
+        """The workflow of ``payment_id``, if it is one that waits for a confirmation.
+
+        Raises:
+            ConfirmationRefusedError: it does not exist, or runs another workflow.
+        """
         workflow = self.service.client.get_workflow_handle(self.service.handle(payment_id).workflow_id)
-        with not_found_as(payment_id):
-            return await workflow.query(ConfirmedPaymentWorkflow.confirmation)
+        with _ended_as_refused(payment_id, what=what):
+            described = await self.service.answered(lambda window: workflow.describe(rpc_timeout=window))
+        if described.workflow_type != ConfirmedPaymentWorkflow.__name__:
+            raise _not_a_confirmed_payment(payment_id, described.workflow_type, what=what)
+        return workflow
+
+
+class ConfirmationNotHeardError(PaymentsLabError, TimeoutError):
+    """A confirmation was sent, and no worker took it in time: it may still count later."""
+
+    def __init__(self, payment_id: str, task_queue: str, window: timedelta, outage: RPCError | None) -> None:
+        self.payment_id = payment_id
+        if outage is not None:
+            what = (
+                f"the Temporal server does not answer ({outage.message}), so it may not have arrived. Send it again "
+                "once the server answers: if the first one did arrive, the second is refused as already decided, "
+                "never charged twice"
+            )
+        else:
+            what = (
+                f"no worker of task queue {task_queue!r} took it within {window.total_seconds():g} s (the worker "
+                "stopped or is busy). It waits on the server and counts when a worker runs the payment: do not send "
+                f"it again; `await checkout.state({payment_id!r})` tells once it has"
+            )
+        super().__init__(f"the confirmation of payment {payment_id!r} was sent, but {what}")
+
+
+def _not_a_confirmed_payment(payment_id: str, workflow_type: str, *, what: str = "confirmation") -> ConfirmationRefusedError:
+    """The refusal of a call to a payment that does not wait for a confirmation (started with ``lab.start``, say)."""
+    return ConfirmationRefusedError(
+        payment_id,
+        f"it is not a payment that waits for a confirmation (it runs {workflow_type}): start one with "
+        "`await checkout.start(request)`",
+        what=what,
+    )
 
 
 @contextmanager

@@ -414,17 +414,21 @@ class PaymentHandle:
         except RPCError as err:
             if not deadline_expired(err):
                 raise
-            queue = self.service.task_queue
-            if not queue:  # a service that only finds payments (the command line's): ask the workflow's own
-                with suppress(RPCError):
-                    queue = (await self.workflow.describe(rpc_timeout=self.service.call_window)).task_queue
-            raise QueryUnansweredError(
-                f"No worker answered the progress query of payment {self.payment_id!r} within "
-                f"{self.service.call_window.total_seconds():g} s. A query runs on a worker of task queue "
-                f"{queue!r}: none polls it, or all are busy. Start one (in a notebook `await lab.worker.start()`, "
-                f"in a terminal `payments-lab worker --task-queue {queue}`), or ask the server instead: "
-                "`await handle.status()`."
-            ) from err
+            raise await self.query_unanswered(err) from err
+
+    async def query_unanswered(self, err: RPCError, what: str = "progress") -> QueryUnansweredError:
+        """The error of a query of this payment (``what``) that no worker answered within the call window (``err``)."""
+        queue = self.service.task_queue
+        if not queue:  # a service that only finds payments (the command line's): ask the workflow's own
+            with suppress(RPCError):
+                queue = (await self.workflow.describe(rpc_timeout=self.service.call_window)).task_queue
+        return QueryUnansweredError(
+            f"No worker answered the {what} query of payment {self.payment_id!r} within "
+            f"{self.service.call_window.total_seconds():g} s. A query runs on a worker of task queue "
+            f"{queue!r}: none polls it, or all are busy. Start one (in a notebook `await lab.worker.start()`, "
+            f"in a terminal `payments-lab worker --task-queue {queue}`), or ask the server instead: "
+            "`await handle.status()`."
+        )
 
     async def status(self) -> PaymentStatusReport:
         """Describe the workflow."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio import activity
@@ -16,7 +19,7 @@ from temporalio.workflow import ActivityCancellationType
 
 from conftest import FAST, new_id
 from payments_lab.activities import PaymentActivities, SettleInput
-from payments_lab.checkout import Checkout, ConfirmationRefusedError, NotWaitingError
+from payments_lab.checkout import Checkout, ConfirmationNotHeardError, ConfirmationRefusedError, NotWaitingError
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.confirmation_messages import AUTHENTICATED, AUTHENTICATION_FAILED, ProcessorEvent
 from payments_lab.domain import PaymentRequest, PaymentStatus
@@ -24,8 +27,15 @@ from payments_lab.exercises.checking import events_of
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.messages import PaymentOptions
 from payments_lab.repository import PaymentRepository
-from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentNotFoundError, PaymentService
-from payments_lab.worker import create_worker
+from payments_lab.server import EmbeddedServer
+from payments_lab.service import (
+    DuplicatePaymentError,
+    PaymentHandle,
+    PaymentNotFoundError,
+    PaymentService,
+    QueryUnansweredError,
+)
+from payments_lab.worker import WorkerProcess, create_worker
 
 
 @pytest.fixture
@@ -318,3 +328,68 @@ async def test_the_cancellation_type_decides_whether_a_confirmed_payment_waits_f
     assert "ActivityTaskCancelRequested" in try_cancel and "ActivityTaskCanceled" not in try_cancel
     abandon = events[ActivityCancellationType.ABANDON]
     assert "ActivityTaskCancelRequested" not in abandon and "ActivityTaskCanceled" not in abandon
+
+
+async def test_a_confirmation_with_no_worker_is_refused_and_nothing_is_sent(
+    client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    """Off the script: the worker killed, then the customer confirms. The cell waited for ever; interrupted, it raised,
+    and the confirmation still counted once a worker came back (the payment charged after an error)."""
+    checkout = Checkout(PaymentService(client, task_queue, options=FAST, call_window=timedelta(seconds=2)))
+    request = _request()
+    await checkout.start(request)
+    with pytest.raises(QueryUnansweredError, match="confirmation query"):
+        await checkout.state(request.payment_id)
+    started = time.monotonic()
+    with pytest.raises(ConfirmationRefusedError, match=f"no worker polls its task queue '{task_queue}'.*nothing was sent"):
+        await checkout.confirm(request.payment_id)
+    assert time.monotonic() - started < 5
+    async with create_worker(client, task_queue, activities):
+        await _wait_for_step(checkout, request.payment_id, "confirm")
+        state = await checkout.state(request.payment_id)
+        assert state.decision is None, "the refused confirmation never reached the workflow"
+        await checkout.confirm(request.payment_id, approved=False)
+        assert (await checkout.service.handle(request.payment_id).result()).status is PaymentStatus.CANCELLED
+    assert repository.ledger(request.payment_id) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="Ctrl-Z is a POSIX signal")
+async def test_a_confirmation_no_worker_takes_in_time_says_it_counts_later_and_does(
+    dev_server: EmbeddedServer, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """The worker stopped with Ctrl-Z after the answer left: it waits on the server and counts once the worker runs."""
+    db_file = tmp_path / "repo.sqlite"
+    repository = PaymentRepository(db_file)
+    checkout = Checkout(PaymentService(client, task_queue, options=FAST, call_window=timedelta(seconds=2)))
+    worker = WorkerProcess(dev_server.address, task_queue, db_file).start()
+    try:
+        request = _request()
+        await checkout.start(request)
+        await _wait_for_step(checkout, request.payment_id, "confirm")
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(ConfirmationNotHeardError, match="It waits on the server and counts when a worker runs the payment"):
+                await checkout.confirm(request.payment_id)
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        result = await asyncio.wait_for(checkout.service.handle(request.payment_id).result(), 30)
+        assert result.status is PaymentStatus.COMPLETED and repository.charge_count(request.payment_id) == 1
+    finally:
+        await worker.stop()
+        repository.close()
+
+
+async def test_checkout_calls_on_a_payment_that_does_not_wait_are_refused_in_one_line(checkout: Checkout) -> None:
+    """A payment started with lab.start: state raised the SDK's WorkflowQueryFailedError, and a webhook went unread."""
+    request = _request()
+    handle = await checkout.service.start(request, faults=FaultPlan(charge=StepFaults(delay=2)))
+    refusal = r"not a payment that waits for a confirmation \(it runs PaymentWorkflow\): start one with `await checkout.start"
+    with pytest.raises(ConfirmationRefusedError, match=refusal):
+        await checkout.state(request.payment_id)
+    with pytest.raises(ConfirmationRefusedError, match=refusal):
+        await checkout.deliver_webhook(request.payment_id, ProcessorEvent("evt_9", AUTHENTICATED))
+    with pytest.raises(ConfirmationRefusedError, match=refusal):
+        await checkout.confirm(request.payment_id)
+    assert (await handle.result()).status is PaymentStatus.COMPLETED
+    assert "WorkflowExecutionSignaled" not in await _event_names(handle)
