@@ -290,7 +290,11 @@ async def _pay(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-            result = await handle.result()
+            try:
+                result = await handle.result()
+            except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task once; a second Ctrl-C leaves at once
+                await _after_interrupt(handle, task_queue, own_worker=worker is not None)
+                raise
             output: dict[str, object] = {
                 "payment_id": result.payment_id,
                 "workflow_id": handle.workflow_id,
@@ -308,6 +312,30 @@ async def _pay(args: argparse.Namespace) -> int:
             if worker:
                 await worker.stop()
             repository.close()
+
+
+INTERRUPTED_SETTLE_WAIT = 15.0
+"""Seconds an interrupted ``pay`` waits for its payment to settle once cancelled."""
+
+
+async def _after_interrupt(handle, task_queue: str, *, own_worker: bool) -> None:  # noqa: ANN001
+    """What an interrupted ``pay`` does with its payment: with the command's own worker, cancel it and wait for it
+    to settle (else it would wait for ever on a task queue nothing polls); with another's, say it runs on."""
+    payment_id = handle.payment_id
+    if not own_worker:
+        print(f"payments-lab pay: stopped waiting; payment {payment_id} runs on with the workers of task queue "
+              f"{task_queue!r} (`payments-lab status {payment_id}` follows it)", file=sys.stderr, flush=True)
+        return
+    print(f"payments-lab pay: interrupted; cancelling payment {payment_id}, which only this command's worker runs "
+          "(Ctrl-C again to leave at once)...", file=sys.stderr, flush=True)
+    try:
+        await handle.cancel()
+        result = await asyncio.wait_for(handle.result(), INTERRUPTED_SETTLE_WAIT)
+    except Exception as err:  # noqa: BLE001 - whatever kept it from settling, say how to finish it
+        print(f"payments-lab pay: payment {payment_id} did not settle ({type(err).__name__}): it waits on task queue "
+              f"{task_queue!r}; `payments-lab worker --task-queue {task_queue}` finishes it", file=sys.stderr, flush=True)
+        return
+    print(f"payments-lab pay: payment {payment_id} {result.status.value}: {result.message}", file=sys.stderr, flush=True)
 
 
 def _service(connection):  # noqa: ANN001, ANN202
@@ -354,6 +382,8 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _cancel(args: argparse.Namespace) -> int:
+    from payments_lab.task_queues import live_pollers
+
     payment_id = _checked_id(args.payment_id)
     async with _connected(args, start_server=False) as connection:
         service = _service(connection)
@@ -363,9 +393,14 @@ async def _cancel(args: argparse.Namespace) -> int:
             print(f"payment {payment_id} already ended ({ended}): nothing to cancel", file=sys.stderr)
             return EXIT_PAYMENT_NOT_DONE
         await service.cancel(payment_id)
+        queue = (await service.handle(payment_id).status()).task_queue
+        nobody = not await live_pollers(connection.client, queue)
     print(
         f"cancellation requested for payment {payment_id}; follow it with `payments-lab status {payment_id}`"
     )
+    if nobody:  # the workflow settles on a worker: until one runs it, the payment stays as it is
+        print(f"no worker polls task queue {queue!r}: the payment is settled once one runs it "
+              f"(`payments-lab worker --task-queue {queue}`)", file=sys.stderr)
     return EXIT_OK
 
 

@@ -281,6 +281,38 @@ def test_a_worker_on_another_ledger_than_the_session_is_refused(isolated: dict[s
     assert_no_process_left(isolated)
 
 
+def test_ctrl_c_on_pay_settles_the_payment_its_own_worker_ran_and_says_what_runs_on(isolated: dict[str, str]) -> None:
+    """Off the script: Ctrl-C on `pay` during the charge's retries exited without a word, and the payment stayed pending
+    for ever on the command's private task queue (`cancel` said it worked and changed nothing: no worker ran it)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
+    )
+    try:
+        server.stdout.readline()  # type: ignore[union-attr]
+        outcomes = {}
+        for payment_id, extra in (("own-1", ["--fail-charge", "3"]), ("queued-1", ["--task-queue", "nobody-polls"])):
+            pay = subprocess.Popen(
+                [sys.executable, "-m", "payments_lab", "pay", "--org", "org-acme", "--amount", "7.00", "--currency", "EUR",
+                 "--id", payment_id, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated,
+            )
+            time.sleep(2.5)  # started, and waiting (the charge retried, or no worker)
+            pay.send_signal(signal.SIGINT)
+            _, err = pay.communicate(timeout=60)
+            outcomes[payment_id] = (pay.returncode, err)
+        code, err = outcomes["own-1"]
+        assert code == 130 and "cancelling payment own-1" in err and "payment own-1 cancelled" in err, err
+        assert json.loads(run("status", "own-1", env=isolated).stdout)["payment_status"] == "cancelled"
+        code, err = outcomes["queued-1"]
+        assert code == 130 and "payment queued-1 runs on with the workers of task queue 'nobody-polls'" in err, err
+        cancelled = run("cancel", "queued-1", env=isolated)
+        assert cancelled.returncode == 0
+        assert "no worker polls task queue 'nobody-polls'" in cancelled.stderr and "--task-queue nobody-polls" in cancelled.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert_no_process_left(isolated)
+
+
 def _wait_for_poller(task_queue: str, count: int) -> None:
     """Until the session's server lists ``count`` live workers of ``task_queue`` (a worker says it is ready just before it polls)."""
     from payments_lab.client import connect
