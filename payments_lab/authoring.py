@@ -68,6 +68,8 @@ class LoadedModule:
     """Its workflow classes, by workflow name."""
     activities: Mapping[str, Callable[..., Any]]
     """Its activities, by activity name."""
+    notes: tuple[str, ...] = ()
+    """What the learner may not expect of it (a kit workflow extended under a name of its own runs nowhere)."""
 
     def __str__(self) -> str:
         parts = [f"{self.name} (version {self.revision}, file {self.path.name})"]
@@ -79,6 +81,26 @@ class LoadedModule:
 
     def __repr__(self) -> str:
         return f"LoadedModule({self})"
+
+
+_CODING_COOKIE = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
+"""PEP 263's declaration of a source file's encoding, looked for on its first two lines."""
+
+
+def _notes(workflows: Mapping[str, type]) -> tuple[str, ...]:
+    """A note for each class that extends a kit workflow under a workflow name of its own: the kit's payments never run it."""
+    notes = []
+    for defn_name, cls in workflows.items():
+        for kit in DEFAULT_WORKFLOWS:
+            kit_name = _definition_name(kit, _WORKFLOW_DEFINITION) or kit.__name__
+            if issubclass(cls, kit) and defn_name != kit_name and kit_name not in workflows:
+                notes.append(
+                    f"{cls.__name__} extends {kit.__name__} under a workflow name of its own ({defn_name!r}): payments "
+                    f"the lab starts still run the kit's {kit.__name__}. To replace it, write "
+                    f"`@workflow.defn(name={kit_name!r})` above the class and run the cell again."
+                )
+                break
+    return tuple(notes)
 
 
 def _definition_name(value: object, attribute: str) -> str | None:
@@ -194,6 +216,19 @@ class WorkflowModules:
                 "from a file or terminal that is not UTF-8). Retype that character and run the cell again; the "
                 "worker still runs the previous version."
             ) from None
+        lines = source.splitlines()[:2]
+        if lines and lines[0].strip() and not lines[0].lstrip().startswith("#"):
+            lines = lines[:1]  # Python reads the second line's declaration only under a comment or a blank line (PEP 263)
+        first_lines = "\n".join(lines)
+        cookie = _CODING_COOKIE.search(first_lines)
+        if cookie and cookie.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
+            cookie_line = 1 + first_lines[: cookie.start()].count("\n")
+            raise WorkflowModuleError(
+                f"{name}, line {cookie_line}: declares `coding: {cookie.group(1)}`, but the cell's text is written to the "
+                "module as UTF-8 and Python would read it back in that encoding, changing every accented letter "
+                "('€' would become 'â\\x82¬'). Remove that line and run the cell again; the worker still runs the "
+                "previous version."
+            )
         revision = self._revisions.get(name, 0) + 1
         # Unique in the process, not only in this folder: every folder is on sys.path, and
         # sys.modules is one for all.
@@ -267,7 +302,7 @@ class WorkflowModules:
                 f"{name} defines no workflow and no activity: decorate a class with `@workflow.defn` "
                 "(and its entry method with `@workflow.run`), or a function with `@activity.defn`."
             )
-        return LoadedModule(name, revision, module_name, path, module, workflows, activities)
+        return LoadedModule(name, revision, module_name, path, module, workflows, activities, _notes(workflows))
 
     def workflows_with(self, loaded: LoadedModule | None, defaults: Iterable[type]) -> list[type]:
         """The workflow classes a worker runs: ``defaults``, replaced by name by the modules in use and ``loaded``."""

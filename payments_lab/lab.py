@@ -392,6 +392,8 @@ class Lab:
         if self.modules is None:
             self.modules = WorkflowModules()
         loaded = await deploy(self.worker if restart_worker else None, self.modules, name, source)
+        for note in loaded.notes:
+            print(f"Note: {note}")
         if restart_worker:
             await self._carry_orphans_on(loaded)
         return loaded

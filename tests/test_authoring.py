@@ -406,3 +406,25 @@ async def test_a_first_answer_that_workflow_code_keeps_from_coming_says_so_at_on
     assert (await lab.service.status(request.payment_id)).workflow_status == "running"
     await lab.load_module("payment_v2", FIXED)
     assert (await asyncio.wait_for(lab.service.handle(request.payment_id).result(), 30)).status is PaymentStatus.COMPLETED
+
+
+async def test_a_kit_workflow_extended_under_a_name_of_its_own_gets_a_note_naming_the_fix(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off the script: lesson 09's class retyped with a bare `@workflow.defn`: loaded in silence, never run (the bug never showed)."""
+    loaded = await lab.load_module("payment_v2", BUGGY.replace('@workflow.defn(name="PaymentWorkflow")', "@workflow.defn"))
+    assert loaded.notes and "under a workflow name of its own ('PaymentWorkflowV2')" in loaded.notes[0]
+    assert "Note: " in capsys.readouterr().out
+    assert "`@workflow.defn(name='PaymentWorkflow')`" in loaded.notes[0]
+    assert (await lab.load_module("payment_v2", FIXED)).notes == (), "the lesson's own version replaces the kit's: no note"
+
+
+def test_a_coding_line_that_is_not_utf8_is_refused_instead_of_changing_the_text(tmp_path: object) -> None:
+    """A module pasted with `# -*- coding: latin-1 -*-`: written as UTF-8, read back as Latin-1, '€' became 'â\\x82¬'."""
+    modules = WorkflowModules(tmp_path)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(WorkflowModuleError, match=r"payment_v2, line 1: declares `coding: latin-1`.*Remove that line"):
+            modules.load("payment_v2", "# -*- coding: latin-1 -*-\n" + FIXED.replace("receipt {", "reçu € {"))
+        assert modules.load("payment_v2", "# -*- coding: utf-8 -*-\n" + FIXED).workflows, "UTF-8 says what is true"
+    finally:
+        modules.close()
