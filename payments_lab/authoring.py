@@ -410,8 +410,12 @@ async def deploy(worker: BackgroundWorker | None, modules: WorkflowModules, name
     deployment = asyncio.ensure_future(put_in_use())
     try:
         await asyncio.shield(deployment)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as stopped:
         # Its outcome (the new version in use, or the one before) is the lab's state; nobody awaits it now.
         deployment.add_done_callback(lambda done: done.cancelled() or done.exception())
+        stopped._render_traceback_ = lambda: [  # type: ignore[attr-defined]  # in a notebook, one line for asyncio's frames
+            f"\x1b[31mStopped waiting\x1b[0m for module {name!r}: its deployment goes on to its end (the new version in "
+            "use, or the worker keeps the code it had); `lab.modules.current` tells which. Running the cell again waits its turn."
+        ]
         raise
     return loaded
