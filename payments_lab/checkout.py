@@ -116,9 +116,15 @@ class Checkout:
                         SearchAttributePair(PAYMENT_CURRENCY, request.currency),
                     ]
                 ),
+                rpc_timeout=service.call_window,
             )
         except WorkflowAlreadyStartedError:
             raise DuplicatePaymentError(request.payment_id, await service.status(request.payment_id)) from None
+        except RPCError as err:
+            if not (is_unreachable(err) or deadline_expired(err)):
+                raise
+            outage = await silence_as_outage(service.client) if deadline_expired(err) else err
+            raise service.unconfirmed_start(request.payment_id, outage or err) from err
         return PaymentHandle(service, handle, request.payment_id)  # type: ignore[arg-type]
 
     async def wait_until_waiting(self, payment_id: str, timeout: float = 10.0) -> ConfirmationState:

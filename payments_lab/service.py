@@ -604,10 +604,10 @@ class PaymentService:
             if not (is_unreachable(err) or deadline_expired(err)):
                 raise
             outage = await silence_as_outage(self.client) if deadline_expired(err) else err
-            raise self._unconfirmed_start(request.payment_id, outage or err) from err
+            raise self.unconfirmed_start(request.payment_id, outage or err) from err
         return PaymentHandle(self, handle, request.payment_id)
 
-    def _unconfirmed_start(self, payment_id: str, outage: RPCError) -> TemporalUnavailableError:
+    def unconfirmed_start(self, payment_id: str, outage: RPCError) -> TemporalUnavailableError:
         """The error of a start the server did not confirm, because of ``outage``."""
         return TemporalUnavailableError(
             f"The Temporal server at {self.client.service_client.config.target_host} did not confirm the "
@@ -747,7 +747,7 @@ class PaymentService:
                     f"stopped answering before its first answer came ({outage.message}). It runs on: "
                     f"`await lab.service.handle({payment_id!r}).result()` waits for its end once the server answers."
                 ) from err
-            raise self._unconfirmed_start(payment_id, outage) from err
+            raise self.unconfirmed_start(payment_id, outage) from err
 
     async def process(self, request: PaymentRequest, **start_options: object) -> PaymentResult:
         """Start the payment and wait for its result (the seed's ``processPayment``).

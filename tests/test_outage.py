@@ -431,3 +431,32 @@ async def test_a_check_run_while_the_rooms_server_restarts_says_so_and_records_n
     finally:
         await lab.close()
         server.stop()
+
+
+@posix_only
+async def test_checkout_rides_out_a_stopped_server_and_a_start_it_leaves_unconfirmed_is_one_clear_error() -> None:
+    """Off the script: lesson 11's checkout called the SDK bare, so Ctrl-Z on the server gave `RPCError: tcp connect
+    error` (or nothing for 40 s) where the kit's other calls wait, and say so."""
+    from payments_lab.checkout import Checkout
+
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-checkout", server=server, options=FAST)
+    lab.service.call_window = CALL_WINDOW
+    checkout = Checkout(lab.service)
+    try:
+        waiting = lab.request("3.00")
+        await checkout.start(waiting)
+        await checkout.wait_until_waiting(waiting.payment_id)
+        request = lab.request("5.00")
+        said = io.StringIO()
+        with redirect_stderr(said):
+            with stopped(server), pytest.raises(TemporalUnavailableError, match="did not confirm the start"):
+                await checkout.start(request)
+            resume = stop(server)
+            asyncio.get_running_loop().call_later(OUTAGE, resume)
+            receipt = await asyncio.wait_for(checkout.confirm(waiting.payment_id), 90)
+        assert receipt.approved and NOT_ANSWERING in said.getvalue(), "the confirmation waited through the outage, and said so"
+        assert (await asyncio.wait_for(lab.service.handle(waiting.payment_id).result(), 60)).status is PaymentStatus.COMPLETED
+    finally:
+        await lab.close()
+    assert lab.repository.charge_count(waiting.payment_id) == 1
