@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,17 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> s
     return subprocess.run(
         [sys.executable, "-m", "payments_lab", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
+
+
+def interrupt_all(processes: Iterable[subprocess.Popen[str]]) -> None:
+    """Ctrl-C each process still running, in order, as a learner would; kill one that does not stop within 30 s."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def assert_no_process_left(env: dict[str, str]) -> None:
@@ -229,13 +241,7 @@ def test_crash_it_by_hand_as_the_readme_says(isolated: dict[str, str]) -> None:
         assert shown["payment_status"] == "completed" and shown["charges"] == 1 and shown["attempts"]["charge"] == 2
         ledger.close()
     finally:
-        for process in reversed(started):
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        interrupt_all(reversed(started))
     assert_no_process_left(isolated)
 
 
@@ -362,12 +368,7 @@ def test_workers_with_two_ledgers_never_share_a_task_queue(isolated: dict[str, s
         workers.append(second_shared)
         assert "payments-lab worker ready" in second_shared.stdout.readline(), "workers sharing the lab's ledger may share a queue"  # type: ignore[operator]
     finally:
-        for process in [*workers, server]:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        interrupt_all([*workers, server])
     assert_no_process_left(isolated)
 
 
