@@ -541,6 +541,12 @@ def _room(args: argparse.Namespace) -> int:
     if exposed:
         print(f"Warning: the dev server has no authentication: anyone who reaches {host}:{args.port} or the Web UI "
               f"({ui_url}) can read and change every learner's namespace. Use a trusted network only.", file=sys.stderr)
+    if is_loopback(args.ip) and not is_loopback(host):
+        # Each learner would be told the room "is not up (yet)" while it runs; only a port forward or a proxy
+        # to this machine's 127.0.0.1 makes such lines work.
+        print(f"Warning: the lines hand out {host}, but the server listens on {args.ip} only: no other machine reaches "
+              f"it. Add --ip 0.0.0.0 (or --ip {host}, if that is this machine's address), unless a port forward "
+              f"to this machine's {args.ip}:{args.port} stands behind {host}.", file=sys.stderr)
     _print_room(learners(names, f"{host}:{args.port}", ui_url), args.out)
     print("Each learner sets their line's variables before starting JupyterLab. Ctrl-C stops the room.", flush=True)
     for stop_signal in processes.stop_signals():

@@ -30,11 +30,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from temporalio.api.workflowservice.v1 import ListNamespacesRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.arguments import positive_duration, whole_number
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.gathering import gather_all
 from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_window
+from payments_lab.room import SYSTEM_NAMESPACES
 from payments_lab.search_attributes import CHECK_VERDICT, EXERCISE_ID
 from payments_lab.verdicts import WORKFLOW_TYPE, CheckOutcome
 from payments_lab.visibility import PAYMENTS_QUERY
@@ -52,10 +54,6 @@ MAX_RECORDS = 1000
 """Check records read per learner at most (a learner checks a few dozen times in a workshop)."""
 
 T = TypeVar("T")
-
-SYSTEM_NAMESPACES = frozenset({"default", "temporal-system"})
-"""Namespaces of a server that belong to no learner."""
-
 
 def exercise_label(exercise_id: str) -> str:
     """``02.q2`` → ``02·Q2``."""
@@ -187,6 +185,8 @@ class RoomView:
     """When it was read."""
     rules: StuckRules = StuckRules()
     """When a learner stands out."""
+    left_out: tuple[str, ...] = ()
+    """Namespaces asked for that hold no learner's progress, each with why (not found, not prepared by the kit)."""
 
     def flags(self) -> dict[str, str]:
         """Learners who stand out, with why."""
@@ -219,9 +219,14 @@ class RoomView:
         return pd.DataFrame(rows).set_index("learner") if rows else pd.DataFrame()
 
     def __repr__(self) -> str:
-        return f"RoomView of {len(self.learners)} learners\n{self.table().to_string()}"
+        left_out = "".join(f"\nleft out: {reason}" for reason in self.left_out)
+        return f"RoomView of {len(self.learners)} learners\n{self.table().to_string()}{left_out}"
 
     def _repr_html_(self) -> str:
+        left_out = "".join(f"<p>Left out: {html.escape(reason)}</p>" for reason in self.left_out)
+        return self._table_html() + left_out
+
+    def _table_html(self) -> str:
         table = self.table()
         if table.empty:
             return "<p>No learner yet.</p>"
@@ -380,12 +385,21 @@ async def _room_view(
         names = await _windowed(client, lambda window: _learner_namespaces(client, window))
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def read(name: str) -> LearnerProgress:
+    async def read(name: str) -> LearnerProgress | str:
         async with semaphore:
-            return await _learner_progress(namespace_client(client, name), course)
+            try:
+                return await _learner_progress(namespace_client(client, name), course)
+            except RPCError as err:  # one namespace that cannot be read must not blank the whole room
+                if err.status is RPCStatusCode.NOT_FOUND:
+                    return f"{name}: no such namespace on the server (deleted, or mistyped)"
+                if err.status is RPCStatusCode.INVALID_ARGUMENT and "search attribute" in err.message:
+                    return (f"{name}: not a learner's namespace (it lacks the kit's search attributes, which "
+                            "`payments-lab room` adds to each learner's)")
+                raise
 
-    learners = await gather_all(read(name) for name in names)
-    return RoomView(tuple(learners), datetime.now(UTC), rules)
+    found = await gather_all(read(name) for name in names)
+    learners = tuple(f for f in found if isinstance(f, LearnerProgress))
+    return RoomView(learners, datetime.now(UTC), rules, tuple(f for f in found if isinstance(f, str)))
 
 
 def _windowed(client: Client, request: Callable[[timedelta], Awaitable[T]]) -> Awaitable[T]:

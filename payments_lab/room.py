@@ -25,10 +25,13 @@ from payments_lab.client import TemporalUnavailableError, _client, ensure_search
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.outage import is_unreachable
 
-NAME_RULE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-"""A learner's name, which is their namespace. Temporal's server limits only a namespace's length
-(``limit.maxIDLength``, 1000); the kit keeps names to what a shell line (``export
-TEMPORAL_NAMESPACE=…``), a file name (``--out``) and a URL segment hold as written."""
+SYSTEM_NAMESPACES = frozenset({"default", "temporal-system"})
+"""Namespaces of a server that belong to no learner: Temporal's own, and the one a client uses when none is named."""
+
+NAME_RULE = r"^(?!(?:default|temporal-system)$)[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+"""A learner's name, which is their namespace, never one of :data:`SYSTEM_NAMESPACES`. Temporal's server
+limits only a namespace's length (``limit.maxIDLength``, 1000); the kit keeps names to what a shell line
+(``export TEMPORAL_NAMESPACE=…``), a file name (``--out``) and a URL segment hold as written."""
 
 _NAME = re.compile(NAME_RULE)
 
@@ -81,10 +84,11 @@ def learner_names(count: int | None = None, names_file: str | Path | None = None
     if not names:
         raise InvalidArgumentError(f"{names_file} names no learner (one name per line)")
     for name in names:
-        if not _NAME.fullmatch(name) or name == "default":
+        if not _NAME.fullmatch(name):
             raise InvalidArgumentError(
                 f"{name!r} cannot be a learner's namespace: use letters, digits, '.', '_' and '-' "
-                "(at most 63 characters, starting with a letter or digit; not 'default')"
+                "(at most 63 characters, starting with a letter or digit; not 'default' or 'temporal-system', "
+                "which are the server's own)"
             )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -150,3 +150,25 @@ def test_the_demo_rooms_server_cell_run_twice_leaves_one_server() -> None:
         assert not first.running and second.running
     finally:
         second.stop()
+
+
+async def test_a_namespace_the_room_cannot_read_is_left_out_with_why_and_the_rest_is_shown() -> None:
+    """Off the script: a namespace made by hand on the room's server (no kit search attributes), or one deleted or mistyped
+    in the list a facilitator gave, ended the whole view with a raw RPCError."""
+    from google.protobuf.duration_pb2 import Duration
+    from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+
+    with EmbeddedServer(ui=False, namespaces=["ana"]) as server:
+        client = (await connect(address=server.address)).client
+        # What `temporal operator namespace create -n scratch` does.
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(namespace="scratch", workflow_execution_retention_period=Duration(seconds=86400))
+        )
+        view = await room_view(client)
+        assert [p.learner for p in view.learners] == ["ana"]
+        assert view.left_out == ("scratch: not a learner's namespace (it lacks the kit's search attributes, which "
+                                 "`payments-lab room` adds to each learner's)",)
+        listed = await room_view(client, ["ana", "learner-2"])
+        assert [p.learner for p in listed.learners] == ["ana"]
+        assert listed.left_out == ("learner-2: no such namespace on the server (deleted, or mistyped)",)
+        assert "left out: learner-2: no such namespace" in repr(listed) and "Left out: learner-2" in listed._repr_html_()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from payments_lab.advertise import advertised_host, is_loopback
 from payments_lab.client import TemporalUnavailableError, connect
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.processes import free_port, processes_marked
-from payments_lab.room import learner_names, prepare_namespaces
+from payments_lab.room import NAME_RULE, learner_names, prepare_namespaces
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.server import EmbeddedServer
 
@@ -144,6 +145,20 @@ def test_the_advertised_host_can_be_set_and_a_machine_without_a_network_is_refus
         advertised_host("0.0.0.0")
 
 
+def test_an_advertised_host_the_server_does_not_listen_on_is_warned_of(isolated: dict[str, str]) -> None:
+    """Off the script: `--advertise HOST` without `--ip`: every line named HOST, the server listened on 127.0.0.1 only,
+    and each learner was told the room "is not up (yet)" while it ran."""
+    room = _start_room(isolated, "--advertise", "192.0.2.2", "--port", str(free_port()), "--ui-port", str(free_port()))
+    try:
+        line = _first_learner_line(room)
+        assert line is not None and "TEMPORAL_ADDRESS=192.0.2.2:" in line
+    finally:
+        _stop_room(room)
+    warning = room.stderr.read()  # type: ignore[union-attr]
+    assert "the lines hand out 192.0.2.2, but the server listens on 127.0.0.1 only" in warning and "Add --ip 0.0.0.0" in warning
+    assert processes_marked(isolated["PAYMENTS_LAB_MARK"]) == []
+
+
 def test_a_second_room_on_the_same_database_is_refused(isolated: dict[str, str], tmp_path: Path) -> None:
     """Two dev servers on one SQLite file would share its shard: each room's learners would see the other's payments."""
     port = free_port()
@@ -242,3 +257,13 @@ async def test_a_cluster_gone_during_the_room_s_preparation_is_one_clear_error_a
         assert await prepare_namespaces(admin, names) == [], "prepared already: nothing created twice"
     finally:
         cluster.stop()
+
+
+@pytest.mark.parametrize("name", ["default", "temporal-system"])
+def test_the_servers_own_namespaces_are_no_learners_name(name: str, tmp_path: Path) -> None:
+    """Off the script: a learner named temporal-system ran every lesson in Temporal's own namespace, unseen by the room view."""
+    names = tmp_path / "names.txt"
+    names.write_text(f"ana\n{name}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"'{name}' cannot be a learner's namespace.*not 'default' or 'temporal-system'"):
+        learner_names(names_file=names)
+    assert not re.fullmatch(NAME_RULE, name) and re.fullmatch(NAME_RULE, f"{name}-2"), "the hub's login rule refuses it too"
