@@ -41,6 +41,9 @@ from payments_lab.links import ui_route
 from payments_lab.search_attributes import ALL as SEARCH_ATTRIBUTES
 from payments_lab.server import EmbeddedServer, read_session
 
+SYSTEM_NAMESPACES = frozenset({"default", "temporal-system"})
+"""Namespaces of a server that belong to no learner: Temporal's own, and the one a client uses when none is named."""
+
 _ENV_VARS = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE")
 
 
@@ -220,9 +223,13 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                     "your facilitator has started it; keep TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE as they are."
                 ) from err
             no_port = "" if target_host.rpartition(":")[2].isdigit() else " No port was given: a Temporal server usually listens on 7233."
+            if os.environ.get("TEMPORAL_ADDRESS", "").strip() == target_host and not os.environ.get("TEMPORAL_NAMESPACE", "").strip():
+                advice = ("If it is your workshop room's, run this cell again once it is up, with TEMPORAL_NAMESPACE from "
+                          "your line set too; otherwise unset TEMPORAL_ADDRESS to let the kit start its own.")
+            else:
+                advice = "Unset TEMPORAL_ADDRESS to let the kit start its own."
             raise TemporalUnavailableError(
-                f"Could not reach a Temporal server at {target_host} ({gist}).{no_port} Is it running? "
-                "Unset TEMPORAL_ADDRESS to let the kit start its own."
+                f"Could not reach a Temporal server at {target_host} ({gist}).{no_port} Is it running? {advice}"
             ) from err
         except ValueError as err:
             if "invalid target URL" not in str(err):  # the SDK refusing the address before trying it
@@ -372,6 +379,8 @@ async def connect(
                 f"where no Temporal server answers. Set TEMPORAL_ADDRESS too (a room's line has it), or unset {given} "
                 "to let the kit start its own server."
             ) from err
+        if "namespace" not in config:
+            await _refuse_default_in_a_room(client, target)
         try:
             await ensure_search_attributes(client)
         except RPCError as err:
@@ -389,6 +398,26 @@ async def connect(
             "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one."
         )
     return await _connect_embedded(EmbeddedServer(), "embedded dev server")
+
+
+async def _refuse_default_in_a_room(client: Client, target: str) -> None:
+    """Refuse ``default`` on a room's server (it has learners' namespaces): half a room's line, address without namespace.
+
+    Raises:
+        NamespaceNotFoundError: the server holds namespaces other than its own.
+    """
+    try:
+        listed = await client.workflow_service.list_namespaces(ListNamespacesRequest(page_size=1000), timeout=timedelta(seconds=5))
+    except RPCError:  # a cluster may not let this client list them (Temporal Cloud): nothing to tell
+        return
+    learners = sorted(n.namespace_info.name for n in listed.namespaces if n.namespace_info.name not in SYSTEM_NAMESPACES)
+    if learners:
+        shown = ", ".join(repr(name) for name in learners[:3]) + (", …" if len(learners) > 3 else "")
+        raise NamespaceNotFoundError(
+            f"TEMPORAL_ADDRESS names the server at {target}, which holds a room's namespaces ({shown}), and "
+            "TEMPORAL_NAMESPACE is not set: your payments and checks would land in 'default', where your facilitator "
+            "does not see them. Set TEMPORAL_NAMESPACE from the line your facilitator handed out, then run this cell again."
+        )
 
 
 async def _missing_namespace_message(client: Client, target: str) -> str:

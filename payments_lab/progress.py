@@ -33,10 +33,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.arguments import positive_duration, whole_number
+from payments_lab.client import SYSTEM_NAMESPACES
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.gathering import gather_all
 from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_window
-from payments_lab.room import SYSTEM_NAMESPACES
 from payments_lab.search_attributes import CHECK_VERDICT, EXERCISE_ID
 from payments_lab.verdicts import WORKFLOW_TYPE, CheckOutcome
 from payments_lab.visibility import PAYMENTS_QUERY

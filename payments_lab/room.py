@@ -25,11 +25,8 @@ from payments_lab.client import TemporalUnavailableError, _client, ensure_search
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.outage import is_unreachable
 
-SYSTEM_NAMESPACES = frozenset({"default", "temporal-system"})
-"""Namespaces of a server that belong to no learner: Temporal's own, and the one a client uses when none is named."""
-
 NAME_RULE = r"^(?!(?:default|temporal-system)$)[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-"""A learner's name, which is their namespace, never one of :data:`SYSTEM_NAMESPACES`. Temporal's server
+"""A learner's name, which is their namespace, never one of :data:`payments_lab.client.SYSTEM_NAMESPACES`. Temporal's server
 limits only a namespace's length (``limit.maxIDLength``, 1000); the kit keeps names to what a shell line
 (``export TEMPORAL_NAMESPACE=…``), a file name (``--out``) and a URL segment hold as written."""
 

@@ -75,6 +75,26 @@ async def test_a_namespace_without_an_address_says_the_address_is_missing(monkey
         await connect()
 
 
+async def test_an_address_without_a_namespace_on_a_rooms_server_is_refused_before_any_work_lands_in_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Off the script: the other half of a room's line. The learner's payments and green checks went to 'default', and the
+    facilitator's view showed them idle; before the room was up, they were told to unset TEMPORAL_ADDRESS."""
+    monkeypatch.delenv("TEMPORAL_NAMESPACE", raising=False)
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TEMPORAL_ADDRESS", address)
+    with pytest.raises(TemporalUnavailableError, match=r"If it is your workshop room's, run this cell again once it is up, "
+                       r"with TEMPORAL_NAMESPACE from your line set too"):
+        await connect()
+    with EmbeddedServer(ui=False, namespaces=["learner-01", "learner-02"]) as room:
+        monkeypatch.setenv("TEMPORAL_ADDRESS", room.address)
+        with pytest.raises(NamespaceNotFoundError, match=r"holds a room's namespaces \('learner-01', 'learner-02'\), and "
+                           r"TEMPORAL_NAMESPACE is not set: your payments and checks would land in 'default'"):
+            await connect()
+        monkeypatch.setenv("TEMPORAL_NAMESPACE", "learner-01")
+        assert (await connect()).client.namespace == "learner-01"
+
+
 async def test_a_profile_from_a_config_file(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "temporal.toml"
     config.write_text(f'[profile.lab]\naddress = "{dev_server.address}"\nnamespace = "default"\n')
