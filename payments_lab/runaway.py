@@ -110,6 +110,9 @@ class LoopGuard:
     TURN = 0.02
     """Seconds between two beats of the loop: a beat that does not come means the loop is blocked."""
 
+    STOP_AGAIN_AFTER = 0.2
+    """Seconds after a stop before another is sent, if the learner's code still runs (the first was lost)."""
+
     def __init__(self, code: Any, stop_after: float) -> None:
         self._code = code
         self._stop_after = stop_after
@@ -124,11 +127,14 @@ class LoopGuard:
         self.stopped = False
         """Whether the learner's code was stopped for keeping the loop blocked past ``stop_after``."""
         self._longest = 0.0
+        self._stop_sent = float("-inf")
         self._beating: asyncio.TimerHandle | None = None
         self._watcher = threading.Thread(target=self._watch, name="learner's event-loop guard", daemon=True)
 
     def __enter__(self) -> LoopGuard:
         self._beating = self._loop.call_later(self.TURN, self._on_beat)
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
         self._watcher.start()
         return self
 
@@ -137,6 +143,15 @@ class LoopGuard:
         if self._beating is not None:
             self._beating.cancel()
         self._watcher.join()
+        sys.unraisablehook = self._hook
+
+    def _unraisable(self, unraisable: Any) -> None:
+        # A stop that landed in a finalizer (a coroutine dropped unawaited) is swallowed there ("Exception ignored
+        # in …"): no message; the watcher sends the next one at its next turn.
+        if isinstance(unraisable.exc_value, _Stopped):
+            self._stop_sent = float("-inf")
+        else:
+            self._hook(unraisable)
 
     def _on_beat(self) -> None:
         self._beat = time.monotonic()
@@ -163,8 +178,11 @@ class LoopGuard:
             if blocked_since is None:
                 blocked_since = max(self._beat, now - 5 * self.TURN)
             self._count(blocked_since, now, line, ongoing=True)
-            if now - blocked_since > self._stop_after and not self.stopped:
+            if now - blocked_since > self._stop_after and now - self._stop_sent >= self.STOP_AGAIN_AFTER:
+                # Again while the learner's code still runs: a stop that lands in a finalizer (a coroutine
+                # dropped unawaited, in a loop that forgot `await`) or in a bare `except:` is lost.
                 self.stopped = True
+                self._stop_sent = now
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._loop_thread), ctypes.py_object(_Stopped))
         if blocked_since is not None:
             self._count(blocked_since, time.monotonic(), None)
@@ -176,3 +194,42 @@ class LoopGuard:
             self._longest, self.blocked_line = span, line
         if not ongoing:
             self.blocked_seconds += span
+
+
+class IgnoredCancellationError(Exception):
+    """A learner's coroutine caught the cancellation meant to end it and waited on: it was closed and dropped."""
+
+
+class Droppable:
+    """``await Droppable(coroutine)`` awaits the coroutine as ``await coroutine`` would, with one difference.
+
+    A coroutine that catches the cancellation thrown into it (a bare ``except:`` around an
+    ``await`` catches ``CancelledError``) and waits again would keep running in the background
+    of the notebook, past any timeout. Here, it is closed at that next wait instead, what it
+    waited for is cancelled, and the await raises :class:`IgnoredCancellationError`.
+    """
+
+    def __init__(self, coroutine: Any) -> None:
+        self._coroutine = coroutine
+
+    def __await__(self) -> Any:
+        coroutine = self._coroutine
+        thrown: BaseException | None = None
+        while True:
+            try:
+                waited = coroutine.send(None) if thrown is None else coroutine.throw(thrown)
+            except StopIteration as done:
+                return done.value
+            if isinstance(thrown, asyncio.CancelledError):  # cancelled, and it waits again
+                if isinstance(waited, asyncio.Future):
+                    waited.cancel()
+                try:
+                    coroutine.close()
+                except RuntimeError:  # it caught GeneratorExit too: it is never resumed again all the same
+                    pass
+                raise IgnoredCancellationError("the coroutine caught its cancellation and waited on")
+            try:
+                yield waited
+                thrown = None
+            except BaseException as error:  # noqa: BLE001 - what the task throws in, the coroutine gets
+                thrown = error

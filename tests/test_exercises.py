@@ -11,6 +11,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +239,17 @@ async def _share_as_percentage(service: Any, organization_id: str) -> float:
     return 100 * await service.count(organization_id=organization_id, status="failed") / await service.count(organization_id=organization_id)
 
 
+async def _share_past_a_float(service: Any, organization_id: str) -> int:
+    return 10**400 * await service.count(organization_id=organization_id, status="failed")
+
+
+async def _step_as_a_row(handle: Any) -> object:
+    import pandas as pd
+
+    progress = await handle.progress()
+    return pd.Series({"step": progress.step, "status": progress.status})
+
+
 async def _share_of_all_organizations(service: Any, organization_id: str) -> float:
     return await service.count(status="failed") / await service.count()
 
@@ -284,10 +297,13 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson01.q1, lambda lab: lab.request("-5", "EUR"), "not because of its organization"),
     (lesson01.q1, lambda lab: lab.request("25.00", "EUR"), "was not declined"),
     (lesson01.q2, lambda lab: _current_step_from_describe, "handle.progress()"),
+    (lesson01.q2, lambda lab: _step_as_a_row, "should return the step, as a string"),  # a pandas Series: a traceback
     (lesson01.q3, lambda lab: WorkflowIDConflictPolicy.FAIL, "WorkflowAlreadyStartedError"),
     (lesson01.q3, lambda lab: WorkflowIDConflictPolicy.TERMINATE_EXISTING, "TERMINATE_EXISTING"),
     (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=2, maximum_attempts=4), "backoff_coefficient"),
     (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=3, maximum_attempts=3), "counts every attempt"),
+    # Millions of attempts: the kernel froze while the check listed them all.
+    (lesson02.q1, lambda lab: PaymentOptions(backoff_coefficient=3, maximum_attempts=2_000_000_000), "(1,999,999,999 waits)"),
     (lesson02.q1, lambda lab: RetryPolicy(initial_interval=1, backoff_coefficient=3, maximum_attempts=4), "Temporal would refuse"),  # type: ignore[arg-type]
     (
         lesson02.q1,
@@ -312,6 +328,7 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson03.q1, lambda lab: _count_started_events, "ActivityTaskStarted"),
     (lesson03.q1, lambda lab: _attempt_counted_for_ever, "was stopped"),
     (lesson03.q2, lambda lab: 3, "attempt log"),
+    (lesson03.q2, lambda lab: 10**5000, "an int of about 5,001 digits"),  # too long for str(): a traceback
     (lesson03.q3, lambda lab: _failure_of_failed_events, "last_failure"),
     (lesson04.q1, lambda lab: 1, "idempotency key"),
     (lesson04.q2, lambda lab: PaymentOptions(), "charge_heartbeat_timeout"),
@@ -333,6 +350,8 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson06.q1, lambda lab: lambda organization_id: f"OrganizationId = {organization_id}", "The server refused your query"),
     (lesson06.q2, lambda lab: _share_of_all_organizations, "organization_id="),
     (lesson06.q2, lambda lab: _share_as_percentage, "that is a percentage"),
+    (lesson06.q2, lambda lab: _share_past_a_float, "should return a number"),  # float() overflowed: a traceback
+    (lesson06.q1, lambda lab: lambda organization_id: "PaymentStatus = 'f\udce4iled'", "lone surrogate"),
     (lesson07.q1, lambda lab: PaymentWorkflowWithFraudScreen, "Nondeterminism"),
     (lesson07.q2, lambda lab: True, "patch marker"),
     (lesson09.q1, lambda lab: _first_line_of_the_trace, "outermost call first"),
@@ -383,9 +402,9 @@ def test_whole_numbers_and_truth_values_of_any_kind_are_taken_and_bools_are_not_
 
     from payments_lab.exercises.checking import truth_answer, whole_number_answer
 
-    for value in (2, np.int64(2), 2.0, np.float64(2.0)):
+    for value in (2, np.int64(2), 2.0, np.float64(2.0), Decimal("2"), Decimal("2.00")):
         assert whole_number_answer(value, "m", expected="e", where_to_look="w") == 2
-    for wrong in (True, np.bool_(True), 2.5, "2", None):
+    for wrong in (True, np.bool_(True), 2.5, "2", None, Decimal("2.5"), Decimal("NaN"), Decimal("sNaN"), Fraction(10**400, 3)):
         with pytest.raises(Mismatch) as raised:
             whole_number_answer(wrong, "an int, please", expected="e", where_to_look="w")
         assert raised.value.message == "an int, please" and type(wrong).__name__ in raised.value.seen
@@ -893,6 +912,52 @@ async def test_an_async_answer_that_blocks_the_event_loop_is_told_so_and_one_tha
         return value
 
     assert await call_learner(waits, 7, what="function", timeout=3) == 7, "waiting with await is not blocking"
+
+
+async def test_a_loop_that_drops_a_coroutine_each_turn_or_catches_its_cancellation_is_stopped_with_a_verdict(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Off the script: a poll loop that forgot `await` froze the kernel for good (the one stop sent landed in Python's
+    "never awaited" finalizer and was swallowed); one with a bare `except:` swallowed the timeout's cancellation, ran on
+    after the verdict, and the check blamed the lab 90 s later."""
+    import time
+
+    from payments_lab.exercises.checking import call_learner
+
+    async def progress() -> str:
+        return "validate"
+
+    async def forgets_await(value: int) -> int:
+        while True:
+            step = progress()  # meant: await progress()
+            if step == "charge":
+                return value
+
+    started = time.monotonic()
+    with pytest.raises(Mismatch, match="did not return within 0.5 s: it never let the kernel's event loop turn") as stopped:
+        await call_learner(forgets_await, 1, what="function", timeout=0.5)
+    first = forgets_await.__code__.co_firstlineno
+    assert any(f"line {first + n} of your cell" in stopped.value.seen for n in range(1, 5)) and time.monotonic() - started < 15
+    assert "Exception ignored" not in capsys.readouterr().err, "the stops a finalizer swallowed are not shown"
+
+    polls = 0
+
+    async def swallows(value: int) -> int:
+        nonlocal polls
+        while True:
+            try:
+                polls += 1
+                await asyncio.sleep(0.05)
+            except:  # noqa: E722 - what the learner wrote
+                pass
+
+    started = time.monotonic()
+    with pytest.raises(Mismatch, match="did not return within 0.5 s, and caught the cancellation that was to stop it") as caught:
+        await call_learner(swallows, 1, what="function", timeout=0.5)
+    assert time.monotonic() - started < 2 and "`except Exception:` at most" in caught.value.where_to_look
+    after_verdict = polls
+    await asyncio.sleep(0.3)
+    assert polls == after_verdict, "the learner's loop was dropped, not left running in the background"
 
 
 async def test_an_interrupted_check_stops_with_its_work_and_says_so_in_one_line() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from payments_lab.lab import Lab
 from payments_lab.messages import PaymentOptions
 from payments_lab.outage import RECOVERY_ALLOWANCE, OutageWatch, outage_wait
 from payments_lab.repository import AttemptRecord, PaymentRepository
-from payments_lab.runaway import GuardedCall, LoopGuard, was_stopped
+from payments_lab.runaway import Droppable, GuardedCall, IgnoredCancellationError, LoopGuard, was_stopped
 from payments_lab.service import PaymentHandle, PaymentService
 from payments_lab.wording import plural as plural  # the lessons import it from here
 from payments_lab.workflow_tasks import WorkflowTaskFailingError
@@ -365,7 +366,17 @@ async def _await_learner(function: Callable[..., Any], args: tuple[Any, ...], wh
             # Awaited in this task, not wait_for's: a SystemExit raised in a task of its own would
             # go straight out of the event loop, past every handler here.
             async with asyncio.timeout(timeout):
-                outcome = await function(*args)
+                outcome = await Droppable(function(*args))
+        except IgnoredCancellationError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None  # the check itself was cancelled (■): not the learner's doing
+            raise Mismatch(
+                f"Your {what} did not return within {timeout:g} s, and caught the cancellation that was to stop it: it was stopped.",
+                expected=f"it returns within {timeout:g} s",
+                seen="a `try` around an `await` whose `except` catches everything (a bare `except:`, or `except BaseException:`)",
+                where_to_look="catch what you expect, `except Exception:` at most (a cancellation is not an Exception), and make the loop end",
+            ) from None
         except BaseException as error:
             if isinstance(error, (SystemExit, GeneratorExit)):
                 raise _ended_the_program(error, what) from None
@@ -563,8 +574,14 @@ def whole_number_answer(value: object, message: str, *, expected: str, where_to_
     if not isinstance(value, (bool, np.bool_)):
         if isinstance(value, numbers.Integral):
             return int(value)
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            return int(float(value))
+        if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():  # Decimal('2')
+            return int(value)
+        if isinstance(value, numbers.Real):
+            try:
+                if float(value).is_integer():
+                    return int(float(value))
+            except (OverflowError, ValueError):  # a Fraction too large for a float: not a count of attempts
+                pass
     raise Mismatch(message, expected=expected, seen=f"{type(value).__name__} {short_repr(value)}", where_to_look=where_to_look)
 
 
@@ -585,8 +602,13 @@ def truth_answer(value: object, example: str) -> bool:
 
 
 def short_repr(value: object, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters."""
-    text = repr(value)
+    """``repr(value)``, cut to ``limit`` characters; what it is, where it cannot be shown (an int of 5,000 digits)."""
+    try:
+        text = repr(value)
+    except Exception as error:  # noqa: BLE001 - any answer at all reaches here
+        if isinstance(value, int):
+            return f"an int of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+        return f"a {type(value).__name__} that cannot be shown ({type(error).__name__})"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

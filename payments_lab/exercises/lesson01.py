@@ -131,6 +131,13 @@ async def _check_current_step(answer: object, lab: Lab | None) -> Verdict:
         answered_in = time.monotonic() - asked
     finally:
         await await_result(handle, 5)
+    if not isinstance(seen, str):  # a row, an array, the whole progress: comparing it with a step means nothing
+        raise Mismatch(
+            "Your function should return the step, as a string.",
+            expected="`'charge'`: the `step` of `await handle.progress()`",
+            seen=f"{type(seen).__name__} {short_repr(seen)}",
+            where_to_look="return only the step: `return (await handle.progress()).step`",
+        )
     if seen in (Step.NOTIFY.value, Step.DONE.value) and answered_in > QUICK_ANSWER:
         raise lab_too_slow(
             f"Your function answered after {answered_in:.1f} s, when the charge had ended: the lab is too slow to tell.",

@@ -121,9 +121,9 @@ async def _check_started_events(answer: object, lab: Lab | None) -> Verdict:
             "events: the kit's own attempt log, `lab.repository.attempts(payment_id)`, keeps every one"
         )
         raise Mismatch(
-            f"You said {answer}; the history holds {len(started)}.",
+            f"You said {short_repr(answer)}; the history holds {len(started)}.",
             expected=f"{len(started)} `ActivityTaskStarted` event for `charge_payment` (attempt {started[-1].attempt})",
-            seen=str(answer),
+            seen=short_repr(answer),
             where_to_look=where,
         )
     return Verdict(

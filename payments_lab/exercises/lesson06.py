@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from decimal import Decimal
 
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.exercises import Exercise, Mismatch, Verdict
 from payments_lab.exercises.checking import (
     ID_PREFIX,
@@ -80,6 +81,13 @@ async def _check_failed_query(answer: object, lab: Lab | None) -> Verdict:
         )
     try:
         found = await lab.service.search(query=query)
+    except InvalidArgumentError as error:  # text no server takes (a lone surrogate): refused before it is sent
+        raise Mismatch(
+            "Your query cannot be sent.",
+            expected="a valid visibility query, e.g. `OrganizationId = 'org-acme'`",
+            seen=str(error),
+            where_to_look="retype the character it names: it came from a terminal or file that is not UTF-8",
+        ) from None
     except VisibilityQueryError as error:
         raise Mismatch(
             "The server refused your query.",
@@ -152,20 +160,25 @@ q1 = Exercise(
 
 def _judge_share(said: object, expected: float, what: str) -> None:
     """Raise the feedback for a share that is not ``expected`` (described by ``what``)."""
-    if isinstance(said, bool) or not isinstance(said, (numbers.Real, Decimal)):
+    try:
+        # A float of the answer: an int past a float's range (10**400) or a signalling NaN has none.
+        share = None if isinstance(said, bool) or not isinstance(said, (numbers.Real, Decimal)) else float(said)
+    except (OverflowError, ValueError):
+        share = None
+    if share is None:
         raise Mismatch(
             "Your function should return a number: the share of failed payments.",
             expected=f"a number between 0 and 1, here {expected:g}",
             seen=f"{type(said).__name__} {short_repr(said)}",
             where_to_look="divide one count by another: `await service.count(...)` returns an int",
         )
-    if math.isclose(float(said), expected, abs_tol=1e-9):
+    if math.isclose(share, expected, abs_tol=1e-9):
         return
-    if float(said) > 1 and math.isclose(float(said) / 100, expected, abs_tol=1e-9):
+    if share > 1 and math.isclose(share / 100, expected, abs_tol=1e-9):
         where = "that is a percentage: the share is a number between 0 and 1 (drop the `* 100`)"
-    elif float(said) > 1 or (float(said) == 1 and expected < 1):
+    elif share > 1 or (share == 1 and expected < 1):
         where = "that is a count, not a share: divide it by the number of all the organization's payments"
-    elif math.isclose(float(said), 0.0):
+    elif math.isclose(share, 0.0):
         where = (
             "count by the payment's status, `service.count(organization_id=..., status='failed')`: the workflow "
             "of a failed payment completed normally"
@@ -173,9 +186,9 @@ def _judge_share(said: object, expected: float, what: str) -> None:
     else:
         where = "count only this organization's payments: pass `organization_id=` to both counts"
     raise Mismatch(
-        f"Your function said {float(said):g}.",
+        f"Your function said {share:g}.",
         expected=f"{expected:g}: {what}",
-        seen=f"{float(said):g}",
+        seen=f"{share:g}",
         where_to_look=where,
     )
 
