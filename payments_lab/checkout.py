@@ -175,8 +175,7 @@ class Checkout:
         """
         self.service.require_open()
         answer = CustomerAnswer(approved)
-        workflow = await self._confirmed_payment(payment_id)
-        queue = (await self.service.answered(lambda window: workflow.describe(rpc_timeout=window))).task_queue
+        workflow, queue = await self._confirmed_payment(payment_id)
         if not await live_pollers(self.service.client, queue, kinds=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,)):
             raise ConfirmationRefusedError(
                 payment_id,
@@ -200,6 +199,9 @@ class Checkout:
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
             if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError) and not isinstance(err.__cause__, asyncio.CancelledError):
                 raise
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the cell was interrupted (the SDK names that "cancelled" too)
+                raise asyncio.CancelledError from None
             if isinstance(err, RPCError) and not is_unreachable(err):
                 raise
             outage = err if isinstance(err, RPCError) else await silence_as_outage(self.service.client)
@@ -223,7 +225,7 @@ class Checkout:
                 f"event must be a ProcessorEvent, such as ProcessorEvent('evt-1', {AUTHENTICATED!r}), "
                 f"not {type(event).__name__} {event!r}"
             )
-        workflow = await self._confirmed_payment(payment_id, what="webhook")
+        workflow, _ = await self._confirmed_payment(payment_id, what="webhook")
         with _ended_as_refused(payment_id, what="webhook"):
             await self.service.answered(lambda window: workflow.signal(ConfirmedPaymentWorkflow.processor_webhook, event, rpc_timeout=window))
 
@@ -255,8 +257,8 @@ class Checkout:
                 raise
             raise await handle.query_unanswered(err, "confirmation") from None
 
-    async def _confirmed_payment(self, payment_id: str, *, what: str = "confirmation") -> WorkflowHandle[Any, Any]:
-        """The workflow of ``payment_id``, if it is one that waits for a confirmation.
+    async def _confirmed_payment(self, payment_id: str, *, what: str = "confirmation") -> tuple[WorkflowHandle[Any, Any], str]:
+        """The workflow of ``payment_id`` and its task queue, if it is one that waits for a confirmation.
 
         Raises:
             ConfirmationRefusedError: it does not exist, or runs another workflow.
@@ -266,7 +268,7 @@ class Checkout:
             described = await self.service.answered(lambda window: workflow.describe(rpc_timeout=window))
         if described.workflow_type != ConfirmedPaymentWorkflow.__name__:
             raise _not_a_confirmed_payment(payment_id, described.workflow_type, what=what)
-        return workflow
+        return workflow, described.task_queue
 
 
 class ConfirmationNotHeardError(PaymentsLabError, TimeoutError):
