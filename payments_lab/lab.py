@@ -440,6 +440,7 @@ class Lab:
                 polled_here_again(found.task_queue)
                 worker = BackgroundWorker(self.client, found.task_queue, activities, workflows=workflows, extra_activities=extra)
                 self.adopted.append(await worker.start())
+                self.service.taken_over.add(found.task_queue)  # its payments are the lab's now: searches find them
                 if follows:
                     self._following_cell_code.add(found.task_queue)
                 adopted.append(found)

@@ -527,6 +527,9 @@ class PaymentService:
         self.ui_url = ui_url
         self.scoped = scoped
         self.scope = None if scope is None else checked_query(scope)
+        self.taken_over: set[str] = set()
+        """Task queues of payments this service's lab took over from a kernel that ended: a scoped service finds
+        their payments too (they ran on, unseen by the lesson that asked what was still running)."""
         self.closed_because: Callable[[], Exception] | None = None
         """What to raise once the lab this service belongs to has closed (its server or worker are gone)."""
 
@@ -796,7 +799,10 @@ class PaymentService:
         """
         clauses = [PAYMENTS_QUERY]
         if self.scoped:
-            clauses.append(f"TaskQueue = {quoted(self.task_queue)}")
+            queues = [self.task_queue, *sorted(self.taken_over - {self.task_queue})]
+            clauses.append(
+                f"TaskQueue = {quoted(queues[0])}" if len(queues) == 1 else f"TaskQueue IN ({', '.join(map(quoted, queues))})"
+            )
         if self.scope is not None:
             clauses.append(f"({self.scope})")
         if organization_id is not None:

@@ -72,6 +72,8 @@ async def test_a_payment_left_running_by_a_kernel_killed_mid_charge_is_finished_
         assert [worker.task_queue for worker in lab.adopted] == [queue]
         said = capsys.readouterr().out
         assert f"finishes 1 payment left running by a kernel that ended (task queue {queue}: payment-{payment_id})" in said
+        # Lesson 05's "what is still running?" asks the lab's service: it said [] while the taken-over payment ran on.
+        assert payment_id in [report.payment_id for report in await lab.service.search()]
         result = await asyncio.wait_for(lab.service.handle(payment_id).result(), 60)
         assert result.status is PaymentStatus.COMPLETED
         assert lab.repository.ledger_summary(payment_id).charges == 1
