@@ -204,10 +204,14 @@ class Droppable:
     """``await Droppable(coroutine)`` awaits the coroutine as ``await coroutine`` would, with one difference.
 
     A coroutine that catches the cancellation thrown into it (a bare ``except:`` around an
-    ``await`` catches ``CancelledError``) and waits again would keep running in the background
-    of the notebook, past any timeout. Here, it is closed at that next wait instead, what it
-    waited for is cancelled, and the await raises :class:`IgnoredCancellationError`.
+    ``await`` catches ``CancelledError``) and waits on would keep running in the background of
+    the notebook, past any timeout. Here it has :attr:`GRACE` seconds after the cancellation to
+    end (a clean-up awaited before it raises again is fine); still waiting then, it is closed,
+    what it waited for is cancelled, and the await raises :class:`IgnoredCancellationError`.
     """
+
+    GRACE = 1.0
+    """Seconds a cancelled coroutine may go on waiting (its clean-up) before it is dropped."""
 
     def __init__(self, coroutine: Any) -> None:
         self._coroutine = coroutine
@@ -215,21 +219,55 @@ class Droppable:
     def __await__(self) -> Any:
         coroutine = self._coroutine
         thrown: BaseException | None = None
+        drop_at: float | None = None  # set once a cancellation was thrown in
         while True:
             try:
                 waited = coroutine.send(None) if thrown is None else coroutine.throw(thrown)
             except StopIteration as done:
                 return done.value
-            if isinstance(thrown, asyncio.CancelledError):  # cancelled, and it waits again
-                if isinstance(waited, asyncio.Future):
-                    waited.cancel()
-                try:
-                    coroutine.close()
-                except RuntimeError:  # it caught GeneratorExit too: it is never resumed again all the same
-                    pass
-                raise IgnoredCancellationError("the coroutine caught its cancellation and waited on")
+            if isinstance(thrown, asyncio.CancelledError) and drop_at is None:
+                drop_at = time.monotonic() + self.GRACE
             try:
-                yield waited
+                came = True
+                if drop_at is None:
+                    yield waited
+                else:
+                    came = yield from self._within_grace(waited, drop_at)
                 thrown = None
             except BaseException as error:  # noqa: BLE001 - what the task throws in, the coroutine gets
                 thrown = error
+                continue
+            if not came:
+                self._drop(waited)
+
+    @staticmethod
+    def _within_grace(waited: Any, drop_at: float) -> Any:
+        """Wait for what the cancelled coroutine waits for, until ``drop_at``; return whether it came in time."""
+        if not isinstance(waited, asyncio.Future) or waited.done():
+            yield waited
+            return time.monotonic() < drop_at
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        waited.add_done_callback(wake)
+        timer = loop.call_later(max(drop_at - time.monotonic(), 0), wake)
+        woken._asyncio_future_blocking = True  # what `await future` sets: the task waits on it
+        try:
+            yield woken
+        finally:
+            timer.cancel()
+            waited.remove_done_callback(wake)
+        return waited.done()
+
+    def _drop(self, waited: Any) -> None:
+        if isinstance(waited, asyncio.Future):
+            waited.cancel()
+        try:
+            self._coroutine.close()
+        except RuntimeError:  # it caught GeneratorExit too: it is never resumed again all the same
+            pass
+        raise IgnoredCancellationError("the coroutine caught its cancellation and waited on past its grace")
