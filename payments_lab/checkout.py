@@ -9,6 +9,7 @@ clear :class:`ConfirmationRefusedError`.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
@@ -51,6 +53,9 @@ from payments_lab.outage import deadline_expired, is_unreachable, silence_as_out
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService, not_found_as
 from payments_lab.task_queues import live_pollers
+
+POLLER_GRACE = 2.0
+"""Seconds a confirmation waits for a worker of the payment's task queue to be seen polling before it is refused."""
 
 
 class ConfirmationRefusedError(PaymentsLabError, RuntimeError):
@@ -176,7 +181,7 @@ class Checkout:
         self.service.require_open()
         answer = CustomerAnswer(approved)
         workflow, queue = await self._confirmed_payment(payment_id)
-        if not await live_pollers(self.service.client, queue, kinds=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,)):
+        if not await self._polled(queue):
             raise ConfirmationRefusedError(
                 payment_id,
                 f"no worker polls its task queue {queue!r}, so nothing would hear it now: nothing was sent. Start one "
@@ -190,8 +195,7 @@ class Checkout:
                         ConfirmedPaymentWorkflow.confirm, answer, id=f"confirm-{uuid.uuid4().hex}",
                         wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                     )
-                # The update's own return annotation tells the SDK to decode a ConfirmationReceipt.
-                return await self.service.answered(lambda window: update.result(rpc_timeout=window))
+                return await self._receipt(update)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -206,6 +210,30 @@ class Checkout:
                 raise
             outage = err if isinstance(err, RPCError) else await silence_as_outage(self.service.client)
             raise ConfirmationNotHeardError(payment_id, queue, window, outage) from None
+
+    async def _polled(self, queue: str) -> bool:
+        """Whether a worker polls ``queue``, given :data:`POLLER_GRACE` seconds to show (a worker that just started)."""
+        deadline = time.monotonic() + POLLER_GRACE
+        while not await live_pollers(self.service.client, queue, kinds=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,)):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
+    async def _receipt(self, update: WorkflowUpdateHandle[ConfirmationReceipt]) -> ConfirmationReceipt:
+        """The receipt of an accepted update: it comes once validation has ended (the handler waits for it), in windows.
+
+        Raises:
+            WorkflowUpdateFailedError: the workflow refused the answer after validation.
+        """
+        while True:
+            try:
+                # The update's own return annotation tells the SDK to decode a ConfirmationReceipt.
+                return await self.service.answered(lambda window: _result_within(update, window))
+            except RPCError as err:
+                if not deadline_expired(err):
+                    raise
+                # The server answers, the receipt has not come: a validation that runs long. Accepted, it counts: wait on.
 
     async def deliver_webhook(self, payment_id: str, event: ProcessorEvent) -> None:
         """Deliver one processor webhook (the ``processor_webhook`` signal); redeliveries are harmless.
@@ -269,6 +297,18 @@ class Checkout:
         if described.workflow_type != ConfirmedPaymentWorkflow.__name__:
             raise _not_a_confirmed_payment(payment_id, described.workflow_type, what=what)
         return workflow, described.task_queue
+
+
+async def _result_within(update: WorkflowUpdateHandle[ConfirmationReceipt], window: timedelta) -> ConfirmationReceipt:
+    """``update.result()`` within ``window``; its expiry raised as the RPC error it is (the SDK wraps it), for the kit's windows."""
+    try:
+        return await update.result(rpc_timeout=window)
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        if isinstance(err.__cause__, RPCError):
+            raise err.__cause__ from None
+        if isinstance(err.__cause__, asyncio.CancelledError):  # the cell was interrupted
+            raise asyncio.CancelledError from None
+        raise
 
 
 class ConfirmationNotHeardError(PaymentsLabError, TimeoutError):

@@ -35,6 +35,7 @@ from payments_lab.service import (
     PaymentService,
     QueryUnansweredError,
 )
+from payments_lab.task_queues import live_pollers
 from payments_lab.worker import WorkerProcess, create_worker
 
 
@@ -43,6 +44,9 @@ async def checkout(client: Client, task_queue: str, activities: PaymentActivitie
     """A checkout whose worker runs on the session's dev server."""
     worker = create_worker(client, task_queue, activities)
     async with worker:
+        async with asyncio.timeout(10):  # Checkout.confirm sends nothing before the server has seen a worker poll
+            while not await live_pollers(client, task_queue):
+                await asyncio.sleep(0.05)
         yield Checkout(PaymentService(client, task_queue, options=FAST))
 
 
@@ -393,3 +397,22 @@ async def test_checkout_calls_on_a_payment_that_does_not_wait_are_refused_in_one
         await checkout.confirm(request.payment_id)
     assert (await handle.result()).status is PaymentStatus.COMPLETED
     assert "WorkflowExecutionSignaled" not in await _event_names(handle)
+
+
+async def test_a_confirmation_during_a_validation_longer_than_the_call_window_waits_for_its_receipt(
+    client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    """Off the script: the update, accepted, waits for validation to end; a validation past the 10 s window ended the
+    call with the SDK's raw WorkflowUpdateRPCTimeoutOrCancelledError, though the confirmation counted."""
+    checkout = Checkout(
+        PaymentService(client, task_queue, options=FAST, call_window=timedelta(seconds=1)),
+        options=PaymentOptions(validate_timeout=timedelta(seconds=10)),
+    )
+    async with create_worker(client, task_queue, activities):
+        request = _request()
+        await checkout.start(request, faults=FaultPlan(validate=StepFaults(delay=3)))
+        await checkout.state(request.payment_id)  # answered: the worker polls
+        receipt = await asyncio.wait_for(checkout.confirm(request.payment_id), 30)
+        assert receipt.approved and receipt.message == "confirmed: the payment is being charged"
+        assert (await checkout.service.handle(request.payment_id).result()).status is PaymentStatus.COMPLETED
+    assert repository.charge_count(request.payment_id) == 1
