@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -268,6 +269,10 @@ async def _pay(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     faults = FaultPlan.failing(charge=args.fail_charge, notify=args.fail_notify)
     quiet_logs()
+    paying = asyncio.current_task()
+    with contextlib.suppress(NotImplementedError, AttributeError):  # Windows: no SIGTERM handler on an event loop
+        # `kill`, `timeout`, `docker stop`: as Ctrl-C, so that the payment its own worker runs is settled, not left pending.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, paying.cancel)  # type: ignore[union-attr]
     async with _connected(args, start_server=args.task_queue is None) as connection:
         repository = _open_repository(connection)
         task_queue = args.task_queue or new_task_queue("cli")
@@ -310,9 +315,13 @@ async def _pay(args: argparse.Namespace) -> int:
             return EXIT_OK if result.success else EXIT_PAYMENT_NOT_DONE
         finally:
             if worker:
-                await worker.stop()
+                with contextlib.suppress(TimeoutError):  # a second Ctrl-C, or a stopped server: never hang here
+                    await asyncio.wait_for(worker.stop(), WORKER_STOP_WAIT)
             repository.close()
 
+
+WORKER_STOP_WAIT = 10.0
+"""Seconds ``pay`` waits for its own worker to stop before it leaves."""
 
 INTERRUPTED_SETTLE_WAIT = 15.0
 """Seconds an interrupted ``pay`` waits for its payment to settle once cancelled."""
@@ -329,8 +338,9 @@ async def _after_interrupt(handle, task_queue: str, *, own_worker: bool) -> None
     print(f"payments-lab pay: interrupted; cancelling payment {payment_id}, which only this command's worker runs "
           "(Ctrl-C again to leave at once)...", file=sys.stderr, flush=True)
     try:
-        await handle.cancel()
-        result = await asyncio.wait_for(handle.result(), INTERRUPTED_SETTLE_WAIT)
+        async with asyncio.timeout(INTERRUPTED_SETTLE_WAIT):  # the cancel too: it would wait out a stopped server
+            await handle.cancel()
+            result = await handle.result()
     except Exception as err:  # noqa: BLE001 - whatever kept it from settling, say how to finish it
         print(f"payments-lab pay: payment {payment_id} did not settle ({type(err).__name__}): it waits on task queue "
               f"{task_queue!r}; `payments-lab worker --task-queue {task_queue}` finishes it", file=sys.stderr, flush=True)
@@ -738,6 +748,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PAYMENT_NOT_DONE
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:  # SIGTERM (`kill`, `timeout`), which `pay` handles as Ctrl-C
+        return 143
 
 
 def run() -> NoReturn:

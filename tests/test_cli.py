@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from temporalio.service import RPCError
 
 from conftest import OpenLab
 from payments_lab.domain import PaymentStatus
@@ -287,35 +289,69 @@ def test_a_worker_on_another_ledger_than_the_session_is_refused(isolated: dict[s
     assert_no_process_left(isolated)
 
 
-def test_ctrl_c_on_pay_settles_the_payment_its_own_worker_ran_and_says_what_runs_on(isolated: dict[str, str]) -> None:
-    """Off the script: Ctrl-C on `pay` during the charge's retries exited without a word, and the payment stayed pending
-    for ever on the command's private task queue (`cancel` said it worked and changed nothing: no worker ran it)."""
+def _wait_for_the_charge(payment_id: str) -> None:
+    """Until payment ``payment_id`` of the isolated session has started its charge (it has a pending charge activity)."""
+    from payments_lab.client import connect
+
+    async def wait() -> None:
+        connection = await connect(start_server=False)
+        try:
+            handle = connection.client.get_workflow_handle(f"payment-{payment_id}")
+            for _ in range(300):
+                with contextlib.suppress(RPCError):
+                    pending = (await handle.describe()).raw_description.pending_activities
+                    if any(p.activity_type.name == "charge_payment" for p in pending):
+                        return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"payment {payment_id} did not reach its charge")
+        finally:
+            await connection.close()
+
+    asyncio.run(wait())
+
+
+def test_ctrl_c_or_sigterm_on_pay_settles_the_payment_its_own_worker_ran_and_says_what_runs_on(
+    isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off the script: Ctrl-C (or `kill`, `timeout`: SIGTERM) on `pay` during the charge's retries exited without a word,
+    and the payment stayed pending for ever on the command's private task queue (`cancel` said it worked and changed
+    nothing: no worker ran it)."""
+    for name, value in isolated.items():
+        monkeypatch.setenv(name, value)  # this test's own client finds the isolated session
     server = subprocess.Popen(
         [sys.executable, "-m", "payments_lab", "server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
     )
     try:
         server.stdout.readline()  # type: ignore[union-attr]
         outcomes = {}
-        for payment_id, extra in (("own-1", ["--fail-charge", "3"]), ("queued-1", ["--task-queue", "nobody-polls"])):
+        cases = (
+            ("own-1", ["--fail-charge", "3"], signal.SIGINT),
+            ("own-2", ["--fail-charge", "3"], signal.SIGTERM),
+            ("queued-1", ["--task-queue", "nobody-polls"], signal.SIGINT),
+        )
+        for payment_id, extra, stop in cases:
             pay = subprocess.Popen(
                 [sys.executable, "-m", "payments_lab", "pay", "--org", "org-acme", "--amount", "7.00", "--currency", "EUR",
                  "--id", payment_id, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated,
             )
-            time.sleep(2.5)  # started, and waiting (the charge retried, or no worker)
-            pay.send_signal(signal.SIGINT)
+            if "--task-queue" in extra:
+                time.sleep(2.5)  # started, and waiting for a worker that never comes
+            else:
+                _wait_for_the_charge(payment_id)  # its charge's first attempt failed or runs: 1 s and 2 s of retries ahead
+            pay.send_signal(stop)
             _, err = pay.communicate(timeout=60)
             outcomes[payment_id] = (pay.returncode, err)
-        code, err = outcomes["own-1"]
-        assert code == 130 and "cancelling payment own-1" in err and "payment own-1 cancelled" in err, err
-        assert json.loads(run("status", "own-1", env=isolated).stdout)["payment_status"] == "cancelled"
+        for payment_id, code in (("own-1", 130), ("own-2", 143)):
+            returned, err = outcomes[payment_id]
+            assert returned == code and f"cancelling payment {payment_id}" in err and f"payment {payment_id} cancelled" in err, err
+            assert json.loads(run("status", payment_id, env=isolated).stdout)["payment_status"] == "cancelled"
         code, err = outcomes["queued-1"]
         assert code == 130 and "payment queued-1 runs on with the workers of task queue 'nobody-polls'" in err, err
         cancelled = run("cancel", "queued-1", env=isolated)
         assert cancelled.returncode == 0
         assert "no worker polls task queue 'nobody-polls'" in cancelled.stderr and "--task-queue nobody-polls" in cancelled.stderr
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        interrupt_all([server])
     assert_no_process_left(isolated)
 
 
