@@ -506,6 +506,8 @@ class Lab:
         _LABS.pop(self.name, None)
         self.closed = True
         self.service.closed_because = self._closed_error  # its service, handles and checkout say so too, at once
+        for worker in (self.worker, *self.adopted, *self.side_workers.values()):
+            worker.closed_because = self._closed_error  # `lab.worker.start()` in a later cell: not a doomed worker
         await self._let_records_complete()
         for side in (*self.adopted, *self.side_workers.values()):
             await side.stop()

@@ -108,6 +108,8 @@ class BackgroundWorker:
         # while the first deployment went on) both shut the old worker down, and the second then waited
         # for ever on the new worker's task.
         self._changing = asyncio.Lock()
+        self.closed_because: Callable[[], Exception] | None = None
+        """What to raise on :meth:`start` once the lab this worker belongs to has closed."""
 
     def __repr__(self) -> str:
         return f"BackgroundWorker(task_queue={self.task_queue!r}, running={self.running})"
@@ -118,7 +120,13 @@ class BackgroundWorker:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> BackgroundWorker:
-        """Start polling in the background (does nothing if already running); a stopped worker starts again."""
+        """Start polling in the background (does nothing if already running); a stopped worker starts again.
+
+        Raises:
+            LabClosedError: the lab of this worker has closed (a lesson's cell run after its closing cell).
+        """
+        if self.closed_because is not None:
+            raise self.closed_because()
         async with self._changing:
             self._start()
         return self
@@ -208,6 +216,8 @@ class WorkerProcess(processes.ChildProcess):
         self.db_file = Path(db_file)
         self.namespace = namespace
         self.fault_profile = fault_profile
+        self.closed_because: Callable[[], Exception] | None = None
+        """What to raise on :meth:`start` once the lab this worker belongs to has closed."""
         super().__init__("The worker process")
 
     @property
@@ -241,7 +251,14 @@ class WorkerProcess(processes.ChildProcess):
         ]
 
     def start(self, timeout: float = 30.0) -> WorkerProcess:
-        """Start the process (again, after a crash) and return once it polls its task queue."""
+        """Start the process (again, after a crash) and return once it polls its task queue.
+
+        Raises:
+            LabClosedError: the lab of this worker has closed: its server is gone, and the process would fail to
+                reach it.
+        """
+        if self.closed_because is not None:
+            raise self.closed_because()
         if self.running:
             return self
         self.launch(self.command(), self._ready, timeout)

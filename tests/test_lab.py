@@ -108,6 +108,9 @@ async def test_a_lab_with_a_worker_process_survives_its_crash(open_test_lab: Ope
     finally:
         await lab.close()
     assert not lab.worker.running
+    with pytest.raises(LabClosedError, match="open it again"):  # not a process that cannot reach the closed lab's server
+        lab.worker.start()  # type: ignore[union-attr]
+    assert not lab.worker.running
 
 
 async def test_a_refused_option_starts_nothing(tmp_path) -> None:  # noqa: ANN001
@@ -178,7 +181,10 @@ async def test_a_closed_lab_says_so_and_how_to_open_it_again(open_test_lab: Open
     lab = await open_test_lab("closed")
     paid = await lab.pay("2.00", show_link=False)
     await lab.close()
-    for call in (lambda: lab.pay("3.00", show_link=False), lambda: lab.wait_until_charged(paid.payment_id), lambda: lab.load_module("m", "")):
+    # `lab.worker.start()` too (lesson 04's crash cells, run again after its closing cell): it started a worker that
+    # could never reach the lab's server, or polled on without a word.
+    calls = (lambda: lab.pay("3.00", show_link=False), lambda: lab.wait_until_charged(paid.payment_id), lambda: lab.load_module("m", ""), lab.worker.start)
+    for call in calls:
         with pytest.raises(LabClosedError, match="the lab 'closed' was closed .*: open it again, `lab = await open_lab\\('closed'\\)`"):
             await call()
     assert lab.closed and lab.repository.charge_count(paid.payment_id) == 1, "what it ran can still be read"
