@@ -608,6 +608,14 @@ class PaymentService:
                 raise
             outage = await silence_as_outage(self.client) if deadline_expired(err) else err
             raise self.unconfirmed_start(request.payment_id, outage or err) from err
+        except asyncio.CancelledError as stopped:
+            # The cell was interrupted while the start was on its way: in a notebook, one line in place of asyncio's frames.
+            stopped._render_traceback_ = lambda: [  # type: ignore[attr-defined]
+                f"\x1b[31mStopped waiting\x1b[0m for the start of payment {request.payment_id!r}: it may have started. "
+                f"`await lab.service.status({request.payment_id!r})` tells; starting it again is safe (a payment that "
+                "did start is refused as a duplicate, never run twice)."
+            ]
+            raise
         return PaymentHandle(self, handle, request.payment_id)
 
     def unconfirmed_start(self, payment_id: str, outage: RPCError) -> TemporalUnavailableError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -310,6 +311,17 @@ async def test_an_interrupted_wait_shows_one_line_on_what_it_means(client: Clien
     assert f"for payment {handle.payment_id!r} (its result): the payment runs on" in line
     assert f"`await lab.service.cancel({handle.payment_id!r})` cancels it" in line
     await handle.workflow.terminate("no worker in this test")
+
+
+async def test_an_interrupted_start_shows_one_line_on_whether_the_payment_started(client: Client, task_queue: str) -> None:
+    """Off the script: ■ right after a lesson's start cell showed an 11-frame CancelledError through the kit and temporalio."""
+    service = PaymentService(client, task_queue)
+    request = PaymentRequest(new_id(), "org-acme", "u", "5.00", "EUR")
+    (line,) = await interrupted(service.start(request), after=0)
+    assert f"the start of payment {request.payment_id!r}: it may have started" in line
+    assert f"`await lab.service.status({request.payment_id!r})` tells; starting it again is safe" in line
+    with contextlib.suppress(RPCError):  # it may have reached the server (nothing polls its queue), or not
+        await service.handle(request.payment_id).workflow.terminate("no worker in this test")
 
 
 async def test_a_long_wait_on_a_queue_no_worker_polls_says_so_and_what_to_start(
