@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from conftest import OpenLab
@@ -289,25 +290,33 @@ def test_a_worker_on_another_ledger_than_the_session_is_refused(isolated: dict[s
     assert_no_process_left(isolated)
 
 
-def _wait_for_the_charge(payment_id: str) -> None:
-    """Until payment ``payment_id`` of the isolated session has started its charge (it has a pending charge activity)."""
+def _until_the_session_shows(what: str, check: Callable[[Client], Awaitable[bool]]) -> None:
+    """Until ``check`` says the isolated session's server shows ``what`` (10 s at most)."""
     from payments_lab.client import connect
 
     async def wait() -> None:
         connection = await connect(start_server=False)
         try:
-            handle = connection.client.get_workflow_handle(f"payment-{payment_id}")
-            for _ in range(300):
+            for _ in range(200):
                 with contextlib.suppress(RPCError):
-                    pending = (await handle.describe()).raw_description.pending_activities
-                    if any(p.activity_type.name == "charge_payment" for p in pending):
+                    if await check(connection.client):
                         return
                 await asyncio.sleep(0.05)
-            raise AssertionError(f"payment {payment_id} did not reach its charge")
+            raise AssertionError(f"the session's server never showed {what}")
         finally:
             await connection.close()
 
     asyncio.run(wait())
+
+
+def _wait_for_the_charge(payment_id: str) -> None:
+    """Until payment ``payment_id`` has started its charge (it has a pending charge activity)."""
+
+    async def charging(client: Client) -> bool:
+        pending = (await client.get_workflow_handle(f"payment-{payment_id}").describe()).raw_description.pending_activities
+        return any(p.activity_type.name == "charge_payment" for p in pending)
+
+    _until_the_session_shows(f"payment {payment_id} in its charge", charging)
 
 
 def test_ctrl_c_or_sigterm_on_pay_settles_the_payment_its_own_worker_ran_and_says_what_runs_on(
@@ -357,21 +366,12 @@ def test_ctrl_c_or_sigterm_on_pay_settles_the_payment_its_own_worker_ran_and_say
 
 def _wait_for_poller(task_queue: str, count: int) -> None:
     """Until the session's server lists ``count`` live workers of ``task_queue`` (a worker says it is ready just before it polls)."""
-    from payments_lab.client import connect
     from payments_lab.task_queues import live_pollers
 
-    async def wait() -> None:
-        connection = await connect(start_server=False)
-        try:
-            for _ in range(100):
-                if len(await live_pollers(connection.client, task_queue)) >= count:
-                    return
-                await asyncio.sleep(0.1)
-            raise AssertionError(f"no {count} workers of {task_queue!r} seen")
-        finally:
-            await connection.close()
+    async def polled(client: Client) -> bool:
+        return len(await live_pollers(client, task_queue)) >= count
 
-    asyncio.run(wait())
+    _until_the_session_shows(f"{count} workers of {task_queue!r}", polled)
 
 
 def test_workers_with_two_ledgers_never_share_a_task_queue(isolated: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
