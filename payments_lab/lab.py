@@ -630,6 +630,14 @@ async def open_lab(
             repository.close()
         raise
     lab = Lab(name, connection, repository, activities, worker, service)
+    # A closed lab's message gives the line that opens it again: with the settings a lesson opened it with
+    # (lesson 04's worker process and files), not the name alone, which opened another kind of lab.
+    settings = [f"db_file={str(db_file)!r}"] if db_file is not None else []
+    settings += ["worker_process=True"] if worker_process else []
+    if server is not None and server.db_file is not None:
+        settings.append(f"server=EmbeddedServer(db_file={str(server.db_file)!r})")
+    if settings:
+        lab.reopen_with = f"lab = await open_lab({name!r}, {', '.join(settings)})"
     _LABS[name] = lab
     if connection.server is None and activities is not None:  # a shared server: a kernel that ended may have left payments
         await _finish_orphans(lab, activities)

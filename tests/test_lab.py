@@ -108,8 +108,10 @@ async def test_a_lab_with_a_worker_process_survives_its_crash(open_test_lab: Ope
     finally:
         await lab.close()
     assert not lab.worker.running
-    with pytest.raises(LabClosedError, match="open it again"):  # not a process that cannot reach the closed lab's server
+    with pytest.raises(LabClosedError) as closed:  # not a process that cannot reach the closed lab's server
         lab.worker.start()  # type: ignore[union-attr]
+    # The line that opens it again keeps its settings: the name alone opened a lab with its worker in the kernel.
+    assert f"open it again, `lab = await open_lab('crash', db_file={str(tmp_path / 'payments.sqlite')!r}, worker_process=True)`" in str(closed.value)
     assert not lab.worker.running
 
 
