@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from payments_lab.errors import PaymentsLabError
+
 
 class _Stopped(BaseException):
     """Raised inside a call that ran past its deadline, to stop a Python loop at its next bytecode."""
@@ -196,7 +198,7 @@ class LoopGuard:
             self.blocked_seconds += span
 
 
-class IgnoredCancellationError(Exception):
+class IgnoredCancellationError(PaymentsLabError, RuntimeError):
     """A learner's coroutine caught the cancellation meant to end it and waited on: it was closed and dropped."""
 
 
