@@ -283,7 +283,7 @@ class Checkout:
         except RPCError as err:
             if not deadline_expired(err):
                 raise
-            raise await handle.query_unanswered(err, "confirmation") from None
+            raise await handle.query_unanswered("confirmation") from None
 
     async def _confirmed_payment(self, payment_id: str, *, what: str = "confirmation") -> tuple[WorkflowHandle[Any, Any], str]:
         """The workflow of ``payment_id`` and its task queue, if it is one that waits for a confirmation.

@@ -432,7 +432,14 @@ async def _worker(args: argparse.Namespace) -> int:
     from payments_lab.activities import PaymentActivities, default_identity
     from payments_lab.faults import FaultProfile
     from payments_lab.lab import quiet_logs
-    from payments_lab.ledger import LedgerMismatchError, keeps_own_ledger, own_ledger_identity, refuse_a_second_ledger
+    from payments_lab.ledger import (
+        LedgerMismatchError,
+        keeps_own_ledger,
+        own_ledger_identity,
+        refuse_a_second_ledger,
+        task_queue_claim,
+        until_polling,
+    )
     from payments_lab.worker import READY_LINE, create_worker
 
     quiet_logs()
@@ -440,28 +447,32 @@ async def _worker(args: argparse.Namespace) -> int:
         repository = _open_repository(connection, explicit=args.db, own_ledger=args.own_ledger)
         try:
             own_ledger = keeps_own_ledger(connection.address, repository)
-            try:
-                await refuse_a_second_ledger(connection.client, args.task_queue, own_ledger=own_ledger)
-            except LedgerMismatchError as err:
-                raise UsageError(str(err)) from None
-            profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
-            identity = default_identity()
-            activities = PaymentActivities(
-                repository, fault_profile=profile, identity=own_ledger_identity(identity) if own_ledger else identity
-            )
-            worker = create_worker(
-                connection.client,
-                args.task_queue,
-                activities,
-                sticky_queue_schedule_to_start_timeout=timedelta(seconds=1 if args.crash_friendly else 10),
-            )
-            processes.call_on_stop_signals(asyncio.get_running_loop(), lambda: asyncio.ensure_future(worker.shutdown()))
+            # Checked and started under a claim: two workers started at once check one after the other.
+            async with task_queue_claim(connection.address, connection.namespace, args.task_queue):
+                try:
+                    await refuse_a_second_ledger(connection.client, args.task_queue, own_ledger=own_ledger)
+                except LedgerMismatchError as err:
+                    raise UsageError(str(err)) from None
+                profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
+                identity = default_identity()
+                activities = PaymentActivities(
+                    repository, fault_profile=profile, identity=own_ledger_identity(identity) if own_ledger else identity
+                )
+                worker = create_worker(
+                    connection.client,
+                    args.task_queue,
+                    activities,
+                    sticky_queue_schedule_to_start_timeout=timedelta(seconds=1 if args.crash_friendly else 10),
+                )
+                processes.call_on_stop_signals(asyncio.get_running_loop(), lambda: asyncio.ensure_future(worker.shutdown()))
+                running = asyncio.ensure_future(worker.run())
+                await until_polling(connection.client, args.task_queue, activities.identity, running)
             print(
                 f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()}), "
                 f"ledger {repository.path or 'in memory'}",
                 flush=True,
             )
-            await worker.run()
+            await running
         finally:
             repository.close()
     print("worker stopped", flush=True)

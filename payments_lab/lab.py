@@ -47,7 +47,7 @@ from payments_lab.orphans import (
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
-from payments_lab.task_queues import closed_here, polled_here_again
+from payments_lab.task_queues import closed_here
 from payments_lab.wording import plural
 from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker, WorkerProcess, new_task_queue
 
@@ -437,7 +437,6 @@ class Lab:
         for found in list(orphans):
             taken_elsewhere = not checked and not await still_orphaned(self.client, self.repository, found, lab_name=self.name)
             if not taken_elsewhere and await replays_with(self.client, found.workflow_ids, workflows):
-                polled_here_again(found.task_queue)
                 worker = BackgroundWorker(self.client, found.task_queue, activities, workflows=workflows, extra_activities=extra)
                 self.adopted.append(await worker.start())
                 self.service.taken_over.add(found.task_queue)  # its payments are the lab's now: searches find them

@@ -16,19 +16,24 @@ shares one repository file, whatever order they start in:
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
+import hashlib
 import json
 import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 from urllib.parse import quote
 
 from payments_lab.errors import PaymentsLabError
 from payments_lab.processes import pid_alive
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import LabSession, read_session, state_dir
-from payments_lab.task_queues import live_pollers
+from payments_lab.task_queues import live_pollers, pollers
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -52,7 +57,8 @@ async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger:
 
     A charge is made once per payment thanks to the ledger's idempotency key: a payment charged
     by a worker with one ledger and retried by a worker with another (the first was killed, or
-    timed out) is charged in both. Workers started at the very same moment may both pass.
+    timed out) is charged in both. Workers of one machine started at the very same moment are
+    checked one after the other (:func:`task_queue_claim`).
 
     Args:
         client: A client of the task queue's server.
@@ -78,6 +84,72 @@ async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger:
             "started with --own-ledger): a payment charged by one worker and retried by the other would be charged "
             "twice. Stop that worker, or start this one with another --task-queue."
         )
+
+
+POLL_SEEN_WITHIN = 5.0
+"""Seconds a worker that claimed its task queue waits at most for the server to list its polls."""
+
+
+@contextlib.asynccontextmanager
+async def task_queue_claim(address: str, namespace: str, task_queue: str) -> AsyncIterator[None]:
+    """Let one worker of this machine at a time check ``task_queue`` and start polling it.
+
+    :func:`refuse_a_second_ledger` reads the pollers the server lists, and a worker is listed
+    only once it polls: two workers started at the same moment would both find the queue free.
+    The claim is a lock on a file of the state folder, held from the check until the server
+    lists the new worker (:func:`until_polling`), so the second one finds the first. Workers
+    of other machines are not covered: they are seen once they poll.
+    """
+    key = hashlib.sha256(f"{address}\0{namespace}\0{task_queue}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    folder = state_dir() / "task-queue-claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{key}.lock", "a+b") as claim:
+        await asyncio.to_thread(_lock, claim)
+        try:
+            yield
+        finally:
+            _unlock(claim)
+
+
+def _lock(file: IO[bytes]) -> None:
+    """Wait for the lock on ``file``; the system lets it go when the process ends, however it ends."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        while True:
+            try:
+                file.seek(0)
+                msvcrt.locking(file.fileno(), msvcrt.LK_LOCK, 1)  # tries for 10 s, then raises
+                return
+            except OSError:
+                continue
+    else:
+        import fcntl
+
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+
+
+def _unlock(file: IO[bytes]) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        file.seek(0)
+        msvcrt.locking(file.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+
+
+async def until_polling(client: Client, task_queue: str, identity: str, running: Awaitable[object], *, within: float = POLL_SEEN_WITHIN) -> None:
+    """Return once the server lists worker ``identity`` among ``task_queue``'s pollers, ``running`` (the worker) ended, or ``within`` seconds passed."""
+    deadline = time.monotonic() + within
+    running = asyncio.ensure_future(running)
+    while not running.done() and time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # the server away: the claim goes after ``within`` seconds all the same
+            if identity in await pollers(client, task_queue):
+                return
+        await asyncio.wait({running}, timeout=0.1)
 
 
 def machine_repository_file() -> Path:

@@ -414,10 +414,10 @@ class PaymentHandle:
         except RPCError as err:
             if not deadline_expired(err):
                 raise
-            raise await self.query_unanswered(err) from err
+            raise await self.query_unanswered() from err
 
-    async def query_unanswered(self, err: RPCError, what: str = "progress") -> QueryUnansweredError:
-        """The error of a query of this payment (``what``) that no worker answered within the call window (``err``)."""
+    async def query_unanswered(self, what: str = "progress") -> QueryUnansweredError:
+        """The error of a query of this payment (``what``) that no worker answered within the call window."""
         queue = self.service.task_queue
         if not queue:  # a service that only finds payments (the command line's): ask the workflow's own
             with suppress(RPCError):

@@ -408,6 +408,35 @@ def test_workers_with_two_ledgers_never_share_a_task_queue(isolated: dict[str, s
     assert_no_process_left(isolated)
 
 
+def test_two_ledgers_started_at_the_same_moment_still_never_share_a_task_queue(isolated: dict[str, str], tmp_path: Path) -> None:
+    """Off the script: a shell line starting an `--own-ledger` worker and a plain one on one queue at once. Both read the
+    server's pollers before either polled, so both passed, and a retried charge could land in the other ledger."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated
+    )
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        server.stdout.readline()  # type: ignore[union-attr]
+        for round_number in range(3):
+            queue = f"race-{round_number}"
+            together = [
+                ["worker", "--task-queue", queue, "--db", str(tmp_path / f"own-{round_number}.sqlite"), "--own-ledger"],
+                ["worker", "--task-queue", queue],
+            ]
+            started = [subprocess.Popen([sys.executable, "-m", "payments_lab", *args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=isolated) for args in together]
+            workers += started
+            lines = [process.stdout.readline() for process in started]  # type: ignore[union-attr]
+            ready = [line for line in lines if "payments-lab worker ready" in line]
+            assert len(ready) == 1, f"round {round_number}: exactly one of the two may poll {queue!r}, got {lines}"
+            refused = next(process for process, line in zip(started, lines, strict=True) if line not in ready)
+            assert refused.wait(timeout=30) == 2
+            assert "charged twice" in refused.stderr.read()  # type: ignore[union-attr]
+    finally:
+        interrupt_all([*workers, server])
+    assert_no_process_left(isolated)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
