@@ -400,6 +400,24 @@ async def connect(
     return await _connect_embedded(EmbeddedServer(), "embedded dev server")
 
 
+NAMESPACES_PER_PAGE = 100
+"""Namespaces asked for in one call: a room's server lists them a page at a time."""
+
+
+async def namespace_names(client: Client, timeout: timedelta) -> list[str]:
+    """The names of every namespace of ``client``'s server, page after page, each call bounded by ``timeout``."""
+    names: list[str] = []
+    token = b""
+    while True:
+        listed = await client.workflow_service.list_namespaces(
+            ListNamespacesRequest(page_size=NAMESPACES_PER_PAGE, next_page_token=token), timeout=timeout
+        )
+        names += [entry.namespace_info.name for entry in listed.namespaces]
+        token = listed.next_page_token
+        if not token:
+            return names
+
+
 async def _refuse_default_in_a_room(client: Client, target: str) -> None:
     """Refuse ``default`` on a room's server (it has learners' namespaces): half a room's line, address without namespace.
 
@@ -407,10 +425,10 @@ async def _refuse_default_in_a_room(client: Client, target: str) -> None:
         NamespaceNotFoundError: the server holds namespaces other than its own.
     """
     try:
-        listed = await client.workflow_service.list_namespaces(ListNamespacesRequest(page_size=1000), timeout=timedelta(seconds=5))
+        names = await namespace_names(client, timedelta(seconds=5))
     except RPCError:  # a cluster may not let this client list them (Temporal Cloud): nothing to tell
         return
-    learners = sorted(n.namespace_info.name for n in listed.namespaces if n.namespace_info.name not in SYSTEM_NAMESPACES)
+    learners = sorted(name for name in names if name not in SYSTEM_NAMESPACES)
     if learners:
         shown = ", ".join(repr(name) for name in learners[:3]) + (", …" if len(learners) > 3 else "")
         raise NamespaceNotFoundError(
@@ -427,10 +445,9 @@ async def _missing_namespace_message(client: Client, target: str) -> str:
         "Temporal profile) names. Check it against the line your facilitator handed out"
     )
     try:
-        listed = await client.workflow_service.list_namespaces(ListNamespacesRequest(page_size=1000), timeout=timedelta(seconds=5))
+        names = [name for name in await namespace_names(client, timedelta(seconds=5)) if name != "temporal-system"]
     except RPCError:  # a cluster may not let this client list them (Temporal Cloud)
         return message + "."
-    names = [entry.namespace_info.name for entry in listed.namespaces if entry.namespace_info.name != "temporal-system"]
     near = difflib.get_close_matches(client.namespace, names, n=3, cutoff=0.6)
     if near:
         quoted = [repr(name) for name in near]

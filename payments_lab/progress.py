@@ -28,12 +28,11 @@ from typing import Any, TypeVar
 
 import pandas as pd
 from matplotlib.figure import Figure
-from temporalio.api.workflowservice.v1 import ListNamespacesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.arguments import positive_duration, whole_number
-from payments_lab.client import SYSTEM_NAMESPACES
+from payments_lab.client import SYSTEM_NAMESPACES, namespace_names
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.gathering import gather_all
 from payments_lab.outage import BUSY_SERVER_WINDOWS, answered, ride_out, within_window
@@ -334,16 +333,7 @@ async def learner_namespaces(client: Client) -> list[str]:
 
 
 async def _learner_namespaces(client: Client, window: timedelta) -> list[str]:
-    names: list[str] = []
-    token = b""
-    while True:
-        listed = await client.workflow_service.list_namespaces(
-            ListNamespacesRequest(page_size=100, next_page_token=token), timeout=window
-        )
-        names += [n.namespace_info.name for n in listed.namespaces if n.namespace_info.name not in SYSTEM_NAMESPACES]
-        token = listed.next_page_token
-        if not token:
-            return sorted(names)
+    return sorted(name for name in await namespace_names(client, window) if name not in SYSTEM_NAMESPACES)
 
 
 async def room_view(

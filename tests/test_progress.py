@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from matplotlib.figure import Figure
 
-from payments_lab.client import connect
+from payments_lab.client import NamespaceNotFoundError, connect
 from payments_lab.progress import (
     CheckRecord,
     LearnerProgress,
@@ -123,6 +123,18 @@ async def test_a_simulated_room_is_read_from_temporal_alone(small_room: Embedded
 
     alone = await progress_view((await connect(address=small_room.address, namespace="ana")).client)
     assert [p.learner for p in alone.learners] == ["ana"] and alone.learners[0].passed == ("01.q1", "02.q2")
+
+
+async def test_learners_on_later_pages_of_the_servers_namespaces_are_found(small_room: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A room larger than one page of namespaces (100): the learners listed on later pages count too, and the
+    one who forgot TEMPORAL_NAMESPACE is told even when the first page holds only the server's own."""
+    import payments_lab.client
+
+    client = (await connect(address=small_room.address)).client
+    monkeypatch.setattr(payments_lab.client, "NAMESPACES_PER_PAGE", 1)  # five namespaces: five pages
+    assert await learner_namespaces(client) == ["ana", "bo", "chloe"]
+    with pytest.raises(NamespaceNotFoundError, match="TEMPORAL_NAMESPACE is not set"):
+        await payments_lab.client._refuse_default_in_a_room(client, small_room.address)
 
 
 async def test_the_live_view_interrupted_stops_in_one_line_and_stops_the_simulated_learners(small_room: EmbeddedServer) -> None:
