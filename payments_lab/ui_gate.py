@@ -57,15 +57,23 @@ _NOT_FORWARDED = _HOP_BY_HOP | {"host", "content-length", "accept-encoding"}
 _NOT_RETURNED = _HOP_BY_HOP | {"content-length", "content-encoding"}
 
 
-def plain_path(raw_path: str) -> bool:
-    """Whether a request's path (as sent, percent-encoded) has no ``.`` or ``..`` segment and no encoded slash.
+NAMESPACE_HEAD = re.compile(r"^(?:api/v1/)?namespaces/[^/]*(?:/|$)")
+"""The part of a raw path (below the prefix) up to and including its namespace segment."""
+
+
+def plain_path(raw_path: str, prefix: str) -> bool:
+    """Whether a request's path (as sent, percent-encoded) has no ``.`` or ``..`` segment, and no encoded slash up to its namespace.
 
     A browser never sends such a path; a hand-made one (``namespaces/ana/../bo``) would pass the
-    namespace rule as ``ana``'s and reach ``bo``'s once the UI's server cleans it.
+    namespace rule as ``ana``'s and reach ``bo``'s once the UI's server cleans it. An encoded slash
+    after the namespace is a workflow id's own (``payment-invoice%2F2026``: the kit's links and the
+    UI's pages encode an id as one segment); the dot rule is checked with it decoded.
     """
-    if re.search(r"%(?:2f|5c)", raw_path, re.IGNORECASE):
+    if any(segment in (".", "..") for segment in unquote(raw_path).replace("\\", "/").split("/")):
         return False
-    return not any(segment in (".", "..") for segment in unquote(raw_path).replace("\\", "/").split("/"))
+    below = raw_path[len(prefix):] if raw_path.startswith(prefix) else raw_path
+    head = NAMESPACE_HEAD.match(below)
+    return not re.search(r"%(?:2f|5c)", head.group(0) if head else below, re.IGNORECASE)
 
 
 def namespace_of(path: str) -> str | None:
@@ -143,8 +151,8 @@ class GateHandler(HubOAuthenticated, web.RequestHandler):
         user: str = self.current_user["name"]
         method = self.request.method or "GET"
         raw_path = self.request.path  # as sent: tornado hands ``path`` decoded
-        if not plain_path(raw_path):
-            raise web.HTTPError(400, "a path with a '.' or '..' segment or an encoded slash")
+        if not plain_path(raw_path, self.prefix):
+            raise web.HTTPError(400, "a path with a '.' or '..' segment, or an encoded slash up to its namespace")
         if not allowed(user, self.facilitators, method, path):
             if method == "GET" and not path.startswith("api/"):  # a page of another namespace: open one's own
                 self.redirect(url_path_join(self.prefix, "namespaces", user, "workflows"))

@@ -85,11 +85,19 @@ def test_the_namespace_list_and_the_default_namespace_a_learner_is_shown_are_the
         ("/services/temporal/api/v1/namespaces/ana%2F..%2Fbo/workflows", False),
         ("/services/temporal/api/v1/namespaces/ana/./workflows", False),
         ("/services/temporal/api/v1/namespaces/ana%5C..%5Cbo/workflows", False),
+        ("/services/temporal/api/v1/namespaces/ana%2Fbo/workflows", False),
+        ("/services/temporal/api%2Fv1%2Fnamespaces/bo/workflows", False),
+        # A payment id with '/' (the kit accepts `invoice/2026/001`): its link and the UI's calls encode it in one segment.
+        ("/services/temporal/namespaces/ana/workflows/payment-invoice%2F2026%2F001", True),
+        ("/services/temporal/api/v1/namespaces/ana/workflows/payment-invoice%252F2026%252F001", True),
+        ("/services/temporal/api/v1/namespaces/ana/workflows/payment-a%2F..%2F..%2F..%2Fbo", False),
+        ("/services/temporal/api/v1/namespaces/ana/workflows/payment-a%5C..%5C..%5Cbo", False),
     ],
 )
-def test_a_path_with_dot_segments_or_an_encoded_slash_is_not_plain(raw_path: str, plain: bool) -> None:
-    """Such a path would pass the namespace rule as one namespace's and reach another once the UI's server cleans it."""
-    assert plain_path(raw_path) is plain
+def test_a_path_with_dot_segments_or_an_encoded_slash_up_to_its_namespace_is_not_plain(raw_path: str, plain: bool) -> None:
+    """Such a path would pass the namespace rule as one namespace's and reach another once the UI's server cleans it.
+    Off the script: the gate refused every encoded slash, so the kit's own link to payment `invoice/2026/001` got a 400."""
+    assert plain_path(raw_path, "/services/temporal/") is plain
 
 
 class _AsAna(GateHandler):
