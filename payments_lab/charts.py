@@ -37,6 +37,8 @@ from payments_lab.history import (
     activity_spans,
     as_histories,
     fleet_summary,
+    outcome,
+    outcomes,
     payments_frame,
     workflow_task_spans,
 )
@@ -70,10 +72,14 @@ STATUS_COLOURS: dict[str, str] = {
     "refunded": "#FF7F0E",
     "pending": "#1F77B4",
     "processing": "#17BECF",
+    "terminated": "#8C564B",
+    "timed out": "#E377C2",
 }
-"""Colour of each payment status."""
+"""Colour of each payment status, and of the workflow statuses that can end a payment first."""
 
 _WORKFLOW_TASK_COLOUR = "#9A9A9A"
+_WORKFLOW_TASK_COLOURS = {"failed": OUTCOME_COLOURS["failed"], "timed out": OUTCOME_COLOURS["timed out"]}
+"""Workflow tasks that did not complete stand out from the grey of those that did."""
 _ENVELOPE_COLOUR = "#DCE4EE"
 _ENVELOPE_EDGE = "#7F93AB"
 _OTHER_COLOUR = "#BCBD22"
@@ -170,15 +176,18 @@ def timeline_chart(
         _seconds(task_closed, origin) - _seconds(tasks["scheduled_at"], origin),
         left=_seconds(tasks["scheduled_at"], origin),
         height=0.5,
-        color=_WORKFLOW_TASK_COLOUR,
-        edgecolor=_WORKFLOW_TASK_COLOUR,
+        color=[_WORKFLOW_TASK_COLOURS.get(o, _WORKFLOW_TASK_COLOUR) for o in tasks["outcome"]],
+        edgecolor=[_WORKFLOW_TASK_COLOURS.get(o, _WORKFLOW_TASK_COLOUR) for o in tasks["outcome"]],
     )
     for bar in bars:
         bar.set_gid("workflow-task")
+    # A task whose code failed (lesson 09) or that no worker finished in time: marked as failed attempts are.
+    unfinished = tasks["outcome"].isin(["failed", "timed out"]).to_numpy()
+    task_failed_x = list(_seconds(task_closed, origin)[unfinished])
 
     extent = max(_second(end, origin), 1e-3)
-    failed_x: list[float] = []
-    failed_y: list[float] = []
+    failed_x: list[float] = list(task_failed_x)
+    failed_y: list[float] = [0.0] * len(task_failed_x)
     shown_outcomes: set[str] = set()
     ordinal: dict[str, int] = {}
     for row, span in enumerate(spans.itertuples(index=False), start=1):
@@ -200,22 +209,22 @@ def timeline_chart(
             # activity closed, was lost with its worker: it ends where its successor begins.
             successor = logged["started_at"].shift(-1)
             lost = (logged["outcome"] == "running") & (successor.notna() | pd.notna(span.closed_at))
-            outcomes = logged["outcome"].mask(lost, "lost")
+            attempt_outcomes = logged["outcome"].mask(lost, "lost")
             ended = logged["ended_at"].fillna(successor).fillna(closed)
             starts = _seconds(logged["started_at"], origin)
             bars = ax.barh(
                 np.full(len(logged), row), _visible(_seconds(ended, origin) - starts, extent), left=starts, height=0.38,
-                color=[_colour(OUTCOME_COLOURS, o) for o in outcomes],
+                color=[_colour(OUTCOME_COLOURS, o) for o in attempt_outcomes],
             )
             for bar in bars:
                 bar.set_gid("attempt")
             if len(logged) > 1:
                 for attempt, x in zip(logged["attempt"], starts):
                     ax.text(x, row - 0.4, f"#{attempt}", ha="left", va="bottom", fontsize=8, color="#333")
-            failed = outcomes.isin(["failed", "cancelled", "lost"]).to_numpy()
+            failed = attempt_outcomes.isin(["failed", "cancelled", "lost"]).to_numpy()
             failed_x += list(_seconds(ended, origin)[failed])
             failed_y += [row] * int(failed.sum())
-            shown_outcomes.update(outcomes)
+            shown_outcomes.update(attempt_outcomes)
         elif pd.notna(span.started_at):
             started = _second(span.started_at, origin)
             bar = ax.barh(
@@ -233,15 +242,21 @@ def timeline_chart(
         ax.plot(failed_x, failed_y, "X", color=OUTCOME_COLOURS["failed"], markersize=10, markeredgecolor="white",
                 linestyle="none", gid="failed-attempts")
 
-    status = payment["payment_status"] or payment["workflow_status"]
+    payment_status = None if pd.isna(payment["payment_status"]) else payment["payment_status"]
+    workflow_status = payment["workflow_status"]
+    status = outcome(payment_status, workflow_status)
     closing = _second(end, origin)
     ax.axvline(closing, color=_colour(STATUS_COLOURS, status), linestyle="--", linewidth=1.2, gid="workflow-closed")
-    if payment["workflow_status"] == "running":
-        outcome = f"still running after {closing:.2f} s"
+    if workflow_status == "running":
+        ending = f"still running after {closing:.2f} s"
+    elif payment_status is None:  # a workflow that is no payment
+        ending = f"workflow {workflow_status} after {closing:.2f} s"
+    elif status != payment_status:
+        ending = f"workflow {workflow_status} after {closing:.2f} s, the payment left {payment_status}"
     else:
-        outcome = f"payment {status} (workflow {payment['workflow_status']}) after {closing:.2f} s"
+        ending = f"payment {status} (workflow {workflow_status}) after {closing:.2f} s"
     ax.annotate(
-        outcome, xy=(closing, -0.55), xytext=(-4, 0), textcoords="offset points",
+        ending, xy=(closing, -0.55), xytext=(-4, 0), textcoords="offset points",
         ha="right", va="center", fontsize=9, fontweight="bold", color=_colour(STATUS_COLOURS, status), gid="outcome",
     )
 
@@ -252,14 +267,17 @@ def timeline_chart(
     ax.set_ylabel("step")
     ax.set_title(f"Timeline of {history.workflow_id}")
     ax.grid(axis="x", alpha=0.3)
-    outcomes = sorted(shown_outcomes or set(spans["outcome"]))
+    attempt_kinds = sorted(shown_outcomes or set(spans["outcome"]))
     handles: list[Patch | Line2D] = [
         Patch(facecolor=_WORKFLOW_TASK_COLOUR, label="workflow task"),
+        *(Patch(facecolor=_WORKFLOW_TASK_COLOURS[o], label=f"workflow task {o}") for o in _WORKFLOW_TASK_COLOURS if (tasks["outcome"] == o).any()),
         Patch(facecolor=_ENVELOPE_COLOUR, edgecolor=_ENVELOPE_EDGE, label="activity: scheduled → closed"),
-        *(Patch(facecolor=_colour(OUTCOME_COLOURS, o), label=f"attempt {o}") for o in outcomes),
+        *(Patch(facecolor=_colour(OUTCOME_COLOURS, o), label=f"attempt {o}") for o in attempt_kinds),
     ]
     if failed_x:
-        handles.append(Line2D([], [], marker="X", color=OUTCOME_COLOURS["failed"], linestyle="none", markersize=9, label="failed attempt"))
+        failed = "failed attempt or workflow task" if task_failed_x and len(failed_x) > len(task_failed_x) else (
+            "failed workflow task" if task_failed_x else "failed attempt")
+        handles.append(Line2D([], [], marker="X", color=OUTCOME_COLOURS["failed"], linestyle="none", markersize=9, label=failed))
     handles.append(Line2D([], [], color=_colour(STATUS_COLOURS, status), linestyle="--", label=f"workflow closed ({status})"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     return figure
@@ -444,7 +462,7 @@ def swimlanes_chart(
             ax.plot(x, lanes[retried], "v", color="black", markersize=5, linestyle="none", gid="retried-activities")
             marker_label = ("v", "last attempt of a retried activity")
 
-    statuses = payments["payment_status"].fillna(payments["workflow_status"])
+    statuses = outcomes(payments)
     ends = [
         _second(c if pd.notna(c) else last_event[k], origins[k])
         for c, k in zip(payments["closed_at"], lane_of)

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import statistics
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -159,7 +160,8 @@ class PaymentMetrics:
     running: int
     """Workflows still running."""
     by_status: dict[str, int]
-    """Payments per payment status (running ones included, under their current status)."""
+    """Payments per payment status (running ones included, under their current status); those whose workflow was
+    terminated or timed out before the payment ended, under ``terminated`` or ``timed out``."""
     mean_execution_time: timedelta | None
     """Mean start-to-close time of the ended workflows."""
 
@@ -868,16 +870,26 @@ class PaymentService:
         return result.count
 
     async def metrics(self, *, organization_id: str | None = None) -> PaymentMetrics:
-        """Running workflows, payments per status and mean execution time."""
+        """Running workflows, payments per status and mean execution time.
+
+        A payment whose workflow was terminated or timed out never set a final status (its
+        search attribute still says ``pending``): it counts under ``terminated`` or ``timed out``.
+        """
+        under_way = [PaymentStatus.PENDING, PaymentStatus.PROCESSING]
         running, *per_status = await asyncio.gather(
             self.count(organization_id=organization_id, query="ExecutionStatus = 'Running'"),
-            *(self.count(organization_id=organization_id, status=s) for s in PaymentStatus),
+            *(
+                self.count(organization_id=organization_id, status=s, query="ExecutionStatus = 'Running'" if s in under_way else None)
+                for s in PaymentStatus
+            ),
         )
         closed = await self.search(organization_id=organization_id, query="ExecutionStatus != 'Running'")
         durations = [r.execution_time.total_seconds() for r in closed if r.execution_time is not None]
+        by_status = Counter({s.value: n for s, n in zip(PaymentStatus, per_status, strict=True) if n})
+        by_status.update(sorted(r.workflow_status for r in closed if r.payment_status in under_way))
         return PaymentMetrics(
             running=running,
-            by_status={s.value: n for s, n in zip(PaymentStatus, per_status) if n},
+            by_status=dict(by_status),
             mean_execution_time=timedelta(seconds=statistics.fmean(durations)) if durations else None,
         )
 

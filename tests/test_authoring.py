@@ -108,6 +108,15 @@ async def test_a_payment_stuck_on_a_bug_carries_on_with_the_fix_charged_once(lab
     assert list(history.events)[:written] == list(stuck.events)[:written]
     assert scheduled_activities(history) == ["validate_payment", "charge_payment", "send_notification"]
     assert lab.repository.charge_count(request.payment_id) == 1
+    # Lesson 09's chart of that history shows the failed tasks (they were drawn grey, like completed ones).
+    from matplotlib.colors import to_hex
+
+    from payments_lab.charts import OUTCOME_COLOURS, timeline_chart
+
+    (ax,) = timeline_chart(history).axes
+    task_colours = [to_hex(p.get_facecolor()) for p in ax.patches if p.get_gid() == "workflow-task"]
+    assert task_colours.count(OUTCOME_COLOURS["failed"].lower()) == len(task_failures(history)) >= 1
+    assert "workflow task failed" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert result.charge_id is not None and result.charge_id.encode() in notification_text(history)
     names = [e.name for e in events_of(history)]
     assert names.index("WorkflowTaskFailed") < names.index("ActivityTaskScheduled", names.index("WorkflowTaskFailed"))

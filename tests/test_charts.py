@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from dataclasses import dataclass
@@ -229,6 +230,40 @@ async def test_the_timeline_of_a_running_payment_says_so(recorded: Recorded) -> 
     (text,) = [t for t in ax.texts if t.get_gid() == "outcome"]
     assert text.get_text().startswith("still running after ")
     assert len(patches(ax, "activity")) == 2 and len(patches(ax, "attempt")) == 2, "validate, and the charge in progress"
+
+
+async def test_a_payment_terminated_or_timed_out_is_not_shown_pending(client: Client) -> None:
+    """Off the script: a facilitator terminates a payment, another times out, both before a worker took them. Their
+    search attribute still says `pending`, and the fleet summary, the dashboard, the timeline and the metrics said so."""
+    from datetime import timedelta
+
+    from matplotlib.colors import to_hex
+
+    from payments_lab.charts import STATUS_COLOURS
+    from payments_lab.domain import PaymentRequest
+    from payments_lab.history import outcomes, payments_frame
+
+    service = PaymentService(client, f"test-ended-first-{uuid.uuid4().hex[:8]}")  # no worker polls it
+    terminated = await service.start(PaymentRequest(f"t-{uuid.uuid4().hex[:8]}", "org-acme", "u-1", "11.00", "EUR"))
+    await terminated.workflow.terminate("a facilitator stopped it")
+    timed_out = await service.start(
+        PaymentRequest(f"o-{uuid.uuid4().hex[:8]}", "org-acme", "u-1", "12.00", "EUR"), execution_timeout=timedelta(seconds=1)
+    )
+    while (await timed_out.status()).is_running:
+        await asyncio.sleep(0.2)
+    histories = await fetch_histories(client, [terminated.workflow_id, timed_out.workflow_id], progress=False)
+
+    table = payments_frame(histories)
+    assert list(table["payment_status"]) == ["pending", "pending"], "what the search attribute says, as it is"
+    assert list(outcomes(table)) == ["terminated", "timed out"]
+    assert fleet_summary(histories).status_counts.to_dict() == {"terminated": 1, "timed out": 1}
+    (ax,) = rendered(timeline_chart(histories[1])).axes
+    (text,) = [t for t in ax.texts if t.get_gid() == "outcome"]
+    assert text.get_text().startswith("workflow timed out after ") and text.get_text().endswith("the payment left pending")
+    assert to_hex(text.get_color()) == STATUS_COLOURS["timed out"].lower()
+    assert legend_texts(ax)[-1] == "workflow closed (timed out)"
+    metrics = await service.metrics()
+    assert metrics.by_status == {"terminated": 1, "timed out": 1} and metrics.running == 0
 
 
 async def test_swimlanes_draw_one_lane_per_payment(fleet: Fleet) -> None:

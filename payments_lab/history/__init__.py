@@ -42,6 +42,8 @@ from payments_lab.history.payments import (
     AttemptRow,
     PaymentRow,
     attempts_frame,
+    outcome,
+    outcomes,
     payments_frame,
 )
 from payments_lab.history.store import (
@@ -95,6 +97,8 @@ __all__ = [
     "load_histories",
     "load_history",
     "local_activity",
+    "outcome",
+    "outcomes",
     "payments_frame",
     "retry_state_words",
     "save_histories",

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowHistory
 
 from payments_lab.domain import PaymentStatus
 from payments_lab.errors import InvalidArgumentError
-from payments_lab.history.payments import PAYMENT_COLUMNS, STEP_ORDER, payments_frame
+from payments_lab.history.payments import PAYMENT_COLUMNS, STEP_ORDER, outcomes, payments_frame
 
 LATENCY_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 """Percentiles of :attr:`FleetSummary.latency`."""
@@ -63,8 +63,7 @@ def fleet_summary(histories: WorkflowHistory | Iterable[WorkflowHistory] | pd.Da
     missing = set(PAYMENT_COLUMNS) - set(payments.columns)
     if missing:
         raise InvalidArgumentError(f"the payments table lacks {sorted(missing)}: build it with payments_frame(histories)")
-    status = payments["payment_status"].fillna(payments["workflow_status"])
-    counts = status.value_counts()
+    counts = outcomes(payments).value_counts()
     # Ties in the order of the payment life-cycle, so the same fleet always reads the same.
     known = [s.value for s in PaymentStatus]
     order = sorted(counts.index, key=lambda s: (-counts[s], known.index(s) if s in known else len(known), s))

@@ -73,6 +73,25 @@ def _payment_status(events: Sequence[HistoryEvent]) -> str | None:
     return _keyword(fields[_PAYMENT_STATUS]) if _PAYMENT_STATUS in fields else None
 
 
+UNFINISHED = frozenset({"pending", "processing"})
+"""The payment statuses of a payment still under way."""
+
+
+def outcome(payment_status: str | None, workflow_status: str) -> str:
+    """What a payment came to, for a view: its last ``PaymentStatus``, or how its workflow ended when that
+    ended it first (``terminated``, ``timed out``: nothing ran to set a final status), or the workflow's
+    status for a workflow that is no payment."""
+    if payment_status is None or (payment_status in UNFINISHED and workflow_status != "running"):
+        return workflow_status
+    return payment_status
+
+
+def outcomes(payments: pd.DataFrame) -> pd.Series:
+    """:func:`outcome` of each row of a :func:`payments_frame` table."""
+    pairs = zip(payments["payment_status"], payments["workflow_status"], strict=True)
+    return pd.Series([outcome(None if pd.isna(p) else p, w) for p, w in pairs], index=payments.index, name="outcome", dtype=object)
+
+
 class PaymentRow(NamedTuple):
     """One payment workflow run: a row of :func:`payments_frame`."""
 
@@ -122,7 +141,8 @@ def payments_frame(histories: WorkflowHistory | Iterable[WorkflowHistory]) -> pd
     ``workflow_status`` (``completed``, ``failed``, ``cancelled``, ``terminated``, ``timed
     out``, ``continued as new`` or ``running``), ``payment_status`` (the last
     ``PaymentStatus`` search attribute the workflow set: ``completed``, ``declined``,
-    ``failed``, ``cancelled``, ``refunded``, or ``pending`` while it runs), ``started_at``,
+    ``failed``, ``cancelled``, ``refunded``, or ``pending`` while it runs, and still ``pending`` for a
+    workflow terminated or timed out: :func:`outcomes` says what such a payment came to), ``started_at``,
     ``closed_at``, ``latency`` (end to end, as Temporal saw it), ``events``, and the final
     attempt of each step (``validate_attempts`` … ``settle_attempts``, local activities
     included; missing when the step did not run).
