@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -126,11 +127,15 @@ def latency_table(reports: Mapping[str, LatencyReport]) -> pd.DataFrame:
 def time_breakdown(history: WorkflowHistory) -> pd.Series:
     """Where one workflow's time went, according to its history, in milliseconds.
 
-    ``waiting for a worker``: tasks handed through a task queue, from scheduled to started;
     ``running workflow code``: workflow tasks from started to completed (local activities
     run inside them); ``running activities``: activity attempts from started to closed;
+    ``waiting for a worker``: tasks handed through a task queue, from scheduled to started;
     ``server and network``: the rest of the time between the workflow's start and its end
-    (the trips between server and worker, the server's own work, retry waits).
+    (the trips between server and worker, the server's own work, and for a retried activity
+    its earlier attempts and the waits between them: the history keeps only the last
+    attempt's start). Each moment counts once, under the first of those parts that covers it:
+    activities that run at the same time are one stretch of ``running activities``, so the
+    parts add up to the workflow's time.
 
     Raises:
         ValueError: the workflow has not ended.
@@ -140,12 +145,26 @@ def time_breakdown(history: WorkflowHistory) -> pd.Series:
         raise InvalidArgumentError(f"{history.workflow_id} has not ended: there is no total to break down yet")
     tasks = workflow_task_spans(history)
     spans = activity_spans(history)
-    waiting = (tasks["started_at"] - tasks["scheduled_at"]).sum() + spans["schedule_to_start"].sum()
-    workflow_code = (tasks["closed_at"] - tasks["started_at"]).sum()
-    activities = spans["run_time"].sum()
-    total = payment["closed_at"] - payment["started_at"]
-    parts = [waiting, workflow_code, activities, total - waiting - workflow_code - activities]
-    return pd.Series([p.total_seconds() * 1000 for p in parts], index=list(BREAKDOWN_PARTS), name=history.workflow_id)
+    first_attempts = spans[spans["attempt"] <= 1]
+    covering = {
+        "running workflow code": _intervals(tasks["started_at"], tasks["closed_at"]),
+        "running activities": _intervals(spans["started_at"], spans["closed_at"]),
+        "waiting for a worker": _intervals(tasks["scheduled_at"], tasks["started_at"])
+        + _intervals(first_attempts["scheduled_at"], first_attempts["started_at"]),
+    }
+    start, end = payment["started_at"].value, payment["closed_at"].value
+    spent = dict.fromkeys(BREAKDOWN_PARTS, 0)
+    edges = sorted({start, end, *(t for pairs in covering.values() for pair in pairs for t in pair if start < t < end)})
+    for left, right in itertools.pairwise(edges):
+        middle = (left + right) / 2
+        part = next((name for name, pairs in covering.items() if any(a <= middle < b for a, b in pairs)), "server and network")
+        spent[part] += right - left
+    return pd.Series([spent[part] / 1e6 for part in BREAKDOWN_PARTS], index=list(BREAKDOWN_PARTS), name=history.workflow_id)
+
+
+def _intervals(starts: pd.Series, ends: pd.Series) -> list[tuple[int, int]]:
+    """The (start, end) pairs in ns where both are known."""
+    return [(a.value, b.value) for a, b in zip(starts, ends, strict=True) if pd.notna(a) and pd.notna(b)]
 
 
 def answer_times(history: WorkflowHistory) -> pd.Series:

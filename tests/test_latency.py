@@ -96,3 +96,58 @@ async def test_a_continuing_runner_is_timed_to_its_answer_and_finished_before_th
     assert reports["early"].median_ms < 30 and len(finished) == 5
     with pytest.raises(ValueError, match="spacing >= 0"):
         await compare_latency({"early": early}, spacing=-1)
+
+
+NAPS_AT_ONCE = '''from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import activity, workflow
+
+
+@activity.defn
+async def nap(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "rested"
+
+
+@workflow.defn
+class NapsAtOnce:
+    @workflow.run
+    async def run(self) -> list[str]:
+        naps = [workflow.execute_activity(nap, 0.3, start_to_close_timeout=timedelta(seconds=10)) for _ in range(4)]
+        return list(await asyncio.gather(*naps))
+'''
+
+
+async def test_the_breakdown_counts_retry_waits_apart_from_workers_and_overlapping_activities_once(open_test_lab) -> None:  # noqa: ANN001
+    """Off the script: a retried charge's 1.5 s of backoff was told as "waiting for a worker" while one polled all along,
+    and four activities run at once made "server and network" negative."""
+    from datetime import timedelta
+
+    from payments_lab.faults import FaultPlan
+    from payments_lab.latency import time_breakdown
+    from payments_lab.messages import PaymentOptions
+
+    lab = await open_test_lab("breakdown")
+    retried = await lab.start(
+        lab.request("16.00"), faults=FaultPlan.failing(charge=2), options=PaymentOptions(initial_interval=timedelta(seconds=0.5)),
+        show_link=False,
+    )
+    await retried.result()
+    parts = time_breakdown(await retried.workflow.fetch_history())
+    total_ms = sum(parts)
+    assert all(parts >= 0) and total_ms >= 1500, "two retries, 0.5 s then 1 s apart"
+    assert parts["server and network"] >= 1400 and parts["waiting for a worker"] < 500, parts.to_dict()
+
+    loaded = await lab.load_module("naps", NAPS_AT_ONCE)
+    naps = await lab.client.start_workflow(loaded.workflows["NapsAtOnce"].run, id=f"naps-{lab.request('1').payment_id}", task_queue=lab.task_queue)
+    await naps.result()
+    history = await naps.fetch_history()
+    parts = time_breakdown(history)
+    description = await naps.describe()
+    assert description.close_time is not None
+    assert all(parts >= 0), parts.to_dict()
+    assert abs(sum(parts) - (description.close_time - description.start_time).total_seconds() * 1000) < 1
+    assert 300 <= parts["running activities"] < 4 * 300, "four naps at once are one stretch of time, not four"
