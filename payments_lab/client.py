@@ -154,6 +154,13 @@ def workflow_url(ui_url: str | None, namespace: str, workflow_id: str, run_id: s
     return f"{url}/{quote(run_id, safe='')}/history" if run_id else url
 
 
+def workflows_url(ui_url: str | None, namespace: str, query: str) -> str | None:
+    """Link to the Web UI's list of the workflows a visibility ``query`` selects, in ``namespace`` (None without a Web UI)."""
+    if not ui_url:
+        return None
+    return f"{ui_url}/namespaces/{quote(namespace, safe='')}/workflows?query={quote(query, safe='')}"
+
+
 @dataclass
 class Connection:
     """A connected client, where it points, and the server the kit started for it, if any."""

@@ -40,7 +40,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exce
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.arguments import positive_duration, whole_number
-from payments_lab.client import TemporalUnavailableError, workflow_url
+from payments_lab.client import TemporalUnavailableError, workflow_url, workflows_url
 from payments_lab.domain import (
     STEPS,
     PaymentRequest,
@@ -544,6 +544,11 @@ class PaymentService:
     def workflow_url(self, workflow_id: str) -> str | None:
         """Link to a workflow in the Web UI."""
         return workflow_url(self.ui_url, self.client.namespace, workflow_id)
+
+    def search_url(self, query: str) -> str | None:
+        """Link to the Web UI's list of the workflows ``query`` selects (a :meth:`visibility_query`), in this
+        service's namespace; None where no Web UI link can open (the lab said why when it opened)."""
+        return workflows_url(self.ui_url, self.client.namespace, checked_query(query))
 
     def require_open(self) -> None:
         """Raise what :attr:`closed_because` says, at once, if the lab of this service has closed.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from temporalio.client import Client
 
 from conftest import published_session
 from payments_lab.client import (
@@ -17,6 +19,7 @@ from payments_lab.client import (
     environment_configured,
     web_ui_url,
     workflow_url,
+    workflows_url,
 )
 from payments_lab.processes import free_port, port_open
 from payments_lab.server import EmbeddedServer
@@ -184,6 +187,22 @@ def test_web_ui_links_keep_each_id_in_one_path_segment() -> None:
         workflow_url("http://ui", "team/a", "payment-x/y?z", "run/1")
         == "http://ui/namespaces/team%2Fa/workflows/payment-x%2Fy%3Fz/run%2F1/history"
     )
+
+
+async def test_a_search_link_opens_the_services_own_namespace_or_is_none_without_a_web_ui(client: Client) -> None:
+    """Off the script: lesson 06's link to a search named namespace `default`: in a room it opened an empty one, and
+    where no link can open it read `None/namespaces/...`."""
+    from payments_lab.service import PaymentService
+
+    assert workflows_url(None, "learner-01", "PaymentStatus = 'failed'") is None
+    learners_client = Client(client.service_client, namespace="learner-01", data_converter=client.data_converter)
+    in_a_room = PaymentService(learners_client, "payments", ui_url="http://ui")
+    query = in_a_room.visibility_query(status="failed")
+    assert in_a_room.search_url(query) == f"http://ui/namespaces/learner-01/workflows?query={quote(query, safe='')}"
+    assert workflows_url("http://ui", "team/a", "A = 'b/c'") == "http://ui/namespaces/team%2Fa/workflows?query=A%20%3D%20%27b%2Fc%27"
+    assert PaymentService(client, "payments").search_url(query) is None
+    with pytest.raises(ValueError, match="query must be a visibility query as a string"):
+        in_a_room.search_url(None)  # type: ignore[arg-type]
 
 
 def test_a_worker_that_cannot_reach_its_server_says_so_once_not_thirty_times_a_minute() -> None:
