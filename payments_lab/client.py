@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -128,8 +129,37 @@ def web_ui_url(address: str, namespace: str) -> str | None:
         return "https://cloud.temporal.io"
     if host in ("localhost", "127.0.0.1") and port.isdigit():
         ui_port = int(port) + 1000
-        return f"http://{host}:{ui_port}" if route.kind == "local" else route.url(ui_port)
+        if route.kind == "local":
+            return f"http://{host}:{ui_port}"
+        if route.kind == "jupyter" and not _ui_served_under(ui_port, route.public_path(ui_port)):
+            return None
+        return route.url(ui_port)
     return None
+
+
+def _ui_served_under(ui_port: int, path: str) -> bool:
+    """Whether the Web UI on ``ui_port`` of this machine serves its pages under ``path``, the one Jupyter's proxy forwards.
+
+    A server the kit did not start (``temporal server start-dev`` in a terminal) serves its UI at
+    ``/``: through the proxy its page loads and its scripts do not (a blank page). Says once why
+    there is no link, and what to do, when it does not.
+    """
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}{quote(path)}/", timeout=2) as answer:
+            page = answer.read(1 << 16).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        why = f"no Web UI answers at 127.0.0.1:{ui_port}"
+    else:
+        if f"{path}/_app/" in page or f"{quote(path)}/_app/" in page:
+            return True
+        why = f"the Web UI at 127.0.0.1:{ui_port} serves its pages at /, not under {path}, the path Jupyter's proxy forwards"
+    print(
+        f"No Web UI links: {why}. Start that server with `temporal server start-dev --ui-public-path {path}` (the kit's "
+        "`payments-lab server` does), or set PAYMENTS_LAB_UI_URL to where your browser reaches its Web UI.",
+        file=sys.stderr,
+        flush=True,
+    )
+    return False
 
 
 class TemporalUnavailableError(PaymentsLabError, RuntimeError):

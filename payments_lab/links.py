@@ -129,17 +129,31 @@ def _web_ui_url(value: str) -> str:
     return value.rstrip("/")
 
 
+JUPYTER_PAGES = frozenset({"lab", "tree", "notebooks", "doc", "edit", "view", "terminals", "consoles"})
+"""The first path segment of Jupyter's own pages: an address copied from the browser ends there, its base URL before."""
+
+
 def _base_path(value: str) -> str:
-    """The path of ``PAYMENTS_LAB_JUPYTER_BASE_URL``, given as a path (``/lab-base/``) or a full URL."""
+    """The path of ``PAYMENTS_LAB_JUPYTER_BASE_URL``, given as a path (``/lab-base/``) or a full URL.
+
+    An address copied from the browser's address bar (``…/lab-base/lab/tree/01.ipynb``) is cut where
+    Jupyter's own pages begin: a link below ``/lab`` opens JupyterLab again, not the Web UI.
+    """
     parts = urlsplit(value)
     if parts.scheme in ("http", "https") and parts.netloc:
-        return parts.path or "/"  # the link is a path on the notebook's own origin
-    if parts.scheme or parts.netloc or not value.startswith("/") or any(c.isspace() for c in value):
+        path = parts.path or "/"  # the link is a path on the notebook's own origin
+    elif parts.scheme or parts.netloc or not value.startswith("/") or any(c.isspace() for c in value):
         raise InvalidArgumentError(
             f"PAYMENTS_LAB_JUPYTER_BASE_URL={value!r} cannot be Jupyter's base URL: set it to the address in your "
-            "browser up to /lab, e.g. https://jupyter.example.org/lab-base/ or /lab-base/"
+            "browser up to, not including, /lab: e.g. https://jupyter.example.org/lab-base/ or /lab-base/"
         )
-    return value
+    else:
+        path = value
+    segments = path.split("/")
+    # A hub's /user/<name>/ is the base whatever the name (a user called "lab").
+    first = 3 if len(segments) > 2 and segments[1] == "user" else 1
+    cut = next((i for i in range(first, len(segments)) if segments[i] in JUPYTER_PAGES), None)
+    return path if cut is None else "/".join(segments[:cut]) + "/"
 
 
 def _jupyter_route_problem(base: str) -> str | None:

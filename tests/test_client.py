@@ -181,6 +181,32 @@ async def test_a_server_given_by_the_caller_wins_over_the_lab_session(dev_server
     assert not own.running
 
 
+def test_behind_jupyter_a_server_started_by_hand_gets_no_link_to_a_blank_page_and_one_line_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off the script: `temporal server start-dev` in a Jupyter terminal, found through TEMPORAL_ADDRESS. Its UI serves at
+    `/`, so through Jupyter's proxy its page loaded and its scripts did not: every link opened a blank page."""
+    from payments_lab.links import UiRoute
+
+    monkeypatch.delenv("PAYMENTS_LAB_UI_URL", raising=False)
+    monkeypatch.delenv("CODESPACE_NAME", raising=False)
+    monkeypatch.delenv("PAYMENTS_LAB_JUPYTER_BASE_URL", raising=False)
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ana/")
+    def ports() -> tuple[int, int]:  # the dev server's own layout: the UI at port + 1000
+        while (port := free_port()) + 1000 > 65535 or port_open("127.0.0.1", port + 1000):
+            pass
+        return port, port + 1000
+
+    port, ui_port = ports()
+    with EmbeddedServer(port=port, ui_port=ui_port, route=UiRoute("local", "")) as by_hand:  # its UI at /
+        assert web_ui_url(by_hand.address, "default") is None
+    said = capsys.readouterr().err
+    assert f"serves its pages at /, not under /user/ana/proxy/absolute/{ui_port}" in said and "--ui-public-path" in said
+    port, ui_port = ports()
+    with EmbeddedServer(port=port, ui_port=ui_port, route=UiRoute("jupyter", "/user/ana/")) as kits:
+        assert web_ui_url(kits.address, "default") == f"/user/ana/proxy/absolute/{ui_port}"
+
+
 def test_web_ui_links_keep_each_id_in_one_path_segment() -> None:
     assert workflow_url(None, "default", "payment-x") is None
     assert (

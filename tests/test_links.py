@@ -54,6 +54,22 @@ def test_a_base_url_given_as_a_full_url_is_reached_by_its_path() -> None:
         ui_route({"PAYMENTS_LAB_JUPYTER_BASE_URL": "jupyter.example.org/x"})
 
 
+@pytest.mark.parametrize(
+    ("copied", "base"),
+    [
+        ("http://127.0.0.1:8888/user/ana@example.org/lab", "/user/ana@example.org/"),
+        ("https://jupyter.example.org/lab-base/lab/tree/notebooks/00-welcome.ipynb", "/lab-base/"),
+        ("/lab-base/tree/notebooks", "/lab-base/"),
+        ("https://hub.example.org/user/lab/lab/workspaces/auto-x", "/user/lab/"),
+        ("https://hub.example.org/user/lab/", "/user/lab/"),
+        ("/lab", "/"),
+    ],
+)
+def test_a_base_url_copied_from_the_address_bar_is_cut_where_jupyters_pages_begin(copied: str, base: str) -> None:
+    """Off the script: `…/lab` pasted as PAYMENTS_LAB_JUPYTER_BASE_URL made every Web UI link open JupyterLab again."""
+    assert ui_route({"PAYMENTS_LAB_JUPYTER_BASE_URL": copied}).url(8233) == f"{base}proxy/absolute/8233"
+
+
 @pytest.mark.parametrize("value", ["/", "http://", "host:8233", "http://host:8233/a b", "ftp://host/"])
 def test_a_ui_url_that_cannot_be_one_is_refused(value: str) -> None:
     with pytest.raises(InvalidArgumentError, match=r"cannot be the Web UI's address: set it to a URL such as http://host:8233"):
