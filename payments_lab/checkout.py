@@ -45,14 +45,14 @@ from payments_lab.confirmation_messages import (
     CustomerAnswer,
     ProcessorEvent,
 )
-from payments_lab.domain import PaymentRequest, PaymentStatus, Step
+from payments_lab.domain import PaymentRequest, PaymentStatus, Step, checked_request
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.outage import deadline_expired, is_unreachable, silence_as_outage
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService, not_found_as
-from payments_lab.task_queues import live_pollers
+from payments_lab.task_queues import live_pollers, worker_command
 
 POLLER_GRACE = 2.0
 """Seconds a confirmation waits for a worker of the payment's task queue to be seen polling before it is refused."""
@@ -104,6 +104,7 @@ class Checkout:
         Raises:
             DuplicatePaymentError: this payment id was already submitted; nothing happened.
         """
+        checked_request(request)
         service = self.service
         service.require_open()
         try:
@@ -185,7 +186,7 @@ class Checkout:
             raise ConfirmationRefusedError(
                 payment_id,
                 f"no worker polls its task queue {queue!r}, so nothing would hear it now: nothing was sent. Start one "
-                f"(`await lab.worker.start()`, or `payments-lab worker --task-queue {queue}`), then confirm again",
+                f"(`await lab.worker.start()`, or `{worker_command(queue)}`), then confirm again",
             )
         window = self.service.call_window
         try:

@@ -74,9 +74,14 @@ def _rate(text: str) -> float:
 
 
 def _task_queue(text: str) -> str:
+    from payments_lab.task_queues import checked_task_queue
+
     if not text.strip():
         raise argparse.ArgumentTypeError("a task queue needs a name, e.g. payments")
-    return text
+    try:
+        return checked_task_queue(text, "--task-queue")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,6 +335,8 @@ INTERRUPTED_SETTLE_WAIT = 15.0
 async def _after_interrupt(handle, task_queue: str, *, own_worker: bool) -> None:  # noqa: ANN001
     """What an interrupted ``pay`` does with its payment: with the command's own worker, cancel it and wait for it
     to settle (else it would wait for ever on a task queue nothing polls); with another's, say it runs on."""
+    from payments_lab.task_queues import worker_command
+
     payment_id = handle.payment_id
     if not own_worker:
         print(f"payments-lab pay: stopped waiting; payment {payment_id} runs on with the workers of task queue "
@@ -343,7 +350,7 @@ async def _after_interrupt(handle, task_queue: str, *, own_worker: bool) -> None
             result = await handle.result()
     except Exception as err:  # noqa: BLE001 - whatever kept it from settling, say how to finish it
         print(f"payments-lab pay: payment {payment_id} did not settle ({type(err).__name__}): it waits on task queue "
-              f"{task_queue!r}; `payments-lab worker --task-queue {task_queue}` finishes it", file=sys.stderr, flush=True)
+              f"{task_queue!r}; `{worker_command(task_queue)}` finishes it", file=sys.stderr, flush=True)
         return
     print(f"payments-lab pay: payment {payment_id} {result.status.value}: {result.message}", file=sys.stderr, flush=True)
 
@@ -392,7 +399,7 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    from payments_lab.task_queues import live_pollers
+    from payments_lab.task_queues import live_pollers, worker_command
 
     payment_id = _checked_id(args.payment_id)
     async with _connected(args, start_server=False) as connection:
@@ -410,15 +417,17 @@ async def _cancel(args: argparse.Namespace) -> int:
     )
     if nobody:  # the workflow settles on a worker: until one runs it, the payment stays as it is
         print(f"no worker polls task queue {queue!r}: the payment is settled once one runs it "
-              f"(`payments-lab worker --task-queue {queue}`)", file=sys.stderr)
+              f"(`{worker_command(queue)}`)", file=sys.stderr)
     return EXIT_OK
 
 
 async def _list(args: argparse.Namespace) -> int:
-    from payments_lab.domain import PaymentStatus
+    from payments_lab.domain import PaymentStatus, checked_text
 
     try:
         status = PaymentStatus(args.status) if args.status is not None else None
+        if args.org is not None:
+            checked_text("organization_id", args.org)  # refused before any server is looked for
     except ValueError as err:
         raise UsageError(str(err)) from None
     async with _connected(args, start_server=False) as connection:
@@ -748,7 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _room(args)
         run = {"pay": _pay, "status": _status, "cancel": _cancel, "list": _list, "worker": _worker}[args.command]
         return asyncio.run(run(args))
-    except UsageError as err:
+    except (UsageError, InvalidArgumentError) as err:  # an argument the kit refused is bad usage here, whoever checked it
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (TemporalUnavailableError, TemporalNotFoundError, PaymentNotFoundError, NamespaceNotFoundError) as err:

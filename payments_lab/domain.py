@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
 
+from payments_lab.arguments import short_repr
 from payments_lab.currencies import minor_units
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 
@@ -23,7 +24,7 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 FIELD_LIMITS: dict[str, int] = {
     "payment_id": 200,
-    "organization_id": 200,
+    "organization_id": 170,
     "user_id": 200,
     "currency": 16,
     "description": 10_000,
@@ -31,9 +32,11 @@ FIELD_LIMITS: dict[str, int] = {
 """The most characters each text field of a request may carry to Temporal and SQLite.
 
 They keep every request within Temporal's limits whatever its characters: the payment id
-becomes a workflow id (at most 1,000 bytes), the organization and the currency become
-Keyword search attributes (at most 2,048 bytes each). Validation's own rules are stricter
-(ids of at most 100 characters, descriptions of at most 500) and decline the payment.
+becomes a workflow id (at most 1,000 bytes of UTF-8: 8 + 4 × 200), the organization and the
+currency become Keyword search attributes (at most 2,048 bytes each, counted as the SDK sends
+them: JSON with every character beyond ASCII escaped, 12 bytes for an emoji, so 2 + 12 × 170).
+Validation's own rules are stricter (ids of at most 100 characters, descriptions of at most
+500) and decline the payment.
 """
 
 _TEXT_FIELDS = tuple(FIELD_LIMITS)
@@ -141,12 +144,18 @@ class InvalidTransitionError(PaymentsLabError, ValueError):
     """A payment was asked to move to a status its life-cycle does not allow."""
 
 
+AMOUNT_DIGITS = 10_000
+"""The most digits an amount may carry to Temporal. One of millions reached the server, which refused
+the payment's input as a blob too large; anything shorter is validation's to decline (an amount
+above :data:`MAX_AMOUNT`, or with more decimals than its currency has)."""
+
+
 def coerce_amount(value: Decimal | str | int) -> Decimal:
     """Turn ``value`` into a ``Decimal`` amount without ever going through a float.
 
     Raises:
         TypeError: ``value`` is a float, a bool or another non-numeric type.
-        ValueError: ``value`` is a string that is not a number.
+        ValueError: ``value`` is a string that is not a number, or has more than :data:`AMOUNT_DIGITS` digits.
     """
     if isinstance(value, bool):  # before int: a bool is an int to Python
         raise InvalidArgumentError(f"amount must be a Decimal or a string such as '12.50', not bool {value!r}")
@@ -157,6 +166,11 @@ def coerce_amount(value: Decimal | str | int) -> Decimal:
     if isinstance(value, Decimal):
         amount = value
     elif isinstance(value, int):
+        if abs(value).bit_length() > 4 * AMOUNT_DIGITS:  # before Decimal(), which refuses ints of 4,300+ digits with advice of its own
+            raise InvalidArgumentError(
+                f"amount has about {int(abs(value).bit_length() * 0.30103) + 1:,} digits; at most {AMOUNT_DIGITS:,} are carried "
+                "to Temporal: write it like '12.50'"
+            )
         amount = Decimal(value)
     elif isinstance(value, str):
         # Python's Decimal also reads '12_50' (as 1250: a digit separator) and digits of other
@@ -172,6 +186,12 @@ def coerce_amount(value: Decimal | str | int) -> Decimal:
     if amount.is_snan():
         # A signalling NaN raises on any comparison: refuse it here rather than anywhere later.
         raise InvalidArgumentError("amount sNaN (a signalling NaN) is not a number; write it like '12.50'")
+    digits = len(amount.as_tuple().digits)
+    if digits > AMOUNT_DIGITS:
+        raise InvalidArgumentError(
+            f"amount has {digits:,} digits; at most {AMOUNT_DIGITS:,} are carried to Temporal (a payment's input travels "
+            "in its history): write it like '12.50'"
+        )
     return amount
 
 
@@ -475,3 +495,18 @@ def validate_request(
         errors.append(f"organization {organization_id!r} does not exist")
 
     return ValidationResult(errors=tuple(errors))
+
+
+def checked_request(request: object) -> PaymentRequest:
+    """``request``, if it is a :class:`PaymentRequest` (what starting a payment takes).
+
+    Raises:
+        TypeError: it is anything else (an amount, a dict, None); the message says how to build one.
+    """
+    if not isinstance(request, PaymentRequest):
+        raise InvalidArgumentError(
+            f"a payment starts from a PaymentRequest, not {type(request).__name__} {short_repr(request, 60)}: build one with "
+            "`lab.request('10.00')` (or `PaymentRequest(payment_id, organization_id, user_id, amount, currency)`), "
+            "or run one at once with `await lab.pay('10.00')`"
+        )
+    return request

@@ -47,7 +47,7 @@ from payments_lab.orphans import (
 from payments_lab.repository import PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
-from payments_lab.task_queues import closed_here
+from payments_lab.task_queues import checked_task_queue, closed_here
 from payments_lab.wording import plural
 from payments_lab.worker import DEFAULT_WORKFLOWS, BackgroundWorker, WorkerProcess, new_task_queue
 
@@ -589,6 +589,8 @@ async def open_lab(
             crashes it); needs ``db_file``, through which both processes share the repository.
         quiet: Hide the tracebacks of activity attempts that fail on purpose.
     """
+    # The name begins the lab's task queue (``<name>-<8 hex digits>``): refused as one would be, before anything starts.
+    checked_task_queue(name, "the lab's name", reserve=len(new_task_queue("")))
     existing = _LABS.get(name)
     if existing is not None and existing.running:
         return existing

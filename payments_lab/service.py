@@ -39,7 +39,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
-from payments_lab.arguments import positive_duration, whole_number
+from payments_lab.arguments import positive_duration, short_repr, whole_number
 from payments_lab.client import TemporalUnavailableError, workflow_url, workflows_url
 from payments_lab.domain import (
     STEPS,
@@ -47,6 +47,7 @@ from payments_lab.domain import (
     PaymentResult,
     PaymentStatus,
     checked_payment_id,
+    checked_request,
     checked_text,
     payment_id_of,
     workflow_id_for,
@@ -65,7 +66,13 @@ from payments_lab.outage import (
     within_window,
 )
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
-from payments_lab.task_queues import live_pollers, nobody_polls_words, stopped_by_hand_words
+from payments_lab.task_queues import (
+    checked_task_queue,
+    live_pollers,
+    nobody_polls_words,
+    stopped_by_hand_words,
+    worker_command,
+)
 from payments_lab.visibility import PAYMENTS_QUERY, checked_query, quoted, refused_query_as_error
 from payments_lab.wording import plural
 from payments_lab.workflow_tasks import WAITING_SAID_AFTER, failing_task_error, until_task_fails
@@ -428,7 +435,7 @@ class PaymentHandle:
             f"No worker answered the {what} query of payment {self.payment_id!r} within "
             f"{self.service.call_window.total_seconds():g} s. A query runs on a worker of task queue "
             f"{queue!r}: none polls it, or all are busy. Start one (in a notebook `await lab.worker.start()`, "
-            f"in a terminal `payments-lab worker --task-queue {queue}`), or ask the server instead: "
+            f"in a terminal `{worker_command(queue)}`), or ask the server instead: "
             "`await handle.status()`."
         )
 
@@ -513,7 +520,9 @@ class PaymentService:
         scope: str | None = None,
     ) -> None:
         if not isinstance(task_queue, str) or (scoped and not task_queue):
-            raise InvalidArgumentError(f"task_queue must be the name of the workers' task queue, got {task_queue!r}")
+            raise InvalidArgumentError(f"task_queue must be the name of the workers' task queue, got {short_repr(task_queue)}")
+        if task_queue:  # a service that only finds payments (the command line's) has none
+            checked_task_queue(task_queue)
         positive_duration("result_poll_window", result_poll_window)
         positive_duration("call_window", call_window)
         positive_duration("execution_timeout", execution_timeout, optional=True)
@@ -591,6 +600,7 @@ class PaymentService:
             ValueError: ``execution_timeout`` or ``task_timeout`` is not a positive ``timedelta``,
                 or the faults or options are of the wrong kind; nothing started.
         """
+        checked_request(request)
         positive_duration("execution_timeout", execution_timeout, optional=True)
         positive_duration("task_timeout", task_timeout, optional=True)
         self.require_open()
@@ -672,6 +682,7 @@ class PaymentService:
             ValueError: ``execution_timeout`` or ``rpc_timeout`` is not a positive ``timedelta``,
                 or the faults or options are of the wrong kind; nothing started.
         """
+        checked_request(request)
         positive_duration("execution_timeout", execution_timeout, optional=True)
         positive_duration("rpc_timeout", rpc_timeout, optional=True)
         self.require_open()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
+import unicodedata
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -12,7 +14,46 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from payments_lab.arguments import short_repr
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.processes import pid_alive
+
+TASK_QUEUE_BYTES = 1000
+"""The longest task queue name a Temporal server takes, in bytes of UTF-8 (its ``limit.maxIDLength``)."""
+
+
+def checked_task_queue(name: object, what: str = "task_queue", *, reserve: int = 0) -> str:
+    """``name``, if a Temporal server takes it as a task queue name and a terminal can show and type it.
+
+    Args:
+        name: The name.
+        what: How the message calls it.
+        reserve: Bytes kept free for what the kit adds (a lab's name is followed by ``-`` and 8 hex digits).
+
+    Raises:
+        ValueError: it is not text, is empty, holds a control or invisible character or text that is not
+            valid Unicode, or is longer than the server takes; the message says which.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidArgumentError(f"{what} must be a name such as 'payments', got {type(name).__name__} {short_repr(name)}")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        raise InvalidArgumentError(f"{what} is not valid text (a byte that is not UTF-8 in {name[:40]!r}): retype it")
+    odd = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf")), None)
+    if odd is not None:
+        raise InvalidArgumentError(
+            f"{what} {name[:40]!r} holds {'a control' if unicodedata.category(odd) == 'Cc' else 'an invisible'} character "
+            f"({odd!r}): no command a learner types would reach that queue; use letters, digits, '-', '.' and '_'"
+        )
+    size = len(name.encode("utf-8"))
+    if size > TASK_QUEUE_BYTES - reserve:
+        raise InvalidArgumentError(f"{what} is {size:,} bytes long; a Temporal server takes at most {TASK_QUEUE_BYTES - reserve:,} here")
+    return name
+
+
+def worker_command(task_queue: str) -> str:
+    """The command that starts a worker of ``task_queue``, quoted for a shell."""
+    return f"payments-lab worker --task-queue {shlex.quote(task_queue)}"
+
 
 BOTH = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
 """Workflow and activity pollers: a payment's worker polls both."""
@@ -95,7 +136,7 @@ def nobody_polls_words(workflow_id: str, task_queue: str, what: str) -> str:
         )
     return (
         f"{workflow_id} is waiting for {what}, and no worker polls its task queue {task_queue!r}: nothing runs it until "
-        f"one does. Start a worker of that queue with the code that started it (`payments-lab worker --task-queue "
-        f"{task_queue}` runs the kit's; code written in a cell: `await lab.load_module(name, source)` in a lab that "
+        f"one does. Start a worker of that queue with the code that started it (`{worker_command(task_queue)}` runs the "
+        "kit's; code written in a cell: `await lab.load_module(name, source)` in a lab that "
         "says it waits for that code). Interrupt the kernel to stop waiting: the payment waits on."
     )

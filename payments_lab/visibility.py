@@ -53,9 +53,31 @@ def checked_query(query: object) -> str:
     problems = [problem for problem in [lone_surrogate_problem("query", query)] if problem is not None]
     if "\x00" in query:
         problems.append(f"query contains a NUL character at position {query.index(chr(0)) + 1}")
+    unbalanced = _unbalanced_parenthesis(query)
+    if unbalanced is not None:
+        # The kit puts a condition in parentheses after its own (the lab's task queue): a ')' of the
+        # query's own would close them, and an `OR` after it would reach every lab's payments.
+        problems.append(f"query's parentheses do not pair up (the {unbalanced}): every '(' needs its ')'")
     if problems:
         raise InvalidArgumentError("; ".join(problems))
     return query
+
+
+def _unbalanced_parenthesis(query: str) -> str | None:
+    """Which parenthesis of ``query`` has no partner, outside its quoted strings, or None if they all pair up."""
+    depth, quote, escaped = 0, "", False
+    for position, c in enumerate(query, start=1):
+        if quote:
+            escaped, quote = (not escaped and c == "\\"), ("" if c == quote and not escaped else quote)
+        elif c in "'\"`":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                return f"')' at position {position}"
+    return f"{depth} '(' left open" if depth else None
 
 
 def quoted(value: str) -> str:

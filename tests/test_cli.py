@@ -452,6 +452,12 @@ def test_two_ledgers_started_at_the_same_moment_still_never_share_a_task_queue(i
         (["worker", "--task-queue", "q\udce9"], "--task-queue is not valid text"),
         (["pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--task-queue", "q\udce9"], "--task-queue is not valid text"),
         (["worker", "--namespace", "n\udce9"], "--namespace is not valid text"),
+        # Off the script, each: a traceback and exit 1, or a payment pending on a queue no typed command reaches.
+        (["pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--task-queue", "pay\tments"], "holds a control character"),
+        (["pay", "--org", "org-acme", "--amount", "1", "--currency", "EUR", "--task-queue", "q" * 2000], "is 2,000 bytes long"),
+        (["list", "--org", "o\x01"], "organization_id contains a control character"),
+        (["pay", "--org", "\U0001f642" * 171, "--amount", "1", "--currency", "EUR"], "at most 170 are accepted"),
+        (["pay", "--org", "org-acme", "--amount", "9" * 20000, "--currency", "EUR"], "amount has 20,000 digits"),
     ],
 )
 def test_input_that_cannot_reach_temporal_is_refused_at_the_door(

@@ -192,6 +192,14 @@ def test_huge_values_never_break_the_messages() -> None:
         request(amount="sNaN")
     with pytest.raises(ValueError, match=r"\(5,000 characters\) is not a number"):
         request(amount="x" * 5000)
+    # Off the script: an amount of millions of digits reached the server, which refused it as a blob too large.
+    with pytest.raises(ValueError, match=r"^amount has 3,000,000 digits; at most 10,000 are carried to Temporal"):
+        request(amount="9" * 3_000_000)
+    with pytest.raises(ValueError, match=r"^amount has about 20,001 digits; at most 10,000"):
+        request(amount=10**20000)
+    # Off the script: 171 emoji are 2,054 bytes as the SDK sends a search attribute (JSON, escaped), over Temporal's 2,048.
+    with pytest.raises(ValueError, match="organization_id is 171 characters long; at most 170 are accepted"):
+        request(organization_id="\U0001f642" * 171)
 
 
 def test_unknown_statuses_name_the_valid_ones() -> None:

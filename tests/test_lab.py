@@ -122,6 +122,11 @@ async def test_a_refused_option_starts_nothing(tmp_path) -> None:  # noqa: ANN00
         await open_lab("refused", options={"maximum_attempts": 5}, server=server)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fault_profile must be a FaultProfile"):
         await open_lab("refused", fault_profile=FaultPlan(), server=server)  # type: ignore[arg-type]
+    # Off the script: a lab whose name makes a task queue no server takes opened, and every payment then failed.
+    with pytest.raises(ValueError, match="the lab's name is 2,000 bytes long; a Temporal server takes at most 991"):
+        await open_lab("x" * 2000, server=server)
+    with pytest.raises(ValueError, match="the lab's name must be a name such as 'payments', got NoneType None"):
+        await open_lab(None, server=server)  # type: ignore[arg-type]
     assert not server.running and server.pid is None, "refused before the server started"
     (tmp_path / "ledger").mkdir()
     with pytest.raises(PaymentsLabError):

@@ -13,11 +13,13 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from temporalio.client import Client
+from temporalio.converter import encode_typed_search_attribute_value
 
 from conftest import FAST
 from payments_lab.activities import PaymentActivities
 from payments_lab.currencies import MINOR_UNITS, minor_units
 from payments_lab.domain import (
+    AMOUNT_DIGITS,
     FIELD_LIMITS,
     MAX_AMOUNT,
     PaymentRequest,
@@ -26,6 +28,7 @@ from payments_lab.domain import (
     validate_request,
 )
 from payments_lab.repository import DEMO_ORGANIZATIONS, PaymentRepository
+from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentService
 from payments_lab.worker import BackgroundWorker
@@ -130,8 +133,10 @@ def check_fits(request: PaymentRequest) -> ValidationResult:
     for name in FIELD_LIMITS:
         getattr(request, name).encode("utf-8")
     assert len(request.workflow_id.encode("utf-8")) <= 1000
-    assert len(request.organization_id.encode("utf-8")) <= 2048
-    assert len(request.currency.encode("utf-8")) <= 2048
+    # A Keyword search attribute as the SDK sends it (JSON, non-ASCII escaped): the server's limit is 2,048 bytes.
+    for key, value in ((ORGANIZATION_ID, request.organization_id), (PAYMENT_CURRENCY, request.currency)):
+        assert len(encode_typed_search_attribute_value(key, value).data) <= 2048, f"{key.name} of {len(value)} characters"
+    assert len(request.amount.as_tuple().digits) <= AMOUNT_DIGITS
     assert isinstance(request.amount, Decimal) and not request.amount.is_snan()
     result = validate_request(request, known)
     assert isinstance(result, ValidationResult)

@@ -15,6 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from conftest import FAST, interrupted, new_id
 from payments_lab.activities import PaymentActivities
 from payments_lab.domain import PaymentRequest, PaymentStatus
+from payments_lab.errors import InvalidArgumentError
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.outage import within_window
 from payments_lab.service import PaymentNotFoundError, PaymentService, QueryUnansweredError
@@ -256,6 +257,39 @@ async def test_a_start_with_faults_options_or_timeouts_of_the_wrong_kind_is_refu
         await service.start_early(refused, **start_options)  # type: ignore[arg-type]
     with pytest.raises(PaymentNotFoundError):
         await service.status(refused.payment_id)
+
+
+@pytest.mark.parametrize("not_a_request", ["10.00", {"amount": "10"}, None])
+async def test_a_start_from_anything_but_a_request_says_how_to_build_one(client: Client, task_queue: str, not_a_request: object) -> None:
+    """Off the script: `lab.start("10.00")`, as `lab.pay` takes it, failed with an AttributeError from inside the kit."""
+    service = PaymentService(client, task_queue)
+    for start in (service.start, service.start_early, service.process):
+        with pytest.raises(InvalidArgumentError, match=r"a payment starts from a PaymentRequest, not .*`lab.request\('10.00'\)`"):
+            await start(not_a_request)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("task_queue", "message"),
+    [
+        ("x" * 2000, "task_queue is 2,000 bytes long; a Temporal server takes at most 1,000"),
+        ("pay\tments", r"task_queue 'pay\\tments' holds a control character"),
+        ("pay\u200bments", "holds an invisible character"),
+        ("pay\udcffments", "task_queue is not valid text"),
+    ],
+)
+async def test_a_task_queue_no_server_or_terminal_takes_is_refused_at_the_door(client: Client, task_queue: str, message: str) -> None:
+    """Off the script: a 2,000-character queue failed every payment with the server's RPCError; a tab started one that
+    stayed pending, and the hint's `payments-lab worker --task-queue` command did not reach its queue."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        PaymentService(client, task_queue)
+
+
+def test_a_query_whose_parentheses_do_not_pair_up_is_refused_before_it_escapes_the_labs_scope(client: Client) -> None:
+    """Off the script: `count(query="A = 'x') OR (A = 'x'")` closed the kit's parentheses and counted every lab's payments."""
+    service = PaymentService(client, "payments")
+    with pytest.raises(InvalidArgumentError, match=r"query's parentheses do not pair up \(the '\)' at position 28\)"):
+        service.visibility_query(extra="PaymentStatus = 'completed') OR (PaymentStatus = 'completed'")
+    assert service.visibility_query(extra="Description = 'a (b' AND (PaymentStatus = 'failed')").endswith("(PaymentStatus = 'failed'))")
 
 
 async def test_a_start_with_a_task_timeout_in_seconds_is_refused(client: Client, task_queue: str) -> None:

@@ -390,6 +390,13 @@ async def test_a_schedule_to_close_timeout_ends_unlimited_retries(client: Client
         # A truthy string reached the workflow, whose converter refused it: the payment stayed pending.
         ({"local_validation": "no"}, "local_validation must be True or False, got 'no'"),
         ({"local_notification": 1}, "local_notification must be True or False, got 1"),
+        # Off the script: accepted, then every workflow task of the payment failed ("Value out of range", a duration
+        # that overflowed on the worker) and it stayed pending for ever, the kit blaming the workflow code or the lab.
+        ({"maximum_attempts": 2**31}, "maximum_attempts must be at most 2,147,483,647, got 2147483648"),
+        ({"maximum_attempts": 10**5000}, "maximum_attempts must be at most 2,147,483,647, got an int of about 5,001 digits"),
+        ({"charge_schedule_to_close_timeout": timedelta.max}, r"must be at most 100 years \(timedelta\(days=36525\)\), got .*: for no limit, None"),
+        ({"maximum_interval": timedelta.max}, r"maximum_interval must be at most 100 years"),
+        ({"charge_timeout": timedelta(days=40000)}, r"charge_timeout must be at most 100 years"),
     ],
 )
 def test_payment_options_refuse_bad_timeouts_and_cancellation_types(fields: dict, message: str) -> None:

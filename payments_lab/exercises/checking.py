@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import numpy as np
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 
+from payments_lab.arguments import short_repr
 from payments_lab.domain import PaymentRequest, PaymentResult
 from payments_lab.exercises import Mismatch
 from payments_lab.exercises.errors import InvalidExerciseError, lab_closed
@@ -608,17 +609,6 @@ def truth_answer(value: object, example: str) -> bool:
         seen=f"{type(value).__name__} {short_repr(value)}",
         where_to_look=f"write it without quotes: `{example}`",
     )
-
-
-def short_repr(value: object, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters; what it is, where it cannot be shown (an int of 5,000 digits)."""
-    try:
-        text = repr(value)
-    except Exception as error:  # noqa: BLE001 - any answer at all reaches here
-        if isinstance(value, int):
-            return f"an int of about {int(value.bit_length() * 0.30103) + 1:,} digits"
-        return f"a {type(value).__name__} that cannot be shown ({type(error).__name__})"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def times(count: int) -> str:

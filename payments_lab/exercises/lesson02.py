@@ -102,7 +102,7 @@ async def _check_waits(answer: object, lab: Lab | None) -> Verdict:
         if retries != len(EXPECTED_WAITS):
             where = (
                 f"`maximum_attempts` counts every attempt, the first one included: 3 retries need "
-                f"`maximum_attempts=4` (yours is {policy.maximum_attempts})"
+                f"`maximum_attempts=4` (yours is {short_repr(policy.maximum_attempts)})"
             )
         elif not math.isclose(waits[0], EXPECTED_WAITS[0]):
             where = f"`initial_interval` is the first wait (yours is {seconds_words(policy.initial_interval)})"

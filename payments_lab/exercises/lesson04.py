@@ -23,6 +23,7 @@ from payments_lab.exercises.checking import (
     fresh_request,
     required_lab,
     service_of,
+    short_repr,
     times,
     whole_number_answer,
 )
@@ -59,9 +60,9 @@ async def _check_plain_rerun(answer: object, lab: Lab | None) -> Verdict:
             else "count the runs that reached the processor: the first one did, before it was killed"
         )
         raise Mismatch(
-            f"You said {answer}; the ledger holds {charges}.",
+            f"You said {short_repr(answer)}; the ledger holds {charges}.",
             expected=f"{charges} charges of {request.amount} {request.currency} for one payment",
-            seen=str(answer),
+            seen=short_repr(answer),
             where_to_look=where,
         )
     return Verdict(
