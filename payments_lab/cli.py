@@ -444,6 +444,7 @@ async def _worker(args: argparse.Namespace) -> int:
     from payments_lab.ledger import (
         LedgerMismatchError,
         keeps_own_ledger,
+        ledger_identity,
         own_ledger_identity,
         refuse_a_second_ledger,
         task_queue_claim,
@@ -459,7 +460,7 @@ async def _worker(args: argparse.Namespace) -> int:
             # Checked and started under a claim: two workers started at once check one after the other.
             async with task_queue_claim(connection.address, connection.namespace, args.task_queue):
                 try:
-                    await refuse_a_second_ledger(connection.client, args.task_queue, own_ledger=own_ledger)
+                    await refuse_a_second_ledger(connection.client, args.task_queue, own_ledger=own_ledger, ledger_id=repository.ledger_id)
                 except LedgerMismatchError as err:
                     raise UsageError(str(err)) from None
                 profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
@@ -475,7 +476,7 @@ async def _worker(args: argparse.Namespace) -> int:
                 )
                 processes.call_on_stop_signals(asyncio.get_running_loop(), lambda: asyncio.ensure_future(worker.shutdown()))
                 running = asyncio.ensure_future(worker.run())
-                await until_polling(connection.client, args.task_queue, activities.identity, running)
+                await until_polling(connection.client, args.task_queue, ledger_identity(activities.identity, repository.ledger_id), running)
             print(
                 f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()}), "
                 f"ledger {repository.path or 'in memory'}",

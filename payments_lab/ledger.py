@@ -44,7 +44,10 @@ class LedgerMismatchError(PaymentsLabError, ValueError):
 
 
 OWN_LEDGER_MARK = "own-ledger"
-"""The word a worker's identity ends with when it keeps a ledger of its own (``--db FILE --own-ledger``)."""
+"""The word in a worker's identity when it keeps a ledger of its own (``--db FILE --own-ledger``)."""
+
+LEDGER_MARK = "ledger="
+"""What precedes, in a kit worker's identity, the id of the ledger it charges into (``pid@host ledger=3f9a0c…``)."""
 
 
 def own_ledger_identity(identity: str) -> str:
@@ -52,7 +55,18 @@ def own_ledger_identity(identity: str) -> str:
     return f"{identity} {OWN_LEDGER_MARK}"
 
 
-async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger: bool) -> None:
+def ledger_identity(identity: str, ledger_id: str) -> str:
+    """A worker's identity for Temporal: ``identity`` and the id of the ledger it charges into, which every other
+    worker of its task queue compares with its own (:func:`refuse_a_second_ledger`)."""
+    return f"{identity} {LEDGER_MARK}{ledger_id}"
+
+
+def ledger_of(identity: str) -> str | None:
+    """The ledger id a kit worker's identity carries; None for another worker (bare temporalio, the CLI's)."""
+    return next((word[len(LEDGER_MARK):] for word in identity.split() if word.startswith(LEDGER_MARK)), None)
+
+
+async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger: bool, ledger_id: str | None = None) -> None:
     """Refuse to run a worker where the workers of ``task_queue`` would keep two ledgers.
 
     A charge is made once per payment thanks to the ledger's idempotency key: a payment charged
@@ -64,10 +78,12 @@ async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger:
         client: A client of the task queue's server.
         task_queue: The task queue the worker is about to poll.
         own_ledger: Whether the worker keeps a ledger of its own (``--db FILE --own-ledger``).
+        ledger_id: The id of the ledger the worker charges into (:attr:`PaymentRepository.ledger_id`).
 
     Raises:
         LedgerMismatchError: ``own_ledger`` and another worker polls ``task_queue``; or another
-            worker that keeps a ledger of its own polls it.
+            worker that keeps a ledger of its own polls it; or one that charges into another ledger
+            than ``ledger_id`` (another lab session's, an old session's, one kept in memory).
     """
     others = sorted(await live_pollers(client, task_queue))
     if own_ledger and others:
@@ -77,12 +93,21 @@ async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger:
             f"once in each ledger. Give this worker a queue of its own (`--task-queue {task_queue}-own`, and start "
             "payments there), or drop --db and --own-ledger to share the lab's ledger."
         )
-    apart = [identity for identity in others if identity.endswith(f" {OWN_LEDGER_MARK}")]
+    apart = [identity for identity in others if OWN_LEDGER_MARK in identity.split()]
     if apart:
         raise LedgerMismatchError(
             f"task queue {task_queue!r} is polled by a worker that keeps a ledger of its own ({', '.join(apart)}, "
             "started with --own-ledger): a payment charged by one worker and retried by the other would be charged "
             "twice. Stop that worker, or start this one with another --task-queue."
+        )
+    elsewhere = [identity for identity in others if ledger_id is not None and ledger_of(identity) not in (None, ledger_id)]
+    if elsewhere:
+        raise LedgerMismatchError(
+            f"task queue {task_queue!r} is polled by a worker that charges into another ledger ({', '.join(elsewhere)}; "
+            f"this one's is {ledger_id}): a payment charged by one worker and retried by the other would be charged "
+            "twice, once in each ledger. Start this worker where it shares that ledger (the same lab session, or "
+            "`--db` its file), stop that worker (one of a session that ended, say), or poll a task queue of your own "
+            f"(`--task-queue {task_queue}-2`; in Python `new_task_queue()`)."
         )
 
 

@@ -30,6 +30,9 @@ DEMO_ORGANIZATIONS: dict[str, str] = {
 """Organizations every new repository knows, so a first payment works out of the box."""
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger_identity (
+    id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS organizations (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL
@@ -288,6 +291,7 @@ class PaymentRepository:
                 self._db.execute("PRAGMA synchronous=NORMAL")
             with self._lock:
                 self._db.executescript(_SCHEMA)
+            self.ledger_id = self._ledger_id()
         except sqlite3.DatabaseError as err:  # OperationalError included: cannot open the file
             if self.path is None:
                 raise
@@ -295,6 +299,16 @@ class PaymentRepository:
         if demo_organizations:
             for org_id, name in DEMO_ORGANIZATIONS.items():
                 self.register_organization(org_id, name, replace=False)
+
+    def _ledger_id(self) -> str:
+        """The id this ledger got when it was created, the same for every process that opens its file."""
+        with self._transaction() as db:  # two processes creating one file: the second reads the first's id
+            row = db.execute("SELECT id FROM ledger_identity").fetchone()
+            if row is not None:
+                return str(row["id"])
+            ledger_id = uuid.uuid4().hex[:12]
+            db.execute("INSERT INTO ledger_identity (id) VALUES (?)", (ledger_id,))
+            return ledger_id
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path else "memory"

@@ -6,11 +6,13 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from payments_lab import processes
@@ -18,6 +20,7 @@ from payments_lab.activities import PaymentActivities
 from payments_lab.bytecode import compile_once
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.faults import NO_FAULTS, FaultProfile, checked_fault_profile
+from payments_lab.ledger import ledger_identity, refuse_a_second_ledger
 from payments_lab.task_queues import polled_here_again, stopped_here
 from payments_lab.verdicts import ExerciseCheckWorkflow
 from payments_lab.workflows import PaymentWorkflow
@@ -65,7 +68,7 @@ def create_worker(
         task_queue=task_queue,
         workflows=workflow_classes,
         activities=[*activities.all, *extra_activities],
-        identity=activities.identity,
+        identity=ledger_identity(activities.identity, activities.repository.ledger_id),
         max_concurrent_activities=max_concurrent_activities,
         sticky_queue_schedule_to_start_timeout=sticky_queue_schedule_to_start_timeout,
         # On shutdown, running attempts get this long to finish before being cancelled.
@@ -124,10 +127,17 @@ class BackgroundWorker:
 
         Raises:
             LabClosedError: the lab of this worker has closed (a lesson's cell run after its closing cell).
+            LedgerMismatchError: a worker that charges into another ledger polls the task queue: a charge
+                retried by one after the other took it would be taken twice (see :mod:`payments_lab.ledger`).
         """
         if self.closed_because is not None:
             raise self.closed_because()
         async with self._changing:
+            if not self.running:
+                with suppress(RPCError):  # a server away: the worker's own polls will say so
+                    await refuse_a_second_ledger(
+                        self._client, self.task_queue, own_ledger=False, ledger_id=self.activities.repository.ledger_id
+                    )
             self._start()
         return self
 

@@ -403,6 +403,13 @@ def test_workers_with_two_ledgers_never_share_a_task_queue(isolated: dict[str, s
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated)
         workers.append(second_shared)
         assert "payments-lab worker ready" in second_shared.stdout.readline(), "workers sharing the lab's ledger may share a queue"  # type: ignore[operator]
+        # Off the script: a second session's worker (another state folder: another learner, another terminal) pointed at
+        # this server kept the machine file of its own folder: killed mid-charge, 20 of 40 payments were charged twice.
+        address = json.loads((Path(isolated["PAYMENTS_LAB_STATE_DIR"]) / "session.json").read_text())["address"]
+        other_session = {**isolated, "PAYMENTS_LAB_STATE_DIR": str(tmp_path / "other-state"), "TEMPORAL_ADDRESS": address}
+        from_elsewhere = run("worker", env=other_session, timeout=30)
+        assert from_elsewhere.returncode == 2, from_elsewhere.stdout
+        assert "polled by a worker that charges into another ledger" in from_elsewhere.stderr and "--task-queue payments-2" in from_elsewhere.stderr
     finally:
         interrupt_all([*workers, server])
     assert_no_process_left(isolated)

@@ -74,3 +74,31 @@ def test_a_worker_process_refuses_a_fault_plan_as_its_profile(tmp_path: Path) ->
     with pytest.raises(ValueError, match="must be a FaultProfile"):
         worker.fault_profile = 0.5  # type: ignore[assignment]
     assert worker.fault_profile == NO_FAULTS
+
+
+async def test_a_worker_that_charges_into_another_ledger_is_refused_on_a_queue_by_the_api_too(client: Client, task_queue: str) -> None:
+    """Off the script: a script's `BackgroundWorker(..., PaymentActivities(PaymentRepository()))` on the session's queue,
+    killed mid-charge: the session's worker retried its charges, 10 of 30 payments charged once in each ledger."""
+    from payments_lab.ledger import LedgerMismatchError, ledger_of
+    from payments_lab.task_queues import live_pollers
+
+    shared = PaymentRepository()
+    first = await BackgroundWorker(client, task_queue, PaymentActivities(shared)).start()
+    try:
+        while not await live_pollers(client, task_queue):
+            await asyncio.sleep(0.1)
+        assert {ledger_of(identity) for identity in await live_pollers(client, task_queue)} == {shared.ledger_id}
+        elsewhere = BackgroundWorker(client, task_queue, PaymentActivities(PaymentRepository()))
+        with pytest.raises(LedgerMismatchError, match=rf"polled by a worker that charges into another ledger \(.*ledger={shared.ledger_id}"):
+            await elsewhere.start()
+        assert not elsewhere.running
+    finally:
+        await first.stop()
+
+
+def test_a_ledger_file_keeps_its_id_for_every_process_and_a_ledger_in_memory_has_its_own(tmp_path: Path) -> None:
+    one, again = PaymentRepository(tmp_path / "l.sqlite"), PaymentRepository(tmp_path / "l.sqlite")
+    assert one.ledger_id == again.ledger_id and len(one.ledger_id) == 12
+    assert PaymentRepository().ledger_id not in (one.ledger_id, PaymentRepository().ledger_id)
+    one.close()
+    again.close()
