@@ -439,7 +439,7 @@ async def _list(args: argparse.Namespace) -> int:
 async def _worker(args: argparse.Namespace) -> int:
     from payments_lab import processes
     from payments_lab.activities import PaymentActivities, default_identity
-    from payments_lab.faults import FaultProfile
+    from payments_lab.faults import FaultProfile, latency_warning
     from payments_lab.lab import quiet_logs
     from payments_lab.ledger import (
         LedgerMismatchError,
@@ -450,6 +450,7 @@ async def _worker(args: argparse.Namespace) -> int:
         task_queue_claim,
         until_polling,
     )
+    from payments_lab.messages import PaymentOptions
     from payments_lab.worker import READY_LINE, create_worker
 
     quiet_logs()
@@ -464,6 +465,9 @@ async def _worker(args: argparse.Namespace) -> int:
                 except LedgerMismatchError as err:
                     raise UsageError(str(err)) from None
                 profile = FaultProfile(charge_failure_rate=args.failure_rate, charge_latency=args.latency, seed=args.seed)
+                warning = latency_warning(profile, PaymentOptions().charge_timeout)
+                if warning is not None:
+                    print(f"payments-lab worker: warning: --latency: {warning}", file=sys.stderr, flush=True)
                 identity = default_identity()
                 activities = PaymentActivities(
                     repository, fault_profile=profile, identity=own_ledger_identity(identity) if own_ledger else identity

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 
 from payments_lab.arguments import flag, rate, seconds, whole_number
 from payments_lab.errors import InvalidArgumentError
@@ -127,6 +128,22 @@ class FaultProfile:
             return False
         draw = random.Random(f"{self.seed}:{payment_id}:{attempt}").random()
         return draw < self.charge_failure_rate
+
+
+def latency_warning(profile: FaultProfile, charge_timeout: timedelta) -> str | None:
+    """What to tell a learner whose processor latency is at least the charge's timeout, or None.
+
+    Every charge would then run past its start-to-close timeout: Temporal times each attempt out,
+    retries it, and the payment ends refunded (the money was taken before the answer came).
+    """
+    limit = charge_timeout.total_seconds()
+    if profile.charge_latency < limit:
+        return None
+    return (
+        f"a processor latency of {profile.charge_latency:g} s is at least the charge's {limit:g} s timeout "
+        "(PaymentOptions.charge_timeout): every charge will time out, be retried, and the payment end refunded. "
+        f"For a slow processor or a crash demonstration, use less (e.g. 8 s)."
+    )
 
 
 def checked_fault_profile(profile: object) -> FaultProfile:

@@ -32,7 +32,7 @@ from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
 from payments_lab.domain import STEPS, PaymentRequest, PaymentResult, Step, checked_payment_id, workflow_id_for
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
-from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile
+from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile, latency_warning
 from payments_lab.ledger import open_repository
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.orphans import (
@@ -196,6 +196,10 @@ class Lab:
                 "this lab's worker runs in its own process: set lab.worker.fault_profile, "
                 "then restart it with `await lab.worker.stop()` and lab.worker.start()"
             )
+        profile = checked_fault_profile(profile)
+        warning = latency_warning(profile, self.service.options.charge_timeout)
+        if warning is not None:
+            print(f"Note: {warning}")
         self.activities.fault_profile = profile
 
     async def wait_until_charged(self, payment_id: str, timeout: float = 30.0) -> None:
@@ -603,6 +607,9 @@ async def open_lab(
     # Refused before anything starts: a refusal must leave no server or worker running behind it.
     options = checked_payment_options(options, PaymentOptions())
     fault_profile = checked_fault_profile(fault_profile)
+    warning = latency_warning(fault_profile, options.charge_timeout)
+    if warning is not None:
+        print(f"Note: {warning}")
     if quiet:
         quiet_logs()
     show_figures_inline()

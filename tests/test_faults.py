@@ -91,3 +91,14 @@ def test_a_retry_gets_a_fresh_draw() -> None:
 
 def test_zero_rate_never_fails() -> None:
     assert not any(NO_FAULTS.charge_fails(f"p-{i}", 1) for i in range(1000))
+
+
+def test_a_processor_slower_than_the_charge_timeout_is_told_before_every_payment_ends_refunded() -> None:
+    """Off the script: `payments-lab worker --latency 35` took every charge, timed it out three times, refunded it."""
+    from datetime import timedelta
+
+    from payments_lab.faults import FaultProfile, latency_warning
+
+    assert latency_warning(FaultProfile(charge_latency=8), timedelta(seconds=30)) is None
+    said = latency_warning(FaultProfile(charge_latency=35), timedelta(seconds=30))
+    assert said is not None and "35 s is at least the charge's 30 s timeout" in said and "refunded" in said and "e.g. 8 s" in said
