@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 import weakref
 
@@ -38,3 +39,15 @@ def in_a_kernel() -> bool:
     """Whether this process is an IPython kernel (a notebook's), where ■ cancels the cell's task."""
     ipython = sys.modules.get("IPython")  # a kernel has imported it long before; anything else need not pay for it
     return ipython is not None and getattr(ipython.get_ipython(), "kernel", None) is not None
+
+
+def stop_waiting_words() -> str:
+    """How the learner stops a wait where they are: "interrupt the kernel" in a notebook, "press Ctrl-C" in a terminal."""
+    return "interrupt the kernel" if in_a_kernel() else "press Ctrl-C"
+
+
+def cancel_words(payment_id: str) -> str:
+    """How the learner cancels ``payment_id`` where they are: the service's call in a notebook, the command in a terminal."""
+    if in_a_kernel():
+        return f"`await lab.service.cancel({payment_id!r})`"
+    return f"`payments-lab cancel {shlex.quote(payment_id)}`"

@@ -54,6 +54,7 @@ from payments_lab.domain import (
 )
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 from payments_lab.faults import FaultPlan, checked_fault_plan
+from payments_lab.interrupts import cancel_words, stop_waiting_words
 from payments_lab.messages import PaymentAnswer, PaymentInput, PaymentOptions, PaymentProgress, checked_payment_options
 from payments_lab.outage import (
     BUSY_SERVER_WINDOWS,
@@ -380,8 +381,8 @@ class PaymentHandle:
         else:  # scheduled, not started yet: a live worker is about to take it
             return
         print(
-            f"Payment {self.payment_id!r} is still running: {what}. This waits for the payment to end: interrupt the "
-            f"kernel to stop waiting (the payment runs on), or cancel it: `await lab.service.cancel({self.payment_id!r})`.",
+            f"Payment {self.payment_id!r} is still running: {what}. This waits for the payment to end: {stop_waiting_words()} "
+            f"to stop waiting (the payment runs on), or cancel it: {cancel_words(self.payment_id)}.",
             file=sys.stderr,
             flush=True,
         )
@@ -741,7 +742,7 @@ class PaymentService:
         else:
             what = "its validation has not finished: it runs long or is retried (`lab.service.status` tells)"
         print(
-            f"Payment {payment_id!r} has no first answer after {after:g} s: {what}. Interrupt the kernel to stop waiting.",
+            f"Payment {payment_id!r} has no first answer after {after:g} s: {what}. {stop_waiting_words().capitalize()} to stop waiting.",
             file=sys.stderr,
             flush=True,
         )

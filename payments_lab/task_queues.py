@@ -14,8 +14,10 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from payments_lab import interrupts
 from payments_lab.arguments import short_repr
 from payments_lab.errors import InvalidArgumentError
+from payments_lab.interrupts import stop_waiting_words
 from payments_lab.processes import pid_alive
 
 TASK_QUEUE_BYTES = 1000
@@ -132,11 +134,11 @@ def nobody_polls_words(workflow_id: str, task_queue: str, what: str) -> str:
     if restart:
         return (
             f"{workflow_id} is waiting for {what}, and no worker polls its task queue{restart}. "
-            "Interrupt the kernel to stop waiting: the payment waits on."
+            f"{stop_waiting_words().capitalize()} to stop waiting: the payment waits on."
         )
+    cell_code = "; code written in a cell: `await lab.load_module(name, source)` in a lab that says it waits for that code" if interrupts.in_a_kernel() else ""
     return (
         f"{workflow_id} is waiting for {what}, and no worker polls its task queue {task_queue!r}: nothing runs it until "
         f"one does. Start a worker of that queue with the code that started it (`{worker_command(task_queue)}` runs the "
-        "kit's; code written in a cell: `await lab.load_module(name, source)` in a lab that "
-        "says it waits for that code). Interrupt the kernel to stop waiting: the payment waits on."
+        f"kit's{cell_code}). {stop_waiting_words().capitalize()} to stop waiting: the payment waits on."
     )

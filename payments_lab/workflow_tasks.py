@@ -27,6 +27,7 @@ from temporalio.service import RPCError
 
 from payments_lab.errors import PaymentsLabError
 from payments_lab.history.decoding import WORKFLOW_CLOSED
+from payments_lab.interrupts import stop_waiting_words
 from payments_lab.task_queues import live_pollers, nobody_polls_words
 from payments_lab.wording import sandbox_refusal_words
 
@@ -362,7 +363,7 @@ async def until_task_fails(
                     tell(
                         f"{handle.id} is waiting on its workflow task, which failed before (attempt {pending.attempt}): "
                         "Temporal tries it again more slowly each time, up to 10 minutes apart by default. This waits "
-                        "for the next attempt; interrupt the kernel to stop waiting (the workflow waits on)."
+                        f"for the next attempt; {stop_waiting_words()} to stop waiting (the workflow waits on)."
                     )
                 if pending.attempt >= first_attempt + 2:
                     return _failing_error(handle.id, _recorded_failure(await handle.fetch_history(), pending.attempt))

@@ -311,7 +311,7 @@ def test_a_workflow_status_reads_the_same_from_visibility_and_from_a_history() -
 
 
 async def test_a_long_wait_on_a_step_retried_without_limit_says_what_it_waits_for(
-    client: Client, task_queue: str, activities: PaymentActivities, capsys: pytest.CaptureFixture[str]
+    client: Client, task_queue: str, activities: PaymentActivities, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = PaymentService(client, task_queue, options=replace(FAST, maximum_attempts=0))
     async with BackgroundWorker(client, task_queue, activities):
@@ -322,7 +322,13 @@ async def test_a_long_wait_on_a_step_retried_without_limit_says_what_it_waits_fo
         said = capsys.readouterr().err
         assert f"Payment {handle.payment_id!r} is still running: its charge step failed" in said
         assert "(last: simulated processor outage" in said and "is retried (no limit, the next one in" in said
-        assert f"cancel it: `await lab.service.cancel({handle.payment_id!r})`" in said
+        assert f"press Ctrl-C to stop waiting (the payment runs on), or cancel it: `payments-lab cancel {handle.payment_id}`" in said, (
+            "off the script: `payments-lab pay` in a terminal said to interrupt a kernel and await a lab's service"
+        )
+        monkeypatch.setattr("payments_lab.interrupts.in_a_kernel", lambda: True)  # the same wait in a notebook
+        await handle._say_what_a_long_wait_waits_for(after=0)
+        said = capsys.readouterr().err
+        assert f"interrupt the kernel to stop waiting (the payment runs on), or cancel it: `await lab.service.cancel({handle.payment_id!r})`" in said
         await handle.cancel()
         assert (await handle.result()).status is PaymentStatus.CANCELLED
         slow = await service.start(PaymentRequest(new_id(), "org-acme", "u", "7.00", "EUR"), faults=FaultPlan(charge=StepFaults(delay=3)))
