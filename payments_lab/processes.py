@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import psutil
 
 from payments_lab.errors import PaymentsLabError
+
+T = TypeVar("T")
 
 
 class ProcessError(PaymentsLabError, RuntimeError):
@@ -103,21 +108,59 @@ def spawn(
     show it anywhere).
     """
     argv = [os.fspath(a) for a in args]
-    launcher = _WATCHDOG if _uses_watchdog() else _LAUNCHER
-    argv = [sys.executable, "-c", launcher, str(os.getpid()), *argv]
+    watchdog = _uses_watchdog()
+    argv = [sys.executable, "-c", _WATCHDOG if watchdog else _LAUNCHER, str(os.getpid()), *argv]
     own_group = 0  # POSIX: start_new_session below
     if sys.platform == "win32":
         own_group = subprocess.CREATE_NEW_PROCESS_GROUP  # Windows ignores start_new_session
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        creationflags=own_group,
-    )
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            creationflags=own_group,
+        )
+
+    return start() if watchdog else _in_a_lasting_thread(start)
+
+
+_spawning: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_lock = threading.Lock()
+
+
+def _in_a_lasting_thread(call: Callable[[], T]) -> T:
+    """``call()`` in a thread that lasts as long as this process: the main thread, or one kept for it.
+
+    ``PR_SET_PDEATHSIG`` kills a child when the *thread* that started it ends, not its process
+    (prctl(2)): a server or worker started from a pool's thread (``asyncio.to_thread``, a
+    ``ThreadPoolExecutor``) was killed as soon as that thread ended, its process running on.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return call()
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or not _spawner.is_alive():
+            # A daemon thread: never joined at exit, it ends with the process, as the children then should.
+            _spawner = threading.Thread(target=_spawn_for_others, name="payments-lab child launcher", daemon=True)
+            _spawner.start()
+    done: Future[T] = Future()
+    _spawning.put((call, done))
+    return done.result()
+
+
+def _spawn_for_others() -> None:
+    while True:
+        call, done = _spawning.get()
+        try:
+            done.set_result(call())
+        except BaseException as error:  # noqa: BLE001 - handed back to the thread that asked
+            done.set_exception(error)
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:

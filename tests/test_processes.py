@@ -70,6 +70,21 @@ def test_kill_ends_the_program_and_its_watchdog_at_once(tmp_path: Path, monkeypa
     assert "stopped by" not in (tmp_path / "log").read_text(), "a kill gives no chance to stop cleanly"
 
 
+@posix_only
+@pytest.mark.parametrize("tie", ["kernel", "watchdog"])
+def test_a_child_started_from_a_thread_that_ends_lives_on_with_its_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tie: str) -> None:
+    """Off the script: a worker process or server started from a pool's thread (to keep an event loop free) was killed
+    as soon as that thread ended: PR_SET_PDEATHSIG follows the thread that started a child, not its process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        child, log = pool.submit(_start, tmp_path, monkeypatch, tie).result()
+    time.sleep(0.5)  # the pool's thread has ended
+    assert child.poll() is None, "the child died with the thread that started it"
+    assert processes.stop(child, grace=10, sig=signal.SIGTERM) == 3
+    log.close()  # type: ignore[attr-defined]
+
+
 def test_a_stop_signal_reaches_an_event_loop_without_add_signal_handler() -> None:
     """Windows' event loop cannot add signal handlers: the plain handler must hand the callback to the loop."""
     script = textwrap.dedent(
