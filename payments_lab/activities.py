@@ -7,8 +7,9 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -41,6 +42,23 @@ _HEARTBEAT_EVERY = 0.5
 
 _HANG_MARGIN = 30.0
 """A hanging attempt gives up this long after its timeout, in case nobody cancels it."""
+
+_PAUSE_MARGIN = timedelta(seconds=1)
+"""Slack before an attempt is called overdue: clocks of server and worker, and the SDK's own delays."""
+
+_PAUSED_PAST_TIMEOUT: ContextVar[str | None] = ContextVar("paused_past_timeout", default=None)
+"""Set in an attempt whose worker stopped (Ctrl-Z, a frozen VM) past a timeout of the attempt's: Temporal
+timed the attempt out meanwhile and retried it, so whatever this one does next is too late."""
+
+
+def _overdue(info: activity.Info) -> str | None:
+    """Which timeout of this attempt has already passed on the server's clock, if one has: its worker was paused."""
+    late = datetime.now(UTC) - info.started_time - _PAUSE_MARGIN
+    if info.heartbeat_timeout and late > info.heartbeat_timeout:
+        return f"heartbeat timeout ({info.heartbeat_timeout.total_seconds():g} s)"
+    if info.start_to_close_timeout and late > info.start_to_close_timeout:
+        return f"start-to-close timeout ({info.start_to_close_timeout.total_seconds():g} s)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -166,6 +184,12 @@ class PaymentActivities:
                 due_at=info.current_attempt_scheduled_time,
             )
         )
+        overdue = _overdue(info)
+        if overdue is not None:
+            # Handed to this worker while it was stopped: Temporal has timed it out and retried it already.
+            self.repository.finish_attempt(key, "timed out", f"not run: its {overdue} passed while this worker was paused")
+            raise ApplicationError(f"attempt {info.attempt} came after its {overdue}: not run", type="AttemptOverdue")
+        paused = _PAUSED_PAST_TIMEOUT.set(None)
         try:
             yield
         except asyncio.CancelledError:
@@ -174,6 +198,14 @@ class PaymentActivities:
         except Exception as err:
             self.repository.finish_attempt(key, "failed", str(err) or type(err).__name__)
             raise
+        finally:
+            too_late = _PAUSED_PAST_TIMEOUT.get()
+            _PAUSED_PAST_TIMEOUT.reset(paused)
+        if too_late is not None:
+            self.repository.finish_attempt(
+                key, "timed out", f"its worker was paused past its {too_late}: Temporal had timed it out and retried it"
+            )
+            return
         self.repository.finish_attempt(key, "completed")
 
     @staticmethod
@@ -181,9 +213,15 @@ class PaymentActivities:
         """Sleep while heartbeating, so that a cancellation reaches the attempt quickly."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        timeout = activity.info().heartbeat_timeout
         while (left := deadline - loop.time()) > 0:
             activity.heartbeat()
+            beat = loop.time()
             await asyncio.sleep(min(left, _HEARTBEAT_EVERY))
+            # The monotonic clock runs on while the process is stopped: a gap past the heartbeat timeout
+            # is a pause the server saw as a dead worker.
+            if timeout and loop.time() - beat > (timeout + _PAUSE_MARGIN).total_seconds():
+                _PAUSED_PAST_TIMEOUT.set(f"heartbeat timeout ({timeout.total_seconds():g} s)")
 
     async def _hang(self) -> None:
         info = activity.info()

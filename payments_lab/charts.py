@@ -221,7 +221,7 @@ def timeline_chart(
             if len(logged) > 1:
                 for attempt, x in zip(logged["attempt"], starts):
                     ax.text(x, row - 0.4, f"#{attempt}", ha="left", va="bottom", fontsize=8, color="#333")
-            failed = attempt_outcomes.isin(["failed", "cancelled", "lost"]).to_numpy()
+            failed = attempt_outcomes.isin(["failed", "cancelled", "lost", "timed out"]).to_numpy()
             failed_x += list(_seconds(ended, origin)[failed])
             failed_y += [row] * int(failed.sum())
             shown_outcomes.update(attempt_outcomes)
@@ -447,7 +447,7 @@ def swimlanes_chart(
 
     marker_label = None
     if attempts is not None:
-        lost = attempts[attempts["outcome"].isin(["failed", "cancelled"])]
+        lost = attempts[attempts["outcome"].isin(["failed", "cancelled", "timed out"])]
         lost = lost[[(w, r) in lane_of for w, r in zip(lost["workflow_id"], lost["run_id"])]]
         if len(lost):
             lost_keys = list(zip(lost["workflow_id"], lost["run_id"]))

@@ -200,7 +200,8 @@ class AttemptRecord:
     ended_at: datetime | None
     """When it ended; None while it runs, or if its worker died during it."""
     outcome: str
-    """``"running"`` (or the worker died during it), ``"completed"``, ``"failed"``, ``"cancelled"``."""
+    """``"running"`` (or the worker died during it), ``"completed"``, ``"failed"``, ``"cancelled"``, or ``"timed out"``
+    (its worker was paused past a timeout of the attempt: Temporal had given up on it and retried it)."""
     error: str | None = None
     """What a failed attempt raised."""
     due_at: datetime | None = None

@@ -102,3 +102,34 @@ def test_a_ledger_file_keeps_its_id_for_every_process_and_a_ledger_in_memory_has
     assert PaymentRepository().ledger_id not in (one.ledger_id, PaymentRepository().ledger_id)
     one.close()
     again.close()
+
+
+async def test_a_worker_paused_past_the_heartbeat_timeout_records_its_late_attempts_as_timed_out(
+    dev_server: EmbeddedServer, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Off the script: the only worker stopped with Ctrl-Z mid-charge, `fg` 30 s later. Temporal timed the charge out
+    three times and the payment ended refunded, yet the attempt log, which lessons 01 and 03 read as the record of every
+    attempt, said all three charges "completed": the paused worker ran them to the end once resumed."""
+    import os
+    import signal
+
+    db_file = tmp_path / "repo.sqlite"
+    repository = PaymentRepository(db_file)
+    service = PaymentService(client, task_queue, options=FAST)  # 2 s heartbeat timeout, 3 attempts
+    worker = WorkerProcess(dev_server.address, task_queue, db_file).start()
+    paid = PaymentRequest(new_id(), "org-acme", "u", "42.00", "EUR")
+    try:
+        handle = await service.start(paid, faults=FaultPlan(charge=StepFaults(delay=3)))
+        while not repository.ledger(paid.payment_id):
+            await asyncio.sleep(0.05)
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGSTOP)  # Ctrl-Z, while the processor's answer is on its way
+        await asyncio.sleep(9)  # three 2 s heartbeat timeouts and the waits between them
+        os.kill(worker.pid, signal.SIGCONT)
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+    finally:
+        await worker.stop()
+    assert result.status is PaymentStatus.REFUNDED and repository.charge_count(paid.payment_id) == 1
+    charges = [a for a in repository.attempts(paid.payment_id) if a.activity == "charge_payment"]
+    assert charges and all(a.outcome == "timed out" for a in charges), [(a.attempt, a.outcome, a.error) for a in charges]
+    assert "paused past its heartbeat timeout" in (charges[0].error or "")
