@@ -49,10 +49,10 @@ from payments_lab.domain import PaymentRequest, PaymentStatus, Step, checked_req
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import PaymentOptions, checked_payment_options
-from payments_lab.outage import deadline_expired, is_unreachable, silence_as_outage
+from payments_lab.outage import RECOVERY_ALLOWANCE, deadline_expired, is_unreachable, silence_as_outage
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService, not_found_as
-from payments_lab.task_queues import live_pollers, worker_command
+from payments_lab.task_queues import live_pollers, polled_here, worker_command
 
 POLLER_GRACE = 2.0
 """Seconds a confirmation waits for a worker of the payment's task queue to be seen polling before it is refused."""
@@ -183,6 +183,12 @@ class Checkout:
         answer = CustomerAnswer(approved)
         workflow, queue = await self._confirmed_payment(payment_id)
         if not await self._polled(queue):
+            if polled_here(queue):
+                raise ConfirmationRefusedError(
+                    payment_id,
+                    f"this kernel's worker of task queue {queue!r} runs, but the server has not seen it poll within "
+                    f"{RECOVERY_ALLOWANCE.total_seconds():g} s (a server just back, or too busy): nothing was sent. Confirm again in a moment",
+                )
             raise ConfirmationRefusedError(
                 payment_id,
                 f"no worker polls its task queue {queue!r}, so nothing would hear it now: nothing was sent. Start one "
@@ -213,8 +219,11 @@ class Checkout:
             raise ConfirmationNotHeardError(payment_id, queue, window, outage) from None
 
     async def _polled(self, queue: str) -> bool:
-        """Whether a worker polls ``queue``, given :data:`POLLER_GRACE` seconds to show (a worker that just started)."""
-        deadline = time.monotonic() + POLLER_GRACE
+        """Whether a worker polls ``queue``, given :data:`POLLER_GRACE` seconds to show (a worker that just started),
+        or :data:`~payments_lab.outage.RECOVERY_ALLOWANCE` for one of this process (after an outage, it polls again
+        only seconds after its server is back: a confirmation sent during the outage was refused for want of it)."""
+        grace = RECOVERY_ALLOWANCE.total_seconds() if polled_here(queue) else POLLER_GRACE
+        deadline = time.monotonic() + grace
         while not await live_pollers(self.service.client, queue, kinds=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,)):
             if time.monotonic() >= deadline:
                 return False

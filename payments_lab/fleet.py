@@ -24,13 +24,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from payments_lab.arguments import rate, whole_number
+from payments_lab.client import TemporalUnavailableError
 from payments_lab.currencies import minor_units
 from payments_lab.domain import PaymentRequest, PaymentResult, coerce_amount
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.repository import DEMO_ORGANIZATIONS
-from payments_lab.service import PaymentService
+from payments_lab.service import PaymentNotFoundError, PaymentService
 from payments_lab.visibility import quoted
 
 DEFAULT_CONCURRENCY = 50
@@ -276,7 +277,16 @@ async def run_fleet(
         async def run(index: int, payment: PlannedPayment) -> None:
             async with semaphore:
                 try:
-                    handle = await service.start(payment.request, faults=payment.faults, options=options)
+                    try:
+                        handle = await service.start(payment.request, faults=payment.faults, options=options)
+                    except TemporalUnavailableError as unconfirmed:
+                        # The server did not confirm the start: once it answers, the workflow tells whether it
+                        # started (it may have run and charged: it is the fleet's like any other).
+                        handle = service.handle(payment.request.payment_id)
+                        try:
+                            await handle.status()
+                        except PaymentNotFoundError:
+                            raise unconfirmed from None
                     outcome = FleetPayment(payment.request, payment.faults, await handle.result())
                 except Exception as err:  # noqa: BLE001 - one payment's trouble must not sink the fleet
                     outcome = FleetPayment(payment.request, payment.faults, None, f"{type(err).__name__}: {err}")

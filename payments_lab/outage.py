@@ -222,11 +222,21 @@ async def answered(
         TemporalUnavailableError: the server stayed unreachable, or silent, for longer than ``wait``.
         RPCError: any other error of the request, as it raised it.
     """
-    return await ride_out(
-        lambda: within_window(call, client, window, windows=windows),
-        address=client.service_client.config.target_host,
-        wait=wait,
-    )
+    away = False
+
+    async def attempt() -> T:
+        nonlocal away
+        try:
+            # Once the server was away, the window open when it came back is no verdict (a query waits for
+            # workers that poll again only seconds later): one more, with time for them to come back.
+            if away:
+                return await within_window(call, client, window + RECOVERY_ALLOWANCE, windows=windows + 1)
+            return await within_window(call, client, window, windows=windows)
+        except RPCError as err:
+            away = away or is_unreachable(err)
+            raise
+
+    return await ride_out(attempt, address=client.service_client.config.target_host, wait=wait)
 
 
 async def ride_out(

@@ -84,19 +84,32 @@ _NOT_POLLED_HERE: dict[str, str | None] = {}
 (None: a worker stopped by hand, ``await lab.worker.stop()``). The server lists its poller for 5 minutes more."""
 
 
+_POLLED_HERE: set[str] = set()
+"""Task queues a worker of this process polls now."""
+
+
 def closed_here(task_queues: Iterable[str], lab_name: str) -> None:
     """Note that this process no longer polls ``task_queues`` (lab ``lab_name`` closed), though the server lists it for 5 minutes."""
     _NOT_POLLED_HERE.update(dict.fromkeys(task_queues, lab_name))
+    _POLLED_HERE.difference_update(task_queues)
 
 
 def stopped_here(task_queue: str) -> None:
     """Note that a worker of this process stopped polling ``task_queue``, its lab still open."""
     _NOT_POLLED_HERE.setdefault(task_queue, None)
+    _POLLED_HERE.discard(task_queue)
 
 
 def polled_here_again(task_queue: str) -> None:
     """Note that a worker of this process polls ``task_queue`` again."""
     _NOT_POLLED_HERE.pop(task_queue, None)
+    _POLLED_HERE.add(task_queue)
+
+
+def polled_here(task_queue: str) -> bool:
+    """Whether a worker of this process polls ``task_queue`` (the server may not list it yet: one just started,
+    or one whose server was away, which polls again only seconds after it is back)."""
+    return task_queue in _POLLED_HERE
 
 
 def ended_here(identity: str, task_queue: str | None = None, *, lab_name: str | None = None) -> bool:

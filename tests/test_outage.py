@@ -460,3 +460,71 @@ async def test_checkout_rides_out_a_stopped_server_and_a_start_it_leaves_unconfi
     finally:
         await lab.close()
     assert lab.repository.charge_count(waiting.payment_id) == 1
+
+
+@posix_only
+async def test_a_right_answer_whose_wait_a_stopped_server_used_up_is_not_judged_nor_recorded() -> None:
+    """Off the script: 10 Q2's right answer, the server stopped (Ctrl-Z) while it awaited the result: "did not return
+    within 5 s ... a loop that never ends", and the red verdict went to the room view."""
+    from payments_lab.exercises import lesson10
+    from payments_lab.search_attributes import EXERCISE_ID
+
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-10q2", server=server, options=FAST)
+    resumes: list[Callable[[], None]] = []
+    try:
+
+        async def final_status(started):  # noqa: ANN001, ANN202 - the solution's, with a Ctrl-Z on the server
+            resumes.append(stop(server))
+            asyncio.get_running_loop().call_later(8, resumes[-1])
+            return (await started.handle.result()).status
+
+        with redirect_stderr(io.StringIO()):
+            feedback = await lesson10.q2.check_async(final_status, lab=lab)
+        records = [e async for e in lab.client.list_workflows(f"{EXERCISE_ID.name} = '10.q2'")]
+    finally:
+        for resume in resumes:
+            resume()
+        await lab.close()
+    assert "your answer was not judged" in str(feedback) and "a loop that never ends" not in str(feedback), str(feedback)
+    assert records == [], "no verdict recorded for the room view"
+
+
+@posix_only
+async def test_a_progress_query_begun_while_the_server_is_stopped_is_answered_once_it_is_back() -> None:
+    """Off the script: `handle.progress()` sent during a Ctrl-Z of the server said "no worker answered ... start one"
+    the moment the server came back, the worker polling all along; asked again, it answered at once."""
+    async with charged_payment("stopped-progress", answer_after=30) as (server, lab, handle):
+        with redirect_stderr(io.StringIO()):
+            resume = stop(server)
+            # Resumed just before a window ends: the worker polls again only seconds later.
+            asyncio.get_running_loop().call_later(CALL_WINDOW.total_seconds() * 3 - 0.3, resume)
+            try:
+                progress = await handle.progress()
+            finally:
+                resume()
+        assert progress.step == "charge"
+        await handle.cancel()
+
+
+@posix_only
+async def test_a_server_that_dies_during_a_check_is_not_called_a_closed_lab() -> None:
+    """Off the script: the lab's server crashed as a check ran: "`lab.close()` was called while the check ran (by your
+    answer?)", though nobody had closed the lab."""
+    from payments_lab.exercises import lesson01
+
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("crashed-check", server=server, options=FAST)
+    try:
+
+        async def answer(handle):  # noqa: ANN001, ANN202 - any answer: the server dies under it
+            server.kill()
+            await asyncio.sleep(30)
+
+        feedback = await lesson01.q2.check_async(answer, lab=lab)
+        assert not lab.closed
+    finally:
+        await lab.close()
+    assert "The lab's Temporal server stopped during the check: your answer was not judged" in str(feedback), str(feedback)
+    assert "lab.close()" not in str(feedback)
+

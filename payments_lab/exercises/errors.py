@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from payments_lab.errors import PaymentsLabError
+
+if TYPE_CHECKING:
+    from payments_lab.lab import Lab
 
 __all__ = ["InvalidExerciseError", "Mismatch", "NoSuchHintError"]
 
@@ -58,6 +63,32 @@ def lab_closed(*, during: bool) -> Mismatch:
         seen="`lab.close()` was called" + (" while the check ran (by your answer?)" if during else ""),
         where_to_look="run `lab = await open_lab()` again, then this check; an answer must not close the lab",
         about_the_lab=True,
+    )
+
+
+def lab_stopped(lab: Lab, *, during: bool) -> Mismatch:
+    """The verdict of a check whose lab is not running: closed (:func:`lab_closed`), or open with its
+    server or worker stopped (a server that crashed, a worker stopped by hand): then the answer was not judged."""
+    if lab.closed:
+        return lab_closed(during=during)
+    server = lab.connection.server
+    if server is not None and not server.running:
+        restart = "`lab.connection.server.start()`" if server.db_file is not None else "`lab = await open_lab()` (a new server: the old one's payments are gone)"
+        return Mismatch(
+            f"The lab's Temporal server stopped{' during the check' if during else ''}: your answer was not judged.",
+            expected="the lab's server running",
+            seen="its process has exited (it crashed, or was stopped)",
+            where_to_look=f"start it again with {restart}, then run this check again",
+            about_the_lab=True,
+            judged=False,
+        )
+    return Mismatch(
+        f"The lab's worker is stopped{' (it stopped during the check)' if during else ''}: your answer was not judged.",
+        expected="the lab's worker running",
+        seen="`lab.worker.running` is False",
+        where_to_look="start it again with `await lab.worker.start()`, then run this check again",
+        about_the_lab=True,
+        judged=False,
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from payments_lab.exercises.blanks import ____, contains_blank
@@ -14,10 +15,11 @@ from payments_lab.exercises.errors import (
     InvalidExerciseError,
     Mismatch,
     NoSuchHintError,
-    lab_closed,
+    lab_stopped,
     server_away,
 )
 from payments_lab.exercises.view import Feedback, Hint, Solution, Task
+from payments_lab.outage import OutageWatch
 from payments_lab.verdicts import CheckOutcome
 
 if TYPE_CHECKING:
@@ -32,6 +34,10 @@ CHECK_TIMEOUT = 90.0
 """Seconds after which a check gives up with a verdict instead of leaving its cell hanging."""
 
 
+CHECK_SILENCE = timedelta(seconds=5)
+"""A server that leaves a health check unanswered this long during a check was away (frozen, restarting):
+longer than a busy room's server takes (checks of 30 learners at once), shorter than any outage that matters."""
+
 LAB_CLOSED_GRACE = 5.0
 """Seconds a check stopped because its lab closed may take to clean up before it is left behind."""
 
@@ -43,7 +49,7 @@ async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
     if not lab.running:
         if asyncio.iscoroutine(checking):
             checking.close()
-        raise lab_closed(during=False)
+        raise lab_stopped(lab, during=False)
     task = asyncio.ensure_future(checking)
     try:
         while not task.done():
@@ -51,7 +57,7 @@ async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
             if not task.done() and not lab.running:
                 task.cancel()
                 await asyncio.wait({task}, timeout=LAB_CLOSED_GRACE)
-                raise lab_closed(during=True)
+                raise lab_stopped(lab, during=True)
     except asyncio.CancelledError:
         # The check's own deadline (CHECK_TIMEOUT) cancels this: the check must stop too, and clean up.
         task.cancel()
@@ -233,9 +239,23 @@ class Exercise:
             lab = await open_lab()
         from payments_lab.client import TemporalUnavailableError
 
+        watch = OutageWatch(lab.client, silent_after=CHECK_SILENCE) if lab is not None and lab.running else None
         try:
             try:
-                verdict = await asyncio.wait_for(_while_open(self._checker(answer, lab), lab), CHECK_TIMEOUT)
+                if watch is None:
+                    verdict = await asyncio.wait_for(_while_open(self._checker(answer, lab), lab), CHECK_TIMEOUT)
+                else:
+                    async with watch:
+                        verdict = await asyncio.wait_for(_while_open(self._checker(answer, lab), lab), CHECK_TIMEOUT)
+            except Mismatch as mismatch:
+                if watch is None or not watch.saw_outage or not mismatch.judged:
+                    raise
+                # What the check saw went through an outage (a charge's answer lost, a deadline used up
+                # waiting): no verdict on the answer, and none recorded against it.
+                if mismatch.about_the_lab:  # it says so already
+                    raise Mismatch(mismatch.message, expected=mismatch.expected, seen=mismatch.seen,
+                                   where_to_look=mismatch.where_to_look, about_the_lab=True, judged=False) from None
+                raise server_away(lab.client.service_client.config.target_host, "it was away during the check") from None  # type: ignore[union-attr]
             except TemporalUnavailableError as err:
                 # Its message is about the check's own hidden payments (their ids, how to restart
                 # them): the learner only needs to know the server was away and to check again.
