@@ -66,6 +66,9 @@ def test_the_command_line_binds_loopback_and_registers_search_attributes(tmp_pat
     assert 'history.timerProcessorMaxTimeShift="10ms"' in command
     assert "history.transferProcessorMaxPollRPS=1000" in command
     assert "transferProcessorMaxPollRPS" not in " ".join(EmbeddedServer(transfer_reads_per_second=None, port=1).command())
+    # Off the script: lesson 09's fix, deployed a few minutes late, waited minutes for the next attempt of the failing task.
+    assert 'history.workflowTaskRetryMaxInterval="5000ms"' in command
+    assert "workflowTaskRetryMaxInterval" not in " ".join(EmbeddedServer(workflow_task_retry_cap=None, port=1).command())
     assert "--headless" in " ".join(EmbeddedServer(ui=False, port=1).command())
     assert "forceSearchAttributes" not in command, "the CLI's read-through of search attributes is kept"
     cached = " ".join(EmbeddedServer(cache_search_attributes=True, port=1).command())
