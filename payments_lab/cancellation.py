@@ -164,14 +164,28 @@ async def cancel_during_charge(
         options=PaymentOptions(charge_cancellation=cancellation),
     )
     limit = answer_after + 30
+    cancel_sent = False
     try:
         async with asyncio.timeout(limit):
             while not repository.ledger(request.payment_id):
                 await asyncio.sleep(0.02)
             await handle.cancel()
+            cancel_sent = True
             result = await handle.result()
             while any(a.ended_at is None for a in repository.attempts(request.payment_id)):
                 await asyncio.sleep(0.05)
+    except asyncio.CancelledError as stopped:
+        # The cell was interrupted: in a notebook, one line on the payment in place of asyncio's frames.
+        ending = (
+            "its cancellation was sent: it settles by itself (refunded if charged)"
+            if cancel_sent
+            else f"it was not cancelled and runs on: `await lab.service.cancel({request.payment_id!r})` cancels it"
+        )
+        stopped._render_traceback_ = lambda: [  # type: ignore[attr-defined]
+            f"\x1b[31mStopped\x1b[0m the cancellation of payment {request.payment_id!r} ({cancellation.name}): {ending}. "
+            "Run the cell again to see the whole run (a new payment)."
+        ]
+        raise
     except TimeoutError:
         raise WaitTimedOutError(
             f"payment {request.payment_id!r} was not charged, cancelled and stopped within {limit:g} s: is a worker "

@@ -147,6 +147,7 @@ class Lab:
         self.modules: WorkflowModules | None = None
         """The modules written in this lab's cells (:meth:`load_module`), once there is one."""
         self.closed = False
+        self._closed_fully = False
         """Whether :meth:`close` was called: the lab's server (if its own), worker and repository are gone."""
         self.adopted: list[BackgroundWorker] = []
         """Workers finishing the payments a kernel that ended left on its own task queue (:mod:`payments_lab.orphans`)."""
@@ -504,8 +505,11 @@ class Lab:
         """Stop the worker, and the server if this lab started it; the repository goes on in memory, readable.
 
         The exercise records the lab started are given a moment to complete first (at most
-        :data:`payments_lab.verdicts.RECORD_COMPLETED_WITHIN`): its worker completes them.
+        :data:`payments_lab.verdicts.RECORD_COMPLETED_WITHIN`): its worker completes them. Closing again
+        does nothing (a closing cell run twice took 10 s asking its stopped server what still ran).
         """
+        if self._closed_fully:
+            return
         _LABS.pop(self.name, None)
         self.closed = True
         self.service.closed_because = self._closed_error  # its service, handles and checkout say so too, at once
@@ -521,6 +525,7 @@ class Lab:
             self.modules.close()
         await self.connection.close()
         self.repository.keep_in_memory()
+        self._closed_fully = True
 
     async def _say_what_is_left_running(self) -> None:
         """Note that this process no longer polls the lab's queues, and say which payments still run there.

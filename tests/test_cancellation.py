@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
@@ -144,3 +145,32 @@ async def test_the_cancellation_type_decides_whether_the_workflow_waits_for_the_
     assert {run.status for run in runs.values()} == {"refunded"}
     # Each run names its payment, so that a lesson can show its Web UI link.
     assert all([e.kind for e in repository.ledger(run.payment_id)] == ["charge", "refund"] for run in runs.values())
+
+
+async def test_an_interrupted_cancellation_run_says_in_one_line_what_became_of_its_payment(
+    client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    """Off the script: ■ on lesson 05's cancellation-types cell showed a bare, empty CancelledError and asyncio's frames."""
+    import asyncio
+
+    from temporalio.workflow import ActivityCancellationType
+
+    from payments_lab.cancellation import cancel_during_charge
+    from payments_lab.domain import PaymentRequest
+    from payments_lab.service import PaymentService
+    from payments_lab.worker import BackgroundWorker
+
+    service = PaymentService(client, task_queue)
+    request = PaymentRequest(new_id("cancel"), "org-acme", "u", "10.00", "EUR")
+    async with BackgroundWorker(client, task_queue, activities):
+        run = asyncio.ensure_future(cancel_during_charge(service, repository, request, ActivityCancellationType.TRY_CANCEL, answer_after=2.0))
+        while not repository.ledger(request.payment_id):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # the cancellation is on its way, or sent
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError) as stopped:
+            await run
+        (line,) = stopped.value._render_traceback_()  # type: ignore[attr-defined]
+        assert f"Stopped\x1b[0m the cancellation of payment {request.payment_id!r} (TRY_CANCEL)" in line
+        assert "its cancellation was sent: it settles by itself" in line
+        assert (await service.handle(request.payment_id).result()).status.value == "refunded"

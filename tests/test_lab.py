@@ -249,4 +249,5 @@ async def test_a_closed_labs_service_handles_and_checkout_say_so_at_once() -> No
     ):
         with pytest.raises(LabClosedError, match="open it again, `lab = await open_lab\\('closed-service'\\)`"):
             await call()
+    await lab.close()  # off the script: the closing cell run again took 10 s, asking the stopped server what still ran
     assert time.monotonic() - started < 1, "at once, not after a call window"
