@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import temporalio.client
 from temporalio.client import Client
 
 from payments_lab.activities import PaymentActivities
@@ -63,6 +65,44 @@ class LabClosedError(PaymentsLabError, RuntimeError):
 
 class WorkerElsewhereError(PaymentsLabError, RuntimeError):
     """What was asked needs the lab's worker in this kernel, and it runs in a process of its own."""
+
+
+class ClosedGate(temporalio.client.Interceptor):
+    """Makes every call of a lab's Temporal client raise :class:`LabClosedError` once the lab has closed.
+
+    The kit's own calls check that first; a bare temporalio object a lesson uses (``handle.workflow``,
+    ``lab.client``) waited for its stopped server 6 to 10 s, then showed a page of ``RPCError``.
+    """
+
+    def __init__(self) -> None:
+        self.closed_because: Callable[[], Exception] | None = None
+
+    def on(self, client: temporalio.client.Client) -> temporalio.client.Client:
+        """A client like ``client`` (the same connection), whose calls go through this gate."""
+        config = client.config()
+        config["interceptors"] = [*config["interceptors"], self]
+        return temporalio.client.Client(**config)
+
+    def intercept_client(self, next: temporalio.client.OutboundInterceptor) -> temporalio.client.OutboundInterceptor:
+        """See :py:meth:`temporalio.client.Interceptor.intercept_client`."""
+        return _gated(next, self)
+
+
+def _gated(next: temporalio.client.OutboundInterceptor, gate: ClosedGate) -> temporalio.client.OutboundInterceptor:
+    def guard(name: str) -> Callable[..., Any]:
+        def call(self: temporalio.client.OutboundInterceptor, input: Any) -> Any:
+            if gate.closed_because is not None:
+                raise gate.closed_because()
+            return getattr(self.next, name)(input)
+
+        return call
+
+    methods = {
+        name: guard(name)
+        for name, value in vars(temporalio.client.OutboundInterceptor).items()
+        if not name.startswith("_") and callable(value)
+    }
+    return type("ClosedGateOutbound", (temporalio.client.OutboundInterceptor,), methods)(next)
 
 
 def quiet_logs() -> None:
@@ -148,6 +188,7 @@ class Lab:
         """The modules written in this lab's cells (:meth:`load_module`), once there is one."""
         self.closed = False
         self._closed_fully = False
+        self._gate: ClosedGate | None = None
         """Whether :meth:`close` was called: the lab's server (if its own), worker and repository are gone."""
         self.adopted: list[BackgroundWorker] = []
         """Workers finishing the payments a kernel that ended left on its own task queue (:mod:`payments_lab.orphans`)."""
@@ -523,7 +564,10 @@ class Lab:
             await self._say_what_is_left_running()
         if self.modules is not None:
             self.modules.close()
+        said = str(self._closed_error())  # before the connection forgets its server
         await self.connection.close()
+        if self._gate is not None:
+            self._gate.closed_because = lambda: LabClosedError(said)
         self.repository.keep_in_memory()
         self._closed_fully = True
 
@@ -619,6 +663,8 @@ async def open_lab(
         quiet_logs()
     show_figures_inline()
     connection = await connect(server=server)
+    gate = ClosedGate()
+    connection.client = gate.on(connection.client)
     worker: BackgroundWorker | WorkerProcess | None = None
     repository: PaymentRepository | None = None
     try:
@@ -643,6 +689,7 @@ async def open_lab(
             repository.close()
         raise
     lab = Lab(name, connection, repository, activities, worker, service)
+    lab._gate = gate
     # A closed lab's message gives the line that opens it again: with the settings a lesson opened it with
     # (lesson 04's worker process and files), not the name alone, which opened another kind of lab.
     settings = [f"db_file={str(db_file)!r}"] if db_file is not None else []

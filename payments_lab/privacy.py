@@ -23,7 +23,7 @@ from payments_lab.codec import ENCODING, EncryptionCodec, encrypted_converter
 from payments_lab.codec_server import CodecServer
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.errors import PaymentsLabError
-from payments_lab.lab import Lab, quiet_logs
+from payments_lab.lab import ClosedGate, Lab, quiet_logs
 from payments_lab.ledger import open_repository
 from payments_lab.processes import free_port
 from payments_lab.repository import PaymentRepository
@@ -89,10 +89,12 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
     codec_server = CodecServer(codec, allowed_origins=[f"http://{HOST}:{ui_port}", f"http://localhost:{ui_port}"]).start()
     server = EmbeddedServer(ui_port=ui_port, ui_codec_endpoint=codec_server.url)
     plain: Connection | None = None
+    gate = ClosedGate()
     worker: BackgroundWorker | None = None
     repository: PaymentRepository | None = None
     try:
         plain = await connect(server=server)
+        plain.client = gate.on(plain.client)  # both clients say so once the lab has closed
         config = plain.client.config()  # a copy: the plain client keeps its converter
         config["data_converter"] = encrypted_converter(codec)
         private_client = Client(**config)
@@ -103,6 +105,7 @@ async def open_private_lab(codec: EncryptionCodec | None = None, *, quiet: bool 
         worker = await BackgroundWorker(private_client, task_queue, activities).start()
         service = PaymentService(private_client, task_queue, ui_url=connection.ui_url)
         lab = Lab("private", connection, repository, activities, worker, service)
+        lab._gate = gate
         lab.reopen_with = "private = await open_private_lab()"
     except BaseException:
         # Whatever had started stops: a cell run again would otherwise find them running on, unreachable.

@@ -158,6 +158,9 @@ async def test_a_private_lab_stores_only_ciphertext_and_its_codec_server_reads_i
         await private.close()
     assert not private.codec_server.running and not private.server.running
     assert not port_open("127.0.0.1", private.codec_server.port or 0)
+    # Off the script: lesson 11's plain client used after the lesson closed waited 6 s, then showed a page of RPCError.
+    with pytest.raises(LabClosedError, match="open it again, `private = await open_private_lab\\(\\)`"):
+        await private.plain_client.get_workflow_handle(handle.workflow_id).describe()
 
 
 async def test_opening_a_private_lab_again_closes_the_one_opened_before(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

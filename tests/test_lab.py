@@ -246,6 +246,10 @@ async def test_a_closed_labs_service_handles_and_checkout_say_so_at_once() -> No
         lambda: lab.service.start(lab.request("3.00")),
         lambda: checkout.state(paid.payment_id),
         lambda: checkout.start(lab.request("4.00")),
+        # Off the script: the bare temporalio objects lessons use waited 6-10 s, then showed a page of RPCError.
+        lambda: handle.workflow.fetch_history(),
+        lambda: lab.client.count_workflows(),
+        lambda: lab.client.get_workflow_handle(handle.workflow_id).describe(),
     ):
         with pytest.raises(LabClosedError, match="open it again, `lab = await open_lab\\('closed-service'\\)`"):
             await call()
