@@ -51,9 +51,18 @@ _PAUSED_PAST_TIMEOUT: ContextVar[str | None] = ContextVar("paused_past_timeout",
 timed the attempt out meanwhile and retried it, so whatever this one does next is too late."""
 
 
+_freshest_lag: timedelta | None = None
+"""The least time seen between an attempt's start on the server's clock and its start here: the clocks'
+difference, plus the hand-off. A worker's clock may be minutes off a remote server's; an attempt is late
+only by what it adds to that."""
+
+
 def _overdue(info: activity.Info) -> str | None:
     """Which timeout of this attempt has already passed on the server's clock, if one has: its worker was paused."""
-    late = datetime.now(UTC) - info.started_time - _PAUSE_MARGIN
+    global _freshest_lag
+    lag = datetime.now(UTC) - info.started_time
+    _freshest_lag = lag if _freshest_lag is None else min(_freshest_lag, lag)
+    late = lag - _freshest_lag - _PAUSE_MARGIN
     if info.heartbeat_timeout and late > info.heartbeat_timeout:
         return f"heartbeat timeout ({info.heartbeat_timeout.total_seconds():g} s)"
     if info.start_to_close_timeout and late > info.start_to_close_timeout:
