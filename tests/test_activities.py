@@ -147,3 +147,25 @@ def test_a_fault_profile_of_the_wrong_kind_is_refused_and_the_old_one_kept(repos
     with pytest.raises(ValueError, match="fault_profile must be a FaultProfile"):
         PaymentActivities(repository, fault_profile=0.5)  # type: ignore[arg-type]
     assert activities.fault_profile == FaultProfile(charge_failure_rate=0.5)
+
+
+async def test_an_attempt_handed_over_past_its_timeout_is_not_run_and_one_without_a_comparable_clock_is(
+    activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    """An attempt started on the server's clock longer ago than its timeout (its worker was stopped with Ctrl-Z when it
+    was handed over) has been timed out and retried already: it takes no money and is logged `timed out`."""
+    from datetime import UTC, datetime, timedelta
+
+    import payments_lab.activities
+
+    fresh = environment("charge_payment")
+    fresh.info = dataclasses.replace(fresh.info, started_time=datetime.now(UTC))
+    await fresh.run(activities.validate_payment, ValidateInput(request("p-0")))  # the lag of a fresh attempt, seen once
+    stale = environment("charge_payment")
+    stale.info = dataclasses.replace(stale.info, started_time=datetime.now(UTC) - timedelta(seconds=10))
+    with pytest.raises(ApplicationError, match="came after its start-to-close timeout"):
+        await stale.run(activities.charge_payment, ChargeInput(request()))
+    assert repository.ledger("p-1") == [] and repository.attempts("p-1")[-1].outcome == "timed out"
+    # The test harness starts every attempt in 1970: no clock to compare with, no verdict.
+    assert (await environment("charge_payment").run(activities.charge_payment, ChargeInput(request("p-2")))).success
+    assert payments_lab.activities._freshest_lag is not None and payments_lab.activities._freshest_lag < timedelta(seconds=1)
