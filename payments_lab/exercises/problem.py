@@ -57,6 +57,9 @@ async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
             if not task.done() and not lab.running:
                 task.cancel()
                 await asyncio.wait({task}, timeout=LAB_CLOSED_GRACE)
+                # Still cleaning up (stopping its payment on a server that is gone waits for it): let it finish
+                # in the background, its end read quietly, not logged later as "never retrieved".
+                task.add_done_callback(_read_quietly)
                 raise lab_stopped(lab, during=True)
     except asyncio.CancelledError:
         # The check's own deadline (CHECK_TIMEOUT) cancels this: the check must stop too, and clean up.
@@ -64,6 +67,11 @@ async def _while_open(checking: Awaitable[Verdict], lab: Lab | None) -> Verdict:
         await asyncio.wait({task}, timeout=LAB_CLOSED_GRACE)
         raise
     return task.result()
+
+
+def _read_quietly(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(frozen=True)
