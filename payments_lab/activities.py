@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -51,23 +52,29 @@ _PAUSED_PAST_TIMEOUT: ContextVar[str | None] = ContextVar("paused_past_timeout",
 timed the attempt out meanwhile and retried it, so whatever this one does next is too late."""
 
 
+_LEAST_LAG: OrderedDict[str, timedelta] = OrderedDict()
+"""Per workflow run, the least time seen between an attempt's start on the server's clock and its start here.
+
+An attempt is late by what it adds to that, not by the clocks: a worker's clock may be minutes off a
+remote server's, and a run on virtual time (time skipping) starts its attempts at hours the wall clock
+has not reached. Its first attempt is taken as fresh."""
+
+_RUNS_REMEMBERED = 10_000
+
 _CLOCKS_APART = timedelta(days=1)
 """Beyond this, an attempt's start on the server's clock says nothing about this worker's delay."""
-
-_freshest_lag: timedelta | None = None
-"""The least time seen between an attempt's start on the server's clock and its start here: the clocks'
-difference, plus the hand-off. A worker's clock may be minutes off a remote server's; an attempt is late
-only by what it adds to that."""
 
 
 def _overdue(info: activity.Info) -> str | None:
     """Which timeout of this attempt has already passed on the server's clock, if one has: its worker was paused."""
-    global _freshest_lag
     lag = datetime.now(UTC) - info.started_time
-    if abs(lag) > _CLOCKS_APART:  # no clock to compare with (a test harness's start at 1970): no verdict
+    if abs(lag) > _CLOCKS_APART:  # no clock to compare with (a test harness's start in 1970): no verdict
         return None
-    _freshest_lag = lag if _freshest_lag is None else min(_freshest_lag, lag)
-    late = lag - _freshest_lag - _PAUSE_MARGIN
+    least = _LEAST_LAG.pop(info.workflow_run_id or "", lag)
+    _LEAST_LAG[info.workflow_run_id or ""] = min(least, lag)
+    if len(_LEAST_LAG) > _RUNS_REMEMBERED:
+        _LEAST_LAG.popitem(last=False)
+    late = lag - least - _PAUSE_MARGIN
     if info.heartbeat_timeout and late > info.heartbeat_timeout:
         return f"heartbeat timeout ({info.heartbeat_timeout.total_seconds():g} s)"
     if info.start_to_close_timeout and late > info.start_to_close_timeout:

@@ -168,4 +168,19 @@ async def test_an_attempt_handed_over_past_its_timeout_is_not_run_and_one_withou
     assert repository.ledger("p-1") == [] and repository.attempts("p-1")[-1].outcome == "timed out"
     # The test harness starts every attempt in 1970: no clock to compare with, no verdict.
     assert (await environment("charge_payment").run(activities.charge_payment, ChargeInput(request("p-2")))).success
-    assert payments_lab.activities._freshest_lag is not None and payments_lab.activities._freshest_lag < timedelta(seconds=1)
+    assert payments_lab.activities._LEAST_LAG[fresh.info.workflow_run_id] < timedelta(seconds=1), "the fresh attempt's lag, kept"
+
+
+async def test_a_run_on_virtual_time_does_not_make_the_next_runs_attempts_look_late(
+    activities: PaymentActivities, repository: PaymentRepository
+) -> None:
+    """Lesson 11 skips its confirmation deadline on virtual time: its attempts start at hours the wall clock has not
+    reached. Judged against one lag for the whole process, every attempt of the next payments was refused as late."""
+    from datetime import UTC, datetime, timedelta
+
+    ahead = environment("validate_payment")
+    ahead.info = dataclasses.replace(ahead.info, workflow_run_id="skipped", started_time=datetime.now(UTC) + timedelta(hours=2))
+    assert (await ahead.run(activities.validate_payment, ValidateInput(request("p-skip")))).valid
+    fresh = environment("charge_payment")
+    fresh.info = dataclasses.replace(fresh.info, workflow_run_id="next", started_time=datetime.now(UTC))
+    assert (await fresh.run(activities.charge_payment, ChargeInput(request("p-next")))).success
