@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from payments_lab import interrupts
 from payments_lab.arguments import short_repr
+from payments_lab.domain import lone_surrogate_problem
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.interrupts import stop_waiting_words
 from payments_lab.processes import pid_alive
@@ -38,8 +39,9 @@ def checked_task_queue(name: object, what: str = "task_queue", *, reserve: int =
     """
     if not isinstance(name, str) or not name.strip():
         raise InvalidArgumentError(f"{what} must be a name such as 'payments', got {type(name).__name__} {short_repr(name)}")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
-        raise InvalidArgumentError(f"{what} is not valid text (a byte that is not UTF-8 in {name[:40]!r}): retype it")
+    not_text = lone_surrogate_problem(what, name)
+    if not_text is not None:
+        raise InvalidArgumentError(not_text)
     odd = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf")), None)
     if odd is not None:
         raise InvalidArgumentError(
