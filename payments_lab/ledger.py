@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import quote
@@ -66,7 +67,9 @@ def ledger_of(identity: str) -> str | None:
     return next((word[len(LEDGER_MARK):] for word in identity.split() if word.startswith(LEDGER_MARK)), None)
 
 
-async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger: bool, ledger_id: str | None = None) -> None:
+async def refuse_a_second_ledger(
+    client: Client, task_queue: str, *, own_ledger: bool, ledger_id: str | None = None, timeout: timedelta = timedelta(seconds=5)
+) -> None:
     """Refuse to run a worker where the workers of ``task_queue`` would keep two ledgers.
 
     A charge is made once per payment thanks to the ledger's idempotency key: a payment charged
@@ -79,13 +82,14 @@ async def refuse_a_second_ledger(client: Client, task_queue: str, *, own_ledger:
         task_queue: The task queue the worker is about to poll.
         own_ledger: Whether the worker keeps a ledger of its own (``--db FILE --own-ledger``).
         ledger_id: The id of the ledger the worker charges into (:attr:`PaymentRepository.ledger_id`).
+        timeout: How long to wait for the server's list of pollers.
 
     Raises:
         LedgerMismatchError: ``own_ledger`` and another worker polls ``task_queue``; or another
             worker that keeps a ledger of its own polls it; or one that charges into another ledger
             than ``ledger_id`` (another lab session's, an old session's, one kept in memory).
     """
-    others = sorted(await live_pollers(client, task_queue))
+    others = sorted(await live_pollers(client, task_queue, timeout=timeout))
     if own_ledger and others:
         raise LedgerMismatchError(
             f"--own-ledger needs a task queue no other worker polls, and {task_queue!r} is polled by "

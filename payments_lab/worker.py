@@ -31,6 +31,10 @@ DEFAULT_WORKFLOWS: tuple[type, ...] = (PaymentWorkflow, ConfirmedPaymentWorkflow
 READY_LINE = "payments-lab worker ready"
 """What a worker process prints once it polls its task queue."""
 
+LEDGER_CHECK_WINDOW = timedelta(seconds=2)
+"""How long a starting worker waits for the server's list of its queue's pollers (a few ms when the server
+answers): on a server stopped with Ctrl-Z, ``await lab.worker.start()`` starts without the check after this."""
+
 
 def new_task_queue(prefix: str = "payments") -> str:
     """A task queue name no other lab, test or kernel uses."""
@@ -136,7 +140,11 @@ class BackgroundWorker:
             if not self.running:
                 with suppress(RPCError):  # a server away: the worker's own polls will say so
                     await refuse_a_second_ledger(
-                        self._client, self.task_queue, own_ledger=False, ledger_id=self.activities.repository.ledger_id
+                        self._client,
+                        self.task_queue,
+                        own_ledger=False,
+                        ledger_id=self.activities.repository.ledger_id,
+                        timeout=LEDGER_CHECK_WINDOW,
                     )
             self._start()
         return self

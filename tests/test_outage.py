@@ -528,3 +528,27 @@ async def test_a_server_that_dies_during_a_check_is_not_called_a_closed_lab() ->
     assert "The lab's Temporal server stopped during the check: your answer was not judged" in str(feedback), str(feedback)
     assert "lab.close()" not in str(feedback)
 
+
+
+@posix_only
+async def test_a_worker_started_on_a_stopped_server_starts_after_the_ledger_check_window() -> None:
+    """Off the script: `await lab.worker.start()` on a server stopped with Ctrl-Z waited 10 s (two reads of the
+    queue's pollers, 5 s each) before it started anyway; the check now waits one window for both."""
+    from payments_lab.worker import LEDGER_CHECK_WINDOW
+
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("stopped-worker-start", server=server, options=FAST)
+    try:
+        await lab.worker.stop()
+        with stopped(server):
+            began = time.monotonic()
+            await lab.worker.start()
+            waited = time.monotonic() - began
+            assert lab.worker.running
+        # A bound of no cell that hangs, not a speed target: the window and a loaded machine's slack, well under 10 s.
+        assert waited < LEDGER_CHECK_WINDOW.total_seconds() + 2.5, waited
+        result = await asyncio.wait_for(lab.service.process(lab.request("1.00")), 60)
+        assert result.status is PaymentStatus.COMPLETED
+    finally:
+        await lab.close()
+        server.stop()
