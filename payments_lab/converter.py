@@ -30,9 +30,16 @@ class PaymentsJSONEncoder(AdvancedJSONEncoder):
         kind = type(o)
         if kind.__module__.startswith("payments_lab.") and dataclasses.is_dataclass(kind):
             # One level at a time: the encoder comes back here for nested values.
-            # ``dataclasses.asdict`` gives the same JSON but deep-copies every field first
-            # (measured: two thirds of the time to encode a payment's input).
-            return {name: getattr(o, name) for name in _field_names(kind)}
+            # ``dataclasses.asdict`` deep-copies every field first (measured: two thirds of
+            # the time to encode a payment's input). A field at its default is left out: the
+            # decoder gives it back, and a payment without faults no longer carries an empty
+            # fault plan into its start and every activity (half its history's bytes, ~3 %
+            # of the server's throughput when measured with padding of that size).
+            return {
+                name: value
+                for name, default in _fields_and_defaults(kind)
+                if not _is_default(value := getattr(o, name), default)
+            }
         if isinstance(o, Decimal):
             # A JSON number would be read back as a float: "0.10" stays "0.10".
             return str(o)
@@ -48,9 +55,34 @@ Decode = typing.Callable[[Any], Any]
 """Turns one JSON value into the value of one field."""
 
 
+_REQUIRED = object()
+"""The default of a field that has none: never equal to a value."""
+
+
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(field.name for field in dataclasses.fields(cls))
+def _fields_and_defaults(cls: type) -> tuple[tuple[str, object], ...]:
+    """Each field of ``cls`` and its default (built once from a ``default_factory``), or :data:`_REQUIRED`."""
+    found = []
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            default: object = _REQUIRED  # not given back by the decoder: always written
+        elif field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = _REQUIRED
+        found.append((field.name, default))
+    return tuple(found)
+
+
+def _is_default(value: object, default: object) -> bool:
+    """Whether ``value`` is its field's default, exactly: ``Decimal("0.00")`` is not ``Decimal("0")``, nor ``0`` ``False``."""
+    if value is default:
+        return True
+    if default is _REQUIRED or type(value) is not type(default) or isinstance(value, Decimal):
+        return False
+    return bool(value == default)
 
 
 def _is_kit_dataclass(hint: object) -> bool:

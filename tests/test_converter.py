@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from temporalio.api.common.v1 import Payload
 
 from payments_lab.confirmation_messages import AUTHENTICATED, CustomerAnswer, ProcessorEvent
 from payments_lab.converter import DATA_CONVERTER
@@ -92,11 +93,47 @@ def _sdk_json(value: object) -> bytes:
         ValidationResult(("a", "b")),
     ],
 )
-async def test_the_kit_writes_the_same_json_as_temporals_encoder(value: object) -> None:
-    """The encoder walks one level at a time instead of deep-copying: histories must not change."""
+async def test_what_temporals_encoder_wrote_decodes_and_the_kit_writes_the_same_less_its_defaults(value: object) -> None:
+    """Histories written with every field (Temporal's own encoder, the kit's before it left defaults out) still
+    decode; the kit writes the same JSON without the fields at their default."""
+    sdk_json = _sdk_json(value)
+    (from_history,) = await DATA_CONVERTER.decode([Payload(metadata={"encoding": b"json/plain"}, data=sdk_json)], [type(value)])
+    assert from_history == value
     (payload,) = await DATA_CONVERTER.encode([value])
-    assert payload.data == _sdk_json(value)
+    written, full = json.loads(payload.data), json.loads(sdk_json)
+    assert _within(written, full), (written, full)
     assert await round_trip(value, type(value)) == value
+
+
+def _within(written: object, full: object) -> bool:
+    """Whether ``written`` is ``full`` with some object members left out (and none changed)."""
+    if isinstance(written, dict) and isinstance(full, dict):
+        return written.keys() <= full.keys() and all(_within(written[key], full[key]) for key in written)
+    return written == full
+
+
+async def test_a_payment_without_faults_or_options_carries_its_request_only() -> None:
+    """A payment's start and activities carried an empty fault plan and the default options, 1.2 kB a history."""
+    request = PaymentRequest("p-1", "org-acme", "u", "12.50", "EUR")
+    (payload,) = await DATA_CONVERTER.encode([PaymentInput(request)])
+    assert json.loads(payload.data) == {
+        "request": {"amount": "12.50", "currency": "EUR", "organization_id": "org-acme", "payment_id": "p-1", "user_id": "u"}
+    }
+    faulty = PaymentInput(request, PaymentOptions(maximum_attempts=5), FaultPlan(charge=StepFaults(fail_first=2)))
+    (payload,) = await DATA_CONVERTER.encode([faulty])
+    assert json.loads(payload.data)["options"] == {"maximum_attempts": 5}
+    assert json.loads(payload.data)["faults"] == {"charge": {"fail_first": 2}}
+    assert await round_trip(faulty, PaymentInput) == faulty
+
+
+def test_only_a_value_exactly_its_default_is_left_out() -> None:
+    from payments_lab.converter import _REQUIRED, _is_default
+
+    assert _is_default(0, 0) and _is_default(StepFaults(), StepFaults())
+    assert not _is_default(False, 0)  # another type: JSON would give it back as the default's
+    assert not _is_default(0, 0.0)
+    assert not _is_default(Decimal("0.00"), Decimal("0"))  # money keeps its digits
+    assert not _is_default(None, _REQUIRED)
 
 
 async def test_field_decoders_refuse_what_the_sdk_refuses() -> None:
