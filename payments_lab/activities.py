@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -31,15 +31,23 @@ from payments_lab.domain import (
 )
 from payments_lab.faults import NO_FAULTS, FaultProfile, StepFaults, checked_fault_profile
 from payments_lab.repository import (
+    LOCK_WAIT,
     AttemptRecord,
     ChargeOutcome,
     ChargeRefusedError,
     Notification,
     PaymentRepository,
+    RepositoryBusyError,
 )
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _HEARTBEAT_EVERY = 0.5
 """Seconds between heartbeats while an attempt waits, so cancellation and crashes are seen fast."""
+
+_FIRST_LOCK_RETRY = 0.005
+"""Seconds before a repository call refused for a lock another process holds is made again (then doubled, up to 0.1 s)."""
 
 _HANG_MARGIN = 30.0
 """A hanging attempt gives up this long after its timeout, in case nobody cancels it."""
@@ -187,11 +195,36 @@ class PaymentActivities:
             self.settle_unfinished_payment,
         ]
 
+    async def _unblocked(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Make one repository call; while another process holds the file's write lock, wait for it here,
+        on the event loop, heartbeating, and never inside SQLite.
+
+        A worker stopped with Ctrl-Z in the middle of a write keeps the lock: waiting inside SQLite
+        held up every other attempt of this worker, and their heartbeats, up to 10 s per call.
+        Each call is atomic, so one refused changed nothing and is simply made again.
+
+        Raises:
+            RepositoryBusyError: the lock was still held after :data:`LOCK_WAIT` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + LOCK_WAIT, _FIRST_LOCK_RETRY
+        while True:
+            try:
+                with self.repository.without_waiting():
+                    return call(*args, **kwargs)
+            except RepositoryBusyError:
+                if loop.time() >= deadline:
+                    raise
+            activity.heartbeat()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
     @asynccontextmanager
     async def _attempt(self, payment_id: str) -> AsyncIterator[None]:
         """Record this attempt in the repository, however it ends."""
         info = activity.info()
-        key = self.repository.start_attempt(
+        key = await self._unblocked(
+            self.repository.start_attempt,
             AttemptRecord(
                 payment_id=payment_id,
                 activity=info.activity_type,
@@ -208,26 +241,31 @@ class PaymentActivities:
         overdue = _overdue(info)
         if overdue is not None:
             # Handed to this worker while it was stopped: Temporal has timed it out and retried it already.
-            self.repository.finish_attempt(key, "timed out", f"not run: its {overdue} passed while this worker was paused")
+            await self._unblocked(
+                self.repository.finish_attempt, key, "timed out", f"not run: its {overdue} passed while this worker was paused"
+            )
             raise ApplicationError(f"attempt {info.attempt} came after its {overdue}: not run", type="AttemptOverdue")
         paused = _PAUSED_PAST_TIMEOUT.set(None)
         try:
             yield
         except asyncio.CancelledError:
-            self.repository.finish_attempt(key, "cancelled", "cancelled (timeout, cancellation or worker shutdown)")
+            await self._unblocked(self.repository.finish_attempt, key, "cancelled", "cancelled (timeout, cancellation or worker shutdown)")
             raise
         except Exception as err:
-            self.repository.finish_attempt(key, "failed", str(err) or type(err).__name__)
+            await self._unblocked(self.repository.finish_attempt, key, "failed", str(err) or type(err).__name__)
             raise
         finally:
             too_late = _PAUSED_PAST_TIMEOUT.get()
             _PAUSED_PAST_TIMEOUT.reset(paused)
         if too_late is not None:
-            self.repository.finish_attempt(
-                key, "timed out", f"its worker was paused past its {too_late}: Temporal had timed it out and retried it"
+            await self._unblocked(
+                self.repository.finish_attempt,
+                key,
+                "timed out",
+                f"its worker was paused past its {too_late}: Temporal had timed it out and retried it",
             )
             return
-        self.repository.finish_attempt(key, "completed")
+        await self._unblocked(self.repository.finish_attempt, key, "completed")
 
     @staticmethod
     async def _wait(seconds: float) -> None:
@@ -273,7 +311,7 @@ class PaymentActivities:
         async with self._attempt(request.payment_id):
             activity.logger.info("Validating payment %s of %s %s", request.payment_id, request.amount, request.currency)
             await self._before_work(Step.VALIDATE, input.faults)
-            result = validate_request(request, self.repository.organization_exists)
+            result = await self._unblocked(validate_request, request, self.repository.organization_exists)
             if not result.valid:
                 activity.logger.info("Payment %s declined: %s", request.payment_id, result.message)
             return result
@@ -290,11 +328,11 @@ class PaymentActivities:
         info = activity.info()
         async with self._attempt(request.payment_id):
             activity.logger.info("Charging payment %s: %s %s", request.payment_id, request.amount, request.currency)
-            stored = self.repository.find_by_id(request.payment_id)
+            stored = await self._unblocked(self.repository.find_by_id, request.payment_id)
             if stored is not None and stored.status is PaymentStatus.COMPLETED:
                 # An earlier attempt finished the work but its answer never reached Temporal.
-                return self._charged(request, self._call_processor(request))
-            self._move(request, PaymentStatus.PROCESSING)
+                return self._charged(request, await self._unblocked(self._call_processor, request))
+            await self._unblocked(self._move, request, PaymentStatus.PROCESSING)
             self._fail_if_planned("processor", faults)
             if self.fault_profile.charge_fails(request.payment_id, info.attempt):
                 raise ApplicationError(
@@ -303,12 +341,12 @@ class PaymentActivities:
                 )
             if faults.decline:
                 return ChargeResult(success=False, message="card declined by the processor (simulated)")
-            outcome = self._call_processor(request)
+            outcome = await self._unblocked(self._call_processor, request)
             # The processor has the money; its answer may still be slow, or never come.
             await self._wait(faults.delay + self.fault_profile.charge_latency)
             if info.attempt <= faults.hang_first:
                 await self._hang()
-            self._move(request, PaymentStatus.COMPLETED)
+            await self._unblocked(self._move, request, PaymentStatus.COMPLETED)
             return self._charged(request, outcome)
 
     def _move(self, request: PaymentRequest, status: PaymentStatus) -> None:
@@ -342,12 +380,12 @@ class PaymentActivities:
         async with self._attempt(request.payment_id):
             activity.logger.info("Notifying payment %s: %s", request.payment_id, result.status)
             await self._before_work(Step.NOTIFY, input.faults)
-            return send_notifications(self.repository, request, result)
+            return await self._unblocked(send_notifications, self.repository, request, result)
 
     @activity.defn(name=ActivityType.SETTLE)
     async def settle_unfinished_payment(self, input: SettleInput) -> PaymentStatus:
         """End a cancelled or failed payment; refund it if the processor had taken money."""
         async with self._attempt(input.payment_id):
-            status = self.repository.settle_unfinished(input.payment_id, input.status, input.reason)
+            status = await self._unblocked(self.repository.settle_unfinished, input.payment_id, input.status, input.reason)
             activity.logger.info("Payment %s settled as %s: %s", input.payment_id, status, input.reason)
             return status

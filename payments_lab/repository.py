@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -228,6 +229,31 @@ class RepositoryFileError(PaymentsLabError, ValueError):
     """The file given for the repository cannot hold it: no such folder, a folder, another kind of file."""
 
 
+class RepositoryBusyError(PaymentsLabError, RuntimeError):
+    """Another process holds the repository file's write lock: the call changed nothing and may be made again."""
+
+
+LOCK_WAIT = 10.0
+"""Seconds a call waits at most for another process to let go of the repository file's write lock."""
+
+_WAITING = ContextVar("payments_lab_repository_waiting", default=True)
+"""Whether a call made here may wait for the file's lock inside SQLite (see :meth:`PaymentRepository.without_waiting`)."""
+
+
+@contextmanager
+def _busy_told(path: Path | None) -> Iterator[None]:
+    """Turn SQLite's "database is locked" into :class:`RepositoryBusyError`, with what to do about it."""
+    try:
+        yield
+    except sqlite3.OperationalError as err:
+        if err.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise
+        raise RepositoryBusyError(
+            f"another process holds the write lock of the repository file {path}: nothing was changed. A worker "
+            "stopped with Ctrl-Z (resume it with `fg`, or stop it), or a long transaction in another program."
+        ) from None
+
+
 @contextmanager
 def _refused_values(params: tuple[object, ...]) -> Iterator[None]:
     """Turn SQLite's refusal of a value (text that is not valid Unicode, an object) into one clear error."""
@@ -279,12 +305,13 @@ class PaymentRepository:
         self._on_close = on_close
         self._closed = False
         self._lock = threading.RLock()
+        self._unwaiting_db: sqlite3.Connection | None = None
         try:
             self._db = sqlite3.connect(
                 str(self.path) if self.path else ":memory:",
                 check_same_thread=False,
                 isolation_level=None,
-                timeout=10.0,
+                timeout=LOCK_WAIT,
             )
             self._db.row_factory = sqlite3.Row
             if self.path:
@@ -316,16 +343,41 @@ class PaymentRepository:
         return f"PaymentRepository({where}: {'closed' if self._closed else f'{self.count()} payments'})"
 
     @contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        """Calls made in this block raise :class:`RepositoryBusyError` at once, instead of waiting up to
+        :data:`LOCK_WAIT` inside SQLite, while another process holds the file's write lock.
+
+        For async code (the activities), which waits on its event loop instead: a wait inside
+        SQLite holds up every other task of the worker, heartbeats included.
+        """
+        token = _WAITING.set(False)
+        try:
+            yield
+        finally:
+            _WAITING.reset(token)
+
+    def _connection(self) -> sqlite3.Connection:
+        """The connection for a call made now: one that does not wait for the file's lock in a ``without_waiting`` block."""
+        if _WAITING.get() or self.path is None:  # in memory, no other process shares the lock
+            return self._db
+        if self._unwaiting_db is None:
+            self._unwaiting_db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=0)
+            self._unwaiting_db.row_factory = sqlite3.Row
+        return self._unwaiting_db
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._check_open()
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._connection()
+            with _busy_told(self.path):
+                db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def _write(self, sql: str, params: tuple[object, ...]) -> sqlite3.Cursor:
         """Run one statement that changes the database: atomic on its own, as SQLite runs it.
@@ -336,14 +388,14 @@ class PaymentRepository:
         """
         with self._lock:
             self._check_open()
-            with _refused_values(params):
-                return self._db.execute(sql, params)
+            with _refused_values(params), _busy_told(self.path):
+                return self._connection().execute(sql, params)
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             self._check_open()
-            with _refused_values(params):
-                return self._db.execute(sql, params).fetchall()
+            with _refused_values(params), _busy_told(self.path):
+                return self._connection().execute(sql, params).fetchall()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -364,16 +416,23 @@ class PaymentRepository:
             memory = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
             self._db.backup(memory)
             self._db.close()
+            self._close_unwaiting()
             memory.row_factory = sqlite3.Row
             self._db, self.path = memory, None
             on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close()
 
+    def _close_unwaiting(self) -> None:
+        if self._unwaiting_db is not None:
+            self._unwaiting_db.close()
+            self._unwaiting_db = None
+
     def close(self) -> None:
         """Close the database; a file-backed repository keeps its data unless it is a lab's temporary one."""
         with self._lock:
             self._db.close()
+            self._close_unwaiting()
             self._closed = True
             on_close, self._on_close = self._on_close, None
         if on_close is not None:

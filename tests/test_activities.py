@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -19,7 +21,7 @@ from payments_lab.activities import (
 )
 from payments_lab.domain import Payment, PaymentRequest, PaymentResult, PaymentStatus
 from payments_lab.faults import FaultPlan, FaultProfile, StepFaults
-from payments_lab.repository import PaymentRepository
+from payments_lab.repository import PaymentRepository, RepositoryBusyError
 
 
 def request(payment_id: str = "p-1", **changes: object) -> PaymentRequest:
@@ -184,3 +186,61 @@ async def test_a_run_on_virtual_time_does_not_make_the_next_runs_attempts_look_l
     fresh = environment("charge_payment")
     fresh.info = dataclasses.replace(fresh.info, workflow_run_id="next", started_time=datetime.now(UTC))
     assert (await fresh.run(activities.charge_payment, ChargeInput(request("p-next")))).success
+
+
+async def test_a_ledger_locked_by_another_process_holds_up_the_attempt_not_the_worker(tmp_path: Path) -> None:
+    """Off the script: a worker stopped with Ctrl-Z inside a write keeps the ledger file's lock; another worker's
+    attempts waited for it inside SQLite, holding up its event loop (every other attempt, every heartbeat) up to
+    10 s per call. The wait is now on the event loop, heartbeating, and the charge is still taken once."""
+    path = tmp_path / "ledger.sqlite"
+    repository = PaymentRepository(path)
+    activities = PaymentActivities(repository)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the stopped worker, in the middle of a write
+    loop = asyncio.get_running_loop()
+    loop.call_later(1.5, holder.execute, "COMMIT")
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.02)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    beats: list[tuple[object, ...]] = []
+    env = environment("charge_payment")
+    env.on_heartbeat = lambda *details: beats.append(details)
+    ticking = asyncio.create_task(tick())
+    try:
+        result = await env.run(activities.charge_payment, ChargeInput(request()))
+    finally:
+        ticking.cancel()
+        holder.close()
+    assert result.success and repository.charge_count("p-1") == 1
+    assert max(gaps) < 0.5, f"the event loop stood still {max(gaps):.2f} s"  # 1.5 s before: the whole lock
+    assert beats, "an attempt waiting for the lock heartbeats"
+    assert [a.outcome for a in repository.attempts("p-1")] == ["completed"]
+    repository.close()
+
+
+async def test_a_lock_held_past_the_wait_is_one_clear_error_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import payments_lab.activities
+    import payments_lab.repository
+
+    monkeypatch.setattr(payments_lab.activities, "LOCK_WAIT", 0.3)
+    monkeypatch.setattr(payments_lab.repository, "LOCK_WAIT", 0.3)
+    path = tmp_path / "ledger.sqlite"
+    repository = PaymentRepository(path)
+    activities = PaymentActivities(repository)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(RepositoryBusyError, match=r"another process holds the write lock .*Ctrl-Z .*`fg`"):
+            await environment("charge_payment").run(activities.charge_payment, ChargeInput(request()))
+        with pytest.raises(RepositoryBusyError, match="nothing was changed"):  # a notebook's own call: the same words
+            repository.register_organization("org-new", "New")
+    finally:
+        holder.close()
+    assert repository.count() == 0 and repository.ledger() == [] and not repository.organization_exists("org-new")
+    repository.close()
