@@ -749,7 +749,7 @@ def _refuse_text_no_server_takes(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code."""
     args = build_parser().parse_args(argv)
-    from payments_lab.client import NamespaceNotFoundError, TemporalUnavailableError
+    from payments_lab.client import NamespaceNotFoundError, SearchAttributesError, TemporalUnavailableError
     from payments_lab.server import TemporalNotFoundError
     from payments_lab.service import PaymentNotFoundError
 
@@ -765,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, InvalidArgumentError) as err:  # an argument the kit refused is bad usage here, whoever checked it
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (TemporalUnavailableError, TemporalNotFoundError, PaymentNotFoundError, NamespaceNotFoundError) as err:
+    except (TemporalUnavailableError, TemporalNotFoundError, PaymentNotFoundError, NamespaceNotFoundError, SearchAttributesError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except PaymentsLabError as err:  # anything else the kit refused, in its own words

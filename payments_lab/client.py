@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -108,6 +109,33 @@ def default_config_file() -> Path:
     else:
         base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return base / "temporalio" / "temporal.toml"
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def checked_address(address: str, source: str) -> str:
+    """``address`` as a Temporal client takes it: ``host:port``, without the spaces or line end a paste leaves.
+
+    One spelling matters: the lab session and its shared ledger are found by the address, and a
+    ``'127.0.0.1:7233 '`` that reached the server anyway charged into another ledger.
+
+    Args:
+        address: The address given.
+        source: Where it was given, for the message (``TEMPORAL_ADDRESS``, ``--address``).
+
+    Raises:
+        TemporalUnavailableError: ``address`` is a URL (``http://…``): a Web UI's, most often.
+    """
+    address = address.strip()
+    if _SCHEME.match(address):
+        host_port = _SCHEME.sub("", address).split("/", 1)[0]
+        raise TemporalUnavailableError(
+            f"{source} is {address!r}, a URL: give the server's gRPC address as host:port, without {address.split('://')[0]}:// "
+            f"(e.g. {host_port}). A Web UI's address (the dev server's is port 8233) is not it: the dev server's gRPC port "
+            "is 7233, and `payments-lab server` prints both."
+        )
+    return address
 
 
 def environment_configured() -> bool:
@@ -244,21 +272,28 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                     f"The Temporal server at {target_host} accepts connections but does not answer ({err}). "
                     "If it was stopped with Ctrl-Z, `fg` in its terminal resumes it; otherwise its "
                     "machine may be out of CPU or memory."
-                ) from err
+                ) from None
             if "InvalidContentType" in str(err):  # TLS spoken to a server without it (rustls)
                 raise TemporalUnavailableError(
                     f"The Temporal server at {target_host} does not use TLS, and this client did: TEMPORAL_API_KEY "
                     "(or TEMPORAL_TLS, or a profile's api_key or tls) turns TLS on. For a local or room server, unset them; "
                     "to keep an API key without TLS, set TEMPORAL_TLS=false."
-                ) from err
+                ) from None
             gist = transport_gist(err)
+            if gist == "transport error" or gist.startswith("h2 protocol error"):
+                # The connection was made, and what answered does not speak Temporal's gRPC.
+                raise TemporalUnavailableError(
+                    f"Something answers at {target_host}, but not a Temporal server's gRPC frontend ({gist}): a Web UI's "
+                    "or an HTTP port, most often. The dev server listens for clients on 7233 and serves its Web UI on 8233; "
+                    "`payments-lab server` prints both. Give the gRPC one in TEMPORAL_ADDRESS (or --address)."
+                ) from None
             if in_a_room(target_host, namespace):
                 # Unsetting TEMPORAL_ADDRESS would move the learner to a server of their own,
                 # out of the room and of the facilitator's view: wait for the room instead.
                 raise TemporalUnavailableError(
                     f"The room's Temporal server at {target_host} is not up (yet): {gist}. Run this cell again once "
                     "your facilitator has started it; keep TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE as they are."
-                ) from err
+                ) from None
             no_port = "" if target_host.rpartition(":")[2].isdigit() else " No port was given: a Temporal server usually listens on 7233."
             if os.environ.get("TEMPORAL_ADDRESS", "").strip() == target_host and not os.environ.get("TEMPORAL_NAMESPACE", "").strip():
                 advice = ("If it is your workshop room's, run this cell again once it is up, with TEMPORAL_NAMESPACE from "
@@ -267,7 +302,7 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                 advice = "Unset TEMPORAL_ADDRESS to let the kit start its own."
             raise TemporalUnavailableError(
                 f"Could not reach a Temporal server at {target_host} ({gist}).{no_port} Is it running? {advice}"
-            ) from err
+            ) from None
         except ValueError as err:
             if "invalid target URL" not in str(err):  # the SDK refusing the address before trying it
                 raise
@@ -390,40 +425,40 @@ async def connect(
     if in_a_kernel():  # a notebook's: ■ must stop a cell that waits on the server at once
         keep_interrupts_prompt()
     if address:
-        client = await _client(address, namespace or "default")
+        address = checked_address(address, "the address")
+        client = await _client(address, (namespace or "").strip() or "default")
+        # As for an address from the environment: a server started by hand lacks the kit's search attributes.
+        await _with_search_attributes(client, address)
         return Connection(client, f"address {address}", web_ui_url(address, client.namespace))
     if server is not None:
         return await _connect_embedded(server, "embedded dev server of the caller")
     if environment_configured():
+        config_file = _config_file()
         try:
             config = ClientConfig.load_client_connect_config()
         except RuntimeError as err:  # the SDK's ConfigError: a profile or a file it cannot read
-            raise TemporalUnavailableError(
-                f"Temporal's environment configuration could not be read ({err}). Check TEMPORAL_PROFILE and "
-                f"TEMPORAL_CONFIG_FILE (by default {default_config_file()}), or unset them to let the kit start its own server."
-            ) from None
+            raise TemporalUnavailableError(_unreadable_config_message(err, config_file)) from None
+        if "target_host" in config:
+            config["target_host"] = checked_address(config["target_host"], "Temporal's address (TEMPORAL_ADDRESS or the profile's)")
+        if "namespace" in config:
+            config["namespace"] = config["namespace"].strip()
+            if not config["namespace"]:
+                raise TemporalUnavailableError(
+                    "TEMPORAL_NAMESPACE (or the profile's namespace) is set but empty: set it to your namespace (a room's "
+                    "line has it), or unset it to use 'default'."
+                )
         no_address = "target_host" not in config
         config.setdefault("target_host", "localhost:7233")
         target = config["target_host"]
         try:
             client = await _client(**config)
-        except TemporalUnavailableError as err:
+        except TemporalUnavailableError:
             if not no_address:
                 raise
-            given = ", ".join(name for name in _ENV_VARS if os.environ.get(name)) or str(default_config_file())
-            raise TemporalUnavailableError(
-                f"Temporal's environment configuration ({given}) names no server address, so the kit tried {target}, "
-                f"where no Temporal server answers. Set TEMPORAL_ADDRESS too (a room's line has it), or unset {given} "
-                "to let the kit start its own server."
-            ) from err
+            raise TemporalUnavailableError(_no_address_message(target, config_file)) from None
         if "namespace" not in config:
             await _refuse_default_in_a_room(client, target)
-        try:
-            await ensure_search_attributes(client)
-        except RPCError as err:
-            if err.status is not RPCStatusCode.NOT_FOUND:
-                raise
-            raise NamespaceNotFoundError(await _missing_namespace_message(client, target)) from None
+        await _with_search_attributes(client, target)
         return Connection(client, f"Temporal environment configuration ({target})", web_ui_url(target, client.namespace))
     session = read_session()
     if session is not None:
@@ -435,6 +470,80 @@ async def connect(
             "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one."
         )
     return await _connect_embedded(EmbeddedServer(), "embedded dev server")
+
+
+async def _with_search_attributes(client: Client, target: str) -> None:
+    """Make sure the client's namespace has the kit's search attributes; a namespace the server lacks is named."""
+    try:
+        await ensure_search_attributes(client)
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise NamespaceNotFoundError(await _missing_namespace_message(client, target)) from None
+
+
+def _config_file() -> Path | None:
+    """The ``temporal.toml`` Temporal's environment configuration reads, or None when there is none.
+
+    Raises:
+        TemporalUnavailableError: ``TEMPORAL_CONFIG_FILE`` names a file that is not there.
+    """
+    named = os.environ.get("TEMPORAL_CONFIG_FILE", "").strip()
+    if named:
+        if not Path(named).is_file():
+            raise TemporalUnavailableError(
+                f"TEMPORAL_CONFIG_FILE names {named}, and there is no such file: correct the path, or unset TEMPORAL_CONFIG_FILE."
+            )
+        return Path(named)
+    default = default_config_file()
+    return default if default.is_file() else None
+
+
+def _profiles(config_file: Path | None) -> list[str]:
+    """The profiles ``config_file`` holds, or [] when it cannot be read."""
+    if config_file is None:
+        return []
+    try:
+        profiles = tomllib.loads(config_file.read_text(encoding="utf-8")).get("profile", {})
+    except (OSError, ValueError):  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
+        return []
+    return sorted(profiles) if isinstance(profiles, dict) else []
+
+
+def _profile_words(config_file: Path | None) -> str:
+    """Which profiles ``config_file`` has and which one is used, as a sentence ('' without a file)."""
+    if config_file is None:
+        return ""
+    used = os.environ.get("TEMPORAL_PROFILE") or "default"
+    profiles = _profiles(config_file)
+    others = [name for name in profiles if name != used]
+    has = f"its profiles are {', '.join(repr(p) for p in profiles)}" if profiles else "it has no profile"
+    choose = f"; set TEMPORAL_PROFILE={others[0]} to use {others[0]!r}" if others and used not in profiles else ""
+    return f" {config_file} is read with profile {used!r} ({has}{choose})."
+
+
+def _unreadable_config_message(err: RuntimeError, config_file: Path | None) -> str:
+    """What to say of a configuration the SDK could not read: a profile it lacks, a file it cannot parse."""
+    where = str(config_file) if config_file is not None else f"TEMPORAL_CONFIG_FILE (by default {default_config_file()})"
+    if "utf-8" in str(err).lower():
+        return f"Temporal's configuration file {where} is not UTF-8 text ({err}): save it as UTF-8 (an editor's \"Save with encoding\")."
+    if os.environ.get("TEMPORAL_CONFIG_FILE", "").strip():
+        where = f"TEMPORAL_CONFIG_FILE ({where})"
+    return f"Temporal's environment configuration could not be read ({err}).{_profile_words(config_file)} Check TEMPORAL_PROFILE and {where}."
+
+
+def _no_address_message(target: str, config_file: Path | None) -> str:
+    """What to say when the configuration names no address and nothing answers at the SDK's default."""
+    variables = [name for name in _ENV_VARS if os.environ.get(name)]
+    given = ", ".join(variables + ([str(config_file)] if config_file is not None and "TEMPORAL_CONFIG_FILE" not in variables else []))
+    leave = f"unset {', '.join(variables)}" if variables else ""
+    if config_file is not None and "TEMPORAL_CONFIG_FILE" not in variables:
+        leave = f"{leave + ', and ' if leave else ''}move {config_file} aside"
+    return (
+        f"Temporal's environment configuration ({given}) names no server address, so the kit tried {target}, where no "
+        f"Temporal server answers.{_profile_words(config_file)} Set TEMPORAL_ADDRESS too (a room's line has it), or "
+        f"{leave} to let the kit start its own server."
+    )
 
 
 NAMESPACES_PER_PAGE = 100

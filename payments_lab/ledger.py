@@ -207,7 +207,7 @@ def remove_repository_file(path: Path) -> None:
 
 
 def _endpoint(address: str) -> tuple[str, str]:
-    host, _, port = address.rpartition(":")
+    host, _, port = address.strip().rpartition(":")
     return ("127.0.0.1" if host in ("localhost", "[::1]", "::1") else host, port)
 
 

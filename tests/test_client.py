@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -65,7 +69,11 @@ async def test_a_profile_that_does_not_exist_is_one_clear_error(monkeypatch: pyt
     config.write_text('[profile.lab]\naddress = "127.0.0.1:7233"\n')
     monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config))
     monkeypatch.setenv("TEMPORAL_PROFILE", "workshop")
-    with pytest.raises(TemporalUnavailableError, match=r"could not be read \(Profile 'workshop' not found\)\. Check TEMPORAL_PROFILE"):
+    with pytest.raises(
+        TemporalUnavailableError,
+        match=r"could not be read \(Profile 'workshop' not found\)\. .*temporal\.toml is read with profile 'workshop' \(its profiles are 'lab'; "
+        r"set TEMPORAL_PROFILE=lab .*\)\. Check TEMPORAL_PROFILE and TEMPORAL_CONFIG_FILE \(.*temporal\.toml\)\.$",
+    ):
         await connect()
 
 
@@ -254,3 +262,99 @@ def test_a_worker_that_cannot_reach_its_server_says_so_once_not_thirty_times_a_m
     refused = core_log("temporalio_client::retry", "gRPC call start_workflow retried 3 times", "Status { code: PermissionDenied }")
     assert quiet.filter(refused), "only an unreachable server is said once"
 
+
+
+@pytest.mark.parametrize("pasted", ["{address} ", "{address}\n", " {address}\t"])
+async def test_an_address_pasted_with_spaces_or_a_line_end_is_the_same_server_and_session(
+    dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, pasted: str
+) -> None:
+    """Off the script: `TEMPORAL_ADDRESS='127.0.0.1:P '` reached the session's server under another spelling, so the lab
+    took the machine's ledger instead of the session's; a payment it took over from a killed kernel was charged in both."""
+    from payments_lab.ledger import session_of
+
+    monkeypatch.setenv("TEMPORAL_ADDRESS", pasted.format(address=dev_server.address))
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "default")
+    connection = await connect()
+    assert connection.address == dev_server.address
+    with published_session(dev_server):
+        assert session_of(connection.address) is not None
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8233", "https://localhost:7233/", "grpc://127.0.0.1:7233"])
+async def test_an_address_given_as_a_url_is_refused_with_host_and_port_to_give(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """The SDK took `http://…` with a warning, as another spelling of the server (see above); a Web UI's URL is the
+    likeliest paste."""
+    host_port = url.split("://")[1].rstrip("/")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", url)
+    with pytest.raises(TemporalUnavailableError, match=rf"is '{url}', a URL: give the server's gRPC address as host:port.*\(e\.g\. {host_port}\).*7233"):
+        await connect()
+    with pytest.raises(TemporalUnavailableError, match="a URL"):
+        await connect(address=url)
+
+
+async def test_an_address_of_a_server_started_by_hand_gets_the_kits_search_attributes(tmp_path: Path) -> None:
+    """Off the script: `payments-lab pay --address` on `temporal server start-dev` died with 49 lines of RPCError ("no
+    mapping defined for search attribute OrganizationId"), and `list --org` blamed the query's quoting."""
+    import subprocess
+
+    from payments_lab import processes
+    from payments_lab.server import find_temporal_cli
+
+    port, http_port, metrics_port = free_port(), free_port(), free_port()
+    by_hand = processes.spawn(
+        [str(find_temporal_cli()), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless", "--log-level", "error",
+         "--http-port", str(http_port), "--metrics-port", str(metrics_port)],
+        log=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        connection = await connect(address=f"127.0.0.1:{port}", start_server=False)
+        assert await connection.client.count_workflows("OrganizationId = 'org-acme'") is not None
+    finally:
+        processes.stop(by_hand)
+
+
+async def test_something_that_answers_but_is_not_temporal_is_named_as_such() -> None:
+    """Off the script: the dev server's Web UI port (or `python -m http.server`) in TEMPORAL_ADDRESS was called
+    unreachable ("Is it running?"), though the server ran one port away; in a notebook the SDK's frames came first."""
+    web = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(TemporalUnavailableError, match=r"Something answers at 127\.0\.0\.1:\d+, but not a Temporal server's gRPC frontend.*7233.*8233") as raised:
+            await connect(address=f"127.0.0.1:{web.server_address[1]}")
+    finally:
+        web.shutdown()
+        web.server_close()
+    assert raised.value.__suppress_context__, "one message: the SDK's dump is kept as the context, not shown as the cause"
+
+
+async def test_config_file_mistakes_are_named_with_their_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Off the script: a mistyped TEMPORAL_CONFIG_FILE and a file without a `default` profile both said "names no server
+    address … unset <file>"; a file saved in Latin-1 got a message that named neither the file nor the fix."""
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(tmp_path / "tempral.toml"))
+    with pytest.raises(TemporalUnavailableError, match=r"TEMPORAL_CONFIG_FILE names .*tempral\.toml, and there is no such file"):
+        await connect()
+    monkeypatch.delenv("TEMPORAL_CONFIG_FILE")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    monkeypatch.delenv("TEMPORAL_PROFILE", raising=False)
+    default = tmp_path / "temporalio" / "temporal.toml"
+    default.parent.mkdir()
+    default.write_text(f'[profile.room]\naddress = "127.0.0.1:{free_port()}"\n', encoding="utf-8")
+    if not port_open("127.0.0.1", 7233):  # with a server on the SDK's default, the file's lack of address goes unseen
+        with pytest.raises(TemporalUnavailableError, match=r"profile 'default' \(its profiles are 'room'; set TEMPORAL_PROFILE=room .*move .*temporal\.toml aside"):
+            await connect()
+    default.write_bytes('# Café\n[profile.default]\naddress = "127.0.0.1:7233"\n'.encode("latin-1"))
+    with pytest.raises(TemporalUnavailableError, match=r"temporal\.toml is not UTF-8 text .*save it as UTF-8"):
+        await connect()
+
+
+async def test_a_namespace_set_but_empty_is_one_clear_error(dev_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the script: `export TEMPORAL_NAMESPACE=$NS` with NS unset gave `RPCError: Namespace is not set on request.`
+    and 50 lines of traceback from every entry point."""
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_server.address)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", " ")
+    with pytest.raises(TemporalUnavailableError, match=r"TEMPORAL_NAMESPACE .* is set but empty: set it to your namespace .* or unset it"):
+        await connect()
