@@ -106,6 +106,7 @@ def run_plain_script(
         first = process.stdout.readline().decode("utf-8", "replace").strip()
     finally:
         processes.kill(process)  # nothing when it has ended; a script that overran its time is not left behind
+        process.stdout.close()  # the rest of its output is not read (a pipe left open warns at garbage collection)
     return f"{first}\n(killed)"
 
 
