@@ -45,6 +45,9 @@ __all__ = ["ConfirmedPaymentWorkflow", "REFUSED_TYPE"]
 REFUSED_TYPE = "ConfirmationRefused"
 """The ``ApplicationError`` type of a ``confirm`` update the workflow refuses."""
 
+CANCELLED_DECISION = "cancelled"
+"""The decision of a payment cancelled before any answer: a later answer is refused."""
+
 
 @workflow.defn
 class ConfirmedPaymentWorkflow(PaymentWorkflow):
@@ -104,8 +107,12 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
                 f"too late: no confirmation arrived within {self._deadline_text}, so the payment was cancelled",
                 type=REFUSED_TYPE,
             )
-        if self._decision is not None:
+        if self._decision is not None and self._decision != CANCELLED_DECISION:
             raise ApplicationError(f"already {self._decision} (by the {self._decided_by})", type=REFUSED_TYPE)
+        # A cancellation that came in the same workflow task as this answer is already known here, though the
+        # payment's run has not taken it in yet: the answer could change nothing, whichever came first.
+        if self._decision == CANCELLED_DECISION or workflow.cancellation_reason() is not None:
+            raise ApplicationError("the payment was cancelled: it is being settled, and nothing will be charged", type=REFUSED_TYPE)
         if self._progress.step == Step.DONE:
             raise ApplicationError(f"the payment has ended: {self._progress.message}", type=REFUSED_TYPE)
 
@@ -161,5 +168,9 @@ class ConfirmedPaymentWorkflow(PaymentWorkflow):
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 raise
+            if self._decision is None:
+                # An answer that comes now can change nothing: without this, the page told the customer
+                # "being charged" while the payment was being cancelled.
+                self._decision, self._decided_by = CANCELLED_DECISION, "cancellation request"
             await self._settle_cancelled()
             raise

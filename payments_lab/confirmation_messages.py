@@ -110,9 +110,10 @@ class ConfirmationState:
     step: str
     """``validate``, ``confirm``, ``charge``, ``notify``, ``settle`` or ``done``."""
     decision: str | None
-    """``confirmed``, ``refused``, ``expired`` (no answer before the deadline), or None while it waits."""
+    """``confirmed``, ``refused``, ``expired`` (no answer before the deadline), ``cancelled`` (a cancellation came
+    first), or None while it waits."""
     decided_by: str | None
-    """``customer`` (the update), ``webhook <event id>`` (the signal) or ``deadline`` (the timer)."""
+    """``customer`` (the update), ``webhook <event id>`` (the signal), ``deadline`` (the timer) or ``cancellation request``."""
     webhook_events: tuple[str, ...]
     """Ids of the distinct webhook events received, in order."""
     duplicate_webhooks: int

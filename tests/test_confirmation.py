@@ -92,6 +92,26 @@ async def test_a_second_confirmation_is_refused_and_leaves_no_trace(checkout: Ch
     assert (await _event_names(handle)).count("WorkflowExecutionUpdateAccepted") == 1
 
 
+async def test_an_answer_after_a_cancellation_is_refused_and_the_customer_not_told_being_charged(
+    checkout: Checkout, repository: PaymentRepository
+) -> None:
+    """Off the script: the shop cancelled, the customer clicked "confirm" a moment later and was told "confirmed: the
+    payment is being charged" while the payment was being cancelled (3 runs of 3)."""
+    request = _request()
+    handle = await checkout.start(request)
+    await _wait_for_step(checkout, request.payment_id, "confirm")
+    await checkout.service.cancel(request.payment_id)
+    # Refused by the workflow while it settles, or by the server once it has ended (a quick settle): never "being charged".
+    refusal = "the payment was cancelled: it is being settled, and nothing will be charged|the payment's workflow has ended"
+    with pytest.raises(ConfirmationRefusedError, match=refusal):
+        await checkout.confirm(request.payment_id)
+    result = await handle.result()
+    assert result.status is PaymentStatus.CANCELLED and repository.ledger(request.payment_id) == []
+    state = await checkout.state(request.payment_id)
+    assert (state.decision, state.decided_by) == ("cancelled", "cancellation request")
+    assert (await _event_names(handle)).count("WorkflowExecutionUpdateAccepted") == 0
+
+
 async def test_an_answer_during_validation_waits_for_it_and_a_declined_payment_refuses_it(
     checkout: Checkout, repository: PaymentRepository
 ) -> None:
