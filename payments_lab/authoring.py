@@ -90,10 +90,15 @@ _CODING_COOKIE = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTIL
 def _notes(workflows: Mapping[str, type]) -> tuple[str, ...]:
     """A note for each class that extends a kit workflow under a workflow name of its own: the kit's payments never run it."""
     notes = []
+    kit_names = {_definition_name(kit, _WORKFLOW_DEFINITION) or kit.__name__ for kit in DEFAULT_WORKFLOWS}
+    # The most derived first: a version of ConfirmedPaymentWorkflow is a PaymentWorkflow too.
+    most_derived_first = sorted(DEFAULT_WORKFLOWS, key=lambda kit: len(kit.__mro__), reverse=True)
     for defn_name, cls in workflows.items():
-        for kit in DEFAULT_WORKFLOWS:
+        if defn_name in kit_names:  # it takes the place of that kit workflow, as meant
+            continue
+        for kit in most_derived_first:
             kit_name = _definition_name(kit, _WORKFLOW_DEFINITION) or kit.__name__
-            if issubclass(cls, kit) and defn_name != kit_name and kit_name not in workflows:
+            if issubclass(cls, kit) and kit_name not in workflows:
                 notes.append(
                     f"{cls.__name__} extends {kit.__name__} under a workflow name of its own ({defn_name!r}): payments "
                     f"the lab starts still run the kit's {kit.__name__}. To replace it, write "
@@ -350,6 +355,10 @@ class WorkflowModules:
         return set(self._names)
 
 
+_PLAIN_DEF_ACTIVITY = re.compile(r"Activity (\S+) is not async so an activity_executor must be present")
+"""The worker's refusal of an activity written with a plain ``def``."""
+
+
 def explain_worker_error(error: BaseException, loaded: LoadedModule) -> WorkflowModuleError:
     """Say why a worker refused the workflows of ``loaded``, and what to change.
 
@@ -367,6 +376,12 @@ def explain_worker_error(error: BaseException, loaded: LoadedModule) -> Workflow
         text = str(cause).strip().splitlines()
         detail = f"the worker refused it: {type(cause).__name__}" + (f": {text[0]}" if text else "")
         fix = "Correct the module and run the cell again."
+        plain = _PLAIN_DEF_ACTIVITY.search(str(cause))
+        if plain:  # the lab's worker runs activities on its event loop: it has no executor for a plain `def`
+            fix = (
+                f"Write it `async def {plain.group(1)}(...)`, and inside it `await asyncio.sleep(...)`, never "
+                "`time.sleep(...)` (which would stop the whole worker); then run the cell again."
+            )
     return WorkflowModuleError(f"{loaded.name}{where}: {detail}.{f' {fix}' if fix else ''} The worker still runs the previous version.")
 
 

@@ -430,6 +430,31 @@ async def test_a_kit_workflow_extended_under_a_name_of_its_own_gets_a_note_namin
     assert (await lab.load_module("payment_v2", FIXED)).notes == (), "the lesson's own version replaces the kit's: no note"
 
 
+CONFIRMED_V2 = '''from __future__ import annotations
+from temporalio import workflow
+from payments_lab.confirmation import ConfirmedPaymentWorkflow
+from payments_lab.confirmation_messages import ConfirmationInput
+from payments_lab.domain import PaymentResult
+
+@workflow.defn(name="{name}")
+class ConfirmedV2(ConfirmedPaymentWorkflow):
+    @workflow.run
+    async def run(self, input: ConfirmationInput) -> PaymentResult:
+        return await super().run(input)
+'''
+
+
+async def test_a_version_of_the_confirmed_payment_gets_no_advice_to_become_a_plain_payment(lab: Lab) -> None:
+    """Off the script: a cell version of ConfirmedPaymentWorkflow under its kit name replaced it, and the note said it
+    replaced nothing and to rename it PaymentWorkflow (which would have broken every payment)."""
+    loaded = await lab.load_module("confirm_v2", CONFIRMED_V2.format(name="ConfirmedPaymentWorkflow"))
+    assert loaded.notes == ()
+    assert "ConfirmedV2" in [cls.__name__ for cls in lab.worker.workflows]
+    loaded = await lab.load_module("confirm_v3", CONFIRMED_V2.format(name="ConfirmedV3"))
+    assert len(loaded.notes) == 1 and "extends ConfirmedPaymentWorkflow under a workflow name of its own ('ConfirmedV3')" in loaded.notes[0]
+    assert "`@workflow.defn(name='ConfirmedPaymentWorkflow')`" in loaded.notes[0]
+
+
 def test_a_coding_line_that_is_not_utf8_is_refused_instead_of_changing_the_text(tmp_path: object) -> None:
     """A module pasted with `# -*- coding: latin-1 -*-`: written as UTF-8, read back as Latin-1, '€' became 'â\\x82¬'."""
     modules = WorkflowModules(tmp_path)  # type: ignore[arg-type]
@@ -439,3 +464,17 @@ def test_a_coding_line_that_is_not_utf8_is_refused_instead_of_changing_the_text(
         assert modules.load("payment_v2", "# -*- coding: utf-8 -*-\n" + FIXED).workflows, "UTF-8 says what is true"
     finally:
         modules.close()
+
+
+async def test_an_activity_written_with_a_plain_def_is_refused_with_the_async_def_to_write(lab: Lab) -> None:
+    """Off the script: the refusal spoke of an `activity_executor` a learner cannot give the lab's worker, and said only
+    "Correct the module"."""
+    source = (
+        "from __future__ import annotations\nimport time\nfrom datetime import timedelta\nfrom temporalio import activity, workflow\n\n"
+        "@activity.defn\ndef fraud_check(amount: str) -> bool:\n    time.sleep(1)\n    return True\n\n"
+        "@workflow.defn\nclass FraudFlow:\n    @workflow.run\n    async def run(self, amount: str) -> bool:\n"
+        "        return await workflow.execute_activity(fraud_check, amount, start_to_close_timeout=timedelta(seconds=3))\n"
+    )
+    with pytest.raises(WorkflowModuleError, match=r"Write it `async def fraud_check\(\.\.\.\)`, and inside it `await asyncio\.sleep") as refused:
+        await lab.load_module("fraud", source)
+    assert "The worker still runs the previous version" in str(refused.value)
