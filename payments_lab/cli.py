@@ -31,6 +31,9 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 """No server could be reached, or the payment asked for does not exist."""
 
+EXIT_READER_GONE = 141
+"""The reader of the output went away (``payments-lab list | head``): what a shell reports for a command SIGPIPE ended."""
+
 
 class UsageError(PaymentsLabError):
     """Arguments that parse but make no sense; reported in one line with exit code 2."""
@@ -775,6 +778,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except asyncio.CancelledError:  # SIGTERM (`kill`, `timeout`), which `pay` handles as Ctrl-C
         return 143
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+
+def _reader_gone() -> int:
+    """The output's reader closed its end: stop writing there, without a traceback (Python's documented idiom)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the exit-time flush of what is left would raise again
+    return EXIT_READER_GONE
 
 
 def run() -> NoReturn:
@@ -785,8 +798,11 @@ def run() -> NoReturn:
     Servers and workers are stopped by the time a command returns, so the teardown is
     skipped.
     """
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()  # `--help | head` breaks the pipe in the parser, before main's own handlers
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _reader_gone()
     sys.stderr.flush()
     os._exit(code)
 

@@ -560,3 +560,19 @@ async def test_status_counts_an_attempt_still_under_way(open_test_lab: OpenLab) 
     assert await _attempts_json(handle) == {"validate": 1, "charge": 1}
     assert (await handle.result()).status is PaymentStatus.COMPLETED
     assert await _attempts_json(handle) == {"validate": 1, "charge": 1, "notify": 1}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pipe closed under a writer is EPIPE on POSIX")
+def test_output_read_by_a_reader_that_went_away_ends_without_a_traceback(dev_server: EmbeddedServer, isolated: dict[str, str]) -> None:
+    """Off the script: `payments-lab list | head -3` ended now and then in a BrokenPipeError traceback, exit 1."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `head` has read its lines and gone: every write now fails
+    try:
+        ended = subprocess.run(
+            [sys.executable, "-m", "payments_lab", "list", "--address", dev_server.address],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, env=isolated, timeout=90,
+        )
+    finally:
+        os.close(write_end)
+    assert ended.returncode == 141, ended.stderr
+    assert "Traceback" not in ended.stderr and "BrokenPipeError" not in ended.stderr, ended.stderr
