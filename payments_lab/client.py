@@ -253,8 +253,14 @@ class Connection:
             self.server = None
 
 
-async def _client(target_host: str, namespace: str = "default", *, ready_within: float = 15.0, **kwargs: object) -> Client:
-    """Connect, waiting up to ``ready_within`` seconds for a server that is still starting."""
+async def _client(
+    target_host: str, namespace: str = "default", *, ready_within: float = 15.0, starting: bool = False, **kwargs: object
+) -> Client:
+    """Connect, waiting up to ``ready_within`` seconds for a server that is still starting.
+
+    ``starting``: the server was started a moment ago (the kit's own): a connection it does not answer
+    yet as gRPC is tried again, where elsewhere it means a port that is not Temporal's.
+    """
     deadline = time.monotonic() + ready_within
     while True:
         try:
@@ -280,7 +286,11 @@ async def _client(target_host: str, namespace: str = "default", *, ready_within:
                     "to keep an API key without TLS, set TEMPORAL_TLS=false."
                 ) from None
             gist = transport_gist(err)
-            if gist == "transport error" or gist.startswith("h2 protocol error"):
+            not_grpc = gist == "transport error" or gist.startswith("h2 protocol error")
+            if not_grpc and starting and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                continue
+            if not_grpc:
                 # The connection was made, and what answered does not speak Temporal's gRPC.
                 raise TemporalUnavailableError(
                     f"Something answers at {target_host}, but not a Temporal server's gRPC frontend ({gist}): a Web UI's "
@@ -604,7 +614,7 @@ async def _missing_namespace_message(client: Client, target: str) -> str:
 async def _connect_embedded(server: EmbeddedServer, source: str) -> Connection:
     server.start()
     try:
-        client = await _client(server.address, server.namespace)
+        client = await _client(server.address, server.namespace, starting=True)
     except BaseException:
         server.stop()
         raise

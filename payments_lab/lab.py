@@ -32,7 +32,15 @@ from payments_lab.activities import PaymentActivities
 from payments_lab.arguments import seconds
 from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
 from payments_lab.client import Connection, connect
-from payments_lab.domain import STEPS, PaymentRequest, PaymentResult, Step, checked_payment_id, workflow_id_for
+from payments_lab.domain import (
+    STEPS,
+    PaymentRequest,
+    PaymentResult,
+    Step,
+    checked_payment_id,
+    payment_id_of,
+    workflow_id_for,
+)
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import NO_FAULTS, FaultPlan, FaultProfile, checked_fault_profile, latency_warning
 from payments_lab.ledger import open_repository
@@ -46,7 +54,7 @@ from payments_lab.orphans import (
     running_on,
     still_orphaned,
 )
-from payments_lab.repository import PaymentRepository
+from payments_lab.repository import LedgerSummary, PaymentRepository
 from payments_lab.server import EmbeddedServer
 from payments_lab.service import PaymentHandle, PaymentService
 from payments_lab.task_queues import checked_task_queue, closed_here
@@ -562,6 +570,8 @@ class Lab:
         await self.worker.stop()
         if self.connection.server is None:  # a shared server: what this lab ran goes on there
             await self._say_what_is_left_running()
+        else:  # its own server stops with it: what still runs there ends unfinished
+            await self._say_what_ends_with_the_server()
         if self.modules is not None:
             self.modules.close()
         said = str(self._closed_error())  # before the connection forgets its server
@@ -589,6 +599,44 @@ class Lab:
                 f"{plural(len(left), 'payment')} of this lab still run on the server ({shown}), with no worker now: "
                 f"`{self.reopen_with}` in this kernel finishes them."
             )
+
+
+    async def _say_what_ends_with_the_server(self) -> None:
+        """Say which payments still run on the lab's own server, which stops with it: they end unfinished
+        (unless the server keeps its state in a file, where they wait for a server started on it again).
+
+        Off the script, a payment charged and stuck on a failing workflow task (lesson 09 before
+        its fix), or one waiting for its customer (lesson 11), went with the server in silence,
+        the money taken and never settled.
+        """
+        server = self.connection.server
+        if server is None or server.db_file is not None:  # on a file, they wait there for a server started on it again
+            return
+        queues = [self.task_queue, *(w.task_queue for w in (*self.side_workers.values(), *self.adopted))]
+        try:
+            left = await running_on(self.client, queues)
+        except Exception:  # noqa: BLE001 - closing matters more than the count
+            return
+        if not left:
+            return
+        charged = []
+        for payment_id in map(payment_id_of, left):
+            entries = self.repository.ledger(payment_id)
+            kept = LedgerSummary.of(entries).kept
+            if kept:
+                charged.append(f"{payment_id} ({kept} {entries[0].currency} taken)")
+        shown = ", ".join(left[:3]) + (", …" if len(left) > 3 else "")
+        money = (
+            f" Charged and never settled: {', '.join(charged[:3])}{', …' if len(charged) > 3 else ''}: the ledger keeps it "
+            "(`lab.repository.ledger(payment_id)`)."
+            if charged
+            else " None of them had been charged."
+        )
+        print(
+            f"{plural(len(left), 'payment')} still ran on this lab's own server ({shown}), which stops with the lab: "
+            f"they end here, unfinished.{money} To let payments outlive a kernel, start the lab with `payments-lab lab` "
+            "(a server of its own, shared); to end them first, `await lab.service.cancel(payment_id)` before closing."
+        )
 
 
 _SIDE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")

@@ -255,3 +255,20 @@ async def test_a_closed_labs_service_handles_and_checkout_say_so_at_once() -> No
             await call()
     await lab.close()  # off the script: the closing cell run again took 10 s, asking the stopped server what still ran
     assert time.monotonic() - started < 1, "at once, not after a call window"
+
+
+async def test_closing_a_lab_on_its_own_server_says_which_payments_end_unfinished_and_the_money_taken(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Off the script: a charged payment stuck before its notification (or waiting for its customer) went with the lab's
+    own in-memory server in silence, its money taken and never settled."""
+    lab = await open_lab("own-server-close", server=EmbeddedServer(ui=False))
+    try:
+        handle = await lab.start(lab.request("42.00"), faults=FaultPlan(charge=StepFaults(delay=30)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        capsys.readouterr()
+    finally:
+        await lab.close()
+    said = capsys.readouterr().out
+    assert f"1 payment still ran on this lab's own server (payment-{handle.payment_id}), which stops with the lab" in said
+    assert f"Charged and never settled: {handle.payment_id} (42.00 EUR taken)" in said and "lab.service.cancel" in said
