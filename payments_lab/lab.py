@@ -50,6 +50,7 @@ from payments_lab.orphans import (
     describe_orphans,
     describe_stranded,
     find_orphans,
+    forget_sticky_workers,
     replays_with,
     running_on,
     still_orphaned,
@@ -493,6 +494,7 @@ class Lab:
             if not taken_elsewhere and await replays_with(self.client, found.workflow_ids, workflows):
                 worker = BackgroundWorker(self.client, found.task_queue, activities, workflows=workflows, extra_activities=extra)
                 self.adopted.append(await worker.start())
+                await forget_sticky_workers(self.client, found.workflow_ids)  # their next task comes here at once
                 self.service.taken_over.add(found.task_queue)  # its payments are the lab's now: searches find them
                 if follows:
                     self._following_cell_code.add(found.task_queue)

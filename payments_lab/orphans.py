@@ -15,12 +15,16 @@ payment waits until the new lab loads code that replays it, then is finished wit
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from payments_lab.client import quiet_runtime
@@ -132,6 +136,25 @@ def describe_stranded(orphans: Sequence[Orphans]) -> str:
         "did, with any bug fixed, or run the cell that started its side worker, `lab.side_worker(...)`): this lab then "
         "finishes them with it."
     )
+
+
+async def forget_sticky_workers(client: Client, workflow_ids: Sequence[str]) -> None:
+    """Tell the server that the ended worker no longer holds these workflows in its cache (``ResetStickyTaskQueue``).
+
+    A workflow's next task goes first to the *sticky* queue of the worker that ran its last one; with that worker
+    gone, it waits there for the sticky schedule-to-start timeout (10 s) before reaching the task queue. Off the
+    script, the first confirmation sent after a kernel restart (lesson 11) waited just that, and was told no worker
+    took it. Best effort: a workflow that ended meanwhile, or a server that does not answer, changes nothing.
+    """
+
+    async def reset(workflow_id: str) -> None:
+        request = ResetStickyTaskQueueRequest(namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id))
+        try:
+            await client.workflow_service.reset_sticky_task_queue(request, timeout=LOOK_WINDOW)
+        except RPCError:
+            pass
+
+    await asyncio.gather(*(reset(workflow_id) for workflow_id in workflow_ids))
 
 
 async def running_on(client: Client, task_queues: Sequence[str]) -> list[str]:
