@@ -51,8 +51,15 @@ from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.outage import RECOVERY_ALLOWANCE, deadline_expired, is_unreachable, silence_as_outage
 from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
-from payments_lab.service import DuplicatePaymentError, PaymentHandle, PaymentService, not_found_as
+from payments_lab.service import (
+    DuplicatePaymentError,
+    PaymentHandle,
+    PaymentService,
+    not_found_as,
+    raise_if_task_failing,
+)
 from payments_lab.task_queues import live_pollers, polled_here, worker_command
+from payments_lab.workflow_tasks import WorkflowTaskFailingError, until_task_fails
 
 POLLER_GRACE = 2.0
 """Seconds a confirmation waits for a worker of the payment's task queue to be seen polling before it is refused."""
@@ -177,6 +184,8 @@ class Checkout:
             ConfirmationNotHeardError: the answer was sent, but no worker took it within the
                 service's ``call_window`` (its worker stopped meanwhile, or the server does not
                 answer); the message says whether it may still count.
+            WorkflowTaskFailingError: the payment's workflow code fails its task (a version loaded with a
+                bug): the answer waits on the server and counts once fixed code is loaded.
             ValueError: ``approved`` is not True or False (nothing is sent).
         """
         self.service.require_open()
@@ -198,10 +207,7 @@ class Checkout:
         try:
             with _ended_as_refused(payment_id):
                 async with asyncio.timeout(window.total_seconds()):
-                    update = await workflow.start_update(
-                        ConfirmedPaymentWorkflow.confirm, answer, id=f"confirm-{uuid.uuid4().hex}",
-                        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                    )
+                    update = await self._accepted_unless_failing(workflow, answer)
                 return await self._receipt(update)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
@@ -217,6 +223,39 @@ class Checkout:
                 raise
             outage = err if isinstance(err, RPCError) else await silence_as_outage(self.service.client)
             raise ConfirmationNotHeardError(payment_id, queue, window, outage) from None
+
+    async def _accepted_unless_failing(
+        self, workflow: WorkflowHandle[Any, Any], answer: CustomerAnswer
+    ) -> WorkflowUpdateHandle[ConfirmationReceipt]:
+        """Send the update and wait until the workflow accepts it; a workflow task that fails meanwhile is said at once.
+
+        Off the script, workflow code that failed its task (a version loaded with a bug) made the confirmation
+        wait its whole window and blame the worker: the update waits on the server, and counts once fixed code
+        is loaded, as a ``result()`` on the same payment already said.
+
+        Raises:
+            WorkflowTaskFailingError: an attempt of the workflow's task failed with the code deployed now.
+        """
+        accepting = asyncio.ensure_future(
+            workflow.start_update(
+                ConfirmedPaymentWorkflow.confirm, answer, id=f"confirm-{uuid.uuid4().hex}", wait_for_stage=WorkflowUpdateStage.ACCEPTED
+            )
+        )
+        failing = asyncio.ensure_future(until_task_fails(workflow, client=self.service.client))
+        try:
+            await asyncio.wait({accepting, failing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (accepting, failing):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(accepting, failing, return_exceptions=True)
+        if not (failing.done() and not failing.cancelled() and failing.exception() is None):
+            return accepting.result()  # the SDK turns the cancelled update into its own error: the answer decides
+        failed = failing.result()
+        raise WorkflowTaskFailingError(
+            f"{failed}. The confirmation was sent and waits on the server: it counts once fixed code is loaded "
+            "(do not send it again)."
+        )
 
     async def _polled(self, queue: str) -> bool:
         """Whether a worker polls ``queue``, given :data:`POLLER_GRACE` seconds to show (a worker that just started),
@@ -275,6 +314,7 @@ class Checkout:
             ConfirmationRefusedError: the payment does not wait for a confirmation (a payment
                 started without ``checkout.start``).
             QueryUnansweredError: no worker answered within the service's ``call_window``.
+            WorkflowTaskFailingError: the payment's workflow code fails its task: no worker can answer before it is fixed.
         """
         self.service.require_open()
         handle = self.service.handle(payment_id)
@@ -291,6 +331,7 @@ class Checkout:
             described = await self.service.answered(lambda window: workflow.describe(rpc_timeout=window))
             raise _not_a_confirmed_payment(payment_id, described.workflow_type) from None
         except RPCError as err:
+            await raise_if_task_failing(err, workflow)
             if not deadline_expired(err):
                 raise
             raise await handle.query_unanswered("confirmation") from None

@@ -28,6 +28,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowHistory,
+    WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
@@ -36,7 +37,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.arguments import positive_duration, short_repr, whole_number
@@ -98,6 +99,24 @@ class PaymentNotFoundError(PaymentsLabError, LookupError):
 
 class QueryUnansweredError(PaymentsLabError, TimeoutError):
     """No worker answered a query in time (the server itself answers)."""
+
+
+class FirstAnswerNotInTimeError(PaymentsLabError, WorkflowUpdateRPCTimeoutOrCancelledError):
+    """A payment started early gave no first answer within its ``rpc_timeout``; it runs on.
+
+    Also the SDK's ``WorkflowUpdateRPCTimeoutOrCancelledError``, which it replaces with words that say why.
+    """
+
+    def __init__(self, message: str) -> None:
+        WorkflowUpdateRPCTimeoutOrCancelledError.__init__(self)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class FirstAnswerRefusedError(PaymentsLabError, RuntimeError):
+    """The workflow code of a payment started early could not give its first answer (no ``answer`` update); it runs on."""
 
 
 class DuplicatePaymentError(PaymentsLabError, RuntimeError):
@@ -414,6 +433,7 @@ class PaymentHandle:
 
         Raises:
             QueryUnansweredError: no worker answered within the service's ``call_window``.
+            WorkflowTaskFailingError: the workflow's code fails its task: no worker can answer before it is fixed.
         """
         try:
             # One window: a query that a live server does not answer waits for a worker, not for the server.
@@ -422,6 +442,7 @@ class PaymentHandle:
                     lambda window: self.workflow.query(PaymentWorkflow.progress, rpc_timeout=window), windows=1
                 )
         except RPCError as err:
+            await raise_if_task_failing(err, self.workflow)
             if not deadline_expired(err):
                 raise
             raise await self.query_unanswered() from err
@@ -676,10 +697,13 @@ class PaymentService:
             DuplicatePaymentError: this payment id was already submitted; nothing happened.
             TemporalUnavailableError: the server is gone, or stopped and silent: it did not
                 confirm the start (the message says how to find out whether the payment started).
-            WorkflowUpdateRPCTimeoutOrCancelledError: the server answers, but the first answer
-                did not come within ``rpc_timeout`` (with None, the wait goes on until it comes,
-                and says after 15 s what it waits for): no worker polls the task queue, or
-                validation is slow. The workflow may have started and runs on.
+            FirstAnswerNotInTimeError: the server answers, but the first answer did not come
+                within ``rpc_timeout`` (with None, the wait goes on until it comes, and says after
+                15 s what it waits for); the message says why (no worker polls the task queue, or
+                validation is slow). The payment has started and runs on. Also a
+                ``WorkflowUpdateRPCTimeoutOrCancelledError``, the SDK's error it stands for.
+            FirstAnswerRefusedError: the workflow code the worker runs could not answer (a version
+                loaded with ``lab.load_module`` without the ``answer`` update); the payment runs on.
             ValueError: ``execution_timeout`` or ``rpc_timeout`` is not a positive ``timedelta``,
                 or the faults or options are of the wrong kind; nothing started.
         """
@@ -758,6 +782,15 @@ class PaymentService:
         except WorkflowAlreadyStartedError:
             await _read_failure(operation)
             raise DuplicatePaymentError(payment_id, await self.status(payment_id)) from None
+        except WorkflowUpdateFailedError as err:  # the workflow took the update in and failed it: it has started
+            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause)
+            missing = "no `answer` update, the one early return sends" if "'answer' expected but not found" in cause else cause
+            raise FirstAnswerRefusedError(
+                f"Payment {payment_id!r} started and runs on, but its workflow code could not give a first answer: "
+                f"{missing}. A version loaded with `lab.load_module` gets it by extending PaymentWorkflow (or by "
+                "defining `@workflow.update async def answer(self)`); `lab.start(...)` starts it without early return. "
+                f"Follow this payment with `await lab.service.handle({payment_id!r}).result()`."
+            ) from None
         except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
             started = await _read_failure(operation)
             if isinstance(err.__cause__, asyncio.CancelledError):  # Temporal's name for an interrupted wait
@@ -770,7 +803,7 @@ class PaymentService:
                 raise
             outage = err if isinstance(err, RPCError) else await silence_as_outage(self.client)
             if outage is None:  # the server answers: the update did not come back in time
-                raise
+                raise await self._no_first_answer(payment_id, rpc_timeout) from None
             if started:
                 raise TemporalUnavailableError(
                     f"Payment {payment_id!r} started, but the Temporal server at {self.client.service_client.config.target_host} "
@@ -778,6 +811,24 @@ class PaymentService:
                     f"`await lab.service.handle({payment_id!r}).result()` waits for its end once the server answers."
                 ) from err
             raise self.unconfirmed_start(payment_id, outage) from err
+
+    async def _no_first_answer(self, payment_id: str, rpc_timeout: timedelta | None) -> FirstAnswerNotInTimeError:
+        """The error of a first answer that did not come within ``rpc_timeout``, saying why: the payment has started."""
+        try:
+            nobody = not await live_pollers(self.client, self.task_queue)
+        except RPCError:
+            nobody = False
+        why = (
+            f"no worker polls task queue {self.task_queue!r}{stopped_by_hand_words(self.task_queue)}, so it cannot be "
+            "validated until one does"
+            if nobody
+            else "its validation has not finished (it runs long, or is retried: `lab.service.status` tells)"
+        )
+        within = f" within {rpc_timeout.total_seconds():g} s" if rpc_timeout is not None else ""
+        return FirstAnswerNotInTimeError(
+            f"Payment {payment_id!r} started and runs on, but its first answer did not come{within}: {why}. "
+            f"Follow it with `await lab.service.handle({payment_id!r}).result()`."
+        )
 
     async def process(self, request: PaymentRequest, **start_options: object) -> PaymentResult:
         """Start the payment and wait for its result (the seed's ``processPayment``).
@@ -909,6 +960,15 @@ class PaymentService:
             by_status=dict(by_status),
             mean_execution_time=timedelta(seconds=statistics.fmean(durations)) if durations else None,
         )
+
+
+async def raise_if_task_failing(err: RPCError, handle: WorkflowHandle[Any, Any]) -> None:
+    """Raise the kit's :class:`WorkflowTaskFailingError` (the exception, file and line, the fix) for a query or update
+    the server refused because the workflow's task fails (FAILED_PRECONDITION "Workflow Task in failed state")."""
+    if err.status == RPCStatusCode.FAILED_PRECONDITION:
+        failing = await failing_task_error(handle)
+        if failing is not None:
+            raise failing from None
 
 
 @contextmanager

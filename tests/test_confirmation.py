@@ -436,3 +436,42 @@ async def test_a_confirmation_during_a_validation_longer_than_the_call_window_wa
         assert receipt.approved and receipt.message == "confirmed: the payment is being charged"
         assert (await checkout.service.handle(request.payment_id).result()).status is PaymentStatus.COMPLETED
     assert repository.charge_count(request.payment_id) == 1
+
+
+BUGGY_CONFIRMED = '''from __future__ import annotations
+from temporalio import workflow
+from payments_lab.confirmation import ConfirmedPaymentWorkflow
+from payments_lab.confirmation_messages import ConfirmationInput
+from payments_lab.domain import PaymentResult
+
+@workflow.defn(name="ConfirmedPaymentWorkflow")
+class ConfirmedV2(ConfirmedPaymentWorkflow):
+    @workflow.run
+    async def run(self, input: ConfirmationInput) -> PaymentResult:
+        return await super().run(input)
+
+    def _decide(self, approved, by):
+        note = {"by": by}
+        super()._decide(approved, note["channel"])
+'''
+
+
+async def test_a_confirmation_to_workflow_code_that_fails_says_so_at_once_and_counts_after_the_fix(open_test_lab) -> None:  # noqa: ANN001
+    """Off the script: with a bug in the confirmation path (a version loaded from a cell), `confirm` waited its 10 s and
+    said no worker took it ("stopped or busy"), while `result()` on the same payment named the failing line at once."""
+    from payments_lab.workflow_tasks import WorkflowTaskFailingError
+
+    lab = await open_test_lab(f"confirm-bug-{new_id()}")
+    checkout = Checkout(lab.service)
+    await lab.load_module("confirm_v2", BUGGY_CONFIRMED)
+    request = lab.request("30.00")
+    handle = await checkout.start(request)
+    await checkout.wait_until_waiting(request.payment_id)
+    started = time.monotonic()
+    with pytest.raises(WorkflowTaskFailingError, match=r"KeyError: 'channel' \(confirm_v2_\d+\.py, line 15, in _decide\).*counts once fixed code is loaded"):
+        await checkout.confirm(request.payment_id)
+    assert time.monotonic() - started < 8, "from the first attempt that fails, not after the call window"
+    await lab.load_module("confirm_v2", BUGGY_CONFIRMED.replace('note["channel"]', 'note["by"]'))
+    result = await asyncio.wait_for(handle.result(), 30)
+    assert result.status is PaymentStatus.COMPLETED and lab.repository.charge_count(request.payment_id) == 1
+    assert (await checkout.state(request.payment_id)).decision == "confirmed", "the answer sent once counted"

@@ -180,3 +180,50 @@ async def test_a_worker_stopped_by_hand_counts_as_none_and_the_note_says_how_to_
     await service._say_what_a_first_answer_waits_for("pay-y", after=0)
     assert "no worker polls" not in capsys.readouterr().err, "started again, it polls"
     await worker.stop()
+
+
+async def test_a_first_answer_past_its_rpc_timeout_says_the_payment_started_and_why(client: Client, task_queue: str) -> None:
+    """Off the script: `start_early(..., rpc_timeout=3 s)` with no worker gave Temporal's bare "Timeout or cancellation
+    waiting for update", though the payment had started and ran on."""
+    from datetime import timedelta
+
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    from payments_lab.service import FirstAnswerNotInTimeError
+
+    request = _request("11.00")
+    with pytest.raises(FirstAnswerNotInTimeError) as raised:
+        await PaymentService(client, task_queue).start_early(request, options=TUNED, rpc_timeout=timedelta(seconds=2))
+    said = str(raised.value)
+    assert f"Payment {request.payment_id!r} started and runs on, but its first answer did not come within 2 s" in said
+    assert f"no worker polls task queue {task_queue!r}" in said and f"lab.service.handle({request.payment_id!r}).result()" in said
+    assert isinstance(raised.value, WorkflowUpdateRPCTimeoutOrCancelledError), "still the SDK's error for code that catches it"
+    await client.get_workflow_handle(request.workflow_id).terminate("no worker in this test")
+
+
+NO_ANSWER_UPDATE = '''from __future__ import annotations
+from temporalio import workflow
+from payments_lab.workflows import PaymentInput, PaymentResult
+from payments_lab.domain import PaymentStatus
+
+@workflow.defn(name="PaymentWorkflow")
+class Plain:
+    @workflow.run
+    async def run(self, input: PaymentInput) -> PaymentResult:
+        request = input.request
+        return PaymentResult(request.payment_id, PaymentStatus.COMPLETED, "ok", request.amount, request.currency)
+'''
+
+
+async def test_workflow_code_without_the_answer_update_says_what_early_return_needs(open_test_lab) -> None:  # noqa: ANN001
+    """Off the script: a version loaded with lab.load_module that does not extend PaymentWorkflow gave Temporal's bare
+    "Workflow update failed" to `start_early`."""
+    from payments_lab.service import FirstAnswerRefusedError
+
+    lab = await open_test_lab(f"no-answer-{new_id()}")
+    await lab.load_module("plain", NO_ANSWER_UPDATE)
+    request = lab.request("12.00")
+    with pytest.raises(FirstAnswerRefusedError, match=r"started and runs on, but its workflow code could not give a first answer: no `answer` update") as raised:
+        await lab.service.start_early(request, options=TUNED)
+    assert "extending PaymentWorkflow" in str(raised.value)
+    assert (await asyncio.wait_for(lab.service.handle(request.payment_id).result(), 30)).status is PaymentStatus.COMPLETED
