@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, NoReturn
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 
 if TYPE_CHECKING:
+    from temporalio.worker import Worker
+
     from payments_lab.client import Connection
+    from payments_lab.repository import PaymentRepository
 
 EXIT_OK = 0
 """The command did what was asked (for ``pay``: the payment completed)."""
@@ -489,11 +492,52 @@ async def _worker(args: argparse.Namespace) -> int:
                 f"ledger {repository.path or 'in memory'}",
                 flush=True,
             )
-            await running
+            lab_gone = asyncio.Event()
+            watching = _stop_with_the_notebook_lab(connection.address, repository, worker, lab_gone)
+            try:
+                await running
+            finally:
+                watching.cancel()
         finally:
             repository.close()
     print("worker stopped", flush=True)
-    return EXIT_OK
+    return EXIT_UNAVAILABLE if lab_gone.is_set() else EXIT_OK
+
+
+LAB_WATCHED_EVERY = 2.0
+"""Seconds between two looks, by a terminal worker that joined a notebook lab's own server, at whether that lab still runs."""
+
+
+def _stop_with_the_notebook_lab(address: str, repository: PaymentRepository, worker: Worker, gone: asyncio.Event) -> asyncio.Future[None]:
+    """Shut ``worker`` down once the notebook lab whose own server it joined has closed (or its kernel ended).
+
+    Such a server lives in the kernel's memory on a port of its own, and the lab's temporary ledger goes with it:
+    nothing can come back at that address. Off the script, the worker polled it for ever, silent for minutes,
+    then said every 5 minutes that it "keeps trying". A lab session's server (`payments-lab lab` or `server`) is
+    not watched: it may be restarted on its file, and its workers ride that out. Sets ``gone`` when it stops the worker.
+    """
+    from payments_lab.ledger import announced_repository_file
+
+    path = repository.path
+    joined = path is not None and path.name.startswith("payments-server-") and announced_repository_file(address) == path
+
+    async def watch() -> None:
+        while announced_repository_file(address) == path:
+            await asyncio.sleep(LAB_WATCHED_EVERY)
+        gone.set()
+        print(
+            f"payments-lab worker: the notebook lab whose server this worker joined ({address}) has closed, or its kernel "
+            "ended, and its server and ledger with it: this worker stops. Start one with `--address` of the next lab's "
+            "server (`lab.connection.address` in its notebook), or run the lab with `payments-lab lab`, whose server "
+            "outlives kernels.",
+            file=sys.stderr,
+            flush=True,
+        )
+        await worker.shutdown()
+
+    if not joined:
+        return asyncio.get_running_loop().create_future()  # never done: nothing to watch
+    return asyncio.ensure_future(watch())
 
 
 def _room_learners(args: argparse.Namespace) -> list[str]:

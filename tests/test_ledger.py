@@ -140,3 +140,30 @@ async def test_a_cli_worker_on_a_notebook_labs_own_server_shares_its_ledger_and_
         await lab.close()
     assert path is not None and not path.exists(), "the lab's temporary file goes with it"
     assert lab.repository.path is None and lab.repository.ledger_summary(handle.payment_id).charges == 1, "still readable"
+
+
+async def test_a_cli_worker_on_a_notebook_labs_own_server_stops_when_that_lab_closes(
+    isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off the script (kernels round): the lab closed, its in-memory server and temporary ledger went with it, and the
+    terminal's worker polled the dead address for ever, silent for minutes, then "keeps trying" every 5 minutes."""
+    monkeypatch.setenv("PAYMENTS_LAB_STATE_DIR", isolated["PAYMENTS_LAB_STATE_DIR"])
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    lab = await open_lab(f"own-{new_id()}", options=FAST)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "payments_lab", "worker", "--address", lab.connection.address, "--task-queue", lab.task_queue],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated,
+    )
+    try:
+        assert cli.stdout is not None
+        assert "worker ready" in await asyncio.to_thread(cli.stdout.readline)
+        await lab.close()
+        _, said = await asyncio.to_thread(cli.communicate, timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        await lab.close()
+    assert cli.returncode == 3, said
+    assert "the notebook lab whose server this worker joined" in said and "this worker stops" in said, said
+    assert "payments-lab lab" in said
