@@ -69,6 +69,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port a person names: 1 to 65535 (0 would let the system choose, and the room's lines would say 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port: give 1 to 65535 (leave the option out for the default)")
+    return value
+
+
 def _rate(text: str) -> float:
     try:
         value = float(text)
@@ -97,14 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = commands.add_parser("lab", help="start the Temporal server and JupyterLab, shared by every notebook")
     lab.add_argument("--notebook-dir", type=Path, default=None, help="folder to open (default: ./notebooks, else the kit's own notebooks/)")
-    lab.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888)")
+    lab.add_argument("--port", type=_port, default=8888, help="JupyterLab port (default 8888)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.add_argument("--db", type=Path, default=None, help="persist the server's state in this SQLite file")
 
     server = commands.add_parser("server", help="run the embedded Temporal server in the foreground")
     server.add_argument("--db", type=Path, default=None, help="persist the server's state in this SQLite file")
-    server.add_argument("--port", type=int, default=None, help="gRPC port (default: a free one)")
-    server.add_argument("--ui-port", type=int, default=None, help="Web UI port (default: a free one)")
+    server.add_argument("--port", type=_port, default=None, help="gRPC port (default: a free one)")
+    server.add_argument("--ui-port", type=_port, default=None, help="Web UI port (default: a free one)")
 
     room = commands.add_parser("room", help="one Temporal server for a whole room: a namespace per learner")
     learners = room.add_mutually_exclusive_group(required=True)
@@ -112,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     learners.add_argument("--names", type=Path, help="file with one learner name per line")
     room.add_argument("--db", type=Path, default=None, help="SQLite file of the server (default: room.sqlite in the state folder)")
     room.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the room's network)")
-    room.add_argument("--port", type=int, default=7233, help="gRPC port (default 7233)")
-    room.add_argument("--ui-port", type=int, default=8233, help="Web UI port (default 8233)")
+    room.add_argument("--port", type=_port, default=7233, help="gRPC port (default 7233)")
+    room.add_argument("--ui-port", type=_port, default=8233, help="Web UI port (default 8233)")
     room.add_argument("--ui-public-path", default=None, help="serve the Web UI under this path (e.g. behind a JupyterHub service)")
     room.add_argument("--ui-url", default=None, help="the Web UI's address as the learners' browsers reach it")
     room.add_argument(
@@ -549,6 +560,17 @@ def _room_learners(args: argparse.Namespace) -> list[str]:
         raise UsageError(str(err)) from None
 
 
+def _check_out_folder(out: Path | None) -> None:
+    """Make ``--out`` (a folder for the learners' .env files) before anything starts, or refuse it in one line."""
+    if out is None:
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        what = "is a file" if out.exists() and not out.is_dir() else f"cannot be made ({err.strerror})"
+        raise UsageError(f"--out {out} {what}: pass a folder for the learners' .env files") from None
+
+
 def _print_room(learners: list, out: Path | None) -> None:
     # Every file is written before any line is printed: whoever reads the lines finds the files.
     if out is not None:
@@ -568,6 +590,7 @@ async def _prepare_room(args: argparse.Namespace) -> int:
     from payments_lab.room import learners, prepare_namespaces
 
     names = _room_learners(args)
+    _check_out_folder(args.out)
     connection = await connect(address=args.address)
     # A frontend creates at most 20 namespaces a second by default: a large room takes a while, so say so.
     print(f"Preparing {len(names)} learners' namespaces on {args.address}...", file=sys.stderr, flush=True)
@@ -592,9 +615,12 @@ def _room(args: argparse.Namespace) -> int:
     if args.address:
         return asyncio.run(_prepare_room(args))
     names = _room_learners(args)
+    if args.ui_port == args.port:
+        raise UsageError(f"--ui-port and --port are both {args.port}: the Web UI needs a port of its own (e.g. --ui-port {args.port + 1000 if args.port <= 64535 else args.port - 1000})")
     for flag, port in (("--port", args.port), ("--ui-port", args.ui_port)):
         if processes.port_open("127.0.0.1", port):
             raise UsageError(f"port {port} is already in use; choose another with {flag}")
+    _check_out_folder(args.out)
     try:
         host = advertised_host(args.ip, args.advertise)
     except InvalidArgumentError as err:

@@ -77,7 +77,8 @@ def learner_names(count: int | None = None, names_file: str | Path | None = None
     else:
         if count is None or isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 500:
             raise InvalidArgumentError(f"the room needs between 1 and 500 learners, got {count!r}")
-        names = [f"learner-{n:02d}" for n in range(1, count + 1)]
+        digits = max(2, len(str(count)))  # learner-001 … learner-120: the names sort as the numbers do
+        names = [f"learner-{n:0{digits}d}" for n in range(1, count + 1)]
     if not names:
         raise InvalidArgumentError(f"{names_file} names no learner (one name per line)")
     for name in names:

@@ -21,7 +21,7 @@ from temporalio.service import RPCError
 from conftest import OpenLab
 from payments_lab.domain import PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
-from payments_lab.processes import leftovers
+from payments_lab.processes import free_port, leftovers
 from payments_lab.server import EmbeddedServer
 
 
@@ -81,6 +81,12 @@ def test_pay_declines_a_negative_amount(isolated: dict[str, str]) -> None:
         (["worker", "--task-queue", " "], "--task-queue: a task queue needs a name"),
         (["worker", "--latency", "inf"], "--latency: inf is not a number of seconds >= 0"),
         (["worker", "--failure-rate", "x"], "--failure-rate: 'x' is not a rate between 0 and 1"),
+        # Off the script (rooms round): port 0 handed every learner a line with port 0; 70000 started a server that failed.
+        (["room", "--learners", "2", "--port", "0"], "--port: 0 is not a port: give 1 to 65535"),
+        (["room", "--learners", "2", "--ui-port", "70000"], "--ui-port: 70000 is not a port: give 1 to 65535"),
+        (["server", "--port", "x"], "--port: 'x' is not a port number"),
+        # The same port twice: the lines were handed out, then the server died ("stopped unexpectedly").
+        (["room", "--learners", "2", "--port", "17233", "--ui-port", "17233"], "--ui-port and --port are both 17233"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_code_2(isolated: dict[str, str], args: list[str], expected: str) -> None:
@@ -576,3 +582,13 @@ def test_output_read_by_a_reader_that_went_away_ends_without_a_traceback(dev_ser
         os.close(write_end)
     assert ended.returncode == 141, ended.stderr
     assert "Traceback" not in ended.stderr and "BrokenPipeError" not in ended.stderr, ended.stderr
+
+
+def test_a_room_out_folder_that_is_a_file_is_refused_before_the_server_starts(isolated: dict[str, str], tmp_path: Path) -> None:
+    """Off the script (rooms round): `--out` naming a file gave a FileExistsError traceback after the server had started."""
+    taken = tmp_path / "room-env"
+    taken.write_text("not a folder")
+    done = run("room", "--learners", "2", "--port", str(free_port()), "--ui-port", str(free_port()), "--out", str(taken), env=isolated)
+    assert done.returncode == 2 and f"--out {taken} is a file: pass a folder" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "Room of" not in done.stdout
+    assert_no_process_left(isolated)

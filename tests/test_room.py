@@ -267,3 +267,10 @@ def test_the_servers_own_namespaces_are_no_learners_name(name: str, tmp_path: Pa
     with pytest.raises(ValueError, match=rf"'{name}' cannot be a learner's namespace.*not 'default' or 'temporal-system'"):
         learner_names(names_file=names)
     assert not re.fullmatch(NAME_RULE, name) and re.fullmatch(NAME_RULE, f"{name}-2"), "the hub's login rule refuses it too"
+
+
+def test_a_room_of_a_hundred_or_more_numbers_its_learners_so_that_they_sort_as_numbers() -> None:
+    """Off the script (rooms round): learner-100 … learner-109 sorted between learner-10 and learner-11 in the view."""
+    names = learner_names(120, None)
+    assert names[0] == "learner-001" and names[-1] == "learner-120" and names == sorted(names)
+    assert learner_names(12, None)[:2] == ["learner-01", "learner-02"], "a room under 100 keeps its two digits"
