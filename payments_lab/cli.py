@@ -639,6 +639,9 @@ def _room(args: argparse.Namespace) -> int:
         ui_public_path=args.ui_public_path,
     )
     server.start()
+    # The server's own flags add search attributes only to the namespaces it creates: on a --db that a room used,
+    # a learner's namespace whose attributes were removed by hand would stay without them.
+    asyncio.run(_prepare_namespaces_of(server.address, names))
     ui_url = args.ui_url or (args.ui_public_path.rstrip("/") if args.ui_public_path else f"http://{host}:{args.ui_port}")
     print(f"Room of {len(names)} learners on one Temporal server at {host}:{args.port} "
           f"(state in {server.db_file}); Web UI {ui_url}")
@@ -669,6 +672,15 @@ def _room(args: argparse.Namespace) -> int:
     finally:
         print("Stopping the room...", file=sys.stderr, flush=True)
         server.stop()
+
+
+async def _prepare_namespaces_of(address: str, names: list[str]) -> None:
+    """Make sure every learner's namespace of the room's server has the kit's search attributes."""
+    from payments_lab.client import connect
+    from payments_lab.room import prepare_namespaces
+
+    connection = await connect(address=address)
+    await prepare_namespaces(connection.client, names)
 
 
 def _url_host(url: str) -> str:

@@ -383,8 +383,9 @@ async def _room_view(
                 if err.status is RPCStatusCode.NOT_FOUND:
                     return f"{name}: no such namespace on the server (deleted, or mistyped)"
                 if err.status is RPCStatusCode.INVALID_ARGUMENT and "search attribute" in err.message:
-                    return (f"{name}: not a learner's namespace (it lacks the kit's search attributes, which "
-                            "`payments-lab room` adds to each learner's)")
+                    return (f"{name}: lacks the kit's search attributes (not a learner's namespace, or they were removed "
+                            "by hand): starting the room again on its --db adds them back to each learner's, and so does "
+                            "`payments-lab room --names FILE --address HOST:PORT` on a running server")
                 raise
 
     found = await gather_all(read(name) for name in names)

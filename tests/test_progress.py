@@ -178,9 +178,29 @@ async def test_a_namespace_the_room_cannot_read_is_left_out_with_why_and_the_res
         )
         view = await room_view(client)
         assert [p.learner for p in view.learners] == ["ana"]
-        assert view.left_out == ("scratch: not a learner's namespace (it lacks the kit's search attributes, which "
-                                 "`payments-lab room` adds to each learner's)",)
+        (left_out,) = view.left_out
+        assert left_out.startswith("scratch: lacks the kit's search attributes (not a learner's namespace, or they were removed by hand)")
+        assert "`payments-lab room --names FILE --address HOST:PORT`" in left_out
         listed = await room_view(client, ["ana", "learner-2"])
         assert [p.learner for p in listed.learners] == ["ana"]
         assert listed.left_out == ("learner-2: no such namespace on the server (deleted, or mistyped)",)
         assert "left out: learner-2: no such namespace" in repr(listed) and "Left out: learner-2" in listed._repr_html_()
+
+
+async def test_a_learners_search_attributes_removed_by_hand_come_back_when_the_room_starts_again() -> None:
+    """Off the script (rooms round): the view said a learner whose attributes were removed was "not a learner's
+    namespace" and pointed at `payments-lab room`, whose restart on its --db did not add them back."""
+    from temporalio.api.operatorservice.v1 import RemoveSearchAttributesRequest
+
+    from payments_lab.cli import _prepare_namespaces_of
+    from payments_lab.search_attributes import ALL
+
+    with EmbeddedServer(ui=False, namespaces=["ana", "bob"]) as server:
+        client = (await connect(address=server.address)).client
+        await client.operator_service.remove_search_attributes(
+            RemoveSearchAttributesRequest(namespace="bob", search_attributes=[key.name for key in ALL])
+        )
+        assert [p.learner for p in (await room_view(client)).learners] == ["ana"]
+        await _prepare_namespaces_of(server.address, ["ana", "bob"])  # what `payments-lab room` does once its server is up
+        view = await room_view(client)
+        assert [p.learner for p in view.learners] == ["ana", "bob"] and view.left_out == ()
