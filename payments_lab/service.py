@@ -41,7 +41,13 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError,
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.arguments import positive_duration, short_repr, whole_number
-from payments_lab.client import TemporalUnavailableError, workflow_url, workflows_url
+from payments_lab.client import (
+    NamespaceNotFoundError,
+    TemporalUnavailableError,
+    ensure_search_attributes,
+    workflow_url,
+    workflows_url,
+)
 from payments_lab.domain import (
     STEPS,
     PaymentRequest,
@@ -627,7 +633,7 @@ class PaymentService:
         positive_duration("task_timeout", task_timeout, optional=True)
         self.require_open()
         try:
-            handle = await self.client.start_workflow(
+            handle = await self._start_workflow(
                 PaymentWorkflow.run,
                 PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults)),
                 id=request.workflow_id,
@@ -656,6 +662,29 @@ class PaymentService:
             ]
             raise
         return PaymentHandle(self, handle, request.payment_id)
+
+    async def _start_workflow(self, *args: Any, **kwargs: Any) -> WorkflowHandle[Any, Any]:
+        """``client.start_workflow``, through a namespace changed under the lab: search attributes removed by hand are
+        added back once (as connecting does), and a namespace deleted is :class:`NamespaceNotFoundError`.
+
+        Off the script (a room), both gave a raw RPCError from ``lab.pay()`` and from every check, and opening the
+        lab again returned the same lab.
+        """
+        repaired = False
+        while True:
+            try:
+                return await self.client.start_workflow(*args, **kwargs)
+            except RPCError as err:
+                if err.status is RPCStatusCode.NOT_FOUND and "namespace" in err.message.lower():
+                    raise NamespaceNotFoundError(
+                        f"the namespace {self.client.namespace!r} is gone from the Temporal server at "
+                        f"{self.client.service_client.config.target_host} ({err.message}): nothing started. In a room, ask "
+                        "your facilitator (starting the room again creates it); elsewhere, check TEMPORAL_NAMESPACE."
+                    ) from None
+                if repaired or err.status is not RPCStatusCode.INVALID_ARGUMENT or "no mapping defined for search attribute" not in err.message:
+                    raise
+                await ensure_search_attributes(self.client)
+                repaired = True
 
     def unconfirmed_start(self, payment_id: str, outage: RPCError) -> TemporalUnavailableError:
         """The error of a start the server did not confirm, because of ``outage``."""

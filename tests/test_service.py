@@ -374,3 +374,28 @@ async def test_a_long_wait_on_a_queue_no_worker_polls_says_so_and_what_to_start(
     assert f"{handle.workflow_id} is waiting for its next workflow task, and no worker polls its task queue {task_queue!r}" in said
     assert f"`payments-lab worker --task-queue {task_queue}`" in said
     await handle.workflow.terminate("no worker in this test")
+
+
+async def test_a_namespace_changed_under_the_lab_is_repaired_or_named_not_a_raw_rpc_error() -> None:
+    """Off the script (rooms round): search attributes removed by hand, or the namespace deleted, while a learner's lab was
+    open: `lab.pay()` and every check ended in a raw RPCError, and opening the lab again returned the same lab."""
+    from temporalio.api.operatorservice.v1 import DeleteNamespaceRequest, RemoveSearchAttributesRequest
+
+    from payments_lab.client import NamespaceNotFoundError, connect
+    from payments_lab.repository import PaymentRepository
+    from payments_lab.search_attributes import ALL
+    from payments_lab.server import EmbeddedServer
+
+    with EmbeddedServer(ui=False, namespaces=["ana"]) as server:
+        client = (await connect(address=server.address, namespace="ana")).client
+        queue = f"ns-{new_id()}"
+        async with BackgroundWorker(client, queue, PaymentActivities(PaymentRepository())):
+            service = PaymentService(client, queue, options=FAST)
+            await client.operator_service.remove_search_attributes(
+                RemoveSearchAttributesRequest(namespace="ana", search_attributes=[key.name for key in ALL])
+            )
+            result = await service.process(PaymentRequest(new_id("p"), "org-acme", "u", "1.00", "EUR"))
+            assert result.status is PaymentStatus.COMPLETED, "the attributes were added back, as connecting adds them"
+            await client.operator_service.delete_namespace(DeleteNamespaceRequest(namespace="ana"))
+            with pytest.raises(NamespaceNotFoundError, match=r"the namespace 'ana' is gone from the Temporal server .*nothing started"):
+                await service.start(PaymentRequest(new_id("p"), "org-acme", "u", "1.00", "EUR"))

@@ -245,7 +245,7 @@ class Exercise:
             from payments_lab.lab import open_lab
 
             lab = await open_lab()
-        from payments_lab.client import TemporalUnavailableError
+        from payments_lab.client import NamespaceNotFoundError, SearchAttributesError, TemporalUnavailableError
 
         watch = OutageWatch(lab.client, silent_after=CHECK_SILENCE) if lab is not None and lab.running else None
         try:
@@ -268,6 +268,15 @@ class Exercise:
                 # Its message is about the check's own hidden payments (their ids, how to restart
                 # them): the learner only needs to know the server was away and to check again.
                 raise _away(err, lab) from None
+            except (NamespaceNotFoundError, SearchAttributesError) as err:  # the lab's namespace changed under it
+                raise Mismatch(
+                    f"The lab's namespace is not ready: {err}",
+                    expected="a namespace with the kit's search attributes",
+                    seen="the server refused the check's payment: your answer was not judged",
+                    where_to_look="once the namespace is back, run this check again",
+                    about_the_lab=True,
+                    judged=False,
+                ) from None
             except TimeoutError:
                 _log_stuck_tasks(self.label)
                 raise Mismatch(
