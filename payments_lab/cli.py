@@ -641,7 +641,14 @@ def _room(args: argparse.Namespace) -> int:
     server.start()
     # The server's own flags add search attributes only to the namespaces it creates: on a --db that a room used,
     # a learner's namespace whose attributes were removed by hand would stay without them.
-    asyncio.run(_prepare_namespaces_of(server.address, names))
+    earlier = asyncio.run(_prepare_namespaces_of(server.address, names))
+    if earlier:
+        # The room view shows every learner namespace of the server: an earlier room's learners would be counted
+        # (and flagged idle), and a name used again keeps the earlier person's payments and checks.
+        shown = ", ".join(earlier[:10]) + (f", … ({len(earlier)} in all)" if len(earlier) > 10 else "")
+        print(f"Warning: {server.db_file} holds namespaces of an earlier room that this one does not have: {shown}. The room "
+              "view counts them as learners, and a learner's name used again keeps that namespace's payments and checks. "
+              "For a fresh room, stop it and pass --db NEW.sqlite.", file=sys.stderr, flush=True)
     ui_url = args.ui_url or (args.ui_public_path.rstrip("/") if args.ui_public_path else f"http://{host}:{args.ui_port}")
     print(f"Room of {len(names)} learners on one Temporal server at {host}:{args.port} "
           f"(state in {server.db_file}); Web UI {ui_url}")
@@ -674,13 +681,16 @@ def _room(args: argparse.Namespace) -> int:
         server.stop()
 
 
-async def _prepare_namespaces_of(address: str, names: list[str]) -> None:
-    """Make sure every learner's namespace of the room's server has the kit's search attributes."""
-    from payments_lab.client import connect
+async def _prepare_namespaces_of(address: str, names: list[str]) -> list[str]:
+    """Make sure every learner's namespace of the room's server has the kit's search attributes; return the
+    namespaces the server holds besides the learners' (an earlier room's, on a --db used again)."""
+    from payments_lab.client import SYSTEM_NAMESPACES, connect, namespace_names
     from payments_lab.room import prepare_namespaces
 
     connection = await connect(address=address)
     await prepare_namespaces(connection.client, names)
+    held = await namespace_names(connection.client, timedelta(seconds=10))
+    return sorted(set(held) - set(names) - SYSTEM_NAMESPACES)
 
 
 def _url_host(url: str) -> str:
