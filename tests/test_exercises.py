@@ -196,6 +196,23 @@ async def _answer_after_the_end(lab: Lab, request: Any) -> Any:
     return started.answer
 
 
+async def _answer_then_cancel(lab: Lab, request: Any) -> Any:
+    """Off the script (exq round): called right ("then the payment ended `refunded`" ticked as verified)."""
+    from payments_lab.messages import TUNED
+
+    started = await lab.service.start_early(request, options=TUNED)
+    await started.handle.cancel()
+    return started.answer
+
+
+async def _answer_then_terminate(lab: Lab, request: Any) -> Any:
+    from payments_lab.messages import TUNED
+
+    started = await lab.service.start_early(request, options=TUNED)
+    await started.handle.workflow.terminate("clean up the test payment")
+    return started.answer
+
+
 async def _the_early_answer(started: Any) -> Any:
     return started.answer.status
 
@@ -363,6 +380,8 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson10.q1, lambda lab: _start_nothing, "No payment was started"),
     (lesson10.q1, lambda lab: _start_without_await, "without awaiting it"),
     (lesson10.q1, lambda lab: _answer_after_the_end, "after the payment had ended"),
+    (lesson10.q1, lambda lab: _answer_then_cancel, "Your function cancelled the payment it answered for"),
+    (lesson10.q1, lambda lab: _answer_then_terminate, "Your function terminated the payment it answered for"),
     (lesson10.q2, lambda lab: _the_early_answer, "early answer (`processing`)"),
     (lesson10.q2, lambda lab: _always_failed, "did not read the payment it was given"),
     (lesson11.q1, lambda lab: _confirm_by_webhook, "not by the customer's update"),

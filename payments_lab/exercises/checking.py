@@ -138,9 +138,28 @@ class PaymentRun:
         return ", ".join(self.outcomes(activity_type)) or "none"
 
 
+CHECK_TERMINATION = "stopped by an exercise check"
+"""The reason a check gives when it terminates a payment of its own."""
+
+
+def ended_by_the_answer(history: WorkflowHistory) -> str | None:
+    """``"cancelled"`` or ``"terminated"`` when something other than a check ended the payment (the learner's answer), else None.
+
+    Only for a check that never cancels its payments itself (it terminates one that overruns, with
+    :data:`CHECK_TERMINATION`).
+    """
+    for event in history.events:
+        if event.HasField("workflow_execution_cancel_requested_event_attributes"):
+            return "cancelled"
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            if event.workflow_execution_terminated_event_attributes.reason != CHECK_TERMINATION:
+                return "terminated"
+    return None
+
+
 async def _terminate(handle: PaymentHandle) -> None:
     try:
-        await handle.workflow.terminate("stopped by an exercise check")
+        await handle.workflow.terminate(CHECK_TERMINATION)
     except Exception:  # noqa: BLE001 - it may have ended meanwhile
         pass
 

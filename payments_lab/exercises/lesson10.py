@@ -14,6 +14,7 @@ from payments_lab.exercises.checking import (
     Event,
     await_result,
     call_learner,
+    ended_by_the_answer,
     events_of,
     expect_function,
     first_index,
@@ -86,8 +87,17 @@ async def _check_answer_first(answer: object, lab: Lab | None) -> Verdict:
             )
         running_at_return = status is WorkflowExecutionStatus.RUNNING
         result = await await_result(handle, END_WITHIN, terminate=True)
-    events = events_of(await handle.history())
+    history = await handle.history()
+    events = events_of(history)
     expected = "a `PaymentAnswer` with `accepted=True`, returned while the charge still runs; `WorkflowExecutionUpdateCompleted` before the charge started"
+    ended = ended_by_the_answer(history)
+    if ended is not None:  # an answer that ends the payment it answered for told the customer "accepted" for nothing
+        raise Mismatch(
+            f"Your function {ended} the payment it answered for: the caller heard \"accepted\", and the payment never completed.",
+            expected=expected + ", and the payment left to run to its end",
+            seen=f"`WorkflowExecution{'CancelRequested' if ended == 'cancelled' else 'Terminated'}` in the payment's history",
+            where_to_look="return `started.answer` and let the payment run: do not cancel or terminate it",
+        )
     if first_index(events, "WorkflowExecutionUpdateCompleted") is None:
         raise Mismatch(
             "The payment was started without the `answer` update: its caller could only wait for the end.",
