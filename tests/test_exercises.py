@@ -1074,3 +1074,16 @@ async def test_a_blocking_call_or_a_missing_await_in_exercise_11_is_named(lab: L
     """Both used to be judged by their consequence: a Temporal timeout error, or "Nothing confirmed the payment"."""
     feedback = await lesson11.q1.check_async(answer, lab=lab)
     assert feedback.outcome is CheckOutcome.INCORRECT and clue in str(feedback), str(feedback)
+
+
+async def test_a_lesson_09_check_refunds_the_payments_it_ends_stuck(lab: Lab) -> None:
+    """Off the script (exq round): every lesson 09 check terminated its stuck payments after their charge, and left the
+    money taken for ever (two per Q1 run, right answer or wrong)."""
+    before = {entry.payment_id for entry in lab.repository.ledger()}
+    feedback = await lesson09.q1.check_async(solution_answer(lesson09.q1, lab), lab=lab)
+    assert feedback.outcome is CheckOutcome.CORRECT, str(feedback)
+    ended = {entry.payment_id for entry in lab.repository.ledger()} - before
+    assert ended, "the check's payments were charged"
+    for payment_id in ended:
+        summary = lab.repository.ledger_summary(payment_id)
+        assert summary.charges == 1 and summary.refunds == 1 and summary.kept == 0, (payment_id, summary)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-from temporalio.client import WorkflowFailureError, WorkflowHistory
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHistory
 
 from payments_lab.arguments import short_repr
-from payments_lab.domain import PaymentRequest, PaymentResult
+from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus
 from payments_lab.exercises import Mismatch
 from payments_lab.exercises.errors import InvalidExerciseError, lab_closed
 from payments_lab.faults import FaultPlan
@@ -164,6 +164,13 @@ async def _terminate(handle: PaymentHandle) -> None:
         pass
 
 
+async def _terminated(handle: PaymentHandle) -> bool:
+    try:
+        return (await handle.workflow.describe()).status is WorkflowExecutionStatus.TERMINATED
+    except Exception:  # noqa: BLE001 - unknown: leave the ledger as it is
+        return False
+
+
 async def _stop(handle: PaymentHandle, grace: float) -> None:
     """Cancel a payment that missed its deadline (it settles and refunds), else terminate it."""
     try:
@@ -227,7 +234,12 @@ async def after_learner(
 
 
 async def await_result(
-    handle: PaymentHandle, deadline: float, *, stop_grace: float = 3.0, terminate: bool = False
+    handle: PaymentHandle,
+    deadline: float,
+    *,
+    stop_grace: float = 3.0,
+    terminate: bool = False,
+    settle_in: PaymentRepository | None = None,
 ) -> PaymentResult | None:
     """The payment's result, or None if it ended without one (terminated) or not within ``deadline`` seconds.
 
@@ -235,7 +247,8 @@ async def await_result(
     took) and, if that takes more than ``stop_grace`` seconds, or at once with
     ``terminate``, terminated. Time the server spent unreachable does not count: the
     deadline starts again once it is back, with :data:`~payments_lab.outage.RECOVERY_ALLOWANCE`
-    more for the workers to poll again.
+    more for the workers to poll again. A payment terminated here settles in ``settle_in``: its own
+    code could not (it fails its task), and the money it took is refunded, not left taken for ever.
     """
     window = deadline
     give_up = time.monotonic() + deadline + outage_wait().total_seconds()
@@ -255,6 +268,8 @@ async def await_result(
             continue
         if terminate:
             await _terminate(handle)
+            if settle_in is not None and await _terminated(handle):  # not one that completed as it was terminated
+                settle_in.settle_unfinished(handle.payment_id, PaymentStatus.CANCELLED, "ended by an exercise check")
         else:
             await _stop(handle, stop_grace)
         return None

@@ -95,7 +95,7 @@ async def _stuck_payment(lab: Lab, source: str = BUGGY_SOURCE) -> AsyncIterator[
         yield _Stuck(worker, modules, request, handle, failure, await handle.history(), log)
     finally:
         if handle is not None:
-            await await_result(handle, 0, terminate=True)  # ends it if still running; nothing is left failing
+            await await_result(handle, 0, terminate=True, settle_in=lab.repository)  # ends it if still running; nothing is left failing
         await worker.stop()
         modules.close()
         log.stop()

@@ -86,7 +86,7 @@ async def _check_answer_first(answer: object, lab: Lab | None) -> Verdict:
                 where_to_look="pass the `request` your function receives to `lab.service.start_early(...)`",
             )
         running_at_return = status is WorkflowExecutionStatus.RUNNING
-        result = await await_result(handle, END_WITHIN, terminate=True)
+        result = await await_result(handle, END_WITHIN, terminate=True, settle_in=lab.repository)
     history = await handle.history()
     events = events_of(history)
     expected = "a `PaymentAnswer` with `accepted=True`, returned while the charge still runs; `WorkflowExecutionUpdateCompleted` before the charge started"
@@ -183,7 +183,7 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
     try:
         returned = await call_learner(function, started, what="function", timeout=LEARNER_TIMEOUT)
     finally:
-        result = await await_result(started.handle, END_WITHIN, terminate=True)
+        result = await await_result(started.handle, END_WITHIN, terminate=True, settle_in=lab.repository)
     events = events_of(await started.handle.history())
     answered = first_index(events, "WorkflowExecutionUpdateCompleted")
     settled = first_index(events, "ActivityTaskScheduled", ActivityType.SETTLE)
@@ -220,7 +220,7 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
     try:
         returned_for_paid = await call_learner(function, paid, what="function", timeout=LEARNER_TIMEOUT)
     finally:
-        await await_result(paid.handle, END_WITHIN, terminate=True)
+        await await_result(paid.handle, END_WITHIN, terminate=True, settle_in=lab.repository)
     if _status_of(returned_for_paid) is not PaymentStatus.COMPLETED:
         raise Mismatch(
             "Your function did not read the payment it was given: for a second payment, whose charge went through, "
