@@ -1087,3 +1087,24 @@ async def test_a_lesson_09_check_refunds_the_payments_it_ends_stuck(lab: Lab) ->
     for payment_id in ended:
         summary = lab.repository.ledger_summary(payment_id)
         assert summary.charges == 1 and summary.refunds == 1 and summary.kept == 0, (payment_id, summary)
+
+
+async def test_a_check_whose_lab_worker_stops_leaves_no_payment_running_nor_money_taken(open_test_lab: OpenLab) -> None:
+    """Off the script (exq round): an answer that confirmed, then stopped the lab's worker: the check was abandoned and
+    its confirmed, charged payment stayed running (3 runs of 4), to be "charged and never settled" at close."""
+    from payments_lab.orphans import running_on
+
+    lab = await open_test_lab(f"stopped-mid-check-{uuid.uuid4().hex[:6]}")
+    before = {entry.payment_id for entry in lab.repository.ledger()}
+
+    async def confirm_then_stop_the_worker(checkout: Any, payment_id: str) -> None:
+        await checkout.confirm(payment_id)
+        await lab.worker.stop()
+
+    feedback = await lesson11.q1.check_async(confirm_then_stop_the_worker, lab=lab)
+    assert feedback.outcome is not CheckOutcome.CORRECT
+    assert await running_on(lab.client, [lab.task_queue]) == []
+    for payment_id in {entry.payment_id for entry in lab.repository.ledger()} - before:
+        status = (await lab.service.status(payment_id)).workflow_status
+        kept = lab.repository.ledger_summary(payment_id).kept
+        assert status == "completed" or kept == 0, (payment_id, status, kept)  # completed: the money is the sale's

@@ -220,7 +220,7 @@ async def after_learner(
         async with OutageWatch(handle.service.client) as watch:
             await learner
     except BaseException as error:
-        await await_result(handle, 0)  # stop the payment, whatever the learner's code did
+        await await_result(handle, 0, settle_in=repository)  # stop the payment, whatever the learner's code did
         if isinstance(error, Mismatch) and watch.saw_outage:
             raise lab_too_slow(
                 "The lab's server did not answer for a while as your function ran: it could not finish in time, "
@@ -229,7 +229,15 @@ async def after_learner(
                 seen="the server unreachable or silent while your function waited on it",
             ) from None
         raise
-    result = await await_result(handle, end_within)
+    try:
+        result = await await_result(handle, end_within)
+    except BaseException:
+        # The check was stopped while the payment ran on (its lab's worker stopped, the cell interrupted): a
+        # payment with no worker cannot settle by itself, so it is ended here and what it took refunded.
+        await _terminate(handle)
+        if await _terminated(handle):
+            repository.settle_unfinished(handle.payment_id, PaymentStatus.CANCELLED, "ended by an exercise check")
+        raise
     return await collect(handle, request, repository, result)
 
 
@@ -248,7 +256,8 @@ async def await_result(
     ``terminate``, terminated. Time the server spent unreachable does not count: the
     deadline starts again once it is back, with :data:`~payments_lab.outage.RECOVERY_ALLOWANCE`
     more for the workers to poll again. A payment terminated here settles in ``settle_in``: its own
-    code could not (it fails its task), and the money it took is refunded, not left taken for ever.
+    code could not (it fails its task, or no worker runs it), and the money it took is refunded, not
+    left taken for ever.
     """
     window = deadline
     give_up = time.monotonic() + deadline + outage_wait().total_seconds()
@@ -268,10 +277,10 @@ async def await_result(
             continue
         if terminate:
             await _terminate(handle)
-            if settle_in is not None and await _terminated(handle):  # not one that completed as it was terminated
-                settle_in.settle_unfinished(handle.payment_id, PaymentStatus.CANCELLED, "ended by an exercise check")
         else:
-            await _stop(handle, stop_grace)
+            await _stop(handle, stop_grace)  # cancelled, it settles itself; terminated when no worker could settle it
+        if settle_in is not None and await _terminated(handle):  # not one that completed or settled meanwhile
+            settle_in.settle_unfinished(handle.payment_id, PaymentStatus.CANCELLED, "ended by an exercise check")
         return None
 
 
