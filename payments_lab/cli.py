@@ -573,8 +573,7 @@ def _check_out_folder(out: Path | None) -> None:
 
 def _print_room(learners: list, out: Path | None) -> None:
     # Every file is written before any line is printed: whoever reads the lines finds the files.
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:  # made before the room started (_check_out_folder)
         for learner in learners:
             (out / f"{learner.name}.env").write_text(
                 "".join(f"export {key}={value}\n" for key, value in learner.environment.items()), encoding="utf-8"

@@ -583,13 +583,17 @@ class Lab:
         self.repository.keep_in_memory()
         self._closed_fully = True
 
+    def _task_queues(self) -> list[str]:
+        """The queues this lab's workers poll: its own, its side workers', and those it took over."""
+        return [self.task_queue, *(w.task_queue for w in (*self.side_workers.values(), *self.adopted))]
+
     async def _say_what_is_left_running(self) -> None:
         """Note that this process no longer polls the lab's queues, and say which payments still run there.
 
         The next lab opened in this process takes them over (:mod:`payments_lab.orphans`);
         another kernel would not, while this one lives: the server lists its pollers for 5 minutes.
         """
-        queues = [self.task_queue, *(w.task_queue for w in (*self.side_workers.values(), *self.adopted))]
+        queues = self._task_queues()
         closed_here(queues, self.name)
         try:
             left = await running_on(self.client, queues)
@@ -614,7 +618,7 @@ class Lab:
         server = self.connection.server
         if server is None or server.db_file is not None:  # on a file, they wait there for a server started on it again
             return
-        queues = [self.task_queue, *(w.task_queue for w in (*self.side_workers.values(), *self.adopted))]
+        queues = self._task_queues()
         try:
             left = await running_on(self.client, queues)
         except Exception:  # noqa: BLE001 - closing matters more than the count

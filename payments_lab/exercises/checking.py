@@ -164,11 +164,17 @@ async def _terminate(handle: PaymentHandle) -> None:
         pass
 
 
-async def _terminated(handle: PaymentHandle) -> bool:
+async def _settle_if_terminated(handle: PaymentHandle, repository: PaymentRepository) -> None:
+    """Settle in ``repository`` (refunding what it took) a payment a check terminated: its own code never will.
+
+    Only one that is terminated: not one that completed, or settled itself, as the check stopped it.
+    """
     try:
-        return (await handle.workflow.describe()).status is WorkflowExecutionStatus.TERMINATED
+        terminated = (await handle.workflow.describe()).status is WorkflowExecutionStatus.TERMINATED
     except Exception:  # noqa: BLE001 - unknown: leave the ledger as it is
-        return False
+        return
+    if terminated:
+        repository.settle_unfinished(handle.payment_id, PaymentStatus.CANCELLED, "ended by an exercise check")
 
 
 async def _stop(handle: PaymentHandle, grace: float) -> None:
@@ -235,8 +241,7 @@ async def after_learner(
         # The check was stopped while the payment ran on (its lab's worker stopped, the cell interrupted): a
         # payment with no worker cannot settle by itself, so it is ended here and what it took refunded.
         await _terminate(handle)
-        if await _terminated(handle):
-            repository.settle_unfinished(handle.payment_id, PaymentStatus.CANCELLED, "ended by an exercise check")
+        await _settle_if_terminated(handle, repository)
         raise
     return await collect(handle, request, repository, result)
 
@@ -279,8 +284,8 @@ async def await_result(
             await _terminate(handle)
         else:
             await _stop(handle, stop_grace)  # cancelled, it settles itself; terminated when no worker could settle it
-        if settle_in is not None and await _terminated(handle):  # not one that completed or settled meanwhile
-            settle_in.settle_unfinished(handle.payment_id, PaymentStatus.CANCELLED, "ended by an exercise check")
+        if settle_in is not None:
+            await _settle_if_terminated(handle, settle_in)
         return None
 
 
