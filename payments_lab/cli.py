@@ -10,7 +10,6 @@ import os
 import secrets
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -23,7 +22,9 @@ if TYPE_CHECKING:
     from temporalio.worker import Worker
 
     from payments_lab.client import Connection
+    from payments_lab.processes import StopRequests
     from payments_lab.repository import PaymentRepository
+    from payments_lab.server import EmbeddedServer
 
 EXIT_OK = 0
 """The command did what was asked (for ``pay``: the payment completed)."""
@@ -607,8 +608,7 @@ async def _prepare_room(args: argparse.Namespace) -> int:
 def _room(args: argparse.Namespace) -> int:
     """Run one server for a whole room, a namespace per learner, until Ctrl-C."""
     from payments_lab import processes
-    from payments_lab.advertise import advertised_host, is_loopback
-    from payments_lab.room import learners
+    from payments_lab.advertise import advertised_host
     from payments_lab.server import EmbeddedServer, server_using_db, state_dir
 
     if args.address:
@@ -637,10 +637,25 @@ def _room(args: argparse.Namespace) -> int:
         namespaces=names,
         ui_public_path=args.ui_public_path,
     )
-    server.start()
+    with processes.StopRequests() as stop_requests:
+        server.start()
+        try:
+            return _run_room(args, server, names, host, stop_requests)
+        finally:
+            print("Stopping the room...", file=sys.stderr, flush=True)
+            server.stop()
+
+
+def _run_room(args: argparse.Namespace, server: EmbeddedServer, names: list[str], host: str, stop_requests: StopRequests) -> int:
+    """Prepare the room's started server, hand out the learners' lines, and wait for a stop signal or the server's end."""
+    from payments_lab.advertise import is_loopback
+    from payments_lab.room import learners
+
     # The server's own flags add search attributes only to the namespaces it creates: on a --db that a room used,
     # a learner's namespace whose attributes were removed by hand would stay without them.
     earlier = asyncio.run(_prepare_namespaces_of(server.address, names))
+    if stop_requests.received:  # Ctrl-C while the server started: no lines for a room that is stopping
+        return EXIT_OK
     if earlier:
         # The room view shows every learner namespace of the server: an earlier room's learners would be counted
         # (and flagged idle), and a name used again keeps the earlier person's payments and checks.
@@ -666,18 +681,11 @@ def _room(args: argparse.Namespace) -> int:
               f"to this machine's {args.ip}:{args.port} stands behind {host}.", file=sys.stderr)
     _print_room(learners(names, f"{host}:{args.port}", ui_url), args.out)
     print("Each learner sets their line's variables before starting JupyterLab. Ctrl-C stops the room.", flush=True)
-    for stop_signal in processes.stop_signals():
-        signal.signal(stop_signal, _interrupt)
-    try:
-        while server.running:
-            time.sleep(0.5)
-        print(f"The Temporal server stopped unexpectedly:\n{server.log_tail()}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except KeyboardInterrupt:
-        return EXIT_OK
-    finally:
-        print("Stopping the room...", file=sys.stderr, flush=True)
-        server.stop()
+    while server.running:
+        if stop_requests.wait(0.5):
+            return EXIT_OK
+    print(f"The Temporal server stopped unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+    return EXIT_UNAVAILABLE
 
 
 async def _prepare_namespaces_of(address: str, names: list[str]) -> list[str]:
@@ -697,10 +705,6 @@ def _url_host(url: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).hostname or ""
-
-
-def _interrupt(*_: object) -> NoReturn:
-    raise KeyboardInterrupt
 
 
 FIRST_LESSON = "00-welcome.ipynb"
@@ -759,66 +763,64 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
         server = EmbeddedServer(db_file=args.db)
     else:
         server = EmbeddedServer(db_file=args.db, port=args.port, ui_port=args.ui_port)
-    server.start()
-    repository_file = session_repository_file(args.db, os.getpid())
-    repository_file.parent.mkdir(parents=True, exist_ok=True)
-    PaymentRepository(repository_file).close()
-    db_file = str(args.db) if args.db else None
-    write_session(
-        LabSession(server.address, server.namespace, server.ui_url, os.getpid(), db_file, str(repository_file))
-    )
-    print(f"Temporal server: {server.address} (namespace {server.namespace})")
-    print(f"Temporal Web UI: {server.ui_url}")
-    print(f"Payments ledger: {repository_file} (shared by every notebook, worker and command of this session)")
-    jupyter_process = None
-    for stop_signal in processes.stop_signals():
-        signal.signal(stop_signal, _interrupt)
-    try:
-        if jupyter:
-            token = secrets.token_hex(16)
-            command = [
-                sys.executable, "-m", "jupyterlab",
-                f"--notebook-dir={lessons}",
-                "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.port={args.port}",
-                "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={token}",
-            ]
-            if args.no_browser:
-                command.append("--no-browser")
-            if hasattr(os, "geteuid") and os.geteuid() == 0:
-                command.append("--allow-root")  # containers and CI machines often run as root
-            jupyter_process = processes.spawn(command, log=sys.stderr.fileno())
-            print(f"JupyterLab:      http://127.0.0.1:{args.port}/lab?token={token}")
-            if has_lessons:
-                print(f"Open {FIRST_LESSON} to begin ({lessons}). Ctrl-C stops JupyterLab and the server.", flush=True)
+    with processes.StopRequests() as stop_requests:
+        server.start()
+        repository_file = session_repository_file(args.db, os.getpid())
+        repository_file.parent.mkdir(parents=True, exist_ok=True)
+        PaymentRepository(repository_file).close()
+        db_file = str(args.db) if args.db else None
+        write_session(
+            LabSession(server.address, server.namespace, server.ui_url, os.getpid(), db_file, str(repository_file))
+        )
+        print(f"Temporal server: {server.address} (namespace {server.namespace})")
+        print(f"Temporal Web UI: {server.ui_url}")
+        print(f"Payments ledger: {repository_file} (shared by every notebook, worker and command of this session)")
+        jupyter_process = None
+        try:
+            if jupyter:
+                token = secrets.token_hex(16)
+                command = [
+                    sys.executable, "-m", "jupyterlab",
+                    f"--notebook-dir={lessons}",
+                    "--ServerApp.ip=127.0.0.1",
+                    f"--ServerApp.port={args.port}",
+                    "--ServerApp.port_retries=0",
+                    f"--IdentityProvider.token={token}",
+                ]
+                if args.no_browser:
+                    command.append("--no-browser")
+                if hasattr(os, "geteuid") and os.geteuid() == 0:
+                    command.append("--allow-root")  # containers and CI machines often run as root
+                jupyter_process = processes.spawn(command, log=sys.stderr.fileno())
+                print(f"JupyterLab:      http://127.0.0.1:{args.port}/lab?token={token}")
+                if has_lessons:
+                    print(f"Open {FIRST_LESSON} to begin ({lessons}). Ctrl-C stops JupyterLab and the server.", flush=True)
+                else:
+                    print(
+                        f"No lessons found ({FIRST_LESSON} is neither in ./notebooks nor next to the kit): serving {lessons}; "
+                        "point at them with --notebook-dir <the kit's notebooks folder>. Ctrl-C stops JupyterLab and the server.",
+                        flush=True,
+                    )
             else:
-                print(
-                    f"No lessons found ({FIRST_LESSON} is neither in ./notebooks nor next to the kit): serving {lessons}; "
-                    "point at them with --notebook-dir <the kit's notebooks folder>. Ctrl-C stops JupyterLab and the server.",
-                    flush=True,
-                )
-        else:
-            print("Notebooks and payments-lab commands on this machine use this server. Ctrl-C stops it.", flush=True)
-        while server.running and (jupyter_process is None or jupyter_process.poll() is None):
-            time.sleep(0.5)
-        if not server.running:
-            print(f"The Temporal server stopped unexpectedly:\n{server.log_tail()}", file=sys.stderr)
-            return EXIT_UNAVAILABLE
-        if jupyter_process is not None and jupyter_process.returncode:
-            print(f"JupyterLab exited with code {jupyter_process.returncode}; see its messages above.", file=sys.stderr)
-            return EXIT_UNAVAILABLE
-    except KeyboardInterrupt:
-        pass
-    finally:
-        print(f"Stopping the {'lab' if jupyter else 'server'}...", file=sys.stderr, flush=True)
-        if jupyter_process is not None:
-            processes.stop(jupyter_process, sig=signal.SIGTERM)
-        server.stop()
-        clear_session(os.getpid())
-        if args.db is None:
-            remove_repository_file(repository_file)  # the server's state went with it
-    return EXIT_OK
+                print("Notebooks and payments-lab commands on this machine use this server. Ctrl-C stops it.", flush=True)
+            while server.running and (jupyter_process is None or jupyter_process.poll() is None):
+                if stop_requests.wait(0.5):
+                    return EXIT_OK
+            if not server.running:
+                print(f"The Temporal server stopped unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+                return EXIT_UNAVAILABLE
+            if jupyter_process is not None and jupyter_process.returncode:
+                print(f"JupyterLab exited with code {jupyter_process.returncode}; see its messages above.", file=sys.stderr)
+                return EXIT_UNAVAILABLE
+        finally:
+            print(f"Stopping the {'lab' if jupyter else 'server'}...", file=sys.stderr, flush=True)
+            if jupyter_process is not None:
+                processes.stop(jupyter_process, sig=signal.SIGTERM)
+            server.stop()
+            clear_session(os.getpid())
+            if args.db is None:
+                remove_repository_file(repository_file)  # the server's state went with it
+        return EXIT_OK
 
 
 _FIELD_OF_ARGUMENT = {"org": "organization_id", "user": "user_id", "payment_id": "payment_id", "description": "description", "currency": "currency"}

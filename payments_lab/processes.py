@@ -209,6 +209,46 @@ def stop_signals() -> tuple[int, ...]:
     return (signal.SIGINT, signal.SIGTERM)
 
 
+class StopRequests:
+    """Stop signals (:func:`stop_signals`) turned into a request that a command's main loop looks at.
+
+    A signal handler runs between two bytecodes of the main thread, wherever it is. One that
+    raised ``KeyboardInterrupt`` inside ``Popen.poll()`` left the process's wait lock taken, and
+    stopping that process then waited for the lock for ever (a room that never ended after
+    Ctrl-C); one that set a ``threading.Event`` deadlocked on the event's own lock when the main
+    thread was inside ``Event.wait()``. Here the handler only sets an attribute, which takes no
+    lock. Used as a context manager: the handlers in place before are put back on exit.
+    """
+
+    CHECK_EVERY = 0.05
+    """Seconds between two looks at the request while :meth:`wait` waits."""
+
+    def __init__(self) -> None:
+        self.received = False
+        """Whether a stop signal arrived."""
+        self._before: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        for sig in stop_signals():
+            self._before[sig] = signal.signal(sig, self._request)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+        self._before.clear()
+
+    def _request(self, *_: object) -> None:
+        self.received = True
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a stop signal; return whether one arrived."""
+        deadline = time.monotonic() + seconds
+        while not self.received and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, self.CHECK_EVERY))
+        return self.received
+
+
 def call_on_stop_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
     """Have ``loop`` run ``callback`` when a stop signal (:func:`stop_signals`) arrives.
 

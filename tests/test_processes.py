@@ -136,3 +136,51 @@ def test_a_child_that_does_not_start_says_why_and_what_to_do() -> None:
     with pytest.raises(processes.ProcessError, match="it was not ready within 0.5 s .*SIGSTOP"):
         stuck.launch([sys.executable, "-c", "import time; time.sleep(30)"], ready=lambda: False, timeout=0.5)
     assert not stuck.running
+
+
+@posix_only
+def test_a_stop_signal_is_a_request_never_an_exception_raised_mid_call() -> None:
+    """A KeyboardInterrupt raised inside ``Popen.poll()`` left its wait lock taken: stopping that process then hung."""
+    before = signal.getsignal(signal.SIGINT)
+    with processes.StopRequests() as stop_requests:
+        assert not stop_requests.received
+        signal.raise_signal(signal.SIGINT)  # would be a KeyboardInterrupt here with Python's own handler
+        signal.raise_signal(signal.SIGTERM)
+        assert stop_requests.received
+        assert stop_requests.wait(0)
+    assert signal.getsignal(signal.SIGINT) is before, "the handler in place before is put back"
+    assert not processes.StopRequests().wait(0.01), "a request is not remembered beyond its own block"
+
+
+@posix_only
+def test_stop_requests_survive_a_storm_of_signals_while_waiting() -> None:
+    """A handler that set a threading.Event deadlocked when the signal came while the main thread was in Event.wait()."""
+    script = textwrap.dedent(
+        """
+        import signal
+        from payments_lab import processes
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # put back after the block: the signals still coming do nothing
+        with processes.StopRequests() as stop_requests:
+            print("ready", flush=True)
+            waits = 0
+            while waits < 4000:
+                stop_requests.wait(0.0002)
+                stop_requests.received = False
+                waits += 1
+        print("still running", flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"  # type: ignore[union-attr]
+        deadline = time.monotonic() + 60
+        while child.poll() is None and time.monotonic() < deadline:
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.0005)
+        assert child.poll() is not None, "the waits stopped: a stop signal deadlocked the main thread"
+        assert child.stdout.read() == "still running\n", child.stderr.read()  # type: ignore[union-attr]
+        assert child.returncode == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

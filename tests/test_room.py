@@ -274,3 +274,15 @@ def test_a_room_of_a_hundred_or_more_numbers_its_learners_so_that_they_sort_as_n
     names = learner_names(120, None)
     assert names[0] == "learner-001" and names[-1] == "learner-120" and names == sorted(names)
     assert learner_names(12, None)[:2] == ["learner-01", "learner-02"], "a room under 100 keeps its two digits"
+
+
+def test_a_room_stopped_right_after_its_lines_stops_its_server_and_exits_cleanly(isolated: dict[str, str], tmp_path: Path) -> None:
+    """Ctrl-C just as the lines appear once ended in exit 130 with the server left to die with its parent, and
+    could hang for ever (a KeyboardInterrupt raised inside ``Popen.poll()`` kept its wait lock)."""
+    for attempt in range(6):
+        room = _start_room(isolated, "--port", str(free_port()), "--ui-port", str(free_port()), "--db", str(tmp_path / f"{attempt}.sqlite"))
+        assert room.stdout.readline().startswith("Room of 2 learners"), room.stderr.read()  # type: ignore[union-attr]
+        _stop_room(room)
+        assert room.returncode == 0, room.stderr.read()  # type: ignore[union-attr]
+        assert room.stderr.read().endswith("Stopping the room...\n")  # type: ignore[union-attr]
+        assert processes_marked(isolated["PAYMENTS_LAB_MARK"]) == []
