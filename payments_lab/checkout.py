@@ -59,7 +59,7 @@ from payments_lab.service import (
     raise_if_task_failing,
 )
 from payments_lab.task_queues import live_pollers, polled_here, worker_command
-from payments_lab.workflow_tasks import WorkflowTaskFailingError, until_task_fails
+from payments_lab.workflow_tasks import WorkflowTaskFailingError, unless_task_fails
 
 POLLER_GRACE = 2.0
 """Seconds a confirmation waits for a worker of the payment's task queue to be seen polling before it is refused."""
@@ -236,26 +236,16 @@ class Checkout:
         Raises:
             WorkflowTaskFailingError: an attempt of the workflow's task failed with the code deployed now.
         """
-        accepting = asyncio.ensure_future(
-            workflow.start_update(
-                ConfirmedPaymentWorkflow.confirm, answer, id=f"confirm-{uuid.uuid4().hex}", wait_for_stage=WorkflowUpdateStage.ACCEPTED
-            )
+        accepting = workflow.start_update(
+            ConfirmedPaymentWorkflow.confirm, answer, id=f"confirm-{uuid.uuid4().hex}", wait_for_stage=WorkflowUpdateStage.ACCEPTED
         )
-        failing = asyncio.ensure_future(until_task_fails(workflow, client=self.service.client))
         try:
-            await asyncio.wait({accepting, failing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (accepting, failing):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(accepting, failing, return_exceptions=True)
-        if not (failing.done() and not failing.cancelled() and failing.exception() is None):
-            return accepting.result()  # the SDK turns the cancelled update into its own error: the answer decides
-        failed = failing.result()
-        raise WorkflowTaskFailingError(
-            f"{failed}. The confirmation was sent and waits on the server: it counts once fixed code is loaded "
-            "(do not send it again)."
-        )
+            return await unless_task_fails(accepting, workflow, client=self.service.client)
+        except WorkflowTaskFailingError as failed:
+            raise WorkflowTaskFailingError(
+                f"{failed}. The confirmation was sent and waits on the server: it counts once fixed code is loaded "
+                "(do not send it again)."
+            ) from None
 
     async def _polled(self, queue: str) -> bool:
         """Whether a worker polls ``queue``, given :data:`POLLER_GRACE` seconds to show (a worker that just started),

@@ -83,7 +83,7 @@ from payments_lab.task_queues import (
 )
 from payments_lab.visibility import PAYMENTS_QUERY, checked_query, quoted, refused_query_as_error
 from payments_lab.wording import plural
-from payments_lab.workflow_tasks import WAITING_SAID_AFTER, failing_task_error, until_task_fails
+from payments_lab.workflow_tasks import WAITING_SAID_AFTER, failing_task_error, unless_task_fails
 from payments_lab.workflows import PaymentWorkflow
 
 T = TypeVar("T")
@@ -350,18 +350,12 @@ class PaymentHandle:
     async def _result(self, say_after: float | None) -> PaymentResult:
         # Temporal's result() waits as long as workflow code keeps failing its task (the "hung
         # cell"): stop waiting, with the error, once an attempt fails with the code deployed now.
-        waiting = asyncio.ensure_future(result_in_windows(self.workflow, self.service.client, self.service.result_poll_window))
-        failing = asyncio.ensure_future(until_task_fails(self.workflow, client=self.service.client))
-        telling = asyncio.ensure_future(self._say_what_a_long_wait_waits_for(after=say_after) if say_after is not None else asyncio.sleep(0))
-        try:
-            await asyncio.wait({waiting, failing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiting, failing, telling):
-                task.cancel()
-            await asyncio.gather(waiting, failing, telling, return_exceptions=True)
-        if waiting.done() and not waiting.cancelled():
-            return waiting.result()
-        raise failing.result()
+        return await unless_task_fails(
+            result_in_windows(self.workflow, self.service.client, self.service.result_poll_window),
+            self.workflow,
+            client=self.service.client,
+            beside=[self._say_what_a_long_wait_waits_for(after=say_after)] if say_after is not None else [],
+        )
 
     def _stopped_waiting(self) -> list[str]:
         """What an interrupted wait shows in a notebook, instead of a page of asyncio's frames."""
@@ -750,27 +744,21 @@ class PaymentService:
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=_search_attributes(request),
         )
-        telling = asyncio.ensure_future(self._say_what_a_first_answer_waits_for(request.payment_id))
-        answering = asyncio.ensure_future(self._update_with_start(operation, request.payment_id, rpc_timeout))
-        # Workflow code that fails its task before it answers (a bug loaded with lab.load_module) would keep
-        # the update waiting: say so as result() does, from the first attempt that fails.
-        failing = asyncio.ensure_future(until_task_fails(self.client.get_workflow_handle(request.workflow_id), client=self.client))
         try:
-            await asyncio.wait({answering, failing}, return_when=asyncio.FIRST_COMPLETED)
+            # Workflow code that fails its task before it answers (a bug loaded with lab.load_module) would keep
+            # the update waiting: say so as result() does, from the first attempt that fails.
+            answer = await unless_task_fails(
+                self._update_with_start(operation, request.payment_id, rpc_timeout),
+                self.client.get_workflow_handle(request.workflow_id),
+                client=self.client,
+                beside=[self._say_what_a_first_answer_waits_for(request.payment_id)],
+            )
         except asyncio.CancelledError as stopped:
             # The cell was interrupted: in a notebook, one line in place of asyncio's frames.
             stopped._render_traceback_ = lambda: _stopped_waiting(  # type: ignore[attr-defined]
                 request.payment_id, "its first answer", "may have started and"
             )
             raise
-        finally:
-            for task in (telling, failing, answering):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(telling, failing, answering, return_exceptions=True)
-        if not answering.done() or answering.cancelled():
-            raise failing.result()
-        answer = answering.result()
         handle = await operation.workflow_handle()
         return EarlyStart(answer, PaymentHandle(self, handle, request.payment_id))
 

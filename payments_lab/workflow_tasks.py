@@ -16,10 +16,10 @@ import sys
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from temporalio.api.enums.v1 import PendingWorkflowTaskState, TaskQueueType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
@@ -40,9 +40,12 @@ __all__ = [
     "WorkflowTaskFailingError",
     "pending_task",
     "task_failures",
+    "unless_task_fails",
     "until_task_fails",
     "wait_for_task_failure",
 ]
+
+T = TypeVar("T")
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>[^\n]+)\n(?P<code>[^\n]*)')
 
@@ -372,6 +375,40 @@ async def until_task_fails(
     finally:
         for logger in loggers:
             logger.removeHandler(failed)
+
+
+async def unless_task_fails(
+    answer: Awaitable[T], handle: WorkflowHandle, *, client: Client, beside: Iterable[Awaitable[object]] = ()
+) -> T:
+    """``await answer`` (a result, an update, a first answer), unless an attempt of ``handle``'s workflow task fails
+    first with the code deployed now (:func:`until_task_fails`): then raise that error.
+
+    Temporal keeps such a wait open for as long as the workflow code keeps failing its task: without
+    this, a cell looked hung. An answer and a failure that come together: the answer wins (the
+    workflow answered, so its code runs).
+
+    Args:
+        answer: What the caller waits for; cancelled if the task fails first.
+        handle: The workflow whose task is watched.
+        client: Its client (to say when no worker polls the workflow's task queue).
+        beside: Work that lasts only as long as the wait (e.g. saying what it waits for); cancelled with it.
+
+    Raises:
+        WorkflowTaskFailingError: an attempt of the workflow's task failed with the code deployed now.
+    """
+    answering = asyncio.ensure_future(answer)
+    failing = asyncio.ensure_future(until_task_fails(handle, client=client))
+    alongside = [asyncio.ensure_future(work) for work in beside]
+    try:
+        finished, _ = await asyncio.wait({answering, failing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (answering, failing, *alongside):
+            task.cancel()
+        await asyncio.gather(answering, failing, *alongside, return_exceptions=True)
+    # Decided by what had finished before the cancellations: the SDK turns a cancelled update into an error of its own.
+    if answering in finished:
+        return answering.result()
+    raise failing.result()
 
 
 async def failing_task_error(handle: WorkflowHandle) -> WorkflowTaskFailingError | None:
