@@ -15,6 +15,7 @@ from payments_lab.authoring import WorkflowModuleError, WorkflowModules
 from payments_lab.domain import PaymentStatus
 from payments_lab.evolution import replay
 from payments_lab.exercises.checking import events_of, scheduled_activities
+from payments_lab.exercises.lesson09 import VERSION_2_HEAD
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.lab import Lab
 from payments_lab.workflow_tasks import (
@@ -28,19 +29,9 @@ from payments_lab.workflow_tasks import (
 )
 from payments_lab.workflows import PaymentWorkflow
 
-HEAD = '''from __future__ import annotations
-from temporalio import workflow
-from payments_lab.workflows import PaymentInput, PaymentResult, PaymentWorkflow
+HEAD = VERSION_2_HEAD + "    def notification_message(self, request, charge):\n"
+"""Lesson 09's version 2 of the payment workflow, up to the body of its notification message."""
 
-
-@workflow.defn(name="PaymentWorkflow")
-class PaymentWorkflowV2(PaymentWorkflow):
-    @workflow.run
-    async def run(self, input: PaymentInput) -> PaymentResult:
-        return await super().run(input)
-
-    def notification_message(self, request, charge):
-'''
 BUGGY = HEAD + '''        receipt = {"charge_id": charge.charge_id}
         return f"receipt {receipt['receipt_id']}"
 '''

@@ -36,7 +36,7 @@ from payments_lab.wording import sandbox_refusal_words
 from payments_lab.worker import BackgroundWorker
 from payments_lab.workflow_tasks import DEADLOCK_CODE, TaskFailure, WorkerLog, wait_for_task_failure
 
-BUGGY_SOURCE = '''from __future__ import annotations
+VERSION_2_HEAD = '''from __future__ import annotations
 from temporalio import workflow
 from payments_lab.workflows import PaymentInput, PaymentResult, PaymentWorkflow
 
@@ -47,7 +47,10 @@ class PaymentWorkflowV2(PaymentWorkflow):
     async def run(self, input: PaymentInput) -> PaymentResult:
         return await super().run(input)
 
-    def notification_message(self, request, charge):
+'''
+"""Version 2 of the payment workflow up to its notification message, which is all its versions change."""
+
+BUGGY_SOURCE = VERSION_2_HEAD + '''    def notification_message(self, request, charge):
         receipt = {"charge_id": charge.charge_id, "amount": request.amount}
         return f"{receipt['amount']} {request.currency} charged, receipt {receipt['receipt_id']}"
 '''
@@ -103,9 +106,8 @@ async def _stuck_payment(lab: Lab, source: str = BUGGY_SOURCE) -> AsyncIterator[
 
 def _with_lines_before_the_bug(extra: int) -> str:
     """The buggy version with ``extra`` comment lines inserted, so that it raises on another line."""
-    head, tail = BUGGY_SOURCE.split("    def notification_message", 1)
     comments = "".join(f"    # receipts, step {n}\n" for n in range(1, extra + 1))
-    return f"{head}{comments}    def notification_message{tail}"
+    return VERSION_2_HEAD + comments + BUGGY_SOURCE.removeprefix(VERSION_2_HEAD)
 
 
 async def _check_failing_line(answer: object, lab: Lab | None) -> Verdict:
