@@ -110,26 +110,38 @@ class Checkout:
 
         Raises:
             DuplicatePaymentError: this payment id was already submitted; nothing happened.
+            TemporalUnavailableError: the server did not confirm the start within the service's
+                ``call_window``; the message says how to find out whether the payment started.
+            NamespaceNotFoundError: the service's namespace is gone from its server (deleted under
+                the lab); nothing started. See :meth:`PaymentService.through_namespace_changes`.
+            SearchAttributesError: the kit's search attributes were removed from the namespace and
+                could not be added back; nothing started.
+            ValueError: ``deadline`` is not a positive ``timedelta``, or ``faults`` is not a ``FaultPlan``;
+                nothing started.
         """
         checked_request(request)
         service = self.service
         service.require_open()
+        confirmation = ConfirmationInput(request, deadline, self.options, checked_fault_plan(faults))
         try:
-            handle = await service.client.start_workflow(
-                ConfirmedPaymentWorkflow.run,
-                ConfirmationInput(request, deadline, self.options, checked_fault_plan(faults)),
-                id=request.workflow_id,
-                task_queue=service.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(ORGANIZATION_ID, request.organization_id),
-                        SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
-                        SearchAttributePair(PAYMENT_CURRENCY, request.currency),
-                    ]
-                ),
-                rpc_timeout=service.call_window,
+            # Through the service, as its own starts: a namespace changed under the lab is repaired or named there.
+            handle = await service.through_namespace_changes(
+                lambda: service.client.start_workflow(
+                    ConfirmedPaymentWorkflow.run,
+                    confirmation,
+                    id=request.workflow_id,
+                    task_queue=service.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(ORGANIZATION_ID, request.organization_id),
+                            SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
+                            SearchAttributePair(PAYMENT_CURRENCY, request.currency),
+                        ]
+                    ),
+                    rpc_timeout=service.call_window,
+                )
             )
         except WorkflowAlreadyStartedError:
             raise DuplicatePaymentError(request.payment_id, await service.status(request.payment_id)) from None

@@ -43,6 +43,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from payments_lab.arguments import positive_duration, short_repr, whole_number
 from payments_lab.client import (
     NamespaceNotFoundError,
+    SearchAttributesError,
     TemporalUnavailableError,
     ensure_search_attributes,
     workflow_url,
@@ -619,6 +620,10 @@ class PaymentService:
             TemporalUnavailableError: the server did not confirm the start within the service's
                 ``call_window`` (it is gone, stopped or overloaded); the message says how to find
                 out whether the payment started.
+            NamespaceNotFoundError: the service's namespace is gone from its server (deleted under
+                the lab); nothing started. See :meth:`through_namespace_changes`.
+            SearchAttributesError: the kit's search attributes were removed from the namespace and
+                could not be added back; nothing started.
             ValueError: ``execution_timeout`` or ``task_timeout`` is not a positive ``timedelta``,
                 or the faults or options are of the wrong kind; nothing started.
         """
@@ -626,19 +631,22 @@ class PaymentService:
         positive_duration("execution_timeout", execution_timeout, optional=True)
         positive_duration("task_timeout", task_timeout, optional=True)
         self.require_open()
+        payment = PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults))
         try:
-            handle = await self._start_workflow(
-                PaymentWorkflow.run,
-                PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults)),
-                id=request.workflow_id,
-                task_queue=self.task_queue,
-                execution_timeout=execution_timeout or self.execution_timeout,
-                task_timeout=task_timeout,
-                request_eager_start=eager_start,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=_search_attributes(request),
-                rpc_timeout=self.call_window,
+            handle = await self.through_namespace_changes(
+                lambda: self.client.start_workflow(
+                    PaymentWorkflow.run,
+                    payment,
+                    id=request.workflow_id,
+                    task_queue=self.task_queue,
+                    execution_timeout=execution_timeout or self.execution_timeout,
+                    task_timeout=task_timeout,
+                    request_eager_start=eager_start,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    search_attributes=_search_attributes(request),
+                    rpc_timeout=self.call_window,
+                )
             )
         except WorkflowAlreadyStartedError:
             raise DuplicatePaymentError(request.payment_id, await self.status(request.payment_id)) from None
@@ -657,17 +665,29 @@ class PaymentService:
             raise
         return PaymentHandle(self, handle, request.payment_id)
 
-    async def _start_workflow(self, *args: Any, **kwargs: Any) -> WorkflowHandle[Any, Any]:
-        """``client.start_workflow``, through a namespace changed under the lab: search attributes removed by hand are
-        added back once (as connecting does), and a namespace deleted is :class:`NamespaceNotFoundError`.
+    async def through_namespace_changes(self, start: Callable[[], Awaitable[T]]) -> T:
+        """``await start()``, a call that starts a payment's workflow, through a namespace changed under the lab: the
+        kit's search attributes removed by hand are added back once (as connecting does) and the call made again, and a
+        namespace deleted is :class:`NamespaceNotFoundError`. The kit's three ways of starting a payment go through it
+        (:meth:`start`, :meth:`start_early`, :meth:`payments_lab.checkout.Checkout.start`).
 
-        Off the script (a room), both gave a raw RPCError from ``lab.pay()`` and from every check, and opening the
-        lab again returned the same lab.
+        Off the script (a room), each gave a raw RPCError from ``lab.pay()`` and from every check, and opening the lab
+        again returned the same lab. Anything else ``start()`` raises passes through as it is.
+
+        Args:
+            start: Makes one attempt. It is called again after the repair: what serves one call only (an
+                Update-with-Start operation) must be made afresh inside it. The server refuses both cases before it
+                starts anything, so the second attempt cannot start a payment twice.
+
+        Raises:
+            NamespaceNotFoundError: the namespace is gone from the server (RPC ``NOT_FOUND``); nothing started.
+            SearchAttributesError: the search attributes were missing and could not be added back, or the server
+                did not take them in time; nothing started.
         """
         repaired = False
         while True:
             try:
-                return await self.client.start_workflow(*args, **kwargs)
+                return await start()
             except RPCError as err:
                 if err.status is RPCStatusCode.NOT_FOUND and "namespace" in err.message.lower():
                     raise NamespaceNotFoundError(
@@ -727,6 +747,10 @@ class PaymentService:
                 ``WorkflowUpdateRPCTimeoutOrCancelledError``, the SDK's error it stands for.
             FirstAnswerRefusedError: the workflow code the worker runs could not answer (a version
                 loaded with ``lab.load_module`` without the ``answer`` update); the payment runs on.
+            NamespaceNotFoundError: the service's namespace is gone from its server (deleted under
+                the lab); nothing started. See :meth:`through_namespace_changes`.
+            SearchAttributesError: the kit's search attributes were removed from the namespace and
+                could not be added back; nothing started.
             ValueError: ``execution_timeout`` or ``rpc_timeout`` is not a positive ``timedelta``,
                 or the faults or options are of the wrong kind; nothing started.
         """
@@ -734,20 +758,24 @@ class PaymentService:
         positive_duration("execution_timeout", execution_timeout, optional=True)
         positive_duration("rpc_timeout", rpc_timeout, optional=True)
         self.require_open()
-        operation = WithStartWorkflowOperation(
-            PaymentWorkflow.run,
-            PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults)),
-            id=request.workflow_id,
-            task_queue=self.task_queue,
-            execution_timeout=execution_timeout or self.execution_timeout,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=_search_attributes(request),
-        )
+        payment = PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults))
+
+        def operation() -> WithStartWorkflowOperation[PaymentWorkflow, PaymentResult]:
+            return WithStartWorkflowOperation(
+                PaymentWorkflow.run,
+                payment,
+                id=request.workflow_id,
+                task_queue=self.task_queue,
+                execution_timeout=execution_timeout or self.execution_timeout,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=_search_attributes(request),
+            )
+
         try:
             # Workflow code that fails its task before it answers (a bug loaded with lab.load_module) would keep
             # the update waiting: say so as result() does, from the first attempt that fails.
-            answer = await unless_task_fails(
+            answer, handle = await unless_task_fails(
                 self._update_with_start(operation, request.payment_id, rpc_timeout),
                 self.client.get_workflow_handle(request.workflow_id),
                 client=self.client,
@@ -759,7 +787,6 @@ class PaymentService:
                 request.payment_id, "its first answer", "may have started and"
             )
             raise
-        handle = await operation.workflow_handle()
         return EarlyStart(answer, PaymentHandle(self, handle, request.payment_id))
 
     async def _say_what_a_first_answer_waits_for(self, payment_id: str, *, after: float = WAITING_SAID_AFTER) -> None:
@@ -789,15 +816,35 @@ class PaymentService:
         )
 
     async def _update_with_start(
-        self, operation: WithStartWorkflowOperation[Any, Any], payment_id: str, rpc_timeout: timedelta | None
-    ) -> PaymentAnswer:
-        """Start the payment and send it the ``answer`` update in one call; raise what :meth:`start_early` says."""
-        try:
+        self,
+        operation: Callable[[], WithStartWorkflowOperation[PaymentWorkflow, PaymentResult]],
+        payment_id: str,
+        rpc_timeout: timedelta | None,
+    ) -> tuple[PaymentAnswer, WorkflowHandle[PaymentWorkflow, PaymentResult]]:
+        """Start the payment and send it the ``answer`` update in one call; return the answer and the payment's
+        workflow, or raise what :meth:`start_early` says.
+
+        Args:
+            operation: Makes the start half of the call: an operation serves one call, and a call the server
+                refused for a namespace changed under the lab is made again with a new one.
+        """
+        made: list[WithStartWorkflowOperation[PaymentWorkflow, PaymentResult]] = []
+
+        async def attempt() -> PaymentAnswer:
+            if made:  # the attempt the namespace refused: read its failure, or asyncio reports it "never retrieved"
+                await _read_failure(made[-1])
+            made.append(operation())
             return await self.client.execute_update_with_start_workflow(
-                PaymentWorkflow.answer, start_workflow_operation=operation, rpc_timeout=rpc_timeout
+                PaymentWorkflow.answer, start_workflow_operation=made[-1], rpc_timeout=rpc_timeout
             )
+
+        try:
+            answer = await self.through_namespace_changes(attempt)
+        except (NamespaceNotFoundError, SearchAttributesError):  # nothing started: its failure is read, then raised as said
+            await _read_failure(made[-1])
+            raise
         except WorkflowAlreadyStartedError:
-            await _read_failure(operation)
+            await _read_failure(made[-1])
             raise DuplicatePaymentError(payment_id, await self.status(payment_id)) from None
         except WorkflowUpdateFailedError as err:  # the workflow took the update in and failed it: it has started
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause)
@@ -809,7 +856,7 @@ class PaymentService:
                 f"Follow this payment with `await lab.service.handle({payment_id!r}).result()`."
             ) from None
         except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-            started = await _read_failure(operation)
+            started = await _read_failure(made[-1])
             if isinstance(err.__cause__, asyncio.CancelledError):  # Temporal's name for an interrupted wait
                 raise err.__cause__ from None
             if isinstance(err, RPCError) and not is_unreachable(err):
@@ -828,6 +875,7 @@ class PaymentService:
                     f"`await lab.service.handle({payment_id!r}).result()` waits for its end once the server answers."
                 ) from err
             raise self.unconfirmed_start(payment_id, outage) from err
+        return answer, await made[-1].workflow_handle()
 
     async def _no_first_answer(self, payment_id: str, rpc_timeout: timedelta | None) -> FirstAnswerNotInTimeError:
         """The error of a first answer that did not come within ``rpc_timeout``, saying why: the payment has started."""

@@ -475,3 +475,29 @@ async def test_a_confirmation_to_workflow_code_that_fails_says_so_at_once_and_co
     result = await asyncio.wait_for(handle.result(), 30)
     assert result.status is PaymentStatus.COMPLETED and lab.repository.charge_count(request.payment_id) == 1
     assert (await checkout.state(request.payment_id)).decision == "confirmed", "the answer sent once counted"
+
+
+async def test_a_checkout_start_in_a_namespace_changed_under_the_lab_is_repaired_or_named_not_a_raw_rpc_error() -> None:
+    """`Checkout.start` called `client.start_workflow` itself, without the repair the service's `start` has: search
+    attributes removed by hand gave a raw RPCError ("no mapping defined for search attribute"), and a deleted namespace
+    another, from `checkout.start` and from lesson 11's checks."""
+    from temporalio.api.operatorservice.v1 import DeleteNamespaceRequest, RemoveSearchAttributesRequest
+
+    from payments_lab.client import NamespaceNotFoundError, connect
+    from payments_lab.search_attributes import ALL
+
+    with EmbeddedServer(ui=False, namespaces=["ana"]) as server:
+        client = (await connect(address=server.address, namespace="ana")).client
+        queue = f"ns-{new_id()}"
+        async with create_worker(client, queue, PaymentActivities(PaymentRepository())):
+            checkout = Checkout(PaymentService(client, queue, options=FAST))
+            await client.operator_service.remove_search_attributes(
+                RemoveSearchAttributesRequest(namespace="ana", search_attributes=[key.name for key in ALL])
+            )
+            request = _request()
+            handle = await checkout.start(request)
+            await checkout.wait_until_waiting(request.payment_id)
+            assert (await handle.status()).organization_id == "org-acme", "the attributes were added back, as connecting adds them"
+            await client.operator_service.delete_namespace(DeleteNamespaceRequest(namespace="ana"))
+            with pytest.raises(NamespaceNotFoundError, match=r"the namespace 'ana' is gone from the Temporal server .*nothing started"):
+                await checkout.start(_request())

@@ -1108,3 +1108,31 @@ async def test_a_check_whose_lab_worker_stops_leaves_no_payment_running_nor_mone
         status = (await lab.service.status(payment_id)).workflow_status
         kept = lab.repository.ledger_summary(payment_id).kept
         assert status == "completed" or kept == 0, (payment_id, status, kept)  # completed: the money is the sale's
+
+
+async def test_checks_that_start_early_or_through_the_checkout_repair_a_namespace_changed_under_the_lab_or_judge_nothing() -> None:
+    """Lessons 10 and 11 start their payments with `lab.service.start_early` (10 Q1 in the learner's own function) and
+    `Checkout.start`, which did not go through the repair `lab.service.start` has: search attributes removed by hand
+    made 10 Q1 a judged, recorded wrong answer ("Your function raised an error") and the others a raw RPCError; a
+    deleted namespace the same. Now the attributes come back, and a deleted namespace is the lab's trouble, not judged."""
+    from temporalio.api.operatorservice.v1 import DeleteNamespaceRequest, RemoveSearchAttributesRequest
+
+    from payments_lab.search_attributes import ALL
+
+    checks = (lesson10.q1, lesson10.q2, lesson11.q1)
+    lab = await open_lab(f"ns-{uuid.uuid4().hex[:6]}", server=EmbeddedServer(ui=False, namespace="ana"))
+    try:
+        for exercise in checks:
+            await lab.client.operator_service.remove_search_attributes(
+                RemoveSearchAttributesRequest(namespace="ana", search_attributes=[key.name for key in ALL])
+            )
+            feedback = await exercise.check_async(solution_answer(exercise, lab), lab=lab)
+            assert feedback.outcome is CheckOutcome.CORRECT, (exercise.label, str(feedback))
+        await lab.client.operator_service.delete_namespace(DeleteNamespaceRequest(namespace="ana"))
+        for exercise in checks:
+            feedback = await exercise.check_async(solution_answer(exercise, lab), lab=lab)
+            assert feedback.outcome is CheckOutcome.INCORRECT, (exercise.label, str(feedback))
+            assert feedback.message.startswith("The lab's namespace is not ready: the namespace 'ana' is gone"), (exercise.label, str(feedback))
+            assert "your answer was not judged" in str(feedback), str(feedback)
+    finally:
+        await lab.close()

@@ -399,3 +399,42 @@ async def test_a_namespace_changed_under_the_lab_is_repaired_or_named_not_a_raw_
             await client.operator_service.delete_namespace(DeleteNamespaceRequest(namespace="ana"))
             with pytest.raises(NamespaceNotFoundError, match=r"the namespace 'ana' is gone from the Temporal server .*nothing started"):
                 await service.start(PaymentRequest(new_id("p"), "org-acme", "u", "1.00", "EUR"))
+
+
+async def test_an_early_start_in_a_namespace_changed_under_the_lab_is_repaired_or_named_not_a_raw_rpc_error() -> None:
+    """`start_early` (Update-with-Start) did not go through the repair `start` has: search attributes removed by hand gave
+    a raw RPCError ("no mapping defined for search attribute"), and a deleted namespace another ("Namespace … is not
+    found"), from `lab.service.start_early` and from lesson 10's checks. The refused attempt's failure is read: asyncio
+    must not print "never retrieved" later, into another cell."""
+    import gc
+
+    from temporalio.api.operatorservice.v1 import DeleteNamespaceRequest, RemoveSearchAttributesRequest
+
+    from payments_lab.client import NamespaceNotFoundError, connect
+    from payments_lab.messages import TUNED
+    from payments_lab.repository import PaymentRepository
+    from payments_lab.search_attributes import ALL
+    from payments_lab.server import EmbeddedServer
+
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    try:
+        with EmbeddedServer(ui=False, namespaces=["ana"]) as server:
+            client = (await connect(address=server.address, namespace="ana")).client
+            queue = f"ns-{new_id()}"
+            async with BackgroundWorker(client, queue, PaymentActivities(PaymentRepository())):
+                service = PaymentService(client, queue, options=FAST)
+                await client.operator_service.remove_search_attributes(
+                    RemoveSearchAttributesRequest(namespace="ana", search_attributes=[key.name for key in ALL])
+                )
+                started = await service.start_early(PaymentRequest(new_id("p"), "org-acme", "u", "1.00", "EUR"), options=TUNED)
+                assert started.answer.accepted, "the attributes were added back, as connecting adds them"
+                assert (await started.handle.result()).status is PaymentStatus.COMPLETED
+                await client.operator_service.delete_namespace(DeleteNamespaceRequest(namespace="ana"))
+                with pytest.raises(NamespaceNotFoundError, match=r"the namespace 'ana' is gone from the Temporal server .*nothing started"):
+                    await service.start_early(PaymentRequest(new_id("p"), "org-acme", "u", "1.00", "EUR"), options=TUNED)
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert not [m for m in reported if "never retrieved" in m], "nothing printed later, into another cell"

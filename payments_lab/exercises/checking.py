@@ -25,6 +25,7 @@ import numpy as np
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHistory
 
 from payments_lab.arguments import short_repr
+from payments_lab.client import NamespaceNotFoundError, SearchAttributesError
 from payments_lab.domain import PaymentRequest, PaymentResult, PaymentStatus
 from payments_lab.exercises import Mismatch
 from payments_lab.exercises.errors import InvalidExerciseError, lab_closed
@@ -469,6 +470,10 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
 
     Raises:
         Mismatch: the function raised, or did not return within ``timeout`` seconds.
+        NamespaceNotFoundError: the lab's namespace is gone (deleted under the lab), as the
+            function's start of a payment found; the check judges nothing then (see ``Exercise.check_async``).
+        SearchAttributesError: the kit's search attributes were removed from the lab's namespace and
+            could not be added back; the same.
     """
     try:
         with _dropped_coroutines() as dropped:
@@ -489,7 +494,9 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
             seen="it was still running, and was stopped",
             where_to_look="a loop that never ends, or an `await` on something that never happens",
         ) from None
-    except Mismatch:
+    except (Mismatch, NamespaceNotFoundError, SearchAttributesError):
+        # A namespace changed under the lab is the lab's trouble, not the answer's: blamed on the function that
+        # started a payment there (10 Q1: `lab.service.start_early`), it was judged and recorded as a wrong answer.
         raise
     except asyncio.CancelledError as error:
         task = asyncio.current_task()
