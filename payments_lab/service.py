@@ -468,14 +468,17 @@ class PaymentHandle:
             described = await self._answered(lambda window: self.workflow.describe(rpc_timeout=window))
         return _report(described, self.service.workflow_url)
 
-    async def cancel(self) -> None:
+    async def cancel(self, *, reason: str = "") -> None:
         """Ask the workflow to cancel; it settles the payment (refunding it if charged).
 
         Asking again is harmless (measured: the server accepts a second request, and one made
         after the workflow closed), so this waits through an outage as the reads do.
+
+        Args:
+            reason: Why, kept in the history as the ``WorkflowExecutionCancelRequested`` event's ``cause``.
         """
         with not_found_as(self.payment_id):
-            await self._answered(lambda window: self.workflow.cancel(rpc_timeout=window))
+            await self._answered(lambda window: self.workflow.cancel(reason=reason, rpc_timeout=window))
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,27 @@ async def _always_failed(started: Any) -> Any:
     return "failed"  # never reads the payment
 
 
+async def _cancel_then_read(started: Any) -> Any:
+    """Off the script (exq D5): returned `cancelled`, and was told the check's payment did not run as planned or that
+    it did not return how the payment ended, never that it ended the payment itself."""
+    await started.handle.cancel()
+    return (await started.handle.result()).status
+
+
+async def _terminate_then_say_failed(started: Any) -> Any:
+    await started.handle.workflow.terminate("done with it")
+    return "failed"
+
+
+async def _cancel_instead_of_confirming(checkout: Any, payment_id: str) -> None:
+    """Off the script (exq D5): told "The payment ended cancelled." with no word of who cancelled it."""
+    await checkout.service.handle(payment_id).cancel()
+
+
+async def _terminate_before_the_webhook(checkout: Any, payment_id: str) -> None:
+    await checkout.service.handle(payment_id).workflow.terminate("start over")
+
+
 async def _cancel_at_once(lab: Lab, handle: Any) -> None:
     await handle.cancel()
 
@@ -384,6 +405,10 @@ WRONG_ANSWERS: list[tuple[Exercise, WrongAnswer, str]] = [
     (lesson10.q1, lambda lab: _answer_then_terminate, "Your function terminated the payment it answered for"),
     (lesson10.q2, lambda lab: _the_early_answer, "early answer (`processing`)"),
     (lesson10.q2, lambda lab: _always_failed, "did not read the payment it was given"),
+    (lesson10.q2, lambda lab: _cancel_then_read, "Your function cancelled the payment it was given"),
+    (lesson10.q2, lambda lab: _terminate_then_say_failed, "Your function terminated the payment it was given"),
+    (lesson11.q1, lambda lab: _cancel_instead_of_confirming, "Your function cancelled the payment it was given"),
+    (lesson11.q2, lambda lab: _terminate_before_the_webhook, "Your function terminated the payment it was given"),
     (lesson11.q1, lambda lab: _confirm_by_webhook, "not by the customer's update"),
     (lesson11.q1, lambda lab: _do_nothing, "deadline timer fired"),
     (lesson11.q2, lambda lab: _two_different_events, "two different events"),
@@ -1136,3 +1161,23 @@ async def test_checks_that_start_early_or_through_the_checkout_repair_a_namespac
             assert "your answer was not judged" in str(feedback), str(feedback)
     finally:
         await lab.close()
+
+
+async def test_a_checks_own_cancel_or_termination_is_not_blamed_on_the_answer(lab: Lab) -> None:
+    """A check stops a payment that overran (cancel, then terminate) with its own reason, which the history keeps."""
+    from payments_lab.exercises import checking
+    from payments_lab.exercises.checking import CHECK_STOP, ended_by_the_answer
+
+    for reason, blamed in ((CHECK_STOP, None), ("done with it", "cancelled")):
+        payment_id = f"ended-{uuid.uuid4().hex[:8]}"
+        handle = lab.service.handle(payment_id)
+        # A workflow type no worker runs: both requests are written to its history at once.
+        await lab.client.start_workflow("NobodyRunsThis", id=handle.workflow_id, task_queue=f"nobody-{payment_id}")
+        await handle.cancel(reason=reason)
+        await handle.workflow.terminate(reason=reason)
+        assert ended_by_the_answer(await handle.history()) == blamed
+    # The check's own way of ending one: its reason once went as the termination's details, and was blamed.
+    handle = lab.service.handle(f"ended-{uuid.uuid4().hex[:8]}")
+    await lab.client.start_workflow("NobodyRunsThis", id=handle.workflow_id, task_queue=f"nobody-{handle.payment_id}")
+    await checking._terminate(handle)
+    assert ended_by_the_answer(await handle.history()) is None

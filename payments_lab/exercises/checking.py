@@ -139,28 +139,29 @@ class PaymentRun:
         return ", ".join(self.outcomes(activity_type)) or "none"
 
 
-CHECK_TERMINATION = "stopped by an exercise check"
-"""The reason a check gives when it terminates a payment of its own."""
+CHECK_STOP = "stopped by an exercise check"
+"""The reason a check gives when it cancels or terminates a payment of its own (the history keeps it)."""
 
 
 def ended_by_the_answer(history: WorkflowHistory) -> str | None:
     """``"cancelled"`` or ``"terminated"`` when something other than a check ended the payment (the learner's answer), else None.
 
-    Only for a check that never cancels its payments itself (it terminates one that overruns, with
-    :data:`CHECK_TERMINATION`).
+    A check's own cancel and terminate requests give :data:`CHECK_STOP` as their reason, which the
+    history keeps (the cancel request's ``cause``, the termination's ``reason``).
     """
     for event in history.events:
         if event.HasField("workflow_execution_cancel_requested_event_attributes"):
-            return "cancelled"
+            if event.workflow_execution_cancel_requested_event_attributes.cause != CHECK_STOP:
+                return "cancelled"
         if event.HasField("workflow_execution_terminated_event_attributes"):
-            if event.workflow_execution_terminated_event_attributes.reason != CHECK_TERMINATION:
+            if event.workflow_execution_terminated_event_attributes.reason != CHECK_STOP:
                 return "terminated"
     return None
 
 
 async def _terminate(handle: PaymentHandle) -> None:
     try:
-        await handle.workflow.terminate(CHECK_TERMINATION)
+        await handle.workflow.terminate(reason=CHECK_STOP)
     except Exception:  # noqa: BLE001 - it may have ended meanwhile
         pass
 
@@ -181,7 +182,7 @@ async def _settle_if_terminated(handle: PaymentHandle, repository: PaymentReposi
 async def _stop(handle: PaymentHandle, grace: float) -> None:
     """Cancel a payment that missed its deadline (it settles and refunds), else terminate it."""
     try:
-        await handle.cancel()
+        await handle.cancel(reason=CHECK_STOP)
         await asyncio.wait_for(handle.result(), grace)
     except Exception:  # noqa: BLE001 - whatever happened, the payment must not linger
         await _terminate(handle)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
 from payments_lab.domain import ActivityType, PaymentRequest, PaymentResult, PaymentStatus
 from payments_lab.exercises import Exercise, Mismatch, Verdict
@@ -184,7 +184,10 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
         returned = await call_learner(function, started, what="function", timeout=LEARNER_TIMEOUT)
     finally:
         result = await await_result(started.handle, END_WITHIN, terminate=True, settle_in=lab.repository)
-    events = events_of(await started.handle.history())
+    history = await started.handle.history()
+    expected = f"`{PaymentStatus.FAILED.value}`: the charge was declined after the answer, and the workflow settled it"
+    _not_ended_by_the_answer(history, returned, expected)
+    events = events_of(history)
     answered = first_index(events, "WorkflowExecutionUpdateCompleted")
     settled = first_index(events, "ActivityTaskScheduled", ActivityType.SETTLE)
     if answered is None or settled is None or answered > settled:
@@ -197,7 +200,6 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
         )
     final = result.status if result is not None else None
     seen_status = _status_of(returned)
-    expected = f"`{PaymentStatus.FAILED.value}`: the charge was declined after the answer, and the workflow settled it"
     if seen_status is PaymentStatus.PROCESSING or isinstance(returned, PaymentAnswer):
         raise Mismatch(
             "Your function returned the early answer (`processing`): that is what the customer heard, "
@@ -221,6 +223,7 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
         returned_for_paid = await call_learner(function, paid, what="function", timeout=LEARNER_TIMEOUT)
     finally:
         await await_result(paid.handle, END_WITHIN, terminate=True, settle_in=lab.repository)
+    _not_ended_by_the_answer(await paid.handle.history(), returned_for_paid, f"`{PaymentStatus.COMPLETED.value}` for a payment whose charge goes through")
     if _status_of(returned_for_paid) is not PaymentStatus.COMPLETED:
         raise Mismatch(
             "Your function did not read the payment it was given: for a second payment, whose charge went through, "
@@ -238,6 +241,19 @@ async def _check_final_word(answer: object, lab: Lab | None) -> Verdict:
             f"{len(lab.repository.notifications(request.payment_id))} notifications: nobody told the customer yet",
         ),
     )
+
+
+def _not_ended_by_the_answer(history: WorkflowHistory, returned: object, expected: str) -> None:
+    """Refuse an answer that cancelled or terminated the payment: it then returned an end it caused itself."""
+    ended = ended_by_the_answer(history)
+    if ended is not None:
+        raise Mismatch(
+            f"Your function {ended} the payment it was given: it returned an end it caused, not how the payment ended.",
+            expected=expected,
+            seen=f"`WorkflowExecution{'CancelRequested' if ended == 'cancelled' else 'Terminated'}` in the payment's "
+            f"history; your function returned {short_repr(returned)}",
+            where_to_look="read the payment without changing it: `(await started.handle.result()).status`",
+        )
 
 
 def _status_of(returned: object) -> object:

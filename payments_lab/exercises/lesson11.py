@@ -13,6 +13,7 @@ from payments_lab.exercises.checking import (
     PaymentRun,
     after_learner,
     call_learner,
+    ended_by_the_answer,
     expect_function,
     fresh_request,
     plural,
@@ -50,6 +51,18 @@ def _seen(run: PaymentRun) -> str:
     return f"status {run.status}; history: {', '.join(found) or 'no update, signal or timer event'}; ledger: {plural(run.charges, 'charge')}"
 
 
+def _not_ended_by_the_answer(run: PaymentRun, expected: str, what_to_type: str) -> None:
+    """Refuse an answer that cancelled or terminated the payment: its feedback would otherwise name another cause."""
+    ended = ended_by_the_answer(run.history)
+    if ended is not None:
+        raise Mismatch(
+            f"Your function {ended} the payment it was given: nobody can confirm a payment that was ended.",
+            expected=expected,
+            seen=f"`WorkflowExecution{'CancelRequested' if ended == 'cancelled' else 'Terminated'}` in the payment's history; {_seen(run)}",
+            where_to_look=what_to_type + "; do not cancel or terminate the payment",
+        )
+
+
 def _deadline_passed(run: PaymentRun, expected: str, what_to_type: str) -> None:
     if _count(run, "TimerFired"):
         raise Mismatch(
@@ -65,6 +78,7 @@ async def _check_confirm(answer: object, lab: Lab | None) -> Verdict:
     run, _ = await _drive(lab, answer, "49.90")
     expected = "one `WorkflowExecutionUpdateAccepted`, the timer cancelled, status completed, 1 charge"
     what_to_type = "`await checkout.confirm(payment_id)` sends the `confirm` update"
+    _not_ended_by_the_answer(run, expected, what_to_type)
     _deadline_passed(run, expected, what_to_type)
     accepted = _count(run, "WorkflowExecutionUpdateAccepted")
     if not accepted and _count(run, "WorkflowExecutionSignaled"):
@@ -124,6 +138,7 @@ async def _check_webhook_twice(answer: object, lab: Lab | None) -> Verdict:
         "build one `ProcessorEvent(\"evt_…\", AUTHENTICATED)` and pass the same object to "
         "`await checkout.deliver_webhook(payment_id, event)` twice"
     )
+    _not_ended_by_the_answer(run, expected, what_to_type)
     _deadline_passed(run, expected, what_to_type)
     signaled = _count(run, "WorkflowExecutionSignaled")
     state = await checkout.state(run.payment_id)
