@@ -119,15 +119,27 @@ def _frame_in(error: BaseException, path: Path) -> int | None:
     return lines[-1] if lines else None
 
 
-def _import_within(name: str, module_name: str, path: Path, deadline: float) -> ModuleType:
-    """Import ``module_name`` (version of cell module ``name``) in a thread of its own, for ``deadline`` seconds at most.
+def _start_import(module_name: str) -> GuardedCall:
+    """Start importing ``module_name`` in a thread of its own: its top level may loop or wait for ever."""
+    return GuardedCall(importlib.import_module, module_name, name=f"import {module_name}")
+
+
+def _import_ended(importing: GuardedCall, finished: bool, name: str, module_name: str, path: Path, deadline: float) -> ModuleType:
+    """The module ``importing`` imported (version ``module_name`` of cell module ``name``), once waited for.
+
+    Args:
+        importing: The import, from :func:`_start_import`.
+        finished: Whether it ended within ``deadline`` seconds.
+        name: The name the cell gave.
+        module_name: The name it is imported under.
+        path: Its file.
+        deadline: The seconds it was waited for.
 
     Raises:
         WorkflowModuleError: the import ran past ``deadline``; the message names the line that was running.
         BaseException: whatever the module's top level raised.
     """
-    importing = GuardedCall(importlib.import_module, module_name, name=f"import {module_name}")
-    if not importing.wait(deadline):
+    if not finished:
         line = importing.running_line(path)
         stopped = importing.stop()
         sys.modules.pop(module_name, None)
@@ -144,6 +156,61 @@ def _import_within(name: str, module_name: str, path: Path, deadline: float) -> 
         )
     module: ModuleType = importing.result()
     return module
+
+
+def _import_within(name: str, module_name: str, path: Path, deadline: float) -> ModuleType:
+    """Import ``module_name`` (version of cell module ``name``) in a thread of its own, blocking for ``deadline`` seconds at most.
+
+    For a caller with no event loop to keep turning; :func:`_import_within_async` waits on the loop.
+
+    Raises:
+        WorkflowModuleError: the import ran past ``deadline``; the message names the line that was running.
+        BaseException: whatever the module's top level raised.
+    """
+    importing = _start_import(module_name)
+    return _import_ended(importing, importing.wait(deadline), name, module_name, path, deadline)
+
+
+async def _import_within_async(name: str, module_name: str, path: Path, deadline: float) -> ModuleType:
+    """:func:`_import_within`, waiting on the event loop: the lab's worker in the same kernel polls and heartbeats meanwhile.
+
+    Raises:
+        WorkflowModuleError: the import ran past ``deadline``; the message names the line that was running.
+        BaseException: whatever the module's top level raised.
+    """
+    importing = _start_import(module_name)
+    try:
+        finished = await importing.wait_async(deadline)
+    except BaseException:
+        # The cell stopped waiting (interrupted): this version is never used, so its import is not left running
+        # on in the background, nor its half-imported module in sys.modules.
+        importing.stop(grace=0)
+        sys.modules.pop(module_name, None)
+        raise
+    return _import_ended(importing, finished, name, module_name, path, deadline)
+
+
+def _import_failure(error: Exception | SystemExit, name: str, path: Path, source: str) -> WorkflowModuleError:
+    """What to tell of a module whose import raised ``error``: one message saying what to change."""
+    if isinstance(error, WorkflowModuleError):  # it ran past its deadline: already said
+        return error
+    if isinstance(error, ImportError):
+        missing = error.name or str(error)
+        return WorkflowModuleError(
+            f"{name}: cannot import {missing!r} ({error}). Check the spelling of the import, or install the "
+            "package; the worker still runs the previous version."
+        )
+    line = _frame_in(error, path)
+    where = f", line {line}" if line else ""
+    if _raised_by_temporal(error):
+        return WorkflowModuleError(
+            f"{name}{where}: Temporal refused a definition ({type(error).__name__}: {error}). "
+            f"{_definition_fix(str(error), source)}; the worker still runs the previous version."
+        )
+    return WorkflowModuleError(
+        f"{name}{where}: importing the module raised {type(error).__name__}: {error}. Module-level code runs "
+        "at import: keep it to imports and definitions; the worker still runs the previous version."
+    )
 
 
 def _definition_fix(refusal: str, source: str) -> str:
@@ -189,6 +256,9 @@ class WorkflowModules:
         self._current: dict[str, LoadedModule] = {}
         self.deploying = asyncio.Lock()
         """Held while a version is put in use (:func:`deploy`)."""
+        self.loading = asyncio.Lock()
+        """Held while a version is imported and queued for :attr:`deploying` (:func:`deploy`): versions are put in
+        use in the order they were loaded, whichever import ends first."""
 
     def __repr__(self) -> str:
         return f"WorkflowModules({self.folder}, modules {sorted(self._current)})"
@@ -207,6 +277,42 @@ class WorkflowModules:
             ValueError: ``name`` is not a valid module name.
             WorkflowModuleError: the source does not compile, fails to import, or defines
                 no workflow and no activity.
+        """
+        revision, module_name, path = self._write(name, source)
+        try:
+            module = _import_within(name, module_name, path, self.import_deadline)
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - the learner's module may raise anything at import
+            raise _import_failure(error, name, path, source) from None
+        return self._defined(name, revision, module_name, path, module)
+
+    async def load_async(self, name: str, source: str) -> LoadedModule:
+        """:meth:`load`, waiting for the import on the event loop instead of blocking it.
+
+        A module whose top level is slow (``time.sleep(5)``) or never ends keeps the
+        kernel's event loop turning meanwhile: the lab's worker, and every other task,
+        carry on. The deadline is the same.
+
+        Raises:
+            ValueError: ``name`` is not a valid module name.
+            WorkflowModuleError: the source does not compile, fails to import, or defines
+                no workflow and no activity.
+        """
+        revision, module_name, path = self._write(name, source)
+        try:
+            module = await _import_within_async(name, module_name, path, self.import_deadline)
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - the learner's module may raise anything at import
+            raise _import_failure(error, name, path, source) from None
+        return self._defined(name, revision, module_name, path, module)
+
+    def _write(self, name: str, source: str) -> tuple[int, str, Path]:
+        """Check ``name`` and ``source`` and write the source under a module name never used before.
+
+        Returns:
+            The version's revision, the module name it is imported under, and its file.
+
+        Raises:
+            ValueError: ``name`` is not a valid module name.
+            WorkflowModuleError: the source is not text that compiles.
         """
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
             raise InvalidArgumentError(f"a module name is a Python identifier starting with a letter, e.g. 'payment_v2'; got {name!r}")
@@ -257,28 +363,14 @@ class WorkflowModules:
         self._names.add(module_name)
         path.write_text(source, encoding="utf-8")
         importlib.invalidate_caches()
-        try:
-            module = _import_within(name, module_name, path, self.import_deadline)
-        except WorkflowModuleError:
-            raise
-        except ImportError as error:
-            missing = error.name or str(error)
-            raise WorkflowModuleError(
-                f"{name}: cannot import {missing!r} ({error}). Check the spelling of the import, or install the "
-                "package; the worker still runs the previous version."
-            ) from None
-        except (Exception, SystemExit) as error:  # noqa: BLE001 - the learner's module may raise anything at import
-            line = _frame_in(error, path)
-            where = f", line {line}" if line else ""
-            if _raised_by_temporal(error):
-                raise WorkflowModuleError(
-                    f"{name}{where}: Temporal refused a definition ({type(error).__name__}: {error}). "
-                    f"{_definition_fix(str(error), source)}; the worker still runs the previous version."
-                ) from None
-            raise WorkflowModuleError(
-                f"{name}{where}: importing the module raised {type(error).__name__}: {error}. Module-level code runs "
-                "at import: keep it to imports and definitions; the worker still runs the previous version."
-            ) from None
+        return revision, module_name, path
+
+    def _defined(self, name: str, revision: int, module_name: str, path: Path, module: ModuleType) -> LoadedModule:
+        """The version ``module`` imported: its workflows and activities.
+
+        Raises:
+            WorkflowModuleError: it defines no workflow and no activity, or two classes of one workflow name.
+        """
         workflows: dict[str, type] = {}
         for value in vars(module).values():
             if not (isinstance(value, type) and value.__module__ == module_name):
@@ -398,13 +490,20 @@ async def deploy(worker: BackgroundWorker | None, modules: WorkflowModules, name
         WorkflowModuleError: the version does not compile, import, or pass the worker's
             validation in the sandbox.
     """
-    loaded = modules.load(name, source)
+    async def load_then_put_in_use() -> LoadedModule:
+        async with modules.loading:
+            # The import waits on the event loop (the worker in this kernel goes on polling). The next load
+            # waits its turn here, so that the version loaded last is the one put in use last.
+            loaded = await modules.load_async(name, source)
+            putting = asyncio.ensure_future(put_in_use(loaded))  # queued on `deploying` before the next load's
+        await putting
+        return loaded
 
-    async def put_in_use() -> None:
+    async def put_in_use(loaded: LoadedModule) -> None:
         async with modules.deploying:  # one deployment after the other: each builds on what the one before put in use
-            await _put_in_use()
+            await _put_in_use(loaded)
 
-    async def _put_in_use() -> None:
+    async def _put_in_use(loaded: LoadedModule) -> None:
         try:
             for cls in loaded.workflows.values():
                 # What the worker does to each workflow class when it is built: import its
@@ -421,8 +520,9 @@ async def deploy(worker: BackgroundWorker | None, modules: WorkflowModules, name
             modules.commit(loaded)
 
     # An interrupted cell (Jupyter cancels its task) must not stop the worker half-way: the lab would
-    # have no worker at all. The deployment runs to its end in a task of its own; the cell stops waiting.
-    deployment = asyncio.ensure_future(put_in_use())
+    # have no worker at all. The deployment (its import included) runs to its end in a task of its own;
+    # the cell stops waiting.
+    deployment = asyncio.ensure_future(load_then_put_in_use())
     try:
         await asyncio.shield(deployment)
     except asyncio.CancelledError as stopped:
@@ -433,4 +533,4 @@ async def deploy(worker: BackgroundWorker | None, modules: WorkflowModules, name
             "use, or the worker keeps the code it had); `lab.modules.current` tells which. Running the cell again waits its turn."
         ]
         raise
-    return loaded
+    return deployment.result()

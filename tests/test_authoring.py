@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from conftest import OpenLab
-from payments_lab.authoring import WorkflowModuleError, WorkflowModules
+from payments_lab.authoring import LoadedModule, WorkflowModuleError, WorkflowModules, deploy
 from payments_lab.domain import PaymentStatus
 from payments_lab.evolution import replay
 from payments_lab.exercises.checking import events_of, scheduled_activities
@@ -193,6 +195,80 @@ def test_a_module_whose_top_level_runs_on_is_reported_instead_of_hanging_the_cel
         assert not [m for m in sys.modules if m.startswith("runs_on_")]
         # The cell can be corrected and run again at once.
         assert modules.load("runs_on", HEAD + '        return "fixed"\n').revision == 2
+    finally:
+        modules.close()
+
+
+async def _longest_stall_of_the_loop_during(work: Any) -> float:
+    """Await ``work`` with a task ticking beside it; the longest the event loop went without a tick, in seconds."""
+    ticks = [time.monotonic()]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.02)
+            ticks.append(time.monotonic())
+
+    ticking = asyncio.create_task(tick())
+    try:
+        await work
+    finally:
+        ticking.cancel()
+        ticks.append(time.monotonic())
+    return max(later - earlier for earlier, later in zip(ticks, ticks[1:]))
+
+
+@pytest.mark.parametrize(
+    ("top_level", "loads"),
+    [
+        # Slow outside the sandbox only: the sandbox's own imports of the module (validation) are not what is measured.
+        ("from temporalio import workflow as _w\nimport time\nif not _w.unsafe.in_sandbox(): time.sleep(1.5)\n", True),
+        ("n = 0\nwhile True: n += 1\n", False),
+    ],
+    ids=["slow-then-done", "past-the-deadline"],
+)
+async def test_a_slow_module_top_level_keeps_the_event_loop_turning(top_level: str, loads: bool) -> None:
+    """Off the script: the import was waited for in the loop's own thread, so a slow top level stopped the lab's
+    worker in the same kernel (no polling, no heartbeats) for up to the import deadline."""
+    modules = WorkflowModules(import_deadline=1.0 if not loads else 10.0)
+    outcome: list[object] = []
+
+    async def load() -> None:
+        try:
+            outcome.append(await deploy(None, modules, "slow_top", after_future(top_level)))
+        except WorkflowModuleError as error:
+            outcome.append(error)
+
+    try:
+        stall = await _longest_stall_of_the_loop_during(load())
+        assert stall < 0.5, f"the event loop stood still {stall:.2f} s during the import"
+        (loaded,) = outcome
+        if loads:
+            assert isinstance(loaded, LoadedModule) and "PaymentWorkflow" in loaded.workflows
+        else:  # the same deadline, and the same message, as before
+            assert isinstance(loaded, WorkflowModuleError)
+            assert "slow_top, line 3: importing the module did not finish within 1 s" in str(loaded), loaded
+            assert not [m for m in sys.modules if m.startswith("slow_top_")]
+    finally:
+        modules.close()
+
+
+async def test_a_load_interrupted_during_its_import_says_so_and_the_import_still_meets_its_deadline() -> None:
+    """The import now waits on the event loop, where an interrupted cell's cancellation can reach it: the load
+    goes on to its end like the rest of the deployment, and a top level that runs on is stopped at the deadline."""
+    modules = WorkflowModules(import_deadline=0.5)
+    try:
+        cell = asyncio.create_task(deploy(None, modules, "stopped_top", after_future("n = 0\nwhile True: n += 1\n")))
+        await asyncio.sleep(0.2)
+        cell.cancel()
+        with pytest.raises(asyncio.CancelledError) as stopped:
+            await cell
+        (line,) = stopped.value._render_traceback_()  # type: ignore[attr-defined]
+        assert "Stopped waiting" in line and "module 'stopped_top'" in line, line
+        async with asyncio.timeout(5):
+            while [t for t in threading.enumerate() if t.name.startswith("import stopped_top_")]:
+                await asyncio.sleep(0.05)
+        assert not [m for m in sys.modules if m.startswith("stopped_top_")] and not modules.current
+        assert (await deploy(None, modules, "stopped_top", HEAD + "        return ''\n")).revision == 2
     finally:
         modules.close()
 
