@@ -219,12 +219,13 @@ class Droppable:
         self._coroutine = coroutine
 
     def __await__(self) -> Any:
-        coroutine = self._coroutine
+        # The coroutine is reached through self alone, never a local of this frame: a traceback that keeps
+        # this frame must not keep the coroutine (see _drop).
         thrown: BaseException | None = None
         drop_at: float | None = None  # set once a cancellation was thrown in
         while True:
             try:
-                waited = coroutine.send(None) if thrown is None else coroutine.throw(thrown)
+                waited = self._coroutine.send(None) if thrown is None else self._coroutine.throw(thrown)
             except StopIteration as done:
                 return done.value
             if isinstance(thrown, asyncio.CancelledError) and drop_at is None:
@@ -268,8 +269,27 @@ class Droppable:
     def _drop(self, waited: Any) -> None:
         if isinstance(waited, asyncio.Future):
             waited.cancel()
+        coroutine, self._coroutine = self._coroutine, None
         try:
-            self._coroutine.close()
-        except RuntimeError:  # it caught GeneratorExit too: it is never resumed again all the same
+            coroutine.close()
+        except RuntimeError:  # it caught GeneratorExit too, and awaited again: it is still suspended
             pass
+        # Freed here and now, in the event loop's thread while the loop runs, not whenever a garbage
+        # collection finds it (kept alive by the traceback of the error below). Freeing a suspended coroutine
+        # closes it once more: one that swallows everything (`except BaseException: pass` in a `while True`)
+        # awaits again, which ends the close here; in a thread with no running loop, `asyncio.sleep` raises
+        # instead, it swallows that too, and the thread spins for ever (a worker's thread, or the kernel's
+        # exit). Python reports that second refusal as "Exception ignored": already judged, it is not shown.
+        freed = id(coroutine)
+        hook = sys.unraisablehook
+
+        def quiet(unraisable: Any) -> None:
+            if id(unraisable.object) != freed or not isinstance(unraisable.exc_value, RuntimeError):
+                hook(unraisable)
+
+        sys.unraisablehook = quiet
+        try:
+            del coroutine
+        finally:
+            sys.unraisablehook = hook
         raise IgnoredCancellationError("the coroutine caught its cancellation and waited on past its grace")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import os
+import subprocess
+import sys
 import time
+import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from payments_lab.runaway import GuardedCall
+from payments_lab.runaway import Droppable, GuardedCall, IgnoredCancellationError
 
 
 def _spin() -> None:
@@ -56,3 +63,74 @@ async def test_waiting_for_it_leaves_the_event_loop_free() -> None:
     assert await call.wait_async(5)
     ticking.cancel()
     assert ticks >= 5  # the loop kept running while the call slept in its thread
+
+
+_SWALLOWS_EVERYTHING = '''
+import asyncio
+
+
+async def swallows():
+    while True:
+        try:
+            await asyncio.sleep(1)
+        except BaseException:
+            pass
+'''
+"""Lesson 11 Q1 as a learner answered it: GeneratorExit and every other exception thrown in are swallowed."""
+
+
+def _swallows_everything() -> Any:
+    namespace: dict[str, Any] = {}
+    exec(compile(_SWALLOWS_EVERYTHING, "<cell>", "exec"), namespace)  # noqa: S102 - a learner's cell, as the notebook runs it
+    return namespace["swallows"]()
+
+
+async def test_a_coroutine_that_swallows_everything_is_freed_where_it_is_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    """Off the script: the dropped coroutine stayed alive in the traceback of the verdict's error, until a garbage
+    collection in whatever thread ran it: GeneratorExit thrown in, swallowed, `asyncio.sleep` raised there (no
+    running loop), swallowed, for ever: a worker's thread, or the kernel's exit, hung."""
+    coroutine = _swallows_everything()
+    alive = weakref.ref(coroutine)
+    dropped = Droppable(coroutine)
+    del coroutine
+    gc.disable()  # no collection may free it meanwhile: it is freed by the drop, or not at all
+    try:
+        with pytest.raises(IgnoredCancellationError) as raised:
+            async with asyncio.timeout(0.05):
+                await dropped
+        assert alive() is None, "the dropped coroutine outlives its drop, kept by the error's traceback"
+        assert raised.value.__traceback__ is not None
+    finally:
+        gc.enable()
+    assert "Exception ignored" not in capsys.readouterr().err, "its refusal to close, already judged, is not shown"
+
+
+def test_after_dropping_a_coroutine_that_swallows_everything_a_collection_elsewhere_and_the_exit_end(tmp_path: Path) -> None:
+    """As a kernel does: a check's error dropped, then collected in another thread (a worker's); another kept (in
+    ``sys.last_value``, a cell's ``_``) until the interpreter's exit."""
+    script = tmp_path / "drop_then_collect.py"
+    script.write_text(
+        "import asyncio, gc, sys, threading\n"
+        "from test_runaway import _swallows_everything\n"
+        "from payments_lab.runaway import Droppable, IgnoredCancellationError\n"
+        "kept = []\n"
+        "async def check():\n"
+        "    try:\n"
+        "        async with asyncio.timeout(0.05):\n"
+        "            await Droppable(_swallows_everything())\n"
+        "    except IgnoredCancellationError as error:\n"
+        "        kept.append(error)\n"
+        "asyncio.run(check())\n"
+        "asyncio.run(check())\n"
+        "kept.pop()  # garbage now, in a cycle: freed by the next collection, in whatever thread runs it\n"
+        "collecting = threading.Thread(target=gc.collect, daemon=True)\n"
+        "collecting.start()\n"
+        "collecting.join(5)\n"
+        "print('collected elsewhere:', not collecting.is_alive(), flush=True)\n"
+        "# the other error stays referenced until the interpreter's exit frees it\n",
+        encoding="utf-8",
+    )
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30, env=env)
+    assert ran.returncode == 0 and "collected elsewhere: True" in ran.stdout, (ran.stdout, ran.stderr)
