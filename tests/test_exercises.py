@@ -1020,6 +1020,49 @@ async def test_a_loop_that_drops_a_coroutine_each_turn_or_catches_its_cancellati
     assert cleaned == [1], "its clean-up ran, and it is not blamed for catching its cancellation"
 
 
+@pytest.mark.parametrize("form", ["async def", "functools.partial", "lambda"])
+async def test_an_answer_that_swallows_everything_gets_its_verdict_and_is_gone_after_it(form: str) -> None:
+    """Off the script (lesson 11 Q1, `except BaseException: pass` in a `while True`): the verdict came, but the
+    dropped coroutine lived on in the verdict's traceback, and the garbage collection that freed it later, in
+    whatever thread, spun for ever (its `asyncio.sleep` raised there for want of a loop, swallowed); as a
+    `functools.partial` or a lambda, the answer got no verdict at all and polled on in the background."""
+    import gc
+    import types
+
+    from payments_lab.exercises.checking import call_learner
+
+    polls = 0
+
+    async def swallows(checkout: object, payment_id: str) -> None:
+        nonlocal polls
+        while True:
+            try:
+                polls += 1
+                await asyncio.sleep(0.05)
+            except BaseException:  # noqa: BLE001 - what the learner wrote
+                pass
+
+    answer: Callable[..., Any] = {
+        "async def": swallows,
+        "functools.partial": functools.partial(swallows),
+        "lambda": lambda checkout, payment_id: swallows(checkout, payment_id),
+    }[form]
+    gc.disable()  # no collection may free it meanwhile: it is freed by the check, or not at all
+    try:
+        async with asyncio.timeout(10):
+            with pytest.raises(Mismatch, match="caught the cancellation that was to stop it") as caught:
+                await call_learner(answer, None, "p-1", what="function", timeout=0.5)
+        alive = [o for o in gc.get_objects() if isinstance(o, types.CoroutineType) and o.cr_code is swallows.__code__]
+        assert not alive, "the dropped coroutine outlives the verdict"
+        del alive
+        assert caught.value.__traceback__ is not None  # the verdict's traceback, kept as a notebook keeps it
+    finally:
+        gc.enable()
+    after_verdict = polls
+    await asyncio.sleep(0.2)
+    assert polls == after_verdict, "the learner's loop was dropped, not left running in the background"
+
+
 async def test_an_interrupted_check_stops_with_its_work_and_says_so_in_one_line() -> None:
     """The ■ button during ``check()``: the check is stopped (its payment with it), not left judging in the background."""
     import payments_lab.exercises as framework

@@ -410,24 +410,13 @@ async def _await_learner(function: Callable[..., Any], args: tuple[Any, ...], wh
         BaseException: what the function raised.
     """
     code = getattr(function, "__code__", None)
-    if code is None:
-        return await asyncio.wait_for(function(*args), timeout)
+    if code is None:  # a functools.partial, say: no code of its own to guard the loop against
+        return await _awaited_within([function(*args)], what, timeout)
     with LoopGuard(code, stop_after=timeout) as guard:
         try:
             # Awaited in this task, not wait_for's: a SystemExit raised in a task of its own would
             # go straight out of the event loop, past every handler here.
-            async with asyncio.timeout(timeout):
-                outcome = await Droppable(function(*args))
-        except IgnoredCancellationError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError from None  # the check itself was cancelled (■): not the learner's doing
-            raise Mismatch(
-                f"Your {what} did not return within {timeout:g} s, and caught the cancellation that was to stop it: it was stopped.",
-                expected=f"it returns within {timeout:g} s",
-                seen="a `try` around an `await` whose `except` catches everything (a bare `except:`, or `except BaseException:`)",
-                where_to_look="catch what you expect, `except Exception:` at most (a cancellation is not an Exception), and make the loop end",
-            ) from None
+            outcome = await _awaited_within([function(*args)], what, timeout)
         except BaseException as error:
             if isinstance(error, (SystemExit, GeneratorExit)):
                 raise _ended_the_program(error, what) from None
@@ -452,6 +441,35 @@ async def _await_learner(function: Callable[..., Any], args: tuple[Any, ...], wh
     if guard.blocked_seconds >= BLOCKING_NOTICED:
         raise _blocked(guard, what)
     return outcome
+
+
+async def _awaited_within(handed: list[Awaitable[Any]], what: str, timeout: float) -> Any:
+    """Await what the learner's function returned, for ``timeout`` seconds; a coroutine that catches its cancellation is dropped.
+
+    ``handed`` holds it, and is emptied: no frame but :class:`Droppable`'s holds the coroutine then, so that one it
+    drops is freed there, in the loop's thread, not by a garbage collection in another (see ``Droppable._drop``).
+
+    Raises:
+        Mismatch: it caught the cancellation that was to stop it, and waited on (:class:`Droppable`).
+        TimeoutError: it did not end within ``timeout`` seconds.
+        BaseException: what it raised.
+    """
+    if not inspect.iscoroutine(handed[0]):  # a future, say: cancelled, it ends
+        return await asyncio.wait_for(handed.pop(), timeout)
+    dropping = Droppable(handed.pop())
+    try:
+        async with asyncio.timeout(timeout):
+            return await dropping
+    except IgnoredCancellationError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from None  # the check itself was cancelled (■): not the learner's doing
+        raise Mismatch(
+            f"Your {what} did not return within {timeout:g} s, and caught the cancellation that was to stop it: it was stopped.",
+            expected=f"it returns within {timeout:g} s",
+            seen="a `try` around an `await` whose `except` catches everything (a bare `except:`, or `except BaseException:`)",
+            where_to_look="catch what you expect, `except Exception:` at most (a cancellation is not an Exception), and make the loop end",
+        ) from None
 
 
 def _blocked(guard: LoopGuard, what: str) -> Mismatch:
@@ -481,9 +499,9 @@ async def call_learner(function: Callable[..., Any], *args: Any, what: str, time
             if inspect.iscoroutinefunction(function):
                 outcome = await _await_learner(function, args, what, timeout)
             else:
-                outcome = await _call_in_a_thread(function, args, what, timeout)
-                if inspect.isawaitable(outcome):
-                    outcome = await asyncio.wait_for(outcome, timeout)
+                handed = [await _call_in_a_thread(function, args, what, timeout)]
+                # A lambda that returns the call of an `async def`, say: awaited with nothing else holding it.
+                outcome = await _awaited_within(handed, what, timeout) if inspect.isawaitable(handed[0]) else handed.pop()
             if inspect.iscoroutine(outcome):
                 raise _never_awaited(outcome, what)
         if dropped:
