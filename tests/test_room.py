@@ -109,7 +109,12 @@ def _first_learner_line(room: subprocess.Popen[str]) -> str | None:
 
 def _stop_room(room: subprocess.Popen[str]) -> None:
     room.send_signal(signal.SIGINT)
-    room.wait(timeout=30)
+    try:
+        room.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        room.kill()  # a room that hangs must not outlive the test (its server dies with it)
+        room.wait()
+        raise
 
 
 def test_a_room_on_every_interface_hands_out_an_address_other_machines_reach(isolated: dict[str, str]) -> None:
