@@ -172,10 +172,17 @@ def _ui_served_under(ui_port: int, path: str) -> bool:
     ``/``: through the proxy its page loads and its scripts do not (a blank page). Says once why
     there is no link, and what to do, when it does not.
     """
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}{quote(path)}/", timeout=2) as answer:
-            page = answer.read(1 << 16).decode("utf-8", "replace")
-    except (OSError, ValueError):
+    page: str | None = None
+    deadline = time.monotonic() + 1.0  # a server started a moment ago opens its UI port after its gRPC port
+    while page is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}{quote(path)}/", timeout=2) as answer:
+                page = answer.read(1 << 16).decode("utf-8", "replace")
+        except (OSError, ValueError) as err:
+            if not _refused(err) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    if page is None:
         why = f"no Web UI answers at 127.0.0.1:{ui_port}"
     else:
         if f"{path}/_app/" in page or f"{quote(path)}/_app/" in page:
@@ -188,6 +195,11 @@ def _ui_served_under(ui_port: int, path: str) -> bool:
         flush=True,
     )
     return False
+
+
+def _refused(err: BaseException) -> bool:
+    """Whether ``err`` is a refused connection, as urllib raises it (wrapped in a URLError) or bare."""
+    return isinstance(getattr(err, "reason", err), ConnectionRefusedError)
 
 
 class TemporalUnavailableError(PaymentsLabError, RuntimeError):

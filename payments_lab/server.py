@@ -362,9 +362,18 @@ class EmbeddedServer(processes.ChildProcess):
         return self
 
     def _listening(self) -> bool:
-        """Whether this server listens on its port: where the system tells (Linux), the server's own
-        process holds the socket, not whatever took the port first; elsewhere, something accepts there."""
-        port, pid = self.port or 0, self.pid
+        """Whether this server listens on its port, and on its Web UI's port when it serves one: where the
+        system tells (Linux), the server's own process holds the socket, not whatever took the port first;
+        elsewhere, something accepts there.
+
+        The UI comes up a few milliseconds after the gRPC port: a link, or a probe of the UI, made
+        in that gap found nothing there.
+        """
+        ports = [self.port or 0] + ([self.ui_port] if self.ui and self.ui_port else [])
+        return all(self._listening_on(port) for port in ports)
+
+    def _listening_on(self, port: int) -> bool:
+        pid = self.pid
         if pid is None:  # exited (e.g. its port was taken): never ready, whatever answers there
             return False
         owned = processes.listens_on(pid, port)
