@@ -26,14 +26,13 @@ from temporalio.client import (
     WorkflowUpdateStage,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments_lab import search_attributes
 from payments_lab.arguments import seconds
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.confirmation_messages import (
@@ -45,12 +44,11 @@ from payments_lab.confirmation_messages import (
     CustomerAnswer,
     ProcessorEvent,
 )
-from payments_lab.domain import PaymentRequest, PaymentStatus, Step, checked_request
+from payments_lab.domain import PaymentRequest, Step, checked_request
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError, WaitTimedOutError
 from payments_lab.faults import FaultPlan, checked_fault_plan
 from payments_lab.messages import PaymentOptions, checked_payment_options
 from payments_lab.outage import RECOVERY_ALLOWANCE, deadline_expired, is_unreachable, silence_as_outage
-from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
 from payments_lab.service import (
     DuplicatePaymentError,
     PaymentHandle,
@@ -133,13 +131,7 @@ class Checkout:
                     task_queue=service.task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(ORGANIZATION_ID, request.organization_id),
-                            SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
-                            SearchAttributePair(PAYMENT_CURRENCY, request.currency),
-                        ]
-                    ),
+                    search_attributes=search_attributes.at_start(request),
                     rpc_timeout=service.call_window,
                 )
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from payments_lab.domain import PaymentRequest, PaymentStatus
 
 ORGANIZATION_ID = SearchAttributeKey.for_keyword("OrganizationId")
 """The organization that pays: ``OrganizationId = 'org-acme'``."""
@@ -21,3 +23,15 @@ CHECK_VERDICT = SearchAttributeKey.for_keyword("CheckVerdict")
 
 ALL = (ORGANIZATION_ID, PAYMENT_STATUS, PAYMENT_CURRENCY, EXERCISE_ID, CHECK_VERDICT)
 """Every attribute the kit needs registered on the namespace."""
+
+
+def at_start(request: PaymentRequest) -> TypedSearchAttributes:
+    """The search attributes a payment's workflow starts with: its organization, its currency, and
+    ``PaymentStatus`` saying ``pending`` until the workflow upserts how it ended."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(ORGANIZATION_ID, request.organization_id),
+            SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
+            SearchAttributePair(PAYMENT_CURRENCY, request.currency),
+        ]
+    )

@@ -32,14 +32,13 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError, is_cancelled_exception
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments_lab import search_attributes
 from payments_lab.arguments import positive_duration, short_repr, whole_number
 from payments_lab.client import (
     NamespaceNotFoundError,
@@ -74,7 +73,7 @@ from payments_lab.outage import (
     silence_as_outage,
     within_window,
 )
-from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_CURRENCY, PAYMENT_STATUS
+from payments_lab.search_attributes import ORGANIZATION_ID, PAYMENT_STATUS
 from payments_lab.task_queues import (
     checked_task_queue,
     live_pollers,
@@ -491,17 +490,6 @@ class EarlyStart:
     """The payment: ``await handle.result()`` says how the charge ended."""
 
 
-def _search_attributes(request: PaymentRequest) -> TypedSearchAttributes:
-    """The search attributes a payment starts with (``PaymentStatus`` says ``pending``)."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(ORGANIZATION_ID, request.organization_id),
-            SearchAttributePair(PAYMENT_STATUS, PaymentStatus.PENDING.value),
-            SearchAttributePair(PAYMENT_CURRENCY, request.currency),
-        ]
-    )
-
-
 class PaymentService:
     """Start and follow payments on one task queue, and search them through visibility.
 
@@ -647,7 +635,7 @@ class PaymentService:
                     request_eager_start=eager_start,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                    search_attributes=_search_attributes(request),
+                    search_attributes=search_attributes.at_start(request),
                     rpc_timeout=self.call_window,
                 )
             )
@@ -772,7 +760,7 @@ class PaymentService:
                 execution_timeout=execution_timeout or self.execution_timeout,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=_search_attributes(request),
+                search_attributes=search_attributes.at_start(request),
             )
 
         try:
