@@ -189,7 +189,7 @@ class Checkout:
                 service's ``call_window`` (its worker stopped meanwhile, or the server does not
                 answer); the message says whether it may still count.
             WorkflowTaskFailingError: the payment's workflow code fails its task (a version loaded with a
-                bug): the answer waits on the server and counts once fixed code is loaded.
+                bug): the answer is held in the server's memory only, so send it again once fixed code is loaded.
             ValueError: ``approved`` is not True or False (nothing is sent).
         """
         self.service.require_open()
@@ -234,8 +234,9 @@ class Checkout:
         """Send the update and wait until the workflow accepts it; a workflow task that fails meanwhile is said at once.
 
         Off the script, workflow code that failed its task (a version loaded with a bug) made the confirmation
-        wait its whole window and blame the worker: the update waits on the server, and counts once fixed code
-        is loaded, as a ``result()`` on the same payment already said.
+        wait its whole window and blame the worker. Until a worker accepts it, Temporal keeps an update in the
+        server's memory only (no event is written): a failing task can drop it, so the error says to send the
+        answer again once fixed code is loaded, which is safe.
 
         Raises:
             WorkflowTaskFailingError: an attempt of the workflow's task failed with the code deployed now.
@@ -247,8 +248,9 @@ class Checkout:
             return await unless_task_fails(accepting, workflow, client=self.service.client)
         except WorkflowTaskFailingError as failed:
             raise WorkflowTaskFailingError(
-                f"{failed}. The confirmation was sent and waits on the server: it counts once fixed code is loaded "
-                "(do not send it again)."
+                f"{failed}. The confirmation was sent, and is not recorded: until a worker accepts an update, Temporal "
+                "holds it in the server's memory only, and a failing task can drop it. Load fixed code, then confirm "
+                "again: if the first answer counted meanwhile, the second is refused as already decided, never charged twice."
             ) from None
 
     async def _polled(self, queue: str) -> bool:
@@ -370,8 +372,10 @@ class ConfirmationNotHeardError(PaymentsLabError, TimeoutError):
         else:
             what = (
                 f"no worker of task queue {task_queue!r} took it within {window.total_seconds():g} s (the worker "
-                "stopped or is busy). It waits on the server and counts when a worker runs the payment: do not send "
-                f"it again; `await checkout.state({payment_id!r})` tells once it has"
+                "stopped or is busy). It waits on the server and counts when a worker runs the payment, unless the "
+                "server drops it first: until a worker accepts an update, Temporal holds it in memory only (a server "
+                f"restart loses it). Once a worker runs, `await checkout.state({payment_id!r})` tells whether it "
+                "counted; if the payment still waits, send it again: never charged twice"
             )
         super().__init__(f"the confirmation of payment {payment_id!r} was sent, but {what}")
 

@@ -393,7 +393,7 @@ async def test_a_confirmation_no_worker_takes_in_time_says_it_counts_later_and_d
         assert worker.pid is not None
         os.kill(worker.pid, signal.SIGSTOP)
         try:
-            with pytest.raises(ConfirmationNotHeardError, match="It waits on the server and counts when a worker runs the payment"):
+            with pytest.raises(ConfirmationNotHeardError, match="It waits on the server and counts when a worker runs the payment, unless the server drops it first"):
                 await checkout.confirm(request.payment_id)
         finally:
             os.kill(worker.pid, signal.SIGCONT)
@@ -468,10 +468,18 @@ async def test_a_confirmation_to_workflow_code_that_fails_says_so_at_once_and_co
     handle = await checkout.start(request)
     await checkout.wait_until_waiting(request.payment_id)
     started = time.monotonic()
-    with pytest.raises(WorkflowTaskFailingError, match=r"KeyError: 'channel' \(confirm_v2_\d+\.py, line 15, in _decide\).*counts once fixed code is loaded"):
+    with pytest.raises(WorkflowTaskFailingError, match=r"KeyError: 'channel' \(confirm_v2_\d+\.py, line 15, in _decide\).*not recorded.*confirm again"):
         await checkout.confirm(request.payment_id)
     assert time.monotonic() - started < 8, "from the first attempt that fails, not after the call window"
     await lab.load_module("confirm_v2", BUGGY_CONFIRMED.replace('note["channel"]', 'note["by"]'))
+    # As the error says. The first answer, held in the server's memory only, usually counts once the fixed code runs;
+    # CI saw it dropped (the payment then waited for its deadline). Either way the second one is safe.
+    try:
+        receipt = await checkout.confirm(request.payment_id)
+    except ConfirmationRefusedError as refused:
+        assert "already confirmed" in str(refused), "refused only because the first answer counted"
+    else:
+        assert receipt.approved, "the first answer was dropped: the second counted"
     result = await asyncio.wait_for(handle.result(), 30)
     assert result.status is PaymentStatus.COMPLETED and lab.repository.charge_count(request.payment_id) == 1
     assert (await checkout.state(request.payment_id)).decision == "confirmed", "the answer sent once counted"
