@@ -178,7 +178,7 @@ class Checkout:
         """Send the customer's answer (the ``confirm`` update) and return the workflow's receipt.
 
         The answer is sent only while a worker polls the payment's task queue: a Temporal update
-        waits on the server until a worker takes it, and one sent with no worker would count
+        waits on the server (in its memory) until a worker takes it, and one sent with no worker could count
         whenever one starts, long after the cell that sent it gave up.
 
         Raises:
