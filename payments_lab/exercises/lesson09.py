@@ -290,7 +290,9 @@ async def _outcome(stuck: _Stuck, logged: int) -> tuple[PaymentResult | None, st
         ids = {stuck.handle.workflow_id, stuck.handle.workflow.result_run_id}
         again = [failure for failure in stuck.log.failures[logged:] if failure[0] in ids]
         if again:
-            return None, again[-1][1]
+            # The first is the cause: what follows can be its consequence (code that did not return is
+            # evicted next, and that eviction fails too: "Eviction processed, but 1 tasks remain").
+            return None, again[0][1]
         await asyncio.sleep(0.05)
     return None, None
 
