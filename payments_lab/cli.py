@@ -306,6 +306,9 @@ async def _pay(args: argparse.Namespace) -> int:
         try:
             try:
                 handle = await service.start(request, faults=faults)
+            except asyncio.CancelledError:  # Ctrl-C while the start was on its way: it may have reached the server
+                await _after_interrupt(service.handle(request.payment_id), task_queue, own_worker=worker is not None)
+                raise
             except DuplicatePaymentError as err:
                 _print_json(
                     {"payment_id": request.payment_id, "duplicate": True, "message": str(err), **_report_json(err.existing)}
@@ -352,10 +355,30 @@ INTERRUPTED_SETTLE_WAIT = 15.0
 
 async def _after_interrupt(handle, task_queue: str, *, own_worker: bool) -> None:  # noqa: ANN001
     """What an interrupted ``pay`` does with its payment: with the command's own worker, cancel it and wait for it
-    to settle (else it would wait for ever on a task queue nothing polls); with another's, say it runs on."""
+    to settle (else it would wait for ever on a task queue nothing polls); with another's, say it runs on.
+
+    The interrupt may come while the start is on its way, so first ask the server whether the payment started,
+    and on this command's task queue (a payment of the same id started earlier is not this command's to cancel).
+    """
+    from payments_lab.service import PaymentNotFoundError
     from payments_lab.task_queues import worker_command
 
     payment_id = handle.payment_id
+    try:
+        async with asyncio.timeout(INTERRUPTED_SETTLE_WAIT):
+            report = await handle.status()
+    except PaymentNotFoundError:
+        print(f"payments-lab pay: interrupted before payment {payment_id} started: nothing was charged",
+              file=sys.stderr, flush=True)
+        return
+    except Exception as err:  # noqa: BLE001 - a stopped server: say where the payment may be
+        print(f"payments-lab pay: interrupted; whether payment {payment_id} started is unknown ({type(err).__name__}): "
+              f"`payments-lab status {payment_id}` tells", file=sys.stderr, flush=True)
+        return
+    if report.task_queue != task_queue:  # an earlier payment with this id, another command's: not this one to cancel
+        print(f"payments-lab pay: interrupted; payment {payment_id} was started earlier, on task queue "
+              f"{report.task_queue!r}, and runs on there", file=sys.stderr, flush=True)
+        return
     if not own_worker:
         print(f"payments-lab pay: stopped waiting; payment {payment_id} runs on with the workers of task queue "
               f"{task_queue!r} (`payments-lab status {payment_id}` follows it)", file=sys.stderr, flush=True)

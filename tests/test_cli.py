@@ -18,11 +18,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from conftest import OpenLab
-from payments_lab.domain import PaymentStatus
+from conftest import OpenLab, new_id
+from payments_lab import cli
+from payments_lab.domain import PaymentRequest, PaymentStatus
 from payments_lab.faults import FaultPlan, StepFaults
 from payments_lab.processes import free_port, leftovers
 from payments_lab.server import EmbeddedServer
+from payments_lab.service import PaymentService
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -349,13 +351,15 @@ def test_ctrl_c_or_sigterm_on_pay_settles_the_payment_its_own_worker_ran_and_say
                 [sys.executable, "-m", "payments_lab", "pay", "--org", "org-acme", "--amount", "7.00", "--currency", "EUR",
                  "--id", payment_id, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated,
             )
+            said = ""
             if "--task-queue" in extra:
-                time.sleep(2.5)  # started, and waiting for a worker that never comes
+                said = pay.stderr.readline()  # type: ignore[union-attr]  # started, and waiting for a worker that never comes
+                assert "started on task queue 'nobody-polls'" in said, said
             else:
                 _wait_for_the_charge(payment_id)  # its charge's first attempt failed or runs: 1 s and 2 s of retries ahead
             pay.send_signal(stop)
             _, err = pay.communicate(timeout=60)
-            outcomes[payment_id] = (pay.returncode, err)
+            outcomes[payment_id] = (pay.returncode, said + err)
         for payment_id, code in (("own-1", 130), ("own-2", 143)):
             returned, err = outcomes[payment_id]
             assert returned == code and f"cancelling payment {payment_id}" in err and f"payment {payment_id} cancelled" in err, err
@@ -368,6 +372,26 @@ def test_ctrl_c_or_sigterm_on_pay_settles_the_payment_its_own_worker_ran_and_say
     finally:
         interrupt_all([server])
     assert_no_process_left(isolated)
+
+
+async def test_ctrl_c_while_pay_starts_asks_the_server_before_it_cancels(
+    client: Client, task_queue: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off the script: Ctrl-C on a slow machine reached `pay` while its start was on its way, and it left in silence: a
+    start that had reached the server left the payment pending for ever on the command's private task queue."""
+    service = PaymentService(client, task_queue, scoped=False)
+    never = new_id("never")
+    await cli._after_interrupt(service.handle(never), task_queue, own_worker=True)
+    assert f"interrupted before payment {never} started: nothing was charged" in capsys.readouterr().err
+    earlier = new_id("earlier")
+    await service.start(PaymentRequest(earlier, "org-acme", "u", "7.00", "EUR"))  # another command's, waiting on its queue
+    try:
+        await cli._after_interrupt(service.handle(earlier), f"cli-{uuid.uuid4().hex[:8]}", own_worker=True)
+        said = capsys.readouterr().err
+        assert f"payment {earlier} was started earlier, on task queue {task_queue!r}, and runs on there" in said, said
+        assert (await service.status(earlier)).is_running  # not this command's to cancel
+    finally:
+        await service.handle(earlier).workflow.terminate(reason="test over")
 
 
 def _wait_for_poller(task_queue: str, count: int) -> None:
