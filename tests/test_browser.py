@@ -45,14 +45,20 @@ async def test_the_main_job_runs_lesson_00_in_a_browser(page, tmp_path: Path, is
     notebooks.mkdir()
     shutil.copy(ROOT / "notebooks" / "00-welcome.ipynb", notebooks)  # JupyterLab saves what it runs
     port = free_port()
-    lab = subprocess.Popen(
-        [sys.executable, "-m", "payments_lab", "lab", "--no-browser", "--port", str(port), "--notebook-dir", str(notebooks)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=isolated,
-    )
+    said = tmp_path / "lab.log"  # what the lab and JupyterLab said, quoted if JupyterLab never answers
+    with said.open("w") as log:
+        lab = subprocess.Popen(
+            [sys.executable, "-m", "payments_lab", "lab", "--no-browser", "--port", str(port), "--notebook-dir", str(notebooks)],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=isolated,
+        )
     try:
         url = next(line for line in iter(lab.stdout.readline, "") if line.startswith("JupyterLab:")).split()[-1]  # type: ignore[union-attr]
         base, token = url.split("/lab?token=")
-        wait_for_http(f"{base}/api/status?token={token}")
+        try:
+            wait_for_http(f"{base}/api/status?token={token}")
+        except AssertionError as err:
+            raise AssertionError(f"{err}; the lab {'runs' if lab.poll() is None else f'exited ({lab.returncode})'} and said:\n"
+                                 + "\n".join(said.read_text(errors="replace").splitlines()[-30:])) from None
         await page.goto(f"{base}/lab/tree/00-welcome.ipynb?reset&token={token}")
         await page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
         await page.get_by_role("menuitem", name="Run", exact=True).click()
