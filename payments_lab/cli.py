@@ -373,11 +373,13 @@ async def _after_interrupt(handle, task_queue: str, *, own_worker: bool) -> None
         return
     except Exception as err:  # noqa: BLE001 - a stopped server: say where the payment may be
         print(f"payments-lab pay: interrupted; whether payment {payment_id} started is unknown ({type(err).__name__}): "
-              f"`payments-lab status {payment_id}` tells", file=sys.stderr, flush=True)
+              f"`payments-lab status {payment_id}` tells; if it did, `{worker_command(task_queue)}` runs it",
+              file=sys.stderr, flush=True)
         return
     if report.task_queue != task_queue:  # an earlier payment with this id, another command's: not this one to cancel
-        print(f"payments-lab pay: interrupted; payment {payment_id} was started earlier, on task queue "
-              f"{report.task_queue!r}, and runs on there", file=sys.stderr, flush=True)
+        print(f"payments-lab pay: interrupted; payment {payment_id} was started earlier by another command (task queue "
+              f"{report.task_queue!r}) and is left as it is: `payments-lab status {payment_id}` shows it",
+              file=sys.stderr, flush=True)
         return
     if not own_worker:
         print(f"payments-lab pay: stopped waiting; payment {payment_id} runs on with the workers of task queue "

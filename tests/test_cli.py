@@ -388,7 +388,7 @@ async def test_ctrl_c_while_pay_starts_asks_the_server_before_it_cancels(
     try:
         await cli._after_interrupt(service.handle(earlier), f"cli-{uuid.uuid4().hex[:8]}", own_worker=True)
         said = capsys.readouterr().err
-        assert f"payment {earlier} was started earlier, on task queue {task_queue!r}, and runs on there" in said, said
+        assert f"payment {earlier} was started earlier by another command (task queue {task_queue!r}) and is left" in said, said
         assert (await service.status(earlier)).is_running  # not this command's to cancel
     finally:
         await service.handle(earlier).workflow.terminate(reason="test over")
