@@ -392,6 +392,14 @@ async def test_ctrl_c_while_pay_starts_asks_the_server_before_it_cancels(
         assert (await service.status(earlier)).is_running  # not this command's to cancel
     finally:
         await service.handle(earlier).workflow.terminate(reason="test over")
+    # The server gone as well: nothing to ask, so `pay` says where to look and how the payment would run, and leaves.
+    nowhere = await Client.connect(f"127.0.0.1:{free_port()}", namespace=client.namespace, lazy=True)
+    unknown = new_id("unknown")
+    async with asyncio.timeout(cli.INTERRUPTED_SETTLE_WAIT + 10):
+        await cli._after_interrupt(PaymentService(nowhere, task_queue, scoped=False).handle(unknown), task_queue, own_worker=True)
+    said = capsys.readouterr().err
+    assert f"whether payment {unknown} started is unknown" in said, said
+    assert f"`payments-lab status {unknown}` tells" in said and f"--task-queue {task_queue}" in said, said
 
 
 def _wait_for_poller(task_queue: str, count: int) -> None:
