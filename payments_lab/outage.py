@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from payments_lab.client import TemporalUnavailableError
 from payments_lab.errors import InvalidArgumentError
+from payments_lab.server import EmbeddedServer, ended_on_its_own
 from payments_lab.wording import duration_words
 
 T = TypeVar("T")
@@ -270,6 +272,9 @@ async def ride_out(
         except RPCError as err:
             if not is_unreachable(err):
                 raise
+            ended = ended_on_its_own(address)
+            if ended is not None:  # no one will start it again while this call waits: say so now, not in minutes
+                raise TemporalUnavailableError(_ended_words(address, ended)) from err
             silent = NOT_ANSWERING in err.message
             now = time.monotonic()
             if deadline is None:
@@ -301,6 +306,29 @@ _RESUME = (
     f"It {NOT_ANSWERING}: if it was stopped with Ctrl-Z, `fg` in its terminal resumes it and every "
     "payment carries on; otherwise its machine may be out of CPU or memory. Then run this again."
 )
+
+
+def _ended_words(address: str, server: EmbeddedServer) -> str:
+    """Why nothing will answer at ``address`` again: the server this process started there ended by itself."""
+    code = server.exit_code_on_its_own
+    how = f"exited with code {code}"
+    if code is not None and code < 0:
+        try:
+            how = f"was killed ({signal.Signals(-code).name})"
+        except ValueError:
+            how = f"was killed (signal {-code})"
+    then = (
+        f"It kept its state in {server.db_file}: `server.start()` starts it again on that file and every payment "
+        "carries on; then run this again."
+        if server.db_file is not None
+        else "Its payments were in its memory and went with it. Open the lab again (re-run the cell with "
+        "`open_lab()`), or run the command again: either starts a new server."
+    )
+    tail = server.log_tail(10).strip()
+    return (
+        f"The Temporal server at {address}, which this Python process started, {how}: nothing answers there "
+        f"any more, so nothing waits for it. {then}" + (f" Its log ends with:\n{tail}" if tail else "")
+    )
 
 
 def _say(line: str) -> None:

@@ -356,6 +356,7 @@ class ChildProcess:
         self.what = what
         self.log_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._ended_by_kit = False
 
     @property
     def pid(self) -> int | None:
@@ -367,6 +368,14 @@ class ChildProcess:
         """Whether the process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code_on_its_own(self) -> int | None:
+        """The exit code of a process that ended without :meth:`kill` or :meth:`terminate` (it crashed, or was
+        killed from outside the kit: negative, the signal's number); None while it runs, or once the kit ended it."""
+        if self._process is None or self._ended_by_kit:
+            return None
+        return self._process.poll()
+
     def launch(self, command: Sequence[str | os.PathLike[str]], ready: Callable[[], bool], timeout: float) -> None:
         """Start ``command`` and return once ``ready()`` says so.
 
@@ -374,6 +383,7 @@ class ChildProcess:
             ProcessError: the process exited or was not ready in time; its log is quoted.
         """
         self._drop_log()
+        self._ended_by_kit = False
         fd, name = tempfile.mkstemp(prefix="payments-lab-", suffix=".log")
         self.log_path = Path(name)
         with os.fdopen(fd, "wb") as log:
@@ -404,6 +414,7 @@ class ChildProcess:
     def kill(self) -> None:
         """Kill the process at once, as a crash would (``kill -9``); its log is kept for reading."""
         if self._process is not None:
+            self._ended_by_kit = True
             kill(self._process)
 
     def terminate(self, grace: float = 10.0) -> None:
@@ -413,6 +424,7 @@ class ChildProcess:
         awaited like the worker that runs in the kernel's own loop.
         """
         if self._process is not None:
+            self._ended_by_kit = True
             stop(self._process, grace=grace)
         self._drop_log()
 

@@ -14,6 +14,7 @@ import shutil
 import sys
 import sysconfig
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -359,6 +360,7 @@ class EmbeddedServer(processes.ChildProcess):
                 if attempt == _START_ATTEMPTS or not any(words in str(err) for words in _PORT_TAKEN):
                     raise
         atexit.register(self.stop)
+        _STARTED[self.address] = self
         return self
 
     def _listening(self) -> bool:
@@ -389,6 +391,17 @@ class EmbeddedServer(processes.ChildProcess):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_STARTED: weakref.WeakValueDictionary[str, EmbeddedServer] = weakref.WeakValueDictionary()
+"""The servers this process started, by address (the last one started at each)."""
+
+
+def ended_on_its_own(address: str) -> EmbeddedServer | None:
+    """The server this process started at ``address``, if it has ended without the kit stopping it (it crashed, or was
+    killed from outside): nothing answers there until this process starts it again, so waiting for it is pointless."""
+    server = _STARTED.get(address)
+    return server if server is not None and server.exit_code_on_its_own is not None else None
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,10 @@ def dev_server() -> Iterator[EmbeddedServer]:
     """One real Temporal dev server for the whole session, headless, with a 10 ms timer granularity."""
     server = EmbeddedServer(ui=False).start()
     yield server
+    code, tail = server.exit_code_on_its_own, server.log_tail()
     server.stop()
+    # Seen once on a loaded machine: the session's server gone minutes before the end, and its log with it.
+    assert code is None, f"the session's dev server ended by itself (exit code {code}); its log ended with:\n{tail}"
 
 
 @pytest.fixture(scope="session")

@@ -159,6 +159,27 @@ async def test_an_outage_longer_than_the_bound_is_one_clear_error(tmp_path: Path
     assert "PAYMENTS_LAB_OUTAGE_WAIT" in message
 
 
+@posix_only
+async def test_a_server_this_process_started_that_is_killed_from_outside_is_said_at_once() -> None:
+    """Off the script: the lab's own server killed from a terminal (`kill -9`), or crashed: a waiting cell waited out
+    the outage bound (2 minutes) for a server nothing would start again, then said to start it again."""
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("killed-outside", server=server, options=FAST)
+    lab.service.outage_wait = timedelta(minutes=10)
+    try:
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=30)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        os.kill(server.pid or 0, signal.SIGKILL)
+        with redirect_stderr(io.StringIO()), pytest.raises(TemporalUnavailableError) as raised:
+            async with asyncio.timeout(60):  # far below the bound: the wait ended because the server is gone
+                await handle.result()
+    finally:
+        await lab.close()
+    message = str(raised.value)
+    assert f"The Temporal server at {server.address}, which this Python process started, was killed (SIGKILL)" in message, message
+    assert "went with it" in message and "open_lab()" in message, "the fix, for a server that kept its state in memory"
+
+
 def test_the_bound_is_configurable_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PAYMENTS_LAB_OUTAGE_WAIT", raising=False)
     assert outage_wait() == timedelta(minutes=2)
