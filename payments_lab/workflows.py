@@ -51,8 +51,9 @@ sent during it reaches the charge, which is then refunded.
 """
 
 RETRY_ON_A_TIMER = timedelta(milliseconds=1)
-"""A local validation waits for each retry on a workflow timer: the task it ran in completes, so a
-held-back cancellation comes in with the retry instead of after the last attempt."""
+"""A local validation or notification waits for each retry on a workflow timer: the task it ran in
+completes, so a held-back cancellation comes in with the retry instead of after the last attempt, and
+no attempt's timeout stays armed in the SDK's core past its worker (which then panics)."""
 
 CANCEL_WINDOW = timedelta(milliseconds=1)
 """The timer that ends a slow local validation's workflow task, so that the next one brings what was held back."""
@@ -237,6 +238,10 @@ class PaymentWorkflow:
                     faults.notify,
                 ),
                 local=local,
+                # On a timer, as the validation's: a local attempt retried inside its task leaves that attempt's
+                # timeout armed in the SDK's core, which panics (a Rust backtrace under a later cell) once the
+                # worker has stopped before the timeout would have fired.
+                local_retry_threshold=RETRY_ON_A_TIMER,
                 start_to_close_timeout=options.notify_timeout,
                 retry_policy=options.retry_policy,
             )

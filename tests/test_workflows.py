@@ -266,6 +266,22 @@ async def test_tuned_payments_run_cheap_steps_as_local_activities(client: Client
     assert declined.status is PaymentStatus.DECLINED
 
 
+async def test_a_retried_local_notification_leaves_nothing_armed_once_its_worker_stops(
+    client: Client, task_queue: str, activities: PaymentActivities, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Off the script: a tuned payment whose local notification was retried, then its worker stopped (a lab closed,
+    lesson 09's worker swapped): when the first attempt's timeout came, the SDK's core printed a Rust panic and its
+    backtrace ("receive half not dropped") under whatever cell ran then."""
+    tuned = dataclasses.replace(TUNED, initial_interval=timedelta(milliseconds=100), notify_timeout=timedelta(seconds=1))
+    service = PaymentService(client, task_queue, options=tuned)
+    async with BackgroundWorker(client, task_queue, activities):
+        result = await service.process(request(), faults=FaultPlan.failing(notify=1))
+    await asyncio.sleep(2.5)  # past the first attempt's 1 s timeout, with the worker gone
+    assert result.status is PaymentStatus.COMPLETED and result.notified
+    said = capfd.readouterr().err
+    assert "panicked" not in said, said
+
+
 async def test_an_hour_of_retries_on_the_dev_server_with_per_workflow_time_skipping(client: Client, task_queue: str, activities: PaymentActivities, repository: PaymentRepository) -> None:
     from temporalio.testing import TimeSkipper
 
