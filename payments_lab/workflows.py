@@ -170,7 +170,6 @@ class PaymentWorkflow:
                 PaymentActivities.validate_payment,
                 ValidateInput(request, faults.validate),
                 local=local,
-                local_retry_threshold=RETRY_ON_A_TIMER,
                 start_to_close_timeout=options.validate_timeout,
                 retry_policy=options.retry_policy,
             )
@@ -238,10 +237,6 @@ class PaymentWorkflow:
                     faults.notify,
                 ),
                 local=local,
-                # On a timer, as the validation's: a local attempt retried inside its task leaves that attempt's
-                # timeout armed in the SDK's core, which panics (a Rust backtrace under a later cell) once the
-                # worker has stopped before the timeout would have fired.
-                local_retry_threshold=RETRY_ON_A_TIMER,
                 start_to_close_timeout=options.notify_timeout,
                 retry_policy=options.retry_policy,
             )
@@ -293,17 +288,14 @@ class PaymentWorkflow:
             raise
 
 
-async def _execute(
-    activity: Callable[..., Awaitable[T]], arg: object, *, local: bool, local_retry_threshold: timedelta | None = None, **options: Any
-) -> T:
+async def _execute(activity: Callable[..., Awaitable[T]], arg: object, *, local: bool, **options: Any) -> T:
     """Run one step as a regular activity, or as a local activity of this workflow task.
 
-    ``local_retry_threshold``: a local retry whose wait is at least this long waits on a
-    workflow timer, in a task of its own, instead of inside the running task (Temporal's
-    default threshold is a minute).
+    A local step waits for each retry on a workflow timer, in a task of its own, never inside the
+    running task (:data:`RETRY_ON_A_TIMER`; Temporal's default threshold is a minute).
     """
     if local:
-        return await workflow.execute_local_activity_method(activity, arg, local_retry_threshold=local_retry_threshold, **options)
+        return await workflow.execute_local_activity_method(activity, arg, local_retry_threshold=RETRY_ON_A_TIMER, **options)
     return await workflow.execute_activity_method(activity, arg, **options)
 
 

@@ -62,7 +62,7 @@ def dev_server() -> Iterator[EmbeddedServer]:
     yield server
     code, tail = server.exit_code_on_its_own, server.log_tail()
     server.stop()
-    # Seen once on a loaded machine: the session's server gone minutes before the end, and its log with it.
+    # Seen once on a loaded machine: the session's server gone just after it started, and its log with it.
     assert code is None, f"the session's dev server ended by itself (exit code {code}); its log ended with:\n{tail}"
 
 
