@@ -119,7 +119,7 @@ class Checkout:
         """
         checked_request(request)
         service = self.service
-        service.require_open()
+        service.require_open(starting=request.payment_id)
         confirmation = ConfirmationInput(request, deadline, self.options, checked_fault_plan(faults))
         try:
             # Through the service, as its own starts: a namespace changed under the lab is repaired or named there.

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -618,6 +618,17 @@ class Lab:
         server = self.connection.server
         if server is None or server.db_file is not None:  # on a file, they wait there for a server started on it again
             return
+        if server.exit_code_on_its_own is not None:
+            # Killed or crashed under the lab: nothing to ask (a question waited out its window, closing took 10 s),
+            # and what ran there went with it. The ledger, in this process, still knows what was taken.
+            unsettled = [p for p in self._charged_unsettled(self._ledger_payments()) if not self._settled(p)]
+            if unsettled:
+                print(
+                    f"This lab's own server had ended by itself, and the payments that ran on it went with it. "
+                    f"Charged and never settled: {self._taken(unsettled)}: the ledger keeps it "
+                    "(`lab.repository.ledger(payment_id)`)."
+                )
+            return
         queues = self._task_queues()
         try:
             left = await running_on(self.client, queues)
@@ -625,16 +636,10 @@ class Lab:
             return
         if not left:
             return
-        charged = []
-        for payment_id in map(payment_id_of, left):
-            entries = self.repository.ledger(payment_id)
-            kept = LedgerSummary.of(entries).kept
-            if kept:
-                charged.append(f"{payment_id} ({kept} {entries[0].currency} taken)")
+        charged = self._charged_unsettled(map(payment_id_of, left))
         shown = ", ".join(left[:3]) + (", …" if len(left) > 3 else "")
         money = (
-            f" Charged and never settled: {', '.join(charged[:3])}{', …' if len(charged) > 3 else ''}: the ledger keeps it "
-            "(`lab.repository.ledger(payment_id)`)."
+            f" Charged and never settled: {self._taken(charged)}: the ledger keeps it (`lab.repository.ledger(payment_id)`)."
             if charged
             else " None of them had been charged."
         )
@@ -643,6 +648,27 @@ class Lab:
             f"they end here, unfinished.{money} To let payments outlive a kernel, start the lab with `payments-lab lab` "
             "(a server of its own, shared); to end them first, `await lab.service.cancel(payment_id)` before closing."
         )
+
+
+    def _charged_unsettled(self, payment_ids: Iterable[str]) -> list[str]:
+        """Of ``payment_ids``, those whose money the ledger still holds."""
+        return [payment_id for payment_id in payment_ids if LedgerSummary.of(self.repository.ledger(payment_id)).kept]
+
+    def _ledger_payments(self) -> list[str]:
+        """Every payment the ledger has an entry for, in order."""
+        return list(dict.fromkeys(entry.payment_id for entry in self.repository.ledger()))
+
+    def _settled(self, payment_id: str) -> bool:
+        payment = self.repository.find_by_id(payment_id)
+        return payment is not None and payment.status.is_final
+
+    def _taken(self, payment_ids: Sequence[str]) -> str:
+        """``pay-1 (5.00 EUR taken), …`` for the first three."""
+        said = []
+        for payment_id in payment_ids[:3]:
+            entries = self.repository.ledger(payment_id)
+            said.append(f"{payment_id} ({LedgerSummary.of(entries).kept} {entries[0].currency} taken)")
+        return ", ".join(said) + (", …" if len(payment_ids) > 3 else "")
 
 
 _SIDE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")

@@ -267,14 +267,17 @@ async def ride_out(
     tell = say or _say
     deadline: float | None = None
     while True:
+        # No one will start it again while this call waits: say so now, not in minutes (nor after the
+        # seconds the SDK's own connection retries take).
+        if (gone := own_server_ended(address)) is not None:
+            raise gone
         try:
             result = await call()
         except RPCError as err:
             if not is_unreachable(err):
                 raise
-            ended = ended_on_its_own(address)
-            if ended is not None:  # no one will start it again while this call waits: say so now, not in minutes
-                raise TemporalUnavailableError(_ended_words(address, ended)) from err
+            if (gone := own_server_ended(address)) is not None:
+                raise gone from err
             silent = NOT_ANSWERING in err.message
             now = time.monotonic()
             if deadline is None:
@@ -308,6 +311,14 @@ _RESUME = (
 )
 
 
+def own_server_ended(address: str, *, what: str = "") -> TemporalUnavailableError | None:
+    """The error to raise at once when the server this process started at ``address`` has ended by itself (it
+    crashed, or was killed from outside the kit); None while it runs, when the kit stopped it, or when this process
+    did not start it. ``what`` opens the message (e.g. ``"Payment 'p-1' was not started: "``)."""
+    ended = ended_on_its_own(address)
+    return None if ended is None else TemporalUnavailableError(what + _ended_words(address, ended))
+
+
 def _ended_words(address: str, server: EmbeddedServer) -> str:
     """Why nothing will answer at ``address`` again: the server this process started there ended by itself."""
     code = server.exit_code_on_its_own
@@ -327,7 +338,7 @@ def _ended_words(address: str, server: EmbeddedServer) -> str:
     tail = server.log_tail(10).strip()
     return (
         f"The Temporal server at {address}, which this Python process started, {how}: nothing answers there "
-        f"any more, so nothing waits for it. {then}" + (f" Its log ends with:\n{tail}" if tail else "")
+        f"any more, and nothing will until it is started again. {then}" + (f" Its log ends with:\n{tail}" if tail else "")
     )
 
 

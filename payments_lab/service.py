@@ -69,6 +69,7 @@ from payments_lab.outage import (
     answered,
     deadline_expired,
     is_unreachable,
+    own_server_ended,
     ride_out,
     silence_as_outage,
     within_window,
@@ -573,13 +574,23 @@ class PaymentService:
         service's namespace; None where no Web UI link can open (the lab said why when it opened)."""
         return workflows_url(self.ui_url, self.client.namespace, checked_query(query))
 
-    def require_open(self) -> None:
-        """Raise what :attr:`closed_because` says, at once, if the lab of this service has closed.
+    def require_open(self, *, starting: str | None = None) -> None:
+        """Raise what :attr:`closed_because` says, at once, if the lab of this service has closed; raise
+        :class:`TemporalUnavailableError`, at once too, if its server was one this process started and it has ended
+        by itself (killed from a terminal, or crashed).
 
-        A call to a closed lab's own server would otherwise wait out its window, then report an outage.
+        A call to a closed lab's own server would otherwise wait out its window, then report an outage; one to a
+        server killed under the lab waited seconds of connection retries (a start, then said it "did not confirm"
+        the start) or the whole outage bound, for a server no one would start again.
+
+        Args:
+            starting: The id of the payment the call starts, named in the message: it was not started.
         """
         if self.closed_because is not None:
             raise self.closed_because()
+        what = f"Payment {starting!r} was not started. " if starting is not None else ""
+        if (gone := own_server_ended(self.client.service_client.config.target_host, what=what)) is not None:
+            raise gone
 
     async def answered(self, call: Callable[[timedelta], Awaitable[T]], *, windows: int = BUSY_SERVER_WINDOWS) -> T:
         """``call(window)``, a request safe to make again, waiting through an outage (a server
@@ -621,7 +632,7 @@ class PaymentService:
         checked_request(request)
         positive_duration("execution_timeout", execution_timeout, optional=True)
         positive_duration("task_timeout", task_timeout, optional=True)
-        self.require_open()
+        self.require_open(starting=request.payment_id)
         payment = PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults))
         try:
             handle = await self.through_namespace_changes(
@@ -693,6 +704,9 @@ class PaymentService:
 
     def unconfirmed_start(self, payment_id: str, outage: RPCError) -> TemporalUnavailableError:
         """The error of a start the server did not confirm, because of ``outage``."""
+        what = f"The start of payment {payment_id!r} was not confirmed (starting it again is safe: one that did start is refused as a duplicate). "
+        if (gone := own_server_ended(self.client.service_client.config.target_host, what=what)) is not None:
+            return gone  # it ended during the call
         return TemporalUnavailableError(
             f"The Temporal server at {self.client.service_client.config.target_host} did not confirm the "
             f"start of payment {payment_id!r} ({outage.message}). It may have started, or start once the "
@@ -748,7 +762,7 @@ class PaymentService:
         checked_request(request)
         positive_duration("execution_timeout", execution_timeout, optional=True)
         positive_duration("rpc_timeout", rpc_timeout, optional=True)
-        self.require_open()
+        self.require_open(starting=request.payment_id)
         payment = PaymentInput(request, checked_payment_options(options, self.options), checked_fault_plan(faults))
 
         def operation() -> WithStartWorkflowOperation[PaymentWorkflow, PaymentResult]:

@@ -21,6 +21,7 @@ from payments_lab.bytecode import compile_once
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.faults import NO_FAULTS, FaultProfile, checked_fault_profile
 from payments_lab.ledger import ledger_identity, refuse_a_second_ledger
+from payments_lab.server import ended_on_its_own
 from payments_lab.task_queues import polled_here_again, stopped_here
 from payments_lab.verdicts import ExerciseCheckWorkflow
 from payments_lab.workflows import PaymentWorkflow
@@ -83,6 +84,30 @@ def create_worker(
     )
 
 
+_ENDING_OUT_OF_SIGHT: set[asyncio.Future[Any]] = set()
+"""Shutdowns of workers whose server has gone, kept until they end (the event loop keeps only weak references)."""
+
+
+def _end_out_of_sight(worker: Worker, run: asyncio.Task[None]) -> None:
+    """Shut ``worker`` down without waiting, and read how it ends so that nothing is logged about it later."""
+    shutdown = asyncio.ensure_future(worker.shutdown())
+    for future in (shutdown, run):
+        _ENDING_OUT_OF_SIGHT.add(future)
+        future.add_done_callback(_forget)
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    _ENDING_OUT_OF_SIGHT.discard(future)
+    if not future.cancelled():
+        future.exception()  # read: "exception was never retrieved" would be logged under a later cell
+
+
+def _never_polled(error: Exception) -> bool:
+    """Whether ``error`` ended a worker before it polled: its first call to the server, describing the namespace,
+    failed (temporalio's ``Worker.run``, which retries it for some seconds first)."""
+    return isinstance(error, RuntimeError) and str(error).startswith("Worker validation failed")
+
+
 class BackgroundWorker:
     """A worker running as a task of this process's event loop, between notebook cells.
 
@@ -117,6 +142,9 @@ class BackgroundWorker:
         self._changing = asyncio.Lock()
         self.closed_because: Callable[[], Exception] | None = None
         """What to raise on :meth:`start` once the lab this worker belongs to has closed."""
+        self.ended_with: Exception | None = None
+        """Why the worker had stopped by itself when it was stopped (e.g. its server was killed before it could
+        start polling: ``Worker validation failed``); None if it ran until :meth:`stop`."""
 
     def __repr__(self) -> str:
         return f"BackgroundWorker(task_queue={self.task_queue!r}, running={self.running})"
@@ -169,10 +197,27 @@ class BackgroundWorker:
         task, worker = self._task, self._worker
         if task is None:
             return
-        if not task.done() and worker is not None:
-            await worker.shutdown()
+        ended_by_itself = task.done()
         try:
-            await task
+            if not ended_by_itself and worker is not None:
+                if ended_on_its_own(self._client.service_client.config.target_host) is not None:
+                    # The server this process started has ended by itself (killed from a terminal, or crashed): nothing
+                    # will answer the worker's last calls (its first one, the report of an attempt it cancels), which
+                    # temporalio retries for 10–18 s. Closing the lab waited them out, and `open_lab()` again, the fix
+                    # the lab's errors give, gave up on the old lab after 10 s with a warning. The worker holds nothing
+                    # any more (what it ran went with the server): it ends out of sight.
+                    _end_out_of_sight(worker, task)
+                    return
+                await worker.shutdown()
+            await asyncio.wait([task])
+            error = task.exception()  # raises the CancelledError of a cancellation from elsewhere
+            if error is not None:
+                if not isinstance(error, Exception) or not (ended_by_itself or _never_polled(error)):
+                    raise error
+                # Off the script, a server killed just after the lab opened failed the worker's first call: closing
+                # the lab then raised that raw RuntimeError, and opening it again warned that it could not be closed.
+                # The calls that needed the server have said it was gone; stopping a stopped worker is done.
+                self.ended_with = error
         finally:
             self._task = None
             stopped_here(self.task_queue)  # the server lists it 5 minutes more: "who polls?" must not count it
@@ -236,6 +281,9 @@ class WorkerProcess(processes.ChildProcess):
         self.fault_profile = fault_profile
         self.closed_because: Callable[[], Exception] | None = None
         """What to raise on :meth:`start` once the lab this worker belongs to has closed."""
+        self.ended_with: Exception | None = None
+        """Why the worker had stopped by itself when it was stopped (e.g. its server was killed before it could
+        start polling: ``Worker validation failed``); None if it ran until :meth:`stop`."""
         super().__init__("The worker process")
 
     @property

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager, redirect_stderr
+from contextlib import asynccontextmanager, contextmanager, redirect_stderr, redirect_stdout
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -174,10 +174,48 @@ async def test_a_server_this_process_started_that_is_killed_from_outside_is_said
             async with asyncio.timeout(60):  # far below the bound: the wait ended because the server is gone
                 await handle.result()
     finally:
-        await lab.close()
+        closing, said = time.monotonic(), io.StringIO()
+        with redirect_stdout(said):
+            await lab.close()
+        closed_in = time.monotonic() - closing
     message = str(raised.value)
     assert f"The Temporal server at {server.address}, which this Python process started, was killed (SIGKILL)" in message, message
     assert "went with it" in message and "open_lab()" in message, "the fix, for a server that kept its state in memory"
+    # Closing asks nothing of a server gone and waits for none of the worker's last calls (it took 11–18 s), and says
+    # what the ledger kept.
+    assert closed_in < 2, f"closing took {closed_in:.1f} s"
+    assert f"Charged and never settled: {handle.payment_id} (5.00 EUR taken)" in said.getvalue(), said.getvalue()
+
+
+@posix_only
+async def test_a_start_or_a_status_on_a_server_killed_under_the_lab_is_refused_at_once() -> None:
+    """Off the script: with the lab's own server killed from a terminal, ``lab.start`` spent the SDK's connection
+    retries, then said the server "did not confirm" a start that could not have happened; ``status`` spent them too."""
+    server = EmbeddedServer(ui=False).start()
+    lab = await open_lab("killed-then-start", server=server, options=FAST)
+    try:
+        os.kill(server.pid or 0, signal.SIGKILL)
+        async with asyncio.timeout(10):
+            while server.exit_code_on_its_own is None:
+                await asyncio.sleep(0.01)
+        request = lab.request("5.00")
+        started = time.monotonic()
+        with pytest.raises(TemporalUnavailableError) as refused_start:
+            await lab.start(request, show_link=False)
+        with pytest.raises(TemporalUnavailableError) as refused_status:
+            await lab.service.status(request.payment_id)
+        took = time.monotonic() - started
+    finally:
+        closing = time.monotonic()
+        await lab.close()  # its worker had not polled yet: closing raised its "Worker validation failed", 15 s later
+        closed_in = time.monotonic() - closing
+    assert closed_in < 2, f"closing took {closed_in:.1f} s"
+    start_message, status_message = str(refused_start.value), str(refused_status.value)
+    assert start_message.startswith(f"Payment {request.payment_id!r} was not started. "), start_message
+    assert "which this Python process started, was killed (SIGKILL)" in start_message, start_message
+    assert "did not confirm" not in start_message
+    assert f"The Temporal server at {server.address}, which this Python process started" in status_message, status_message
+    assert took < 2, f"refused after {took:.1f} s: the connection was retried first"
 
 
 def test_the_bound_is_configurable_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:

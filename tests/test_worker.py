@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +38,35 @@ async def test_background_worker_starts_and_stops_once(client: Client, task_queu
     again = await PaymentService(client, task_queue, options=FAST).process(PaymentRequest(new_id(), "org-acme", "u", "2", "EUR"))
     assert again.success and worker.running
     await worker.stop()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="killed from outside with SIGKILL")
+async def test_a_worker_stopped_before_it_polled_stops_at_once_and_raises_nothing(task_queue: str, activities: PaymentActivities) -> None:
+    """Off the script: the lab's server killed from a terminal just after it opened. The worker was still making its
+    first call (which temporalio retries for seconds): closing the lab waited 15 s, then raised that call's RuntimeError."""
+    server = EmbeddedServer(ui=False).start()
+    gone = await Client.connect(server.address)
+    os.kill(server.pid or 0, signal.SIGKILL)
+    async with asyncio.timeout(10):
+        while server.exit_code_on_its_own is None:
+            await asyncio.sleep(0.01)
+    worker = await BackgroundWorker(gone, task_queue, activities).start()
+    stopping = time.monotonic()
+    await worker.stop()
+    assert time.monotonic() - stopping < 2
+    assert not worker.running and worker.ended_with is None
+
+
+async def test_a_worker_that_failed_by_itself_is_stopped_without_raising_and_says_why(
+    client: Client, task_queue: str, activities: PaymentActivities
+) -> None:
+    elsewhere = Client(client.service_client, namespace=f"no-such-namespace-{new_id()}", data_converter=client.data_converter)
+    worker = await BackgroundWorker(elsewhere, task_queue, activities).start()
+    async with asyncio.timeout(10):
+        while worker.running:
+            await asyncio.sleep(0.02)
+    await worker.stop()
+    assert isinstance(worker.ended_with, RuntimeError) and "Worker validation failed" in str(worker.ended_with)
 
 
 async def test_a_worker_killed_mid_charge_is_replaced_and_charges_once(
