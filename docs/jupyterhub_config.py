@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from payments_lab import kernel_startup
 from payments_lab.errors import InvalidArgumentError
 from payments_lab.room import NAME_RULE, learner_names
 
@@ -104,6 +105,8 @@ c.Spawner.environment = {
     "TEMPORAL_ADDRESS": f"127.0.0.1:{TEMPORAL_PORT}",
     "TEMPORAL_NAMESPACE": lambda spawner: spawner.user.name,
     "PAYMENTS_LAB_UI_URL": "/services/temporal",
+    # A cell run before the lesson's set-up cell: its NameError says to run the cells above first.
+    "PYTHONSTARTUP": kernel_startup.__file__,
 }
 
 # For the kit's tests (and a facilitator's scripts): a token that may start servers and act for learners.

@@ -10,12 +10,13 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from payments_lab import kernel_startup
 from payments_lab.errors import InvalidArgumentError, PaymentsLabError
 
 if TYPE_CHECKING:
@@ -759,6 +760,12 @@ def lesson_folder(given: Path | None, *, kit_notebooks: Path = KIT_NOTEBOOKS) ->
     return Path.cwd(), False
 
 
+def kernel_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` for JupyterLab and its kernels: with :mod:`payments_lab.kernel_startup` as ``PYTHONSTARTUP``
+    (a name not defined gets a hint), unless a start-up file of the learner's own is set."""
+    return {**environ, "PYTHONSTARTUP": environ.get("PYTHONSTARTUP") or kernel_startup.__file__}
+
+
 def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
     """Run the embedded server (and JupyterLab) as the machine's lab session until Ctrl-C."""
     from payments_lab import processes
@@ -816,7 +823,7 @@ def _serve(args: argparse.Namespace, *, jupyter: bool) -> int:
                     command.append("--no-browser")
                 if hasattr(os, "geteuid") and os.geteuid() == 0:
                     command.append("--allow-root")  # containers and CI machines often run as root
-                jupyter_process = processes.spawn(command, log=sys.stderr.fileno())
+                jupyter_process = processes.spawn(command, log=sys.stderr.fileno(), env=kernel_environment(os.environ))
                 print(f"JupyterLab:      http://127.0.0.1:{args.port}/lab?token={token}")
                 if has_lessons:
                     print(f"Open {FIRST_LESSON} to begin ({lessons}). Ctrl-C stops JupyterLab and the server.", flush=True)

@@ -268,6 +268,13 @@ def test_the_hub_config_lower_cases_learners_as_the_hub_does(tmp_path: Path) -> 
     assert re.match(config.Authenticator.username_pattern, "ana") and not re.match(config.Authenticator.username_pattern, "jörg")
 
 
+def test_the_hub_s_kernels_get_the_kit_s_start_up_file(tmp_path: Path) -> None:
+    from payments_lab import kernel_startup
+
+    config = _load_config(tmp_path, "ana")
+    assert config.Spawner.environment["PYTHONSTARTUP"] == kernel_startup.__file__, "a NameError says to run the cells above"
+
+
 def test_facilitators_are_the_hub_s_admins_with_a_namespace_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAYMENTS_LAB_HUB_FACILITATORS", " Coach, ana")
     config = _load_config(tmp_path, "ana,bo")
