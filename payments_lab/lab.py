@@ -739,6 +739,29 @@ async def open_lab(
     warning = latency_warning(fault_profile, options.charge_timeout)
     if warning is not None:
         print(f"Note: {warning}")
+    try:
+        return await _open_lab(name, db_file, fault_profile, options, server, worker_process=worker_process, quiet=quiet)
+    except asyncio.CancelledError as stopped:
+        # The cell was interrupted while the lab opened (its server starting, its worker's first call): in a notebook,
+        # one line in place of 13 frames of asyncio and temporalio ending in a bare `CancelledError:`.
+        stopped._render_traceback_ = lambda: [  # type: ignore[attr-defined]
+            f"\x1b[31mStopped opening\x1b[0m the lab {name!r}: run the cell again to open it. What the interrupted "
+            "opening had started is stopped; if the lab had opened, running the cell again returns it."
+        ]
+        raise
+
+
+async def _open_lab(
+    name: str,
+    db_file: str | Path | None,
+    fault_profile: FaultProfile,
+    options: PaymentOptions,
+    server: EmbeddedServer | None,
+    *,
+    worker_process: bool,
+    quiet: bool,
+) -> Lab:
+    """:func:`open_lab`, its arguments checked."""
     if quiet:
         quiet_logs()
     show_figures_inline()

@@ -88,12 +88,17 @@ _ENDING_OUT_OF_SIGHT: set[asyncio.Future[Any]] = set()
 """Shutdowns of workers whose server has gone, kept until they end (the event loop keeps only weak references)."""
 
 
-def _end_out_of_sight(worker: Worker, run: asyncio.Task[None]) -> None:
-    """Shut ``worker`` down without waiting, and read how it ends so that nothing is logged about it later."""
+def _end_out_of_sight(worker: Worker, run: asyncio.Task[None]) -> asyncio.Future[Any]:
+    """Shut ``worker`` down without waiting, and read how it ends so that nothing is logged about it later.
+
+    Returns:
+        What ends with it: until then, the core refuses another worker on its client and task queue.
+    """
     shutdown = asyncio.ensure_future(worker.shutdown())
     for future in (shutdown, run):
         _ENDING_OUT_OF_SIGHT.add(future)
         future.add_done_callback(_forget)
+    return asyncio.gather(shutdown, run, return_exceptions=True)
 
 
 def _forget(future: asyncio.Future[Any]) -> None:
@@ -142,6 +147,7 @@ class BackgroundWorker:
         self._changing = asyncio.Lock()
         self.closed_because: Callable[[], Exception] | None = None
         """What to raise on :meth:`start` once the lab this worker belongs to has closed."""
+        self._ending: asyncio.Future[Any] | None = None
         self.ended_with: Exception | None = None
         """Why the worker had stopped by itself when it was stopped (e.g. its server was killed before it could
         start polling: ``Worker validation failed``); None if it ran until :meth:`stop`."""
@@ -165,6 +171,7 @@ class BackgroundWorker:
         if self.closed_because is not None:
             raise self.closed_because()
         async with self._changing:
+            await self._after_the_one_before()
             if not self.running:
                 with suppress(RPCError):  # a server away: the worker's own polls will say so
                     await refuse_a_second_ledger(
@@ -188,6 +195,13 @@ class BackgroundWorker:
     def _build(self, workflows: Sequence[type], extra_activities: Sequence[Callable[..., Any]]) -> Worker:
         return create_worker(self._client, self.task_queue, self.activities, workflows=workflows, extra_activities=extra_activities)
 
+    async def _after_the_one_before(self) -> None:
+        """Return once the worker stopped before, with its server gone, has ended out of sight (a server started again
+        on its file meanwhile): the core takes a new worker on this client and queue only then."""
+        if self._ending is not None:
+            await self._ending
+            self._ending = None
+
     async def stop(self) -> None:
         """Shut the worker down and wait until it has stopped."""
         async with self._changing:
@@ -206,7 +220,7 @@ class BackgroundWorker:
                     # temporalio retries for 10–18 s. Closing the lab waited them out, and `open_lab()` again, the fix
                     # the lab's errors give, gave up on the old lab after 10 s with a warning. The worker holds nothing
                     # any more (what it ran went with the server): it ends out of sight.
-                    _end_out_of_sight(worker, task)
+                    self._ending = _end_out_of_sight(worker, task)
                     return
                 await worker.shutdown()
             await asyncio.wait([task])
@@ -232,6 +246,7 @@ class BackgroundWorker:
         async with self._changing:
             was_running = self.running
             await self._stop()
+            await self._after_the_one_before()
             try:
                 self._worker = self._build(workflows, extra_activities)
             except Exception:
@@ -281,6 +296,7 @@ class WorkerProcess(processes.ChildProcess):
         self.fault_profile = fault_profile
         self.closed_because: Callable[[], Exception] | None = None
         """What to raise on :meth:`start` once the lab this worker belongs to has closed."""
+        self._ending: asyncio.Future[Any] | None = None
         self.ended_with: Exception | None = None
         """Why the worker had stopped by itself when it was stopped (e.g. its server was killed before it could
         start polling: ``Worker validation failed``); None if it ran until :meth:`stop`."""

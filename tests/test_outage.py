@@ -218,6 +218,30 @@ async def test_a_start_or_a_status_on_a_server_killed_under_the_lab_is_refused_a
     assert took < 2, f"refused after {took:.1f} s: the connection was retried first"
 
 
+@posix_only
+async def test_a_worker_stopped_with_its_server_killed_starts_again_once_the_server_is_back_on_its_file(tmp_path: Path) -> None:
+    """The worker stopped with its server gone ends out of sight; started again on the same client and queue before
+    it has ended, the core would refuse it (a registration of two workers on one queue): it waits for the first."""
+    server = EmbeddedServer(db_file=tmp_path / "temporal.sqlite", ui=False).start()
+    lab = await open_lab("killed-restarted", server=server, options=FAST)
+    try:
+        handle = await lab.start(lab.request("5.00"), faults=FaultPlan(charge=StepFaults(delay=2)), show_link=False)
+        await lab.wait_until_charged(handle.payment_id)
+        os.kill(server.pid or 0, signal.SIGKILL)
+        async with asyncio.timeout(10):
+            while server.exit_code_on_its_own is None:
+                await asyncio.sleep(0.01)
+        stopping = time.monotonic()
+        await lab.worker.stop()
+        assert time.monotonic() - stopping < 2, "a worker whose server is gone is not waited for"
+        server.start()
+        await lab.worker.start()
+        result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        await lab.close()
+    assert result.status is PaymentStatus.COMPLETED and lab.repository.charge_count(handle.payment_id) == 1
+
+
 def test_the_bound_is_configurable_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PAYMENTS_LAB_OUTAGE_WAIT", raising=False)
     assert outage_wait() == timedelta(minutes=2)
