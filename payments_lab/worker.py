@@ -296,10 +296,6 @@ class WorkerProcess(processes.ChildProcess):
         self.fault_profile = fault_profile
         self.closed_because: Callable[[], Exception] | None = None
         """What to raise on :meth:`start` once the lab this worker belongs to has closed."""
-        self._ending: asyncio.Future[Any] | None = None
-        self.ended_with: Exception | None = None
-        """Why the worker had stopped by itself when it was stopped (e.g. its server was killed before it could
-        start polling: ``Worker validation failed``); None if it ran until :meth:`stop`."""
         super().__init__("The worker process")
 
     @property
