@@ -681,6 +681,10 @@ async def _close_quietly(lab: Lab, patience: float = 10.0) -> None:
     """Close a lab that no longer runs; what cannot be stopped within ``patience`` seconds is left."""
     try:
         await asyncio.wait_for(lab.close(), patience)
+    except TimeoutError:  # its message is empty: the warning ended in a colon
+        logging.getLogger(__name__).warning(
+            "The lab %r did not close within %g s: what it still ran is left to end by itself.", lab.name, patience
+        )
     except Exception as error:  # noqa: BLE001 - it is being replaced: say what happened, never stop the new one
         logging.getLogger(__name__).warning("The lab %r could not be closed cleanly: %s", lab.name, error)
 

@@ -160,6 +160,19 @@ async def test_an_interrupted_open_lab_shows_one_line_and_leaves_nothing_running
     assert not server.running
 
 
+async def test_a_lab_replaced_that_does_not_close_in_time_is_named_with_what_it_waited(caplog: pytest.LogCaptureFixture) -> None:
+    from payments_lab.lab import _close_quietly
+
+    class Stuck:
+        name = "stuck"
+
+        async def close(self) -> None:
+            await asyncio.sleep(10)
+
+    await _close_quietly(Stuck(), patience=0.05)  # type: ignore[arg-type]
+    assert "The lab 'stuck' did not close within 0.05 s: what it still ran is left to end by itself." in caplog.text, caplog.text
+
+
 async def test_a_private_lab_that_fails_to_open_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
     from payments_lab import privacy
     from payments_lab.codec import KEY_ENV, new_key
