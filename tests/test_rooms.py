@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from payments_lab import kernel_startup
 from payments_lab.processes import free_port, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,9 @@ def test_the_dev_container_names_only_commands_that_work(tmp_path: Path) -> None
     ports = set(map(int, re.findall(r"--(?:ui-)?port (\d+)", config["postStartCommand"])))
     assert ports == set(config["forwardPorts"]) == set(map(int, config["portsAttributes"]))
     assert all((ROOT / f).is_file() for f in config["customizations"]["codespaces"]["openFiles"])
+    # Kernels add a hint to a NameError: the start-up file, named from the workspace the kit is installed from (-e).
+    startup = config["remoteEnv"]["PYTHONSTARTUP"]
+    assert startup.startswith("${containerWorkspaceFolder}/") and (ROOT / startup.split("/", 1)[1]).is_file(), startup
 
     workdir = tmp_path / "repo"
     workdir.mkdir()
@@ -87,14 +91,19 @@ def test_the_dev_container_names_only_commands_that_work(tmp_path: Path) -> None
 def test_binders_start_script_leaves_a_session_behind_jupyter(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = room_environment(home, JUPYTERHUB_SERVICE_PREFIX="/user/binder-abc123/")
-    probe = "from payments_lab.server import read_session; s = read_session(); print(s.address if s else 'none')"
+    probe = (
+        "import os; from payments_lab.server import read_session; s = read_session(); "
+        "print(s.address if s else 'none'); print(os.environ.get('PYTHONSTARTUP'))"
+    )
     done = subprocess.run(
         [str(ROOT / "start"), sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=90, cwd=ROOT
     )
     assert done.returncode == 0, done.stderr
     session = session_of(home)
     try:
-        assert done.stdout.strip() == session["address"], "the session is ready when the notebook server starts"
+        address, startup = done.stdout.split()
+        assert address == session["address"], "the session is ready when the notebook server starts"
+        assert startup == kernel_startup.__file__, "kernels add a hint to a NameError"
         assert str(session["ui_url"]).startswith("/user/binder-abc123/proxy/absolute/")
         assert find_session_in_a_kernel(env).startswith("lab session /user/binder-abc123/proxy/absolute/")
     finally:
