@@ -1,4 +1,4 @@
-"""Tests of the kernels' start-up file: a name not defined says its cell has not run, and nothing else changes."""
+"""Tests of the kernels' start-up file: the first errors of a notebook say what to type instead, and nothing else changes."""
 
 from __future__ import annotations
 
@@ -60,6 +60,22 @@ def test_any_undefined_name_gets_the_hint_conditionally_and_other_errors_are_unt
     assert "lesson's set-up cell" not in traceback, "only the set-up cell's names point at it"
     _, traceback = _run(kernel, "1 / 0")
     assert "ZeroDivisionError" in traceback and "cell above" not in traceback
+
+
+def test_asyncio_run_copied_from_a_script_says_to_await_instead(kernel: Any) -> None:
+    _run(kernel, "import asyncio\nasync def main():\n    return 42")
+    for call in ("asyncio.run(main())", "asyncio.get_event_loop().run_until_complete(main())"):
+        _, traceback = _run(kernel, call)
+        assert "RuntimeError" in traceback and "`await main()` in place of `asyncio.run(main())`" in traceback, traceback
+    printed, traceback = _run(kernel, "print(await main())")
+    assert printed.strip() == "42" and traceback == ""
+
+
+def test_a_call_without_await_shows_that_it_did_not_run(kernel: Any) -> None:
+    messages: list[dict[str, Any]] = []
+    kernel.execute_interactive("main()", output_hook=messages.append, timeout=60)
+    shown = [m["content"]["data"]["text/plain"] for m in messages if m["msg_type"] == "execute_result"]
+    assert shown == ["<coroutine object main: not run. A coroutine runs only when it is awaited: put `await` before the call that made it>"]
 
 
 def test_a_learner_s_own_start_up_file_is_kept() -> None:
