@@ -618,13 +618,14 @@ class Lab:
         server = self.connection.server
         if server is None or server.db_file is not None:  # on a file, they wait there for a server started on it again
             return
-        if server.exit_code_on_its_own is not None:
-            # Killed or crashed under the lab: nothing to ask (a question waited out its window, closing took 10 s),
-            # and what ran there went with it. The ledger, in this process, still knows what was taken.
+        if not server.running:
+            # Killed under the lab, from a terminal or by the kit (lesson 04), or crashed: nothing to ask (a question
+            # waited out its window, closing took 5–10 s), and what ran in its memory went with it. The ledger, in this
+            # process, still knows what was taken.
             unsettled = [p for p in self._charged_unsettled(self._ledger_payments()) if not self._settled(p)]
             if unsettled:
                 print(
-                    f"This lab's own server had ended by itself, and the payments that ran on it went with it. "
+                    f"This lab's own server was down (killed, or it crashed), and the payments that ran in its memory went with it. "
                     f"Charged and never settled: {self._taken(unsettled)}: the ledger keeps it "
                     "(`lab.repository.ledger(payment_id)`)."
                 )

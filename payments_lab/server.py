@@ -404,6 +404,13 @@ def ended_on_its_own(address: str) -> EmbeddedServer | None:
     return server if server is not None and server.exit_code_on_its_own is not None else None
 
 
+def down_here(address: str) -> EmbeddedServer | None:
+    """The server this process started at ``address``, if it does not run now: it ended by itself, or the kit killed or
+    stopped it (lesson 04's ``server.kill()``) and has not started it again."""
+    server = _STARTED.get(address)
+    return server if server is not None and not server.running else None
+
+
 @dataclass(frozen=True)
 class LabSession:
     """A running server that notebooks and CLI commands should share."""

@@ -21,7 +21,7 @@ from payments_lab.bytecode import compile_once
 from payments_lab.confirmation import ConfirmedPaymentWorkflow
 from payments_lab.faults import NO_FAULTS, FaultProfile, checked_fault_profile
 from payments_lab.ledger import ledger_identity, refuse_a_second_ledger
-from payments_lab.server import ended_on_its_own
+from payments_lab.server import down_here
 from payments_lab.task_queues import polled_here_again, stopped_here
 from payments_lab.verdicts import ExerciseCheckWorkflow
 from payments_lab.workflows import PaymentWorkflow
@@ -85,7 +85,7 @@ def create_worker(
 
 
 _ENDING_OUT_OF_SIGHT: set[asyncio.Future[Any]] = set()
-"""Shutdowns of workers whose server has gone, kept until they end (the event loop keeps only weak references)."""
+"""Shutdowns of workers whose server was down, kept until they end (the event loop keeps only weak references)."""
 
 
 def _end_out_of_sight(worker: Worker, run: asyncio.Task[None]) -> asyncio.Future[Any]:
@@ -214,12 +214,13 @@ class BackgroundWorker:
         ended_by_itself = task.done()
         try:
             if not ended_by_itself and worker is not None:
-                if ended_on_its_own(self._client.service_client.config.target_host) is not None:
-                    # The server this process started has ended by itself (killed from a terminal, or crashed): nothing
-                    # will answer the worker's last calls (its first one, the report of an attempt it cancels), which
-                    # temporalio retries for 10–18 s. Closing the lab waited them out, and `open_lab()` again, the fix
-                    # the lab's errors give, gave up on the old lab after 10 s with a warning. The worker holds nothing
-                    # any more (what it ran went with the server): it ends out of sight.
+                if down_here(self._client.service_client.config.target_host) is not None:
+                    # The server this process started is down (killed from a terminal, crashed, or killed by the kit,
+                    # lesson 04): nothing answers the worker's last calls (its first one, the report of an attempt it
+                    # cancels), which temporalio retries for 10–18 s. Closing the lab waited them out, and `open_lab()`
+                    # again, the fix the lab's errors give, gave up on the old lab after 10 s with a warning. The worker
+                    # holds nothing the server could still want: it ends out of sight (against the server, should it be
+                    # started again on its file meanwhile).
                     self._ending = _end_out_of_sight(worker, task)
                     return
                 await worker.shutdown()
