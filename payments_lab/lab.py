@@ -650,7 +650,6 @@ class Lab:
             "(a server of its own, shared); to end them first, `await lab.service.cancel(payment_id)` before closing."
         )
 
-
     def _charged_unsettled(self, payment_ids: Iterable[str]) -> list[str]:
         """Of ``payment_ids``, those whose money the ledger still holds."""
         return [payment_id for payment_id in payment_ids if LedgerSummary.of(self.repository.ledger(payment_id)).kept]

@@ -89,22 +89,15 @@ _ENDING_OUT_OF_SIGHT: set[asyncio.Future[Any]] = set()
 
 
 def _end_out_of_sight(worker: Worker, run: asyncio.Task[None]) -> asyncio.Future[Any]:
-    """Shut ``worker`` down without waiting, and read how it ends so that nothing is logged about it later.
+    """Shut ``worker`` down without waiting; how it ends is read (``return_exceptions``), so nothing is logged later.
 
     Returns:
         What ends with it: until then, the core refuses another worker on its client and task queue.
     """
-    shutdown = asyncio.ensure_future(worker.shutdown())
-    for future in (shutdown, run):
-        _ENDING_OUT_OF_SIGHT.add(future)
-        future.add_done_callback(_forget)
-    return asyncio.gather(shutdown, run, return_exceptions=True)
-
-
-def _forget(future: asyncio.Future[Any]) -> None:
-    _ENDING_OUT_OF_SIGHT.discard(future)
-    if not future.cancelled():
-        future.exception()  # read: "exception was never retrieved" would be logged under a later cell
+    ending = asyncio.gather(worker.shutdown(), run, return_exceptions=True)
+    _ENDING_OUT_OF_SIGHT.add(ending)
+    ending.add_done_callback(_ENDING_OUT_OF_SIGHT.discard)
+    return ending
 
 
 def _never_polled(error: Exception) -> bool:
@@ -189,6 +182,7 @@ class BackgroundWorker:
             if self._worker is None or self._ran:  # Temporal's Worker runs once: started again, it is a new one
                 self._worker = self._build(self.workflows, self.extra_activities)
             self._ran = True
+            self.ended_with = None
             self._task = asyncio.create_task(self._worker.run(), name=f"worker {self.task_queue}")
             polled_here_again(self.task_queue)
 
