@@ -7,11 +7,13 @@ the notebook's running event loop; ``await`` left out (``lab.pay("5.00")`` shows
 and pays nothing). ``payments-lab lab``, Binder's ``start``, Codespaces and the JupyterHub
 configuration give kernels this file as their ``PYTHONSTARTUP``, which IPython runs in the
 notebook's namespace at start: it therefore leaves no name behind. Anywhere else (a terminal's
-Python or IPython) it does nothing.
+Python or IPython) it does nothing. Where no kit launcher started the kernel (a plain ``jupyter lab``,
+VS Code), :func:`payments_lab.open_lab` installs the same hints, from the set-up cell on.
 """
 
 
-def _payments_lab_hints() -> None:
+def install_hints() -> None:
+    """Give the notebook's kernel the hints, unless it has them or exception handlers of its own."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -19,6 +21,9 @@ def _payments_lab_hints() -> None:
     shell = get_ipython()
     # Notebooks only: a terminal's IPython has no cells above to run, and no event loop of its own running.
     if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+        return
+    # Installed already (by this file at start, or by an earlier open_lab), or the learner's own: left as they are.
+    if shell.custom_exceptions:
         return
     import re
     from types import CoroutineType, TracebackType
@@ -68,5 +73,5 @@ def _payments_lab_hints() -> None:
 
 
 if __name__ == "__main__":
-    _payments_lab_hints()
-    del _payments_lab_hints
+    install_hints()
+    del install_hints

@@ -28,6 +28,7 @@ from typing import Any
 import temporalio.client
 from temporalio.client import Client
 
+from payments_lab import kernel_startup
 from payments_lab.activities import PaymentActivities
 from payments_lab.arguments import seconds
 from payments_lab.authoring import LoadedModule, WorkflowModules, deploy
@@ -769,6 +770,7 @@ async def _open_lab(
     if quiet:
         quiet_logs()
     show_figures_inline()
+    kernel_startup.install_hints()  # where no kit launcher gave the kernel its start-up file
     connection = await connect(server=server)
     gate = ClosedGate()
     connection.client = gate.on(connection.client)

@@ -92,3 +92,49 @@ def test_outside_a_notebook_it_does_nothing() -> None:
     )
     assert plain.returncode == 0 and "ok" in plain.stdout and "Error" not in plain.stderr, plain.stderr
 
+
+
+@pytest.fixture(scope="module")
+def plain_kernel() -> Iterator[Any]:
+    """A notebook kernel started without the kit's start-up file, as a plain ``jupyter lab`` or VS Code starts one."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONSTARTUP"}
+    manager, client = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_without_the_start_up_file_the_set_up_cell_gives_the_hints(plain_kernel: Any) -> None:
+    _, traceback = _run(plain_kernel, "lab")
+    assert "NameError" in traceback and "cell above" not in traceback, "no hint before the set-up cell: nothing installed it"
+    _, traceback = _run(plain_kernel, "from payments_lab import open_lab\nlab = await open_lab('hints-without-startup')")
+    assert traceback == "", traceback
+    try:
+        _, traceback = _run(plain_kernel, "payments")
+        assert "If a cell above defines `payments`, that cell has not run" in traceback, traceback
+        _, traceback = _run(plain_kernel, "import asyncio\nasyncio.run(lab.service.status('x'))")
+        assert "`await main()` in place of `asyncio.run(main())`" in traceback, traceback
+        messages: list[dict[str, Any]] = []
+        plain_kernel.execute_interactive("lab.pay('5.00')", output_hook=messages.append, timeout=60)
+        shown = [m["content"]["data"]["text/plain"] for m in messages if m["msg_type"] == "execute_result"]
+        assert len(shown) == 1 and shown[0].startswith("<coroutine object Lab.pay: not run."), shown
+        # Opening the lab again (the set-up cell re-run) installs nothing twice: one hint, not two.
+        _run(plain_kernel, "lab = await open_lab('hints-without-startup')")
+        _, traceback = _run(plain_kernel, "payments")
+        assert traceback.count("that cell has not run") == 1, traceback
+    finally:
+        _run(plain_kernel, "await lab.close()")
+
+
+def test_a_learner_s_own_exception_handler_is_kept(plain_kernel: Any) -> None:
+    """``open_lab`` adds no hint where the kernel already has exception handlers of its own."""
+    own = "def own(shell, etype, value, tb, tb_offset=None):\n    print('own handler:', etype.__name__)\nget_ipython().set_custom_exc((ZeroDivisionError,), own)"
+    _run(plain_kernel, own)  # in place of the hints the test above installed
+    printed, _ = _run(plain_kernel, "import payments_lab.kernel_startup as k\nk.install_hints()\n1 / 0")
+    assert "own handler: ZeroDivisionError" in printed, printed
+    _, traceback = _run(plain_kernel, "payments_again")
+    assert "cell above" not in traceback, traceback
