@@ -12,6 +12,7 @@ PORT ?= 8888
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("payments-lab needs Python 3.11 or newer: run make with PYTHON=python3.11" if sys.version_info < (3, 11) else 0)'
+	@$(PYTHON) -c 'import sys; sys.version_info >= (3, 14) and print("note: payments-lab is tested on Python 3.11 to 3.13, this is %d.%d; if something fails: make clean lab PYTHON=python3.13" % sys.version_info[:2])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"

@@ -46,6 +46,10 @@ def test_environment_yml_installs_the_kit_itself() -> None:
 
 
 def test_python_versions_agree() -> None:
+    """The oldest Python is the same everywhere; conda's environment stops below the first Python the suite has not
+    run on, the one from which ``make`` prints its note."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"
-    assert "python>=3.11" in (ROOT / "environment.yml").read_text()
+    assert "  - python>=3.11,<3.14\n" in (ROOT / "environment.yml").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "sys.version_info < (3, 11)" in makefile and "sys.version_info >= (3, 14)" in makefile and "3.11 to 3.13" in makefile
