@@ -527,7 +527,7 @@ async def _worker(args: argparse.Namespace) -> int:
                 await until_polling(connection.client, args.task_queue, ledger_identity(activities.identity, repository.ledger_id), running)
             print(
                 f"{READY_LINE}: task queue {args.task_queue!r} on {connection.address} (pid {os.getpid()}), "
-                f"ledger {repository.path or 'in memory'}",
+                f"ledger {repository.path or 'in memory'}. Ctrl-C stops it (run from a notebook cell with `!`: interrupt the kernel, ■)",
                 flush=True,
             )
             lab_gone = asyncio.Event()

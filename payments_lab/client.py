@@ -39,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from payments_lab.converter import DATA_CONVERTER
 from payments_lab.errors import PaymentsLabError
 from payments_lab.interrupts import in_a_kernel, keep_interrupts_prompt
+from payments_lab.ledger import announced_servers
 from payments_lab.links import ui_route
 from payments_lab.search_attributes import ALL as SEARCH_ATTRIBUTES
 from payments_lab.server import EmbeddedServer, read_session
@@ -489,9 +490,24 @@ async def connect(
     if not start_server:
         raise TemporalUnavailableError(
             "No Temporal server found. Start the lab with `payments-lab lab` (or just a server with "
-            "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one."
+            "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one." + _notebook_servers_words()
         )
     return await _connect_embedded(EmbeddedServer(), "embedded dev server")
+
+
+def _notebook_servers_words() -> str:
+    """What to add to "no server found" where notebook labs run servers of their own, which no command finds by itself
+    (a lab session's server is found; theirs live and die with their kernels, on ports of their own)."""
+    servers = announced_servers()
+    if not servers:
+        return ""
+    address, pid = servers[0]
+    others = f" ({len(servers) - 1} more: " + ", ".join(a for a, _ in servers[1:]) + ")" if len(servers) > 1 else ""
+    return (
+        f" A notebook's lab runs a server of its own at {address} (process {pid}){others}: add `--address {address}` to "
+        f"reach it, and for a worker that takes the lab's payments `--task-queue` with the lab's queue "
+        "(`lab.task_queue` in the notebook)."
+    )
 
 
 async def _with_search_attributes(client: Client, target: str) -> None:

@@ -287,6 +287,21 @@ def announced_repository_file(address: str) -> Path | None:
     return path if pid_alive(pid) and path.exists() else None
 
 
+def announced_servers() -> list[tuple[str, int]]:
+    """The servers of their own that notebook labs on this machine run now: (address, owner's pid), by address."""
+    folder = state_dir() / "servers"
+    found = []
+    for announcement in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        try:
+            address = str(json.loads(announcement.read_text(encoding="utf-8"))["address"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        announced = _read_announcement(announcement)
+        if announced is not None and pid_alive(announced[0]):
+            found.append((address, announced[0]))
+    return found
+
+
 def remove_stale_announcements() -> None:
     """Forget the servers whose owners died without closing their lab (a killed kernel), and their temporary files."""
     folder = state_dir() / "servers"

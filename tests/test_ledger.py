@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,40 @@ async def test_a_cli_worker_on_a_notebook_labs_own_server_stops_when_that_lab_cl
     assert cli.returncode == 3, said
     assert "the notebook lab whose server this worker joined" in said and "this worker stops" in said, said
     assert "payments-lab lab" in said
+
+
+async def test_a_cli_worker_that_finds_no_server_names_the_notebook_labs_own_one_and_that_way_in_works(
+    isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off the script: `!payments-lab worker` in a notebook whose lab runs its own server said "No Temporal server
+    found", with a server running in the kernel beside it. The message now gives its address, and following it works."""
+    monkeypatch.setenv("PAYMENTS_LAB_STATE_DIR", isolated["PAYMENTS_LAB_STATE_DIR"])
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    worker = [sys.executable, "-m", "payments_lab", "worker"]
+    alone = await asyncio.to_thread(subprocess.run, worker, capture_output=True, text=True, env=isolated, timeout=60)
+    assert alone.returncode != 0 and "No Temporal server found" in alone.stderr and "notebook" not in alone.stderr, alone.stderr
+    lab = await open_lab(f"own-{new_id()}", options=FAST)
+    try:
+        found = await asyncio.to_thread(subprocess.run, worker, capture_output=True, text=True, env=isolated, timeout=60)
+        assert found.returncode == alone.returncode
+        assert f"runs a server of its own at {lab.connection.address} (process {os.getpid()})" in found.stderr, found.stderr
+        assert f"`--address {lab.connection.address}`" in found.stderr and "`lab.task_queue`" in found.stderr
+        cli = subprocess.Popen(
+            [*worker, "--address", lab.connection.address, "--task-queue", lab.task_queue],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated,
+        )
+        try:
+            assert cli.stdout is not None
+            ready = await asyncio.to_thread(cli.stdout.readline)
+            assert "worker ready" in ready and "Ctrl-C stops it" in ready, ready
+            result = await lab.pay("5.00")
+            assert result.status is PaymentStatus.COMPLETED and lab.repository.charge_count(result.payment_id) == 1
+            cli.send_signal(signal.SIGINT)
+            said, _ = await asyncio.to_thread(cli.communicate, timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        assert cli.returncode == 0 and "worker stopped" in said, said
+    finally:
+        await lab.close()
