@@ -274,6 +274,7 @@ def _open_repository(connection, **options: object):  # noqa: ANN001, ANN202
 
 async def _pay(args: argparse.Namespace) -> int:
     from payments_lab.activities import PaymentActivities
+    from payments_lab.client import notebook_servers_words
     from payments_lab.domain import PaymentRequest
     from payments_lab.faults import FaultPlan
     from payments_lab.lab import quiet_logs
@@ -339,6 +340,14 @@ async def _pay(args: argparse.Namespace) -> int:
                 "ui_url": handle.ui_url if connection.server is None else None,
             }
             _print_json(output)
+            if connection.server is not None:  # hence no ui_url: nothing of this payment outlives the command
+                print(
+                    "payments-lab pay: this ran on a Temporal server of the command's own, stopped with it: the payment is "
+                    "in no Web UI and no list. Start `payments-lab lab` (or `payments-lab server`) first to keep payments."
+                    + notebook_servers_words(),
+                    file=sys.stderr,
+                    flush=True,
+                )
             return EXIT_OK if result.success else EXIT_PAYMENT_NOT_DONE
         finally:
             if worker:

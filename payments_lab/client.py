@@ -490,12 +490,12 @@ async def connect(
     if not start_server:
         raise TemporalUnavailableError(
             "No Temporal server found. Start the lab with `payments-lab lab` (or just a server with "
-            "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one." + _notebook_servers_words()
+            "`payments-lab server`), or point TEMPORAL_ADDRESS at an existing one." + notebook_servers_words()
         )
     return await _connect_embedded(EmbeddedServer(), "embedded dev server")
 
 
-def _notebook_servers_words() -> str:
+def notebook_servers_words() -> str:
     """What to add to "no server found" where notebook labs run servers of their own, which no command finds by itself
     (a lab session's server is found; theirs live and die with their kernels, on ports of their own)."""
     servers = announced_servers()

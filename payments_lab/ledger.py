@@ -288,7 +288,7 @@ def announced_repository_file(address: str) -> Path | None:
 
 
 def announced_servers() -> list[tuple[str, int]]:
-    """The servers of their own that notebook labs on this machine run now: (address, owner's pid), by address."""
+    """The servers of their own that other processes' labs on this machine (notebooks') run now: (address, owner's pid)."""
     folder = state_dir() / "servers"
     found = []
     for announcement in sorted(folder.glob("*.json")) if folder.is_dir() else ():
@@ -297,7 +297,7 @@ def announced_servers() -> list[tuple[str, int]]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         announced = _read_announcement(announcement)
-        if announced is not None and pid_alive(announced[0]):
+        if announced is not None and announced[0] != os.getpid() and pid_alive(announced[0]):
             found.append((address, announced[0]))
     return found
 

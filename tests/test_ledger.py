@@ -186,6 +186,11 @@ async def test_a_cli_worker_that_finds_no_server_names_the_notebook_labs_own_one
         assert found.returncode == alone.returncode
         assert f"runs a server of its own at {lab.connection.address} (process {os.getpid()})" in found.stderr, found.stderr
         assert f"`--address {lab.connection.address}`" in found.stderr and "`lab.task_queue`" in found.stderr
+        # `pay` finds no server either: it pays on one of its own, gone with it, and says where the lab's is.
+        pay = [sys.executable, "-m", "payments_lab", "pay", "--org", "org-acme", "--amount", "1.00", "--currency", "EUR"]
+        paid = await asyncio.to_thread(subprocess.run, pay, capture_output=True, text=True, env=isolated, timeout=60)
+        assert paid.returncode == 0 and "stopped with it" in paid.stderr, paid.stderr
+        assert f"`--address {lab.connection.address}`" in paid.stderr
         cli = subprocess.Popen(
             [*worker, "--address", lab.connection.address, "--task-queue", lab.task_queue],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated,
