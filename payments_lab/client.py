@@ -505,7 +505,7 @@ def notebook_servers_words() -> str:
     others = f" ({len(servers) - 1} more: " + ", ".join(a for a, _ in servers[1:]) + ")" if len(servers) > 1 else ""
     return (
         f" A notebook's lab runs a server of its own at {address} (process {pid}){others}: add `--address {address}` to "
-        f"reach it, and for a worker that takes the lab's payments `--task-queue` with the lab's queue "
+        "reach it, and for a worker that takes the lab's payments `--task-queue` with the lab's queue "
         "(`lab.task_queue` in the notebook)."
     )
 

@@ -290,15 +290,15 @@ def announced_repository_file(address: str) -> Path | None:
 def announced_servers() -> list[tuple[str, int]]:
     """The servers of their own that other processes' labs on this machine (notebooks') run now: (address, owner's pid)."""
     folder = state_dir() / "servers"
-    found = []
+    found: list[tuple[str, int]] = []
     for announcement in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         try:
-            address = str(json.loads(announcement.read_text(encoding="utf-8"))["address"])
+            record = json.loads(announcement.read_text(encoding="utf-8"))
+            address, pid = str(record["address"]), int(record["pid"])
         except (OSError, ValueError, KeyError, TypeError):
-            continue
-        announced = _read_announcement(announcement)
-        if announced is not None and announced[0] != os.getpid() and pid_alive(announced[0]):
-            found.append((address, announced[0]))
+            continue  # gone meanwhile, or unreadable
+        if pid != os.getpid() and pid_alive(pid):
+            found.append((address, pid))
     return found
 
 
